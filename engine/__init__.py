@@ -1,0 +1,75 @@
+"""helpline's engine: actors that route help-desk chats to agents and keep every chat as a ticket.
+
+Import from here; the underscored modules are private.
+"""
+
+from ._chatstate import ChatState
+from ._config import EngineConfig
+from ._engine import Engine, open_engine
+from ._errors import EngineError
+from ._events import (
+    ChatAssigned,
+    ChatEnded,
+    ChatMessage,
+    ChatRemoved,
+    Event,
+    HandoffResult,
+    Offer,
+    OfferWithdrawn,
+    Queued,
+    StatusChanged,
+    SystemEvent,
+    Typing,
+)
+from ._handles import AgentConnection, VisitorChat
+from ._records import (
+    Agent,
+    AgentStatus,
+    Department,
+    EndReason,
+    Entry,
+    Handoff,
+    Rating,
+    RoutingMode,
+    Ticket,
+    TicketKind,
+    Visitor,
+)
+from ._views import AgentView, Availability, ChatView, RouterView
+
+__all__ = [
+    "Agent",
+    "AgentConnection",
+    "AgentStatus",
+    "AgentView",
+    "Availability",
+    "ChatAssigned",
+    "ChatEnded",
+    "ChatMessage",
+    "ChatRemoved",
+    "ChatState",
+    "ChatView",
+    "Department",
+    "EndReason",
+    "Engine",
+    "EngineConfig",
+    "EngineError",
+    "Entry",
+    "Event",
+    "Handoff",
+    "HandoffResult",
+    "Offer",
+    "OfferWithdrawn",
+    "Queued",
+    "Rating",
+    "RouterView",
+    "RoutingMode",
+    "StatusChanged",
+    "SystemEvent",
+    "Ticket",
+    "TicketKind",
+    "Typing",
+    "Visitor",
+    "VisitorChat",
+    "open_engine",
+]

@@ -1,0 +1,316 @@
+"""The embedding API: open the engine over a configuration and a database, then talk to it.
+
+    async with open_engine(EngineConfig(...), db="helpline.db") as engine:
+        async with engine.connect_agent("ann") as ann:
+            await ann.set_status("online")
+            ...
+
+`open_engine` opens the SQLite store, seeds it with the configured departments and agents, starts
+the router, one actor per department and per agent, and a session actor per chat as chats open.
+Leaving the block ends every live chat (each writes its ticket), then stops the actors and the store.
+A crash of the router is not swallowed: it propagates out of the block.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import structlog
+import trio
+
+from . import _messages as m
+from ._actors import AgentActor, DepartmentActor, supervise
+from ._config import EngineConfig
+from ._errors import EngineError
+from ._handles import AgentConnection, VisitorChat, ask
+from ._outbox import Outbox, Outlet
+from ._records import Agent, Department, Ticket, TicketKind, Visitor
+from ._router import Router, _Chat
+from ._session import Session
+from ._store import SqliteStore, open_store
+from ._views import RouterView
+
+log = structlog.get_logger("helpline.engine")
+T = TypeVar("T")
+
+
+@asynccontextmanager
+async def open_engine(
+    config: EngineConfig | None = None,
+    *,
+    db: str | os.PathLike[str] = "helpline.db",
+    synchronous: str = "FULL",
+) -> AsyncIterator[Engine]:
+    """Run an engine for the duration of the block (see the module docstring)."""
+    config = config or EngineConfig()
+    async with open_store(db, synchronous=synchronous) as store, trio.open_nursery() as nursery:
+        engine = Engine(config, store, nursery)
+        await engine._start()
+        try:
+            yield engine
+        finally:
+            with trio.CancelScope(shield=True):
+                await engine._stop()
+            nursery.cancel_scope.cancel()
+
+
+class Engine:
+    """A running helpline engine. Get one from `open_engine`."""
+
+    def __init__(self, config: EngineConfig, store: SqliteStore, nursery: trio.Nursery) -> None:
+        self.config = config
+        self.store = store
+        self._nursery = nursery
+        self._router_send, self._router_recv = trio.open_memory_channel[m.ToRouter](
+            config.mailbox_size
+        )
+        self._sessions: dict[str, trio.MemorySendChannel[m.ToSession]] = {}
+        self._agent_inboxes: dict[str, trio.MemorySendChannel[m.ToAgent]] = {}
+        self._dept_inboxes: dict[str, trio.MemorySendChannel[m.Configure]] = {}
+        self._wall_base = time.time()
+        self._trio_base = 0.0
+        self._router: Router | None = None
+
+    # --- clock ----------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Wall-clock seconds, advanced by trio's clock (so tests under autojump see time pass)."""
+        return self._wall_base + (trio.current_time() - self._trio_base)
+
+    # --- life -----------------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        self._trio_base = trio.current_time()
+        store, config = self.store, self.config
+        for dept in config.departments:
+            await store.save_department(dept)
+        stored = {a.id: a for a in await store.agents()}
+        for agent in config.agents:
+            old = stored.get(agent.id)
+            if old is not None:  # presence is the agent's own, not the configuration's
+                agent = _with_presence(agent, old)
+            await store.save_agent(agent)
+        router = Router(
+            inbox=self._router_recv,
+            spawn_session=self._spawn_session,
+            store=store,
+            wall=self.now,
+            handoff_timeout=config.handoff_timeout,
+            visitor_grace=config.visitor_grace,
+            agent_grace=config.agent_grace,
+        )
+        self._router = router
+        departments = await store.departments()
+        agents = await store.agents()
+        router.load(departments, [self._start_agent(a) for a in agents])
+        for a in agents:
+            router.set_presence_now(a.id, a.status, a.ringtone)
+        for d in departments:
+            self._start_department(d.id)
+        self._nursery.start_soon(router.run)
+        log.info("engine_started", departments=len(departments), agents=len(agents))
+
+    async def _stop(self) -> None:
+        with trio.move_on_after(self.config.shutdown_timeout) as scope:
+            try:
+                await ask(self._router_send, lambda r: m.Shutdown(reply=r), None)
+            except EngineError as exc:
+                log.warning("shutdown_incomplete", error=str(exc))
+        if scope.cancelled_caught:
+            log.warning("shutdown_timeout", live_chats=len(self._sessions))
+        log.info("engine_stopped")
+
+    def _start_agent(self, agent: Agent) -> m.AgentChanged:
+        outbox = Outbox()
+        send, recv = trio.open_memory_channel[m.ToAgent](self.config.mailbox_size)
+        self._agent_inboxes[agent.id] = send
+        actor = AgentActor(agent_id=agent.id, inbox=recv, router=self._router_send, outbox=outbox)
+        self._nursery.start_soon(supervise, "agent", agent.id, actor.run, self._router_send)
+        return m.AgentChanged(
+            agent_id=agent.id,
+            name=agent.name,
+            departments=agent.departments,
+            capacity=agent.capacity,
+            outbox=outbox,
+        )
+
+    def _start_department(self, dept_id: str) -> None:
+        send, recv = trio.open_memory_channel[m.Configure](self.config.mailbox_size)
+        self._dept_inboxes[dept_id] = send
+        actor = DepartmentActor(
+            department_id=dept_id, inbox=recv, router=self._router_send, store=self.store
+        )
+        self._nursery.start_soon(supervise, "department", dept_id, actor.run, self._router_send)
+
+    def _spawn_session(self, chat: _Chat, visitor: Outbox) -> trio.MemorySendChannel[m.ToSession]:
+        send, recv = trio.open_memory_channel[m.ToSession](self.config.mailbox_size)
+        session = Session(
+            chat_id=chat.id,
+            department=chat.department,
+            question=chat.question,
+            visitor=chat.visitor,
+            started_at=chat.started_at,
+            inbox=recv,
+            router=self._router_send,
+            visitor_outbox=visitor,
+            store=self.store,
+            wall=self.now,
+            store_retries=self.config.store_retries,
+        )
+        self._sessions[chat.id] = send
+        self._nursery.start_soon(
+            supervise,
+            "session",
+            chat.id,
+            session.run,
+            self._router_send,
+            session.snapshot,
+            lambda: self._sessions.pop(chat.id, None),
+        )
+        return send
+
+    # --- visitors and agents --------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def open_chat(
+        self, *, department: str, question: str, visitor: Visitor
+    ) -> AsyncIterator[VisitorChat]:
+        """Open a chat as a visitor; leaving the block without `leave()` counts as a disconnect."""
+        outbox = Outbox()
+        outlet = Outlet(self.config.outbound_size)
+        outbox.add(outlet)
+        chat_id, session = await self._ask_router(
+            lambda r: m.OpenChat(
+                department=department, question=question, visitor=visitor, outbox=outbox, reply=r
+            )
+        )
+        chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout)
+        async with chat:
+            yield chat
+
+    @asynccontextmanager
+    async def resume_chat(self, chat_id: str, *, last_seq: int = 0) -> AsyncIterator[VisitorChat]:
+        """Reconnect to a live chat as its visitor; lines after `last_seq` are replayed first."""
+        session = self._sessions.get(chat_id)
+        if session is None:
+            raise EngineError("not_found", "that chat has ended or never existed")
+        outlet = Outlet(self.config.outbound_size)
+        chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout)
+        await chat._attach(last_seq)
+        async with chat:
+            yield chat
+
+    @asynccontextmanager
+    async def connect_agent(self, agent_id: str) -> AsyncIterator[AgentConnection]:
+        """Open a connection for an agent; the agent is disconnected when every one is closed."""
+        inbox = self._agent_inboxes.get(agent_id)
+        if inbox is None:
+            raise EngineError("not_found", f"no agent {agent_id!r}")
+        outlet = Outlet(self.config.outbound_size)
+        conn = AgentConnection(agent_id, inbox, outlet, self._sessions, self.config.ask_timeout)
+        await inbox.send(m.Plug(outlet=outlet))
+        async with conn:
+            yield conn
+
+    # --- administration -------------------------------------------------------------------------
+
+    async def add_department(self, department: Department) -> Department:
+        """Create or update a department; stored before it takes effect."""
+        inbox = self._dept_inboxes.get(department.id)
+        if inbox is None:
+            self._start_department(department.id)
+            inbox = self._dept_inboxes[department.id]
+        result: Department = await ask(
+            inbox, lambda r: m.Configure(department=department, reply=r), self.config.ask_timeout
+        )
+        return result
+
+    update_department = add_department
+
+    async def add_agent(self, agent: Agent) -> None:
+        """Create or update an agent (status and ringtone stay the agent's own)."""
+        for dept in agent.departments:
+            if dept not in self._dept_inboxes:
+                raise EngineError("not_found", f"no department {dept!r}; add it first")
+        existing = {a.id: a for a in await self.store.agents()}.get(agent.id)
+        if existing is not None:
+            agent = _with_presence(agent, existing)
+        await self.store.save_agent(agent)
+        if agent.id in self._agent_inboxes:
+            change = m.AgentChanged(
+                agent_id=agent.id,
+                name=agent.name,
+                departments=agent.departments,
+                capacity=agent.capacity,
+                outbox=None,
+            )
+        else:
+            change = self._start_agent(agent)
+        await self._router_send.send(change)
+
+    async def remove_agent(self, agent_id: str) -> None:
+        """Remove an agent: its chats go back to their queues and its connections get nothing more."""
+        await self.store.remove_agent(agent_id)
+        await self._router_send.send(
+            m.AgentChanged(
+                agent_id=agent_id, name="", departments=(), capacity=0, outbox=None, removed=True
+            )
+        )
+        inbox = self._agent_inboxes.pop(agent_id, None)
+        if inbox is not None:
+            inbox.close()
+
+    async def departments(self) -> list[Department]:
+        return list(await self.store.departments())
+
+    async def agents(self) -> list[Agent]:
+        return list(await self.store.agents())
+
+    async def inspect(self) -> RouterView:
+        """A consistent picture of ownership, capacity, offers and queues."""
+        view: RouterView = await self._ask_router(lambda r: m.Inspect(reply=r))
+        return view
+
+    # --- tickets --------------------------------------------------------------------------------
+
+    async def ticket(self, ticket_id: int) -> Ticket:
+        return await self._store_call(self.store.ticket, ticket_id)
+
+    async def ticket_for_chat(self, chat_id: str) -> Ticket:
+        return await self._store_call(self.store.ticket_for_chat, chat_id)
+
+    async def tickets(self, **filters: Any) -> list[Ticket]:
+        """Tickets newest first; filters as `SqliteStore.tickets` takes them."""
+        return list(await self._store_call(self.store.tickets, **filters))
+
+    async def missed_chats(self, *, limit: int = 20, offset: int = 0) -> list[Ticket]:
+        return await self.tickets(kind=TicketKind.MISSED, limit=limit, offset=offset)
+
+    async def _store_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await fn(*args, **kwargs)
+        except EngineError:
+            raise
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if isinstance(code, str):
+                raise EngineError(code, getattr(exc, "message", str(exc))) from exc
+            raise
+
+    async def _ask_router(self, build: Callable[[m.Reply], m.ToRouter]) -> Any:
+        return await ask(self._router_send, build, self.config.ask_timeout)
+
+
+def _with_presence(agent: Agent, stored: Agent) -> Agent:
+    return Agent(
+        id=agent.id,
+        name=agent.name,
+        departments=agent.departments,
+        capacity=agent.capacity,
+        status=stored.status,
+        ringtone=stored.ringtone,
+    )

@@ -1,0 +1,263 @@
+"""Handles: how code outside the actors talks to them (a visitor's chat, an agent's connection).
+
+Outside code asks: it sends a request carrying a reply channel of size 1 and waits, with a deadline,
+for the answer. Sends into actor mailboxes may wait (blocking flows upward only); a mailbox that is
+gone means the chat ended or the engine stopped, and becomes a clear EngineError.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from . import _messages as m
+from ._errors import EngineError
+from ._events import Event
+from ._outbox import Outlet
+from ._records import AgentStatus, Entry
+from ._views import Availability
+
+
+async def ask(
+    mailbox: trio.MemorySendChannel[Any],
+    build: Callable[[m.Reply], Any],
+    timeout: float | None,
+    gone: str = "the engine has stopped",
+) -> Any:
+    """Send `build(reply)` to `mailbox` and wait for the answer; an EngineError answer is raised."""
+    send, recv = trio.open_memory_channel[Any](1)
+    with recv, trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+        try:
+            await mailbox.send(build(send))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise EngineError("not_found", gone) from None
+        result = await recv.receive()
+    if scope.cancelled_caught:
+        raise EngineError("busy", "the engine did not answer in time; try again")
+    if isinstance(result, EngineError):
+        raise result
+    return result
+
+
+class VisitorChat:
+    """A visitor's side of one chat: send lines, read events, leave."""
+
+    def __init__(
+        self,
+        chat_id: str,
+        session: trio.MemorySendChannel[m.ToSession],
+        outlet: Outlet,
+        timeout: float,
+    ) -> None:
+        self.chat_id = chat_id
+        self._session = session
+        self._outlet = outlet
+        self._timeout = timeout
+        self._left = False
+
+    async def __aenter__(self) -> VisitorChat:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._left:
+            with trio.CancelScope(shield=True):
+                await self._tell(m.Detach(outlet=self._outlet, leaving=False))
+        self._outlet.close()
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event for this visitor, in order, until the chat ends."""
+        return aiter(self._outlet)
+
+    async def next_event(self) -> Event:
+        """The next event; raises trio.EndOfChannel after the last one."""
+        return await self._outlet.receive()
+
+    async def send(self, text: str, *, client_msg_id: str = "") -> int:
+        """Write a message; returns its sequence number. A resent client_msg_id is not repeated."""
+        seq: int = await self._ask(
+            lambda r: m.Say(author="visitor", text=text, client_msg_id=client_msg_id, reply=r)
+        )
+        return seq
+
+    async def typing(self, on: bool) -> None:
+        await self._tell(m.SetTyping(author="visitor", on=on))
+
+    async def history(self, after_seq: int = 0) -> tuple[Entry, ...]:
+        lines: tuple[Entry, ...] = await self._ask(
+            lambda r: m.History(reader="visitor", after_seq=after_seq, reply=r)
+        )
+        return lines
+
+    async def leave(self) -> None:
+        """The visitor says goodbye: the chat ends after the visitor grace period."""
+        if not self._left:
+            self._left = True
+            await self._tell(m.Detach(outlet=self._outlet, leaving=True))
+
+    async def _attach(self, last_seq: int) -> int:
+        seq: int = await self._ask(
+            lambda r: m.Attach(outlet=self._outlet, last_seq=last_seq, reply=r)
+        )
+        return seq
+
+    async def _ask(self, build: Callable[[m.Reply], m.ToSession]) -> Any:
+        return await ask(self._session, build, self._timeout, "this chat has ended")
+
+    async def _tell(self, msg: m.ToSession) -> None:
+        try:
+            await self._session.send(msg)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the chat already ended
+
+
+class AgentConnection:
+    """One open connection of an agent (a console tab, a WebSocket, an embedded caller)."""
+
+    def __init__(
+        self,
+        agent_id: str,
+        inbox: trio.MemorySendChannel[m.ToAgent],
+        outlet: Outlet,
+        sessions: Mapping[str, trio.MemorySendChannel[m.ToSession]],
+        timeout: float,
+    ) -> None:
+        self.agent_id = agent_id
+        self._inbox = inbox
+        self._outlet = outlet
+        self._sessions = sessions
+        self._timeout = timeout
+
+    async def __aenter__(self) -> AgentConnection:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._outlet.close()
+        with trio.CancelScope(shield=True):
+            try:
+                await self._inbox.send(m.Unplug(outlet=self._outlet))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event for this agent (offers, chat lines of its chats, results), in order."""
+        return aiter(self._outlet)
+
+    async def next_event(self) -> Event:
+        return await self._outlet.receive()
+
+    def pending_events(self) -> list[Event]:
+        """Everything queued for this connection right now, without waiting."""
+        return self._outlet.pending()
+
+    # presence
+    async def set_status(self, status: AgentStatus | str) -> None:
+        await self._ask(lambda r: m.SetPresence(
+            agent_id=self.agent_id, status=AgentStatus(status), ringtone=None, reply=r
+        ))
+
+    async def set_ringtone(self, on: bool) -> None:
+        await self._ask(
+            lambda r: m.SetPresence(agent_id=self.agent_id, status=None, ringtone=on, reply=r)
+        )
+
+    # offers
+    async def accept(self, offer_id: str) -> str:
+        """Take an offered chat, transfer or invite; returns the chat id."""
+        chat_id: str = await self._ask(
+            lambda r: m.Accept(agent_id=self.agent_id, offer_id=offer_id, reply=r)
+        )
+        return chat_id
+
+    async def decline(self, offer_id: str) -> None:
+        await self._ask(lambda r: m.Decline(agent_id=self.agent_id, offer_id=offer_id, reply=r))
+
+    # conversation
+    async def send(self, chat_id: str, text: str, *, client_msg_id: str = "") -> int:
+        seq: int = await ask(
+            self._session(chat_id),
+            lambda r: m.Say(author=self.agent_id, text=text, client_msg_id=client_msg_id, reply=r),
+            self._timeout,
+            "that chat has ended",
+        )
+        return seq
+
+    async def typing(self, chat_id: str, on: bool) -> None:
+        try:
+            await self._session(chat_id).send(m.SetTyping(author=self.agent_id, on=on))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise EngineError("not_found", "that chat has ended") from None
+
+    async def history(self, chat_id: str, after_seq: int = 0) -> tuple[Entry, ...]:
+        lines: tuple[Entry, ...] = await ask(
+            self._session(chat_id),
+            lambda r: m.History(reader=self.agent_id, after_seq=after_seq, reply=r),
+            self._timeout,
+            "that chat has ended",
+        )
+        return lines
+
+    # handshakes
+    async def transfer(
+        self, chat_id: str, *, to_agent: str = "", to_department: str = "", note: str = ""
+    ) -> str:
+        """Ask another agent, or anyone in a department, to take the chat; returns the offer id."""
+        return await self._handoff("transfer", chat_id, to_agent, to_department, note)
+
+    async def invite(self, chat_id: str, *, to_agent: str, note: str = "") -> str:
+        """Ask another agent to join the chat; returns the offer id."""
+        return await self._handoff("invite", chat_id, to_agent, "", note)
+
+    async def cancel_handoff(self, chat_id: str) -> None:
+        await self._ask(lambda r: m.CancelHandoff(agent_id=self.agent_id, chat_id=chat_id, reply=r))
+
+    async def available_agents(self, department: str = "") -> tuple[Availability, ...]:
+        agents: tuple[Availability, ...] = await self._ask(
+            lambda r: m.AvailableAgents(department=department, reply=r)
+        )
+        return agents
+
+    # endings
+    async def end_chat(self, chat_id: str, *, delay: float = 0.0) -> None:
+        """End the chat now, or after `delay` seconds (cancellable with cancel_end)."""
+        await self._ask(
+            lambda r: m.EndChat(agent_id=self.agent_id, chat_id=chat_id, delay=delay, reply=r)
+        )
+
+    async def cancel_end(self, chat_id: str) -> None:
+        await self._ask(lambda r: m.CancelEnd(agent_id=self.agent_id, chat_id=chat_id, reply=r))
+
+    async def leave_chat(self, chat_id: str) -> None:
+        """Leave a chat this agent was invited into."""
+        await self._ask(lambda r: m.LeaveChat(agent_id=self.agent_id, chat_id=chat_id, reply=r))
+
+    async def _handoff(
+        self, kind: str, chat_id: str, to_agent: str, to_department: str, note: str
+    ) -> str:
+        offer_id: str = await self._ask(
+            lambda r: m.StartHandoff(
+                kind=kind,
+                agent_id=self.agent_id,
+                chat_id=chat_id,
+                to_agent=to_agent,
+                to_department=to_department,
+                note=note,
+                reply=r,
+            )
+        )
+        return offer_id
+
+    def _session(self, chat_id: str) -> trio.MemorySendChannel[m.ToSession]:
+        session = self._sessions.get(chat_id)
+        if session is None:
+            raise EngineError("not_in_chat", "no live chat with that id")
+        return session
+
+    async def _ask(self, build: Callable[[m.Reply], m.ToAgent]) -> Any:
+        return await ask(self._inbox, build, self._timeout, "this agent was removed")

@@ -1,0 +1,363 @@
+"""Messages between the engine's actors: frozen, slotted, keyword-only, one docstring each.
+
+Asks from outside carry `reply`, a memory channel of size 1; the actor answers with `answer()`, which
+never blocks and drops the answer quietly if the asker gave up. Everything else is a tell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ._records import AgentStatus, Department, Handoff, Ticket, TicketKind, Visitor
+
+if TYPE_CHECKING:
+    from ._outbox import Outbox, Outlet
+
+Reply = trio.MemorySendChannel[Any]
+
+
+def answer(reply: Reply, value: object) -> None:
+    """Send an ask's answer (a value or an EngineError) without ever blocking."""
+    try:
+        reply.send_nowait(value)
+    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the asker timed out or already has an answer: a late reply is dropped
+
+
+# --- to the router -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenChat:
+    """A visitor asks for a chat with a department."""
+
+    department: str
+    question: str
+    visitor: Visitor
+    outbox: Outbox
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetPresence:
+    """An agent sets its status and ringtone (None keeps the current value)."""
+
+    agent_id: str
+    status: AgentStatus | None
+    ringtone: bool | None
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Connected:
+    """An agent's connection count went from zero to one."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Disconnected:
+    """An agent's last connection closed; its grace period starts."""
+
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accept:
+    """An agent accepts an offer (a chat, a transfer or an invite)."""
+
+    agent_id: str
+    offer_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decline:
+    """An agent declines an offer."""
+
+    agent_id: str
+    offer_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartHandoff:
+    """A chat's agent asks to transfer it (to an agent and/or department) or to invite an agent."""
+
+    kind: str  # "transfer" or "invite"
+    agent_id: str
+    chat_id: str
+    to_agent: str
+    to_department: str
+    note: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelHandoff:
+    """The agent who started a transfer or invite withdraws it."""
+
+    agent_id: str
+    chat_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndChat:
+    """The owner ends a chat now (delay 0) or after `delay` seconds."""
+
+    agent_id: str
+    chat_id: str
+    delay: float
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelEnd:
+    """The owner cancels a delayed ending."""
+
+    agent_id: str
+    chat_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaveChat:
+    """An invited agent leaves a chat it does not own."""
+
+    agent_id: str
+    chat_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitorGone:
+    """The visitor left or lost its connection; the chat ends after the visitor grace."""
+
+    chat_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitorBack:
+    """The visitor came back within its grace period."""
+
+    chat_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AvailableAgents:
+    """Who can take a transfer or invite now (optionally within one department)."""
+
+    department: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepartmentChanged:
+    """A department was added or its settings changed (already stored)."""
+
+    department: Department
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentChanged:
+    """An agent was added, changed (already stored) or removed (`removed`)."""
+
+    agent_id: str
+    name: str
+    departments: tuple[str, ...]
+    capacity: int
+    outbox: Outbox | None
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionClosed:
+    """A session stored its ticket (or failed to) and stopped."""
+
+    chat_id: str
+    ticket_id: int | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActorDown:
+    """A supervised actor stopped; `snapshot` is what a crashed session held."""
+
+    kind: str
+    name: str
+    crashed: bool
+    snapshot: Ticket | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreDone:
+    """The outcome of a write the router handed to the store."""
+
+    what: str
+    key: str
+    result: object
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inspect:
+    """Ask for a consistent picture of ownership, capacity and queues (tests, admin views)."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shutdown:
+    """End every live chat (tickets written), then answer."""
+
+    reply: Reply
+
+
+# --- to a session --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Say:
+    """A participant writes a message; answered with its sequence number."""
+
+    author: str  # "visitor" or an agent id
+    text: str
+    client_msg_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetTyping:
+    """A participant started or stopped typing."""
+
+    author: str
+    on: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Attach:
+    """A visitor (re)connects: replay every line after `last_seq`, then deliver live."""
+
+    outlet: Outlet
+    last_seq: int
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Detach:
+    """The visitor's connection closed (`leaving`: the visitor said goodbye)."""
+
+    outlet: Outlet
+    leaving: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Join:
+    """The router added an agent to the chat (taking the place of `replaces` on a transfer)."""
+
+    agent_id: str
+    name: str
+    outbox: Outbox
+    event: str  # "joined", "transferred", "invited"
+    detail: str = ""
+    replaces: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Plug:
+    """A connection of this agent opened (to the agent actor)."""
+
+    outlet: Outlet
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unplug:
+    """A connection of this agent closed (to the agent actor)."""
+
+    outlet: Outlet
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Configure:
+    """Store a department's settings and apply them (to the department actor)."""
+
+    department: Department
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Part:
+    """The router removed an agent from the chat."""
+
+    agent_id: str
+    event: str  # "left", "transferred_away", "requeued"
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """A numbered system line with no change of participants (ending, ending_cancelled...)."""
+
+    event: str
+    agent: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueuePosition:
+    """Tell the visitor where its chat waits."""
+
+    position: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finish:
+    """The router ended the chat: write the ticket, tell everyone, stop."""
+
+    kind: TicketKind
+    reason: str
+    owner: str
+    agents: tuple[str, ...]
+    handoffs: tuple[Handoff, ...]
+    accepted_at: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class History:
+    """Ask for the chat's lines after `after_seq` (for panels and resume), as `reader`."""
+
+    reader: str  # "visitor" or an agent id
+    after_seq: int
+    reply: Reply
+
+
+ToRouter = (
+    OpenChat
+    | SetPresence
+    | Connected
+    | Disconnected
+    | Accept
+    | Decline
+    | StartHandoff
+    | CancelHandoff
+    | EndChat
+    | CancelEnd
+    | LeaveChat
+    | VisitorGone
+    | VisitorBack
+    | AvailableAgents
+    | DepartmentChanged
+    | AgentChanged
+    | SessionClosed
+    | ActorDown
+    | StoreDone
+    | Inspect
+    | Shutdown
+)
+
+ToSession = Say | SetTyping | Attach | Detach | Join | Part | Notice | QueuePosition | Finish | History
+
+ToAgent = ToRouter | Plug | Unplug

@@ -1,0 +1,96 @@
+"""Bounded outbound queues: how events leave the actors without ever making them wait.
+
+An `Outlet` is one consumer's queue (an embedded handle, or one WebSocket connection). An `Outbox`
+is everything one participant reads through: a visitor has one outlet, an agent one per open
+connection. Pushing never blocks: an outlet that is full belongs to a slow consumer; it is closed
+(its reader sees `EngineError("slow_consumer")` once it has drained what was queued) and the outbox
+forgets it, so one slow reader never slows a chat. Pushes happen from actor code without awaiting,
+so on trio's single thread a push is atomic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import trio
+
+from ._errors import EngineError
+from ._events import Event
+
+
+class Outlet:
+    """One consumer's bounded event queue."""
+
+    def __init__(self, size: int) -> None:
+        self._send, self._recv = trio.open_memory_channel[Event](size)
+        self.kicked = False
+
+    def push(self, event: Event) -> bool:
+        """Queue `event`; returns False (and closes the outlet) if the consumer fell behind."""
+        try:
+            self._send.send_nowait(event)
+        except trio.WouldBlock:
+            self.kicked = True
+            self._send.close()
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    def close(self) -> None:
+        """Stop queueing; the reader drains what is queued and then stops."""
+        self._send.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.kicked or self._send._closed  # noqa: SLF001
+
+    async def receive(self) -> Event:
+        """The next event; raises EngineError("slow_consumer") or trio.EndOfChannel when done."""
+        try:
+            return await self._recv.receive()
+        except trio.EndOfChannel:
+            if self.kicked:
+                raise EngineError(
+                    "slow_consumer",
+                    "events were not read fast enough and this connection was dropped; reconnect",
+                ) from None
+            raise
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while True:
+            try:
+                yield await self.receive()
+            except trio.EndOfChannel:
+                return
+
+    def pending(self) -> list[Event]:
+        """Everything queued and not yet read (for tests and for draining on close)."""
+        out: list[Event] = []
+        while True:
+            try:
+                out.append(self._recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return out
+
+
+class Outbox:
+    """The outlets one participant reads through; a push reaches all of them."""
+
+    __slots__ = ("outlets",)
+
+    def __init__(self) -> None:
+        self.outlets: list[Outlet] = []
+
+    def push(self, event: Event) -> None:
+        """Deliver to every live outlet, dropping the ones that fell behind."""
+        dead = [o for o in self.outlets if not o.push(event)]
+        for outlet in dead:
+            self.outlets.remove(outlet)
+
+    def add(self, outlet: Outlet) -> None:
+        self.outlets.append(outlet)
+
+    def remove(self, outlet: Outlet) -> None:
+        if outlet in self.outlets:
+            self.outlets.remove(outlet)

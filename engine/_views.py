@@ -1,0 +1,56 @@
+"""Read-only pictures of the router's state, for transfer menus, admin views and invariant checks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Availability:
+    """An agent who can take a chat now, for transfer and invite menus."""
+
+    id: str
+    name: str
+    departments: tuple[str, ...]
+    load: int
+    capacity: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatView:
+    """One live chat as the router sees it."""
+
+    id: str
+    department: str
+    state: str
+    owner: str
+    members: tuple[str, ...]
+    offer_agents: tuple[str, ...]  # agents holding an open offer for this chat
+    handoff: str  # id of a pending transfer or invite, or ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AgentView:
+    """One agent's presence and load as the router sees it."""
+
+    id: str
+    status: str
+    connected: bool
+    capacity: int
+    chats: tuple[str, ...]
+    offers: tuple[str, ...]
+    departments: tuple[str, ...]
+
+    @property
+    def load(self) -> int:
+        return len(self.chats) + len(self.offers)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RouterView:
+    """Ownership, capacity, offers and queues at one instant."""
+
+    chats: dict[str, ChatView]
+    agents: dict[str, AgentView]
+    queues: dict[str, tuple[str, ...]]
+    timers: int

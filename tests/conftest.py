@@ -1,0 +1,50 @@
+"""Shared fixtures: a real engine over a real SQLite file, under trio's autojump clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from engine import Agent, Department, Engine, EngineConfig, RoutingMode, open_engine
+
+DEPARTMENTS = (
+    Department(id="sales", name="Sales", offer_window=30, queue_timeout=120, queue_limit=3),
+    Department(
+        id="support",
+        name="Support",
+        routing=RoutingMode.ASSIGNED,
+        offer_window=20,
+        queue_timeout=120,
+    ),
+    Department(id="closed", name="Closed", chat_enabled=False),
+)
+AGENTS = (
+    Agent(id="ann", name="Ann", departments=("sales",), capacity=2),
+    Agent(id="bob", name="Bob", departments=("sales", "support"), capacity=2),
+    Agent(id="cy", name="Cy", departments=("support",), capacity=1),
+    Agent(id="dee", name="Dee", departments=("closed",), capacity=1),
+)
+
+
+@pytest.fixture
+def config() -> EngineConfig:
+    return EngineConfig(
+        departments=DEPARTMENTS,
+        agents=AGENTS,
+        handoff_timeout=45,
+        visitor_grace=15,
+        agent_grace=25,
+    )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "helpline.db"
+
+
+@pytest.fixture
+async def engine(config: EngineConfig, db_path: Path, autojump_clock: object) -> AsyncIterator[Engine]:
+    async with open_engine(config, db=db_path, synchronous="NORMAL") as e:
+        yield e
