@@ -116,7 +116,9 @@ class DepartmentActor:
                 try:
                     await self._store.save_department(msg.department)
                 except Exception as exc:
-                    log.error("department_not_stored", department=self.department_id, error=repr(exc))
+                    log.error(
+                        "department_not_stored", department=self.department_id, error=repr(exc)
+                    )
                     m.answer(msg.reply, EngineError("store_unavailable", "not saved; try again"))
                     continue
                 await self._router.send(m.DepartmentChanged(department=msg.department))

@@ -7,7 +7,8 @@
 
 `open_engine` opens the SQLite store, seeds it with the configured departments and agents, starts
 the router, one actor per department and per agent, and a session actor per chat as chats open.
-Leaving the block ends every live chat (each writes its ticket), then stops the actors and the store.
+Leaving the block ends every live chat (each writes its ticket), then stops the actors and
+the store.
 A crash of the router is not swallowed: it propagates out of the block.
 """
 
@@ -162,14 +163,12 @@ class Engine:
             store_retries=self.config.store_retries,
         )
         self._sessions[chat.id] = send
+
+        def forget() -> None:
+            self._sessions.pop(chat.id, None)
+
         self._nursery.start_soon(
-            supervise,
-            "session",
-            chat.id,
-            session.run,
-            self._router_send,
-            session.snapshot,
-            lambda: self._sessions.pop(chat.id, None),
+            supervise, "session", chat.id, session.run, self._router_send, session.snapshot, forget
         )
         return send
 
@@ -253,7 +252,7 @@ class Engine:
         await self._router_send.send(change)
 
     async def remove_agent(self, agent_id: str) -> None:
-        """Remove an agent: its chats go back to their queues and its connections get nothing more."""
+        """Remove an agent: its chats go back to their queues; its connections get nothing more."""
         await self.store.remove_agent(agent_id)
         await self._router_send.send(
             m.AgentChanged(
@@ -278,10 +277,12 @@ class Engine:
     # --- tickets --------------------------------------------------------------------------------
 
     async def ticket(self, ticket_id: int) -> Ticket:
-        return await self._store_call(self.store.ticket, ticket_id)
+        ticket: Ticket = await self._store_call(self.store.ticket, ticket_id)
+        return ticket
 
     async def ticket_for_chat(self, chat_id: str) -> Ticket:
-        return await self._store_call(self.store.ticket_for_chat, chat_id)
+        ticket: Ticket = await self._store_call(self.store.ticket_for_chat, chat_id)
+        return ticket
 
     async def tickets(self, **filters: Any) -> list[Ticket]:
         """Tickets newest first; filters as `SqliteStore.tickets` takes them."""

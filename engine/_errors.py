@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 class EngineError(Exception):
-    """A request the engine refused or could not complete; `code` is stable, `message` is for people."""
+    """A request the engine refused or could not do: a stable `code`, a `message` for people."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -17,9 +17,9 @@ class EngineError(Exception):
         self.message = message
 
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, EngineError)
-            and (self.code, self.message) == (other.code, other.message)
+        return isinstance(other, EngineError) and (self.code, self.message) == (
+            other.code,
+            other.message,
         )
 
     def __hash__(self) -> int:

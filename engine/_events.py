@@ -1,7 +1,7 @@
 """Events the engine pushes to visitors and agents, in the order each participant must see them.
 
-Chat lines (`ChatMessage`, `SystemEvent`) carry the chat's sequence number: every participant and the
-ticket see one order. The other events are notices about routing and are not numbered.
+Chat lines (`ChatMessage`, `SystemEvent`) carry the chat's sequence number: every participant
+and the ticket see one order. The other events are notices about routing and are not numbered.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class ChatMessage:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SystemEvent:
-    """A numbered change in a chat: joined, left, transferred, invited, ending, requeued, ended..."""
+    """A numbered change in a chat: joined, left, transferred, invited, ending, ended..."""
 
     chat_id: str
     seq: int
@@ -64,7 +64,7 @@ class ChatEnded:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Offer:
-    """An agent is asked to take a chat (`kind` "chat"), a transfer, or an invite; answer by offer_id."""
+    """An agent is asked to take a chat (`kind` "chat"), a transfer or an invite, by offer_id."""
 
     offer_id: str
     chat_id: str
@@ -80,7 +80,7 @@ class Offer:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OfferWithdrawn:
-    """An offer made to this agent is no longer open: taken, expired, cancelled or its chat ended."""
+    """An offer made to this agent closed: taken, expired, cancelled, or its chat ended."""
 
     offer_id: str
     chat_id: str
@@ -89,7 +89,7 @@ class OfferWithdrawn:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandoffResult:
-    """How a transfer or invite this agent started turned out: accepted, declined, timeout, cancelled."""
+    """How this agent's transfer or invite turned out: accepted, declined, timeout, cancelled."""
 
     chat_id: str
     kind: str

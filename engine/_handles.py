@@ -24,8 +24,9 @@ from ._views import Availability
 async def ask(
     mailbox: trio.MemorySendChannel[Any],
     build: Callable[[m.Reply], Any],
-    timeout: float | None,
+    timeout: float | None,  # noqa: ASYNC109 - an ask bounds its own wait (DESIGN.md)
     gone: str = "the engine has stopped",
+    gone_code: str = "not_found",
 ) -> Any:
     """Send `build(reply)` to `mailbox` and wait for the answer; an EngineError answer is raised."""
     send, recv = trio.open_memory_channel[Any](1)
@@ -33,7 +34,7 @@ async def ask(
         try:
             await mailbox.send(build(send))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise EngineError("not_found", gone) from None
+            raise EngineError(gone_code, gone) from None
         result = await recv.receive()
     if scope.cancelled_caught:
         raise EngineError("busy", "the engine did not answer in time; try again")
@@ -106,7 +107,7 @@ class VisitorChat:
         return seq
 
     async def _ask(self, build: Callable[[m.Reply], m.ToSession]) -> Any:
-        return await ask(self._session, build, self._timeout, "this chat has ended")
+        return await ask(self._session, build, self._timeout, "this chat has ended", "chat_ended")
 
     async def _tell(self, msg: m.ToSession) -> None:
         try:
@@ -158,9 +159,11 @@ class AgentConnection:
 
     # presence
     async def set_status(self, status: AgentStatus | str) -> None:
-        await self._ask(lambda r: m.SetPresence(
-            agent_id=self.agent_id, status=AgentStatus(status), ringtone=None, reply=r
-        ))
+        await self._ask(
+            lambda r: m.SetPresence(
+                agent_id=self.agent_id, status=AgentStatus(status), ringtone=None, reply=r
+            )
+        )
 
     async def set_ringtone(self, on: bool) -> None:
         await self._ask(
@@ -185,6 +188,7 @@ class AgentConnection:
             lambda r: m.Say(author=self.agent_id, text=text, client_msg_id=client_msg_id, reply=r),
             self._timeout,
             "that chat has ended",
+            "chat_ended",
         )
         return seq
 
@@ -192,7 +196,7 @@ class AgentConnection:
         try:
             await self._session(chat_id).send(m.SetTyping(author=self.agent_id, on=on))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise EngineError("not_found", "that chat has ended") from None
+            raise EngineError("chat_ended", "that chat has ended") from None
 
     async def history(self, chat_id: str, after_seq: int = 0) -> tuple[Entry, ...]:
         lines: tuple[Entry, ...] = await ask(
@@ -200,6 +204,7 @@ class AgentConnection:
             lambda r: m.History(reader=self.agent_id, after_seq=after_seq, reply=r),
             self._timeout,
             "that chat has ended",
+            "chat_ended",
         )
         return lines
 

@@ -1,7 +1,7 @@
 """Messages between the engine's actors: frozen, slotted, keyword-only, one docstring each.
 
-Asks from outside carry `reply`, a memory channel of size 1; the actor answers with `answer()`, which
-never blocks and drops the answer quietly if the asker gave up. Everything else is a tell.
+Asks from outside carry `reply`, a memory channel of size 1; the actor answers with `answer()`,
+which never blocks and drops the answer quietly if the asker gave up. Everything else is a tell.
 """
 
 from __future__ import annotations
@@ -358,6 +358,8 @@ ToRouter = (
     | Shutdown
 )
 
-ToSession = Say | SetTyping | Attach | Detach | Join | Part | Notice | QueuePosition | Finish | History
+ToSession = (
+    Say | SetTyping | Attach | Detach | Join | Part | Notice | QueuePosition | Finish | History
+)
 
 ToAgent = ToRouter | Plug | Unplug

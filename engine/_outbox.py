@@ -43,7 +43,7 @@ class Outlet:
 
     @property
     def closed(self) -> bool:
-        return self.kicked or self._send._closed  # noqa: SLF001
+        return self.kicked or self._send._closed
 
     async def receive(self) -> Event:
         """The next event; raises EngineError("slow_consumer") or trio.EndOfChannel when done."""

@@ -25,7 +25,7 @@ class AgentStatus(enum.StrEnum):
 
 
 class TicketKind(enum.StrEnum):
-    """What a ticket records: a finished conversation, a chat nobody took, or a chat lost to a fault."""
+    """What a ticket records: a conversation, a chat nobody took, or a chat lost to a fault."""
 
     TRANSCRIPT = "transcript"
     MISSED = "missed"

@@ -15,8 +15,8 @@ Rule 3. Timers are data: one deadline heap, and the loop waits on the mailbox un
 Rule 4. Work that follows from freed capacity (offering the head of a queue) is collected while a
         message is handled and done once at the end, so handlers never recurse into each other.
 
-The per-department waiting queue lives here too: taking a chat off the queue and reserving an agent's
-capacity for it must be one decision.
+The per-department waiting queue lives here too: taking a chat off the queue and reserving an
+agent's capacity for it must be one decision.
 """
 
 from __future__ import annotations
@@ -463,7 +463,11 @@ class Router:
             msg.reply,
             tuple(
                 Availability(
-                    id=a.id, name=a.name, departments=a.departments, load=a.load, capacity=a.capacity
+                    id=a.id,
+                    name=a.name,
+                    departments=a.departments,
+                    load=a.load,
+                    capacity=a.capacity,
                 )
                 for a in sorted(agents, key=lambda a: (a.load, a.name))
                 if a.can_take()
@@ -540,7 +544,9 @@ class Router:
         )
         m.answer(msg.reply, chat.id)
 
-    def _join(self, chat: _Chat, agent: _Agent, event: str, detail: str, replaces: str = "") -> None:
+    def _join(
+        self, chat: _Chat, agent: _Agent, event: str, detail: str, replaces: str = ""
+    ) -> None:
         chat.members.append(agent.id)
         if agent.id not in chat.ever:
             chat.ever.append(agent.id)
@@ -583,7 +589,9 @@ class Router:
             offer.agents.discard(agent_id)
             self._dirty.update(agent.departments)
             if why != "declined":
-                agent.outbox.push(OfferWithdrawn(offer_id=offer.id, chat_id=offer.chat_id, reason=why))
+                agent.outbox.push(
+                    OfferWithdrawn(offer_id=offer.id, chat_id=offer.chat_id, reason=why)
+                )
         chat = self._chats[offer.chat_id]
         if offer.agents:
             return
@@ -643,7 +651,9 @@ class Router:
         if chat.state is not ChatState.ACTIVE:
             return EngineError("invalid_state", f"the chat is {chat.state}; it cannot be handed on")
         if chat.handoff:
-            return EngineError("handoff_pending", "a transfer or invite is already waiting; cancel it")
+            return EngineError(
+                "handoff_pending", "a transfer or invite is already waiting; cancel it"
+            )
         if msg.to_department:
             dept = self._depts.get(msg.to_department)
             if dept is None:
@@ -702,7 +712,9 @@ class Router:
         source = self._agents.get(offer.from_agent)
         if source is not None:
             source.outbox.push(
-                HandoffResult(chat_id=chat.id, kind=offer.kind, outcome=outcome, target=offer.target)
+                HandoffResult(
+                    chat_id=chat.id, kind=offer.kind, outcome=outcome, target=offer.target
+                )
             )
 
     # --- endings --------------------------------------------------------------------------------

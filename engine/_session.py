@@ -71,8 +71,20 @@ class Session:
             async for msg in self._inbox:
                 if isinstance(msg, m.Finish):
                     await self._finish(msg)
-                    return
+                    break
                 await self._handle(msg)
+            self._refuse_the_rest()
+
+    def _refuse_the_rest(self) -> None:
+        """Answer every ask still queued behind Finish; the mailbox closes right after."""
+        while True:
+            try:
+                msg = self._inbox.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            reply = getattr(msg, "reply", None)
+            if reply is not None:
+                m.answer(reply, EngineError("chat_ended", "this chat has ended"))
 
     async def _handle(self, msg: m.ToSession) -> None:
         match msg:
@@ -255,4 +267,3 @@ class Session:
             ended_at=self._wall(),
             end_reason=EndReason.CRASHED,
         )
-

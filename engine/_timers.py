@@ -1,8 +1,9 @@
 """The router's deadline heap: timers are data, not tasks.
 
-The router keeps every pending deadline (offer windows, handoff windows, queue waits, delayed endings,
-disconnect graces, retries) in one heap and waits on its mailbox under
-``trio.move_on_at(timers.next_deadline())``. Setting a timer again replaces it; cancelling forgets it.
+The router keeps every pending deadline (offer windows, handoff windows, queue waits, delayed
+endings, disconnect graces, retries) in one heap and waits on its mailbox under
+``trio.move_on_at(timers.next_deadline())``. Setting a timer again replaces it; cancelling
+forgets it.
 Stale heap entries are skipped lazily when they surface, so both operations are O(log n) and a
 timer fires at most once, at or after its deadline, unless it was cancelled or replaced first.
 """

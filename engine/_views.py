@@ -1,4 +1,4 @@
-"""Read-only pictures of the router's state, for transfer menus, admin views and invariant checks."""
+"""Read-only pictures of the router's state: transfer menus, admin views, invariant checks."""
 
 from __future__ import annotations
 

@@ -6,6 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import trio
+from trio.testing import MockClock
 
 from engine import Agent, Department, Engine, EngineConfig, RoutingMode, open_engine
 
@@ -45,6 +47,9 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def engine(config: EngineConfig, db_path: Path, autojump_clock: object) -> AsyncIterator[Engine]:
+async def engine(config: EngineConfig, db_path: Path) -> AsyncIterator[Engine]:
+    """A running engine; the test must also take `autojump_clock` (pytest-trio hands trio.run
+    the clock only when the test function itself asks for it)."""
+    assert isinstance(trio.lowlevel.current_clock(), MockClock), "add autojump_clock to the test"
     async with open_engine(config, db=db_path, synchronous="NORMAL") as e:
         yield e

@@ -47,7 +47,8 @@ def check_invariants(view: RouterView) -> None:
         for chat_id in agent.chats:
             assert agent.id in view.chats[chat_id].members
         if agent.offers:
-            assert agent.status == "online" and agent.connected, f"{agent.id} offered while away"
+            assert agent.status == "online", f"{agent.id} offered while offline"
+            assert agent.connected, f"{agent.id} offered while disconnected"
     for chat in view.chats.values():
         for agent_id in chat.offer_agents:
             assert chat.department in view.agents[agent_id].departments

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from engine import (
     AgentConnection,
@@ -49,20 +50,27 @@ async def agents(engine: Engine, *ids: str) -> AsyncIterator[list[AgentConnectio
 
 
 class TestTransfer:
-    async def test_to_agent_accepted(self, engine: Engine) -> None:
-        """The owner keeps the chat until the target accepts; then ownership moves, with the note."""
+    async def test_to_agent_accepted(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """The owner keeps the chat until the target accepts; then it moves, with the note."""
         async with agents(engine, "ann", "bob") as (ann, bob):
             async with chat_with(engine, ann) as v:
                 await drain(bob)
                 await ann.transfer(v.chat_id, to_agent="bob", note="billing question")
                 offer = await offer_for(bob, v.chat_id)
-                assert (offer.kind, offer.note, offer.from_agent) == ("transfer", "billing question", "ann")
+                assert (offer.kind, offer.note, offer.from_agent) == (
+                    "transfer",
+                    "billing question",
+                    "ann",
+                )
                 view = await engine.inspect()
                 assert view.chats[v.chat_id].owner == "ann"  # nothing changes before accept
                 assert view.chats[v.chat_id].members == ("ann",)
                 await bob.accept(offer.offer_id)
                 view = await engine.inspect()
-                assert (view.chats[v.chat_id].owner, view.chats[v.chat_id].members) == ("bob", ("bob",))
+                assert (view.chats[v.chat_id].owner, view.chats[v.chat_id].members) == (
+                    "bob",
+                    ("bob",),
+                )
                 told = await drain(ann)
                 assert of_type(told, HandoffResult)[-1].outcome == "accepted"
                 assert of_type(told, ChatRemoved)[-1].reason == "transferred"
@@ -81,31 +89,32 @@ class TestTransfer:
             assert "transferred" in [e.kind for e in ticket.entries]
 
     @pytest.mark.parametrize("how", ["decline", "timeout", "cancel"])
-    async def test_not_accepted_changes_nothing(self, engine: Engine, how: str) -> None:
+    async def test_not_accepted_changes_nothing(
+        self, engine: Engine, how: str, autojump_clock: MockClock
+    ) -> None:
         """Decline, timeout and cancel leave ownership unchanged and tell the owner why."""
-        async with agents(engine, "ann", "bob") as (ann, bob):
-            async with chat_with(engine, ann) as v:
-                await ann.transfer(v.chat_id, to_agent="bob")
-                offer = await offer_for(bob, v.chat_id)
-                if how == "decline":
-                    await bob.decline(offer.offer_id)
-                elif how == "timeout":
-                    await trio.sleep(46)
-                else:
-                    await ann.cancel_handoff(v.chat_id)
-                await settle()
-                expected = {"decline": "declined", "timeout": "timeout", "cancel": "cancelled"}[how]
-                assert of_type(await drain(ann), HandoffResult)[-1].outcome == expected
-                view = await engine.inspect()
-                assert view.chats[v.chat_id].owner == "ann"
-                assert view.agents["bob"].load == 0
-                if how != "decline":
-                    assert of_type(await drain(bob), OfferWithdrawn)
-                with pytest.raises(EngineError):
-                    await bob.accept(offer.offer_id)
-                await ann.send(v.chat_id, "still mine")
+        async with agents(engine, "ann", "bob") as (ann, bob), chat_with(engine, ann) as v:
+            await ann.transfer(v.chat_id, to_agent="bob")
+            offer = await offer_for(bob, v.chat_id)
+            if how == "decline":
+                await bob.decline(offer.offer_id)
+            elif how == "timeout":
+                await trio.sleep(46)
+            else:
+                await ann.cancel_handoff(v.chat_id)
+            await settle()
+            expected = {"decline": "declined", "timeout": "timeout", "cancel": "cancelled"}[how]
+            assert of_type(await drain(ann), HandoffResult)[-1].outcome == expected
+            view = await engine.inspect()
+            assert view.chats[v.chat_id].owner == "ann"
+            assert view.agents["bob"].load == 0
+            if how != "decline":
+                assert of_type(await drain(bob), OfferWithdrawn)
+            with pytest.raises(EngineError):
+                await bob.accept(offer.offer_id)
+            await ann.send(v.chat_id, "still mine")
 
-    async def test_to_department_any_agent(self, engine: Engine) -> None:
+    async def test_to_department_any_agent(self, engine: Engine, autojump_clock: MockClock) -> None:
         """A transfer to a department is offered to its available agents; the first accept wins."""
         async with agents(engine, "ann", "bob", "cy") as (ann, bob, cy):
             async with chat_with(engine, ann) as v:
@@ -118,7 +127,9 @@ class TestTransfer:
                 assert (await engine.inspect()).chats[v.chat_id].owner == "cy"
                 assert of_type(await drain(bob), OfferWithdrawn)[-1].reason == "taken"
 
-    async def test_to_agent_under_department(self, engine: Engine) -> None:
+    async def test_to_agent_under_department(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """Naming a department and an agent in it offers only that agent; a mismatch is refused."""
         async with agents(engine, "ann", "bob", "cy") as (ann, bob, cy):
             async with chat_with(engine, ann) as v:
@@ -127,24 +138,27 @@ class TestTransfer:
                 assert err.value.code == "invalid_field"
                 await ann.transfer(v.chat_id, to_department="support", to_agent="cy")
                 offer = await offer_for(cy, v.chat_id)
-                assert not [o for o in of_type(await drain(bob), type(offer)) if o.chat_id == v.chat_id]
+                assert not [
+                    o for o in of_type(await drain(bob), type(offer)) if o.kind == "transfer"
+                ]
                 await cy.accept(offer.offer_id)
                 assert (await engine.inspect()).chats[v.chat_id].owner == "cy"
 
-    async def test_only_available_targets(self, engine: Engine) -> None:
+    async def test_only_available_targets(self, engine: Engine, autojump_clock: MockClock) -> None:
         """Offline agents cannot be targets; the menu lists only agents with room."""
-        async with agents(engine, "ann") as (ann,):
-            async with chat_with(engine, ann) as v:
-                with pytest.raises(EngineError) as err:
-                    await ann.transfer(v.chat_id, to_agent="bob")
-                assert err.value.code == "agent_unavailable"
-                menu = await ann.available_agents("sales")
-                assert [a.id for a in menu] == ["ann"]
-                assert menu[0].load == 1
+        async with agents(engine, "ann") as (ann,), chat_with(engine, ann) as v:
+            with pytest.raises(EngineError) as err:
+                await ann.transfer(v.chat_id, to_agent="bob")
+            assert err.value.code == "agent_unavailable"
+            menu = await ann.available_agents("sales")
+            assert [a.id for a in menu] == ["ann"]
+            assert menu[0].load == 1
 
-    async def test_one_handoff_at_a_time_and_only_owner(self, engine: Engine) -> None:
+    async def test_one_handoff_at_a_time_and_only_owner(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """A second handoff while one waits is refused, and so is a transfer by a non-owner."""
-        async with agents(engine, "ann", "bob", "cy") as (ann, bob, cy):
+        async with agents(engine, "ann", "bob", "cy") as (ann, _, cy):
             async with chat_with(engine, ann) as v:
                 await ann.transfer(v.chat_id, to_agent="bob")
                 with pytest.raises(EngineError) as err:
@@ -156,82 +170,83 @@ class TestTransfer:
 
 
 class TestInvite:
-    async def test_accept_joins_and_inviter_stays(self, engine: Engine) -> None:
+    async def test_accept_joins_and_inviter_stays(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """An invitee who accepts joins the chat; the inviter keeps it; both see every line."""
-        async with agents(engine, "ann", "bob") as (ann, bob):
-            async with chat_with(engine, ann) as v:
-                await ann.invite(v.chat_id, to_agent="bob", note="second opinion")
-                offer = await offer_for(bob, v.chat_id)
-                assert offer.kind == "invite"
-                await bob.accept(offer.offer_id)
-                view = await engine.inspect()
-                assert view.chats[v.chat_id].owner == "ann"
-                assert view.chats[v.chat_id].members == ("ann", "bob")
-                await v.send("thanks both")
-                await bob.send(v.chat_id, "hello from Bob")
-                for who in (ann, bob):
-                    texts = [getattr(e, "text", None) for e in await drain(who)]
-                    assert "thanks both" in texts and "hello from Bob" in texts
-                with pytest.raises(EngineError) as err:
-                    await bob.end_chat(v.chat_id)
-                assert err.value.code == "not_owner"
-                await bob.leave_chat(v.chat_id)
-                assert (await engine.inspect()).chats[v.chat_id].members == ("ann",)
+        async with agents(engine, "ann", "bob") as (ann, bob), chat_with(engine, ann) as v:
+            await ann.invite(v.chat_id, to_agent="bob", note="second opinion")
+            offer = await offer_for(bob, v.chat_id)
+            assert offer.kind == "invite"
+            await bob.accept(offer.offer_id)
+            view = await engine.inspect()
+            assert view.chats[v.chat_id].owner == "ann"
+            assert view.chats[v.chat_id].members == ("ann", "bob")
+            await v.send("thanks both")
+            await bob.send(v.chat_id, "hello from Bob")
+            for who in (ann, bob):
+                texts = [getattr(e, "text", None) for e in await drain(who)]
+                assert "thanks both" in texts
+                assert "hello from Bob" in texts
+            with pytest.raises(EngineError) as err:
+                await bob.end_chat(v.chat_id)
+            assert err.value.code == "not_owner"
+            await bob.leave_chat(v.chat_id)
+            assert (await engine.inspect()).chats[v.chat_id].members == ("ann",)
 
     @pytest.mark.parametrize("how", ["decline", "timeout", "cancel"])
-    async def test_not_accepted(self, engine: Engine, how: str) -> None:
+    async def test_not_accepted(self, engine: Engine, how: str, autojump_clock: MockClock) -> None:
         """Decline, timeout and cancel of an invite are told back; nobody joins."""
-        async with agents(engine, "ann", "bob") as (ann, bob):
-            async with chat_with(engine, ann) as v:
-                await ann.invite(v.chat_id, to_agent="bob")
-                offer = await offer_for(bob, v.chat_id)
-                if how == "decline":
-                    await bob.decline(offer.offer_id)
-                elif how == "timeout":
-                    await trio.sleep(46)
-                else:
-                    await ann.cancel_handoff(v.chat_id)
-                await settle()
-                expected = {"decline": "declined", "timeout": "timeout", "cancel": "cancelled"}[how]
-                assert of_type(await drain(ann), HandoffResult)[-1].outcome == expected
-                assert (await engine.inspect()).chats[v.chat_id].members == ("ann",)
+        async with agents(engine, "ann", "bob") as (ann, bob), chat_with(engine, ann) as v:
+            await ann.invite(v.chat_id, to_agent="bob")
+            offer = await offer_for(bob, v.chat_id)
+            if how == "decline":
+                await bob.decline(offer.offer_id)
+            elif how == "timeout":
+                await trio.sleep(46)
+            else:
+                await ann.cancel_handoff(v.chat_id)
+            await settle()
+            expected = {"decline": "declined", "timeout": "timeout", "cancel": "cancelled"}[how]
+            assert of_type(await drain(ann), HandoffResult)[-1].outcome == expected
+            assert (await engine.inspect()).chats[v.chat_id].members == ("ann",)
 
 
 class TestEnding:
-    async def test_delayed_end(self, engine: Engine) -> None:
+    async def test_delayed_end(self, engine: Engine, autojump_clock: MockClock) -> None:
         """A delayed end closes the chat at its deadline, not before."""
-        async with agents(engine, "ann") as (ann,):
-            async with chat_with(engine, ann) as v:
-                await ann.end_chat(v.chat_id, delay=60)
-                await trio.sleep(59)
-                before = await drain(v)
-                assert not of_type(before, ChatEnded)
-                assert [e.event for e in of_type(before, SystemEvent)][-1] == "ending"
-                await trio.sleep(2)
-                ended = of_type(await drain(v), ChatEnded)
-                assert ended[0].reason == "agent_ended"
-                ticket = await engine.ticket(ended[0].ticket_id)
-                assert ticket.accepted_at is not None
-                assert 60 <= ticket.ended_at - ticket.accepted_at < 62
+        async with agents(engine, "ann") as (ann,), chat_with(engine, ann) as v:
+            await ann.end_chat(v.chat_id, delay=60)
+            await trio.sleep(59)
+            before = await drain(v)
+            assert not of_type(before, ChatEnded)
+            assert [e.event for e in of_type(before, SystemEvent)][-1] == "ending"
+            await trio.sleep(2)
+            ended = of_type(await drain(v), ChatEnded)
+            assert ended[0].reason == "agent_ended"
+            ticket = await engine.ticket(ended[0].ticket_id)
+            assert ticket.accepted_at is not None
+            assert 60 <= ticket.ended_at - ticket.accepted_at < 62
 
-    async def test_cancelled_delayed_end(self, engine: Engine) -> None:
+    async def test_cancelled_delayed_end(self, engine: Engine, autojump_clock: MockClock) -> None:
         """A cancelled delayed end never fires, and the chat goes on."""
-        async with agents(engine, "ann") as (ann,):
-            async with chat_with(engine, ann) as v:
-                await ann.end_chat(v.chat_id, delay=60)
-                await trio.sleep(30)
+        async with agents(engine, "ann") as (ann,), chat_with(engine, ann) as v:
+            await ann.end_chat(v.chat_id, delay=60)
+            await trio.sleep(30)
+            await ann.cancel_end(v.chat_id)
+            await trio.sleep(120)
+            await settle()
+            events = [e.event for e in of_type(await drain(v), SystemEvent)]
+            assert events[-2:] == ["ending", "ending_cancelled"]
+            view = await engine.inspect()
+            assert view.chats[v.chat_id].state == "active"
+            with pytest.raises(EngineError) as err:
                 await ann.cancel_end(v.chat_id)
-                await trio.sleep(120)
-                await settle()
-                events = [e.event for e in of_type(await drain(v), SystemEvent)]
-                assert events[-2:] == ["ending", "ending_cancelled"]
-                view = await engine.inspect()
-                assert view.chats[v.chat_id].state == "active"
-                with pytest.raises(EngineError) as err:
-                    await ann.cancel_end(v.chat_id)
-                assert err.value.code == "invalid_state"
+            assert err.value.code == "invalid_state"
 
-    async def test_visitor_leaves_after_grace(self, engine: Engine) -> None:
+    async def test_visitor_leaves_after_grace(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """The visitor leaving ends the chat after the grace period, as a transcript."""
         async with agents(engine, "ann") as (ann,):
             async with chat_with(engine, ann) as v:
@@ -246,7 +261,9 @@ class TestEnding:
             ticket = await engine.ticket_for_chat(v.chat_id)
             assert (ticket.kind, ticket.end_reason.value) == (TicketKind.TRANSCRIPT, "visitor_left")
 
-    async def test_visitor_resumes_within_grace(self, engine: Engine) -> None:
+    async def test_visitor_resumes_within_grace(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """A visitor who reconnects within the grace keeps the chat and sees what it missed."""
         async with agents(engine, "ann") as (ann,):
             async with chat_with(engine, ann) as v:
@@ -263,8 +280,10 @@ class TestEnding:
 
 
 class TestDisconnect:
-    async def test_grace_then_requeue_and_reoffer(self, engine: Engine) -> None:
-        """An agent gone past its grace loses its chats to the queue head; they are offered again."""
+    async def test_grace_then_requeue_and_reoffer(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """An agent gone past its grace loses its chats to the queue head; they are re-offered."""
         async with engine.connect_agent("ann") as ann:
             bob_connection = engine.connect_agent("bob")
             bob = await bob_connection.__aenter__()
@@ -279,13 +298,16 @@ class TestDisconnect:
                 offer = await offer_for(ann, v.chat_id)
                 await ann.accept(offer.offer_id)
                 events = [e.event for e in of_type(await drain(v), SystemEvent)]
-                assert "requeued" in events and events[-1] == "joined"
+                assert "requeued" in events
+                assert events[-1] == "joined"
                 view = await engine.inspect()
                 assert view.chats[v.chat_id].owner == "ann"
                 assert view.agents["bob"].load == 0
                 check_invariants(view)
 
-    async def test_reconnect_within_grace_keeps_chats(self, engine: Engine) -> None:
+    async def test_reconnect_within_grace_keeps_chats(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """An agent that reconnects within its grace keeps its chats and can go on writing."""
         first = engine.connect_agent("bob")
         bob = await first.__aenter__()

@@ -6,6 +6,7 @@ import contextlib
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from engine import (
     ChatAssigned,
@@ -13,6 +14,7 @@ from engine import (
     ChatMessage,
     Engine,
     EngineError,
+    Offer,
     OfferWithdrawn,
     Queued,
     SystemEvent,
@@ -22,16 +24,20 @@ from engine import (
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
 
-VISITOR = Visitor(name="Vera", email="vera@example.com", browser="Firefox", os="Linux", location="Oslo")
+VISITOR = Visitor(
+    name="Vera", email="vera@example.com", browser="Firefox", os="Linux", location="Oslo"
+)
 
 
 class TestBroadcast:
-    async def test_first_accept_wins(self, engine: Engine) -> None:
+    async def test_first_accept_wins(self, engine: Engine, autojump_clock: MockClock) -> None:
         """Every eligible agent gets the offer; the first accept wins and the others are told."""
         async with engine.connect_agent("ann") as ann, engine.connect_agent("bob") as bob:
             await ann.set_status("online")
             await bob.set_status("online")
-            async with engine.open_chat(department="sales", question="Price?", visitor=VISITOR) as v:
+            async with engine.open_chat(
+                department="sales", question="Price?", visitor=VISITOR
+            ) as v:
                 offer_a = await offer_for(ann, v.chat_id)
                 offer_b = await offer_for(bob, v.chat_id)
                 assert offer_a.offer_id == offer_b.offer_id
@@ -55,23 +61,28 @@ class TestBroadcast:
                 check_invariants(await engine.inspect())
                 await bob.end_chat(v.chat_id)
                 ended = of_type(await drain(v), ChatEnded)
-                assert ended and ended[0].ticket_id is not None
+                assert ended
+                assert ended[0].ticket_id is not None
             ticket = await engine.ticket(ended[0].ticket_id)
             assert ticket.kind is TicketKind.TRANSCRIPT
             assert [e.text for e in ticket.entries if e.kind == "message"] == ["hello", "hi Vera"]
             assert ticket.owner == "bob"
             assert ticket.visitor == VISITOR
 
-    async def test_nobody_online_is_missed(self, engine: Engine) -> None:
+    async def test_nobody_online_is_missed(self, engine: Engine, autojump_clock: MockClock) -> None:
         """A chat with no online agent becomes a missed-chat ticket at once."""
         async with engine.open_chat(department="sales", question="Anyone?", visitor=VISITOR) as v:
-            await v.send("hello?")
             ended = of_type(await drain(v), ChatEnded)
+            with pytest.raises(EngineError) as err:
+                await v.send("hello?")
+            assert err.value.code == "chat_ended"
         assert ended[0].reason == "no_agent_online"
         missed = await engine.missed_chats()
-        assert [t.chat_id for t in missed] == [v.chat_id]
+        assert [(t.chat_id, t.question, t.visitor) for t in missed] == [
+            (v.chat_id, "Anyone?", VISITOR)
+        ]
 
-    async def test_offer_window_expiry(self, engine: Engine) -> None:
+    async def test_offer_window_expiry(self, engine: Engine, autojump_clock: MockClock) -> None:
         """An offer nobody accepts within the window makes a missed chat and is withdrawn."""
         async with engine.connect_agent("ann") as ann:
             await ann.set_status("online")
@@ -84,7 +95,7 @@ class TestBroadcast:
                     await ann.accept(offer.offer_id)
                 assert err.value.code == "stale_offer"
 
-    async def test_all_declined(self, engine: Engine) -> None:
+    async def test_all_declined(self, engine: Engine, autojump_clock: MockClock) -> None:
         """When every agent offered a broadcast chat declines it, the chat is missed."""
         async with engine.connect_agent("ann") as ann, engine.connect_agent("bob") as bob:
             await ann.set_status("online")
@@ -100,7 +111,7 @@ class TestBroadcast:
                 await bob.decline(offer.offer_id)
                 assert of_type(await drain(v), ChatEnded)[0].reason == "all_declined"
 
-    async def test_foreign_offer_refused(self, engine: Engine) -> None:
+    async def test_foreign_offer_refused(self, engine: Engine, autojump_clock: MockClock) -> None:
         """An agent cannot accept an offer made to someone else, nor a made-up one."""
         async with engine.connect_agent("ann") as ann, engine.connect_agent("cy") as cy:
             await ann.set_status("online")
@@ -118,7 +129,9 @@ class TestBroadcast:
 
 
 class TestAssigned:
-    async def test_least_loaded_then_next_after_decline(self, engine: Engine) -> None:
+    async def test_least_loaded_then_next_after_decline(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """Assigned routing offers one agent at a time, least loaded first, next after a decline."""
         async with engine.connect_agent("bob") as bob, engine.connect_agent("cy") as cy:
             await bob.set_status("online")
@@ -137,7 +150,9 @@ class TestAssigned:
                 await other.accept(second.offer_id)
                 assert (await engine.inspect()).chats[v1.chat_id].owner == other.agent_id
 
-    async def test_offer_window_moves_on_then_missed(self, engine: Engine) -> None:
+    async def test_offer_window_moves_on_then_missed(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """After each offer window the next agent is tried; when none is left the chat is missed."""
         async with engine.connect_agent("bob") as bob, engine.connect_agent("cy") as cy:
             await bob.set_status("online")
@@ -154,8 +169,10 @@ class TestAssigned:
 
 
 class TestQueue:
-    async def test_queue_positions_and_dequeue(self, engine: Engine) -> None:
-        """With every agent full, chats wait in order, are told their place, and are offered in turn."""
+    async def test_queue_positions_and_dequeue(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """With every agent full, chats wait in order, are told their place, then are offered."""
         async with engine.connect_agent("cy") as cy:
             await cy.set_status("online")
             async with engine.open_chat(department="support", question="1", visitor=VISITOR) as v1:
@@ -172,7 +189,7 @@ class TestQueue:
                     assert [q.position for q in of_type(await drain(v3), Queued)] == [1]
                     check_invariants(await engine.inspect())
 
-    async def test_queue_timeout_and_limit(self, engine: Engine) -> None:
+    async def test_queue_timeout_and_limit(self, engine: Engine, autojump_clock: MockClock) -> None:
         """A full queue turns new chats away; a chat waiting past the queue timeout is missed."""
         async with engine.connect_agent("ann") as ann:
             await ann.set_status("online")
@@ -188,18 +205,28 @@ class TestQueue:
             view = await engine.inspect()
             assert len(view.agents["ann"].offers) == 2  # capacity 2, both reserved
             assert list(view.queues["sales"]) == chats[2:5]  # queue limit 3
+            offers = of_type(await drain(ann), Offer)
+            assert sorted(o.chat_id for o in offers) == sorted(chats[:2])
+            for offer in offers:
+                await ann.accept(offer.offer_id)
             assert of_type(await drain(handles[5]), ChatEnded)[0].reason == "queue_full"
+            await handles[4].send("still waiting")
             await trio.sleep(121)
             await settle()
             for h in handles[2:5]:
                 assert of_type(await drain(h), ChatEnded)[0].reason == "queue_timeout"
             await stack.aclose()
-        missed = await engine.missed_chats(limit=50)
-        assert {t.chat_id for t in missed} >= set(chats[2:])
+        missed = {t.chat_id: t for t in await engine.missed_chats(limit=50)}
+        assert set(missed) >= set(chats[2:])
+        assert [e.text for e in missed[chats[4]].entries if e.kind == "message"] == [
+            "still waiting"
+        ]
 
 
 class TestPresence:
-    async def test_offline_and_other_department_get_nothing(self, engine: Engine) -> None:
+    async def test_offline_and_other_department_get_nothing(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """An offline agent, or one of another department, receives no offers."""
         async with engine.connect_agent("ann") as ann, engine.connect_agent("cy") as cy:
             await cy.set_status("online")
@@ -208,7 +235,9 @@ class TestPresence:
             assert not [e for e in await drain(ann) if type(e).__name__ == "Offer"]
             assert not [e for e in await drain(cy) if type(e).__name__ == "Offer"]
 
-    async def test_chat_off_refuses_online_and_misses_chats(self, engine: Engine) -> None:
+    async def test_chat_off_refuses_online_and_misses_chats(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """While a department's chat is off its agents cannot go online and its chats are missed."""
         async with engine.connect_agent("dee") as dee:
             with pytest.raises(EngineError) as err:
@@ -217,7 +246,9 @@ class TestPresence:
             async with engine.open_chat(department="closed", question="Q", visitor=VISITOR) as v:
                 assert of_type(await drain(v), ChatEnded)[0].reason == "chat_off"
 
-    async def test_status_is_stored_at_once(self, engine: Engine) -> None:
+    async def test_status_is_stored_at_once(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
         """Status and ringtone are in the database as soon as the call returns."""
         async with engine.connect_agent("ann") as ann:
             await ann.set_status("online")

@@ -1,0 +1,693 @@
+"""The durable store: tickets, departments, agents and access tokens in one SQLite file.
+
+Theory of operation
+===================
+
+``open_store(path)`` opens (or creates) the file, puts it in WAL mode, creates the schema if it is
+missing, and starts ONE writer thread that owns the only writing connection. Every write is a small
+function run in that thread; the thread groups whatever writes are waiting into one transaction
+(group commit) with a savepoint per write, so one failing write undoes only itself, and reports
+each outcome back to trio only after COMMIT returned. The mechanism lives in ``engine._sqlite``;
+this module is the schema and the queries.
+
+Two ways to write, for two kinds of caller (DESIGN.md, "The store is a leaf"):
+
+* ``await store.save_ticket(t)`` (and every other ``async`` write) returns once the write is
+  committed; sessions and agents use these.
+* ``store.submit_ticket(t, on_done)`` (and the generic ``store.submit(fn, on_done)``) never blocks
+  and never awaits. ``on_done`` is called later in the trio thread, outside any task, with the
+  result or the exception; the router uses these and turns the callback into a message.
+
+Reads run on separate reader connections in worker threads, each inside one read transaction.
+
+Schema
+------
+
+``tickets`` has one row per chat: the visitor's fields as real columns (plus the lower-cased email
+in an indexed column), entries and handoffs as JSON text, and ``UNIQUE(chat_id)`` so that a second
+ticket for a chat is refused by SQLite itself. ``ticket_agents`` lists who handled each ticket, in
+order, indexed by agent. ``departments``, ``agents`` with ``agent_departments``, ``tokens`` (only
+hashes) and ``schema_version`` complete it. Every statement is ``CREATE ... IF NOT EXISTS``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+import trio
+
+from ._records import (
+    Agent,
+    AgentStatus,
+    Department,
+    EndReason,
+    Entry,
+    Handoff,
+    Rating,
+    RoutingMode,
+    Ticket,
+    TicketKind,
+    Visitor,
+)
+from ._sqlite import (
+    SYNCHRONOUS_MODES,
+    Database,
+    StoreBusy,
+    StoreClosed,
+    StoreError,
+    connect_writer,
+)
+
+__all__ = [
+    "AlreadyRated",
+    "NotFound",
+    "SqliteStore",
+    "StoreBusy",
+    "StoreClosed",
+    "StoreError",
+    "TicketExists",
+    "open_store",
+]
+
+SCHEMA_VERSION: Final = 1
+MAX_PAGE: Final = 1000
+
+RatingReport = dict[str, dict[str, dict[str, int]]]
+
+
+class TicketExists(StoreError):
+    """A ticket for that chat id is already stored."""
+
+    code = "ticket_exists"
+
+
+class NotFound(StoreError):
+    """No such ticket, department or agent."""
+
+    code = "not_found"
+
+
+class AlreadyRated(StoreError):
+    """The chat was rated before; a rating is given once."""
+
+    code = "already_rated"
+
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS tickets (
+        id INTEGER PRIMARY KEY,
+        chat_id TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        department TEXT NOT NULL,
+        question TEXT NOT NULL,
+        visitor_name TEXT NOT NULL,
+        visitor_email TEXT NOT NULL,
+        visitor_email_lower TEXT NOT NULL,
+        visitor_browser TEXT NOT NULL,
+        visitor_os TEXT NOT NULL,
+        visitor_location TEXT NOT NULL,
+        visitor_id TEXT NOT NULL,
+        entries TEXT NOT NULL,
+        handoffs TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        accepted_at REAL,
+        ended_at REAL NOT NULL,
+        end_reason TEXT NOT NULL,
+        rating TEXT CHECK (rating IN ('good', 'neutral', 'bad')),
+        rating_comment TEXT NOT NULL,
+        handled INTEGER NOT NULL,
+        owner TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS tickets_by_end ON tickets (ended_at, id)",
+    "CREATE INDEX IF NOT EXISTS tickets_by_kind ON tickets (kind, ended_at, id)",
+    "CREATE INDEX IF NOT EXISTS tickets_by_department ON tickets (department, ended_at, id)",
+    "CREATE INDEX IF NOT EXISTS tickets_by_email ON tickets (visitor_email_lower, ended_at, id)",
+    "CREATE INDEX IF NOT EXISTS tickets_by_visitor ON tickets (visitor_id, ended_at, id)",
+    """CREATE TABLE IF NOT EXISTS ticket_agents (
+        ticket_id INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        PRIMARY KEY (ticket_id, position)
+    )""",
+    "CREATE INDEX IF NOT EXISTS ticket_agents_by_agent ON ticket_agents (agent, ticket_id)",
+    """CREATE TABLE IF NOT EXISTS departments (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        chat_enabled INTEGER NOT NULL,
+        routing TEXT NOT NULL,
+        offer_window REAL NOT NULL,
+        queue_timeout REAL NOT NULL,
+        queue_limit INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS agents (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        ringtone INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS agent_departments (
+        agent_id TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        department TEXT NOT NULL,
+        PRIMARY KEY (agent_id, position)
+    )""",
+    """CREATE TABLE IF NOT EXISTS tokens (
+        token_hash TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        created_at REAL NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS tokens_by_subject ON tokens (subject)",
+    "CREATE INDEX IF NOT EXISTS tokens_by_role ON tokens (role)",
+)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in _SCHEMA:
+        conn.execute(statement)
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    if row[0] is None:
+        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif row[0] > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {row[0]}; this helpline knows {SCHEMA_VERSION}",
+            code="schema_too_new",
+        )
+
+
+# -- tickets: rows <-> records --------------------------------------------------------------------
+
+_TICKET_COLUMNS: Final = (
+    "id, chat_id, kind, department, question, visitor_name, visitor_email, visitor_browser,"
+    " visitor_os, visitor_location, visitor_id, entries, handoffs, started_at, accepted_at,"
+    " ended_at, end_reason, rating, rating_comment, handled, owner"
+)
+
+
+def _dumps(items: Sequence[Entry] | Sequence[Handoff]) -> str:
+    return json.dumps(
+        [dataclasses.asdict(item) for item in items], separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def _insert_ticket(conn: sqlite3.Connection, ticket: Ticket) -> Ticket:
+    v = ticket.visitor
+    try:
+        cursor = conn.execute(
+            "INSERT INTO tickets (chat_id, kind, department, question, visitor_name,"
+            " visitor_email, visitor_email_lower, visitor_browser, visitor_os, visitor_location,"
+            " visitor_id, entries, handoffs, started_at, accepted_at, ended_at, end_reason,"
+            " rating, rating_comment, handled, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                ticket.chat_id,
+                ticket.kind.value,
+                ticket.department,
+                ticket.question,
+                v.name,
+                v.email,
+                v.email.lower(),
+                v.browser,
+                v.os,
+                v.location,
+                v.visitor_id,
+                _dumps(sorted(ticket.entries, key=lambda e: e.seq)),
+                _dumps(ticket.handoffs),
+                ticket.started_at,
+                ticket.accepted_at,
+                ticket.ended_at,
+                ticket.end_reason.value,
+                None if ticket.rating is None else ticket.rating.value,
+                ticket.rating_comment,
+                int(ticket.handled),
+                ticket.owner,
+            ),
+        )
+    except sqlite3.IntegrityError as exc:
+        if "tickets.chat_id" in str(exc):
+            raise TicketExists(f"a ticket for chat {ticket.chat_id!r} is already stored") from exc
+        raise
+    ticket_id = cursor.lastrowid
+    assert ticket_id is not None
+    conn.executemany(
+        "INSERT INTO ticket_agents (ticket_id, position, agent) VALUES (?, ?, ?)",
+        [(ticket_id, position, agent) for position, agent in enumerate(ticket.agents)],
+    )
+    return dataclasses.replace(ticket, id=ticket_id)
+
+
+def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
+    (
+        ticket_id,
+        chat_id,
+        kind,
+        department,
+        question,
+        name,
+        email,
+        browser,
+        os_,
+        location,
+        visitor_id,
+        entries,
+        handoffs,
+        started_at,
+        accepted_at,
+        ended_at,
+        end_reason,
+        rating,
+        rating_comment,
+        handled,
+        owner,
+    ) = row
+    return Ticket(
+        id=ticket_id,
+        chat_id=chat_id,
+        kind=TicketKind(kind),
+        department=department,
+        question=question,
+        visitor=Visitor(
+            name=name,
+            email=email,
+            browser=browser,
+            os=os_,
+            location=location,
+            visitor_id=visitor_id,
+        ),
+        entries=tuple(Entry(**item) for item in json.loads(entries)),
+        agents=agents,
+        handoffs=tuple(Handoff(**item) for item in json.loads(handoffs)),
+        started_at=started_at,
+        accepted_at=accepted_at,
+        ended_at=ended_at,
+        end_reason=EndReason(end_reason),
+        rating=None if rating is None else Rating(rating),
+        rating_comment=rating_comment,
+        handled=bool(handled),
+        owner=owner,
+    )
+
+
+def _select_tickets(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[Ticket]:
+    """Tickets matching ``where`` (which may end in ORDER BY / LIMIT), with their agents."""
+    rows = conn.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets {where}", params).fetchall()
+    if not rows:
+        return []
+    ids = [row[0] for row in rows]
+    agents: dict[int, list[str]] = {ticket_id: [] for ticket_id in ids}
+    marks = ", ".join("?" * len(ids))
+    for ticket_id, agent in conn.execute(
+        f"SELECT ticket_id, agent FROM ticket_agents WHERE ticket_id IN ({marks})"
+        " ORDER BY ticket_id, position",
+        ids,
+    ):
+        agents[ticket_id].append(agent)
+    return [_ticket_from_row(row, tuple(agents[row[0]])) for row in rows]
+
+
+def _one_ticket(conn: sqlite3.Connection, column: str, value: object) -> Ticket:
+    found = _select_tickets(conn, f"WHERE {column} = ?", (value,))
+    if not found:
+        raise NotFound(f"no ticket with {column} {value!r}")
+    return found[0]
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if not 0 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be between 0 and {MAX_PAGE}, not {limit}")
+    if offset < 0:
+        raise ValueError(f"offset must not be negative, not {offset}")
+
+
+def _period(since: float | None, until: float | None) -> tuple[list[str], list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    if since is not None:
+        clauses.append("ended_at >= ?")
+        params.append(since)
+    if until is not None:
+        clauses.append("ended_at < ?")
+        params.append(until)
+    return clauses, params
+
+
+# -- agents -------------------------------------------------------------------------------------
+
+
+def _upsert_agent(conn: sqlite3.Connection, a: Agent) -> None:
+    conn.execute(
+        "INSERT INTO agents (id, name, capacity, status, ringtone) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (id) DO UPDATE SET name = excluded.name, capacity = excluded.capacity,"
+        " status = excluded.status, ringtone = excluded.ringtone",
+        (a.id, a.name, a.capacity, a.status.value, int(a.ringtone)),
+    )
+    conn.execute("DELETE FROM agent_departments WHERE agent_id = ?", (a.id,))
+    conn.executemany(
+        "INSERT INTO agent_departments (agent_id, position, department) VALUES (?, ?, ?)",
+        [(a.id, position, dept) for position, dept in enumerate(a.departments)],
+    )
+
+
+def _select_agents(conn: sqlite3.Connection) -> list[Agent]:
+    departments: dict[str, list[str]] = {}
+    for agent_id, dept in conn.execute(
+        "SELECT agent_id, department FROM agent_departments ORDER BY agent_id, position"
+    ):
+        departments.setdefault(agent_id, []).append(dept)
+    return [
+        Agent(
+            id=agent_id,
+            name=name,
+            departments=tuple(departments.get(agent_id, ())),
+            capacity=capacity,
+            status=AgentStatus(status),
+            ringtone=bool(ringtone),
+        )
+        for agent_id, name, capacity, status, ringtone in conn.execute(
+            "SELECT id, name, capacity, status, ringtone FROM agents ORDER BY id"
+        )
+    ]
+
+
+def _update_presence(
+    conn: sqlite3.Connection, agent_id: str, status: AgentStatus, ringtone: bool
+) -> None:
+    cursor = conn.execute(
+        "UPDATE agents SET status = ?, ringtone = ? WHERE id = ?",
+        (status.value, int(ringtone), agent_id),
+    )
+    if cursor.rowcount == 0:
+        raise NotFound(f"no agent {agent_id!r}")
+
+
+def _delete(conn: sqlite3.Connection, table: str, key: str, what: str) -> None:
+    if conn.execute(f"DELETE FROM {table} WHERE id = ?", (key,)).rowcount == 0:
+        raise NotFound(f"no {what} {key!r}")
+
+
+class SqliteStore(Database):
+    """Tickets, departments, agents and tokens in SQLite; get one from ``open_store``.
+
+    ``write``, ``submit`` and ``read`` (from ``Database``) are the generic mechanism; the methods
+    below are built on them. Every ``async`` write returns only after its COMMIT.
+    """
+
+    # -- tickets ------------------------------------------------------------------------------
+
+    async def save_ticket(self, ticket: Ticket) -> Ticket:
+        """Store a new ticket and return it with its id; ``TicketExists`` if the chat has one."""
+        _check_new(ticket)
+        return await self.write(lambda conn: _insert_ticket(conn, ticket))
+
+    def submit_ticket(
+        self, ticket: Ticket, on_done: Callable[[Ticket | BaseException], None]
+    ) -> None:
+        """Like ``save_ticket`` without waiting: ``on_done`` later gets the ticket or the error."""
+        _check_new(ticket)
+        self.submit(lambda conn: _insert_ticket(conn, ticket), on_done)
+
+    async def ticket(self, ticket_id: int) -> Ticket:
+        """The ticket with that id; ``NotFound`` if there is none."""
+        return await self.read(lambda conn: _one_ticket(conn, "id", ticket_id))
+
+    async def ticket_for_chat(self, chat_id: str) -> Ticket:
+        """The ticket of that chat; ``NotFound`` if there is none."""
+        return await self.read(lambda conn: _one_ticket(conn, "chat_id", chat_id))
+
+    async def tickets(
+        self,
+        *,
+        kind: TicketKind | None = None,
+        department: str | None = None,
+        agent: str | None = None,
+        visitor_email: str | None = None,
+        visitor_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        handled: bool | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Ticket]:
+        """One page of the tickets that match every filter given, newest (by ``ended_at``) first.
+
+        ``agent`` matches anyone who handled the chat; ``visitor_email`` ignores case; the period
+        is ``since <= ended_at < until``. ``limit`` is at most ``MAX_PAGE``.
+        """
+        _check_page(limit, offset)
+        clauses, params = _period(since, until)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind.value)
+        if department is not None:
+            clauses.append("department = ?")
+            params.append(department)
+        if agent is not None:
+            clauses.append("id IN (SELECT ticket_id FROM ticket_agents WHERE agent = ?)")
+            params.append(agent)
+        if visitor_email is not None:
+            clauses.append("visitor_email_lower = ?")
+            params.append(visitor_email.lower())
+        if visitor_id is not None:
+            clauses.append("visitor_id = ?")
+            params.append(visitor_id)
+        if handled is not None:
+            clauses.append("handled = ?")
+            params.append(int(handled))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where += " ORDER BY ended_at DESC, id DESC LIMIT ? OFFSET ?"
+        params += [limit, offset]
+        return await self.read(lambda conn: _select_tickets(conn, where, params))
+
+    async def missed_chats(self, *, limit: int = 20, offset: int = 0) -> list[Ticket]:
+        """One page of missed-chat tickets, newest first."""
+        return await self.tickets(kind=TicketKind.MISSED, limit=limit, offset=offset)
+
+    async def mark_handled(self, ticket_id: int) -> Ticket:
+        """Mark a ticket as followed up (idempotent) and return it; ``NotFound`` if none."""
+
+        def mark(conn: sqlite3.Connection) -> Ticket:
+            conn.execute("UPDATE tickets SET handled = 1 WHERE id = ?", (ticket_id,))
+            return _one_ticket(conn, "id", ticket_id)
+
+        return await self.write(mark)
+
+    async def rate(self, chat_id: str, rating: Rating, comment: str = "") -> Ticket:
+        """Record the visitor's rating once; then ``AlreadyRated``. ``NotFound`` if no ticket."""
+
+        def rate(conn: sqlite3.Connection) -> Ticket:
+            cursor = conn.execute(
+                "UPDATE tickets SET rating = ?, rating_comment = ?"
+                " WHERE chat_id = ? AND rating IS NULL",
+                (rating.value, comment, chat_id),
+            )
+            ticket = _one_ticket(conn, "chat_id", chat_id)
+            if cursor.rowcount == 0:
+                raise AlreadyRated(f"chat {chat_id!r} was already rated")
+            return ticket
+
+        return await self.write(rate)
+
+    async def rating_report(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> RatingReport:
+        """Counts of good / neutral / bad ratings per owning agent and per department.
+
+        Only rated tickets that ended in ``since <= ended_at < until`` count; a ticket counts for
+        its ``owner`` (if any) and for its department.
+        """
+        clauses, params = _period(since, until)
+        where = " AND ".join(["rating IS NOT NULL", *clauses])
+
+        def report(conn: sqlite3.Connection) -> RatingReport:
+            result: RatingReport = {"agents": {}, "departments": {}}
+            for key, column in (("agents", "owner"), ("departments", "department")):
+                for name, rating, count in conn.execute(
+                    f"SELECT {column}, rating, count(*) FROM tickets"
+                    f" WHERE {where} AND {column} != '' GROUP BY {column}, rating",
+                    params,
+                ):
+                    counts = result[key].setdefault(name, {r.value: 0 for r in Rating})
+                    counts[rating] = count
+            return result
+
+        return await self.read(report)
+
+    # -- departments and agents ---------------------------------------------------------------
+
+    async def save_department(self, d: Department) -> None:
+        """Insert or replace a department's settings."""
+        await self.write(
+            lambda conn: conn.execute(
+                "INSERT INTO departments (id, name, chat_enabled, routing, offer_window,"
+                " queue_timeout, queue_limit) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
+                " chat_enabled = excluded.chat_enabled, routing = excluded.routing,"
+                " offer_window = excluded.offer_window, queue_timeout = excluded.queue_timeout,"
+                " queue_limit = excluded.queue_limit",
+                (
+                    d.id,
+                    d.name,
+                    int(d.chat_enabled),
+                    d.routing.value,
+                    d.offer_window,
+                    d.queue_timeout,
+                    d.queue_limit,
+                ),
+            )
+        )
+
+    async def departments(self) -> list[Department]:
+        """Every department, by id."""
+
+        def select(conn: sqlite3.Connection) -> list[Department]:
+            rows = conn.execute(
+                "SELECT id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit"
+                " FROM departments ORDER BY id"
+            )
+            return [
+                Department(
+                    id=row[0],
+                    name=row[1],
+                    chat_enabled=bool(row[2]),
+                    routing=RoutingMode(row[3]),
+                    offer_window=row[4],
+                    queue_timeout=row[5],
+                    queue_limit=row[6],
+                )
+                for row in rows
+            ]
+
+        return await self.read(select)
+
+    async def remove_department(self, dept_id: str) -> None:
+        """Delete a department; ``NotFound`` if there is none. Agents keep their lists."""
+        await self.write(lambda conn: _delete(conn, "departments", dept_id, "department"))
+
+    async def save_agent(self, a: Agent) -> None:
+        """Insert or replace an agent's settings, departments, status and ringtone."""
+        await self.write(lambda conn: _upsert_agent(conn, a))
+
+    async def agents(self) -> list[Agent]:
+        """Every agent, by id."""
+        return await self.read(_select_agents)
+
+    async def remove_agent(self, agent_id: str) -> None:
+        """Delete an agent; ``NotFound`` if there is none."""
+        await self.write(lambda conn: _delete(conn, "agents", agent_id, "agent"))
+
+    async def set_presence(self, agent_id: str, *, status: AgentStatus, ringtone: bool) -> None:
+        """Store an agent's status and ringtone; returns once committed. ``NotFound`` if none."""
+        await self.write(lambda conn: _update_presence(conn, agent_id, status, ringtone))
+
+    def submit_presence(
+        self,
+        agent_id: str,
+        *,
+        status: AgentStatus,
+        ringtone: bool,
+        on_done: Callable[[BaseException | None], None],
+    ) -> None:
+        """Like ``set_presence`` without waiting: ``on_done`` later gets None or the error."""
+        self.submit(lambda conn: _update_presence(conn, agent_id, status, ringtone), on_done)
+
+    # -- access tokens (hashes only) ----------------------------------------------------------
+
+    async def save_token(
+        self, *, token_hash: str, role: str, subject: str, created_at: float
+    ) -> None:
+        """Store a token's hash with its role and subject; ``StoreError`` if the hash exists."""
+
+        def insert(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(
+                    "INSERT INTO tokens (token_hash, role, subject, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (token_hash, role, subject, created_at),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise StoreError("that token is already stored", code="token_exists") from exc
+
+        await self.write(insert)
+
+    async def token(self, token_hash: str) -> tuple[str, str] | None:
+        """``(role, subject)`` of the token with that hash, or None."""
+
+        def select(conn: sqlite3.Connection) -> tuple[str, str] | None:
+            row = conn.execute(
+                "SELECT role, subject FROM tokens WHERE token_hash = ?", (token_hash,)
+            ).fetchone()
+            return None if row is None else (row[0], row[1])
+
+        return await self.read(select)
+
+    async def revoke_tokens(self, *, subject: str) -> int:
+        """Delete every token of ``subject``; returns how many there were."""
+        return await self.write(
+            lambda conn: conn.execute("DELETE FROM tokens WHERE subject = ?", (subject,)).rowcount
+        )
+
+    async def count_tokens(self, *, role: str) -> int:
+        """How many tokens have that role."""
+
+        def count(conn: sqlite3.Connection) -> int:
+            (n,) = conn.execute("SELECT count(*) FROM tokens WHERE role = ?", (role,)).fetchone()
+            return int(n)
+
+        return await self.read(count)
+
+
+def _check_new(ticket: Ticket) -> None:
+    if ticket.id is not None:
+        raise ValueError(f"ticket {ticket.id} was stored already; the store assigns ids")
+
+
+@asynccontextmanager
+async def open_store(
+    path: str | os.PathLike[str],
+    *,
+    synchronous: str = "FULL",
+    busy_timeout: float = 5.0,
+    batch_max: int = 256,
+    max_pending: int = 10_000,
+) -> AsyncIterator[SqliteStore]:
+    """Open (creating if needed) the store at ``path`` for the duration of the block.
+
+    On exit, writes already handed over finish and are delivered before the writer stops.
+    ``synchronous`` is SQLite's pragma (OFF, NORMAL, FULL or EXTRA); ``batch_max`` bounds a group
+    commit; ``max_pending`` bounds the writes queued at once.
+    """
+    if synchronous.upper() not in SYNCHRONOUS_MODES:
+        raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
+    path_str = os.fspath(path)
+    conn = await trio.to_thread.run_sync(
+        lambda: connect_writer(
+            path_str, synchronous=synchronous, busy_timeout=busy_timeout, setup=_create_schema
+        )
+    )
+    try:
+        store = SqliteStore(
+            conn,
+            path=path_str,
+            busy_timeout=busy_timeout,
+            batch_max=batch_max,
+            max_pending=max_pending,
+        )
+    except BaseException:
+        conn.close()
+        raise
+    store.start()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(store.hold.run)
+        try:
+            yield store
+        finally:
+            await store.aclose()
+            nursery.cancel_scope.cancel()
