@@ -229,11 +229,13 @@ class AgentConnection:
         return agents
 
     # endings
-    async def end_chat(self, chat_id: str, *, delay: float = 0.0) -> None:
-        """End the chat now, or after `delay` seconds (cancellable with cancel_end)."""
-        await self._ask(
+    async def end_chat(self, chat_id: str, *, delay: float = 0.0) -> int | None:
+        """End the chat now (returns its stored ticket's id) or after `delay` seconds (returns
+        None at once; cancellable with cancel_end)."""
+        ticket_id: int | None = await self._ask(
             lambda r: m.EndChat(agent_id=self.agent_id, chat_id=chat_id, delay=delay, reply=r)
         )
+        return ticket_id
 
     async def cancel_end(self, chat_id: str) -> None:
         await self._ask(lambda r: m.CancelEnd(agent_id=self.agent_id, chat_id=chat_id, reply=r))

@@ -71,6 +71,7 @@ class _Chat:
     accepted_at: float | None = None
     told_position: int = 0
     pending: m.Finish | None = None
+    waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
 
 
 @dataclass(slots=True, eq=False)
@@ -737,13 +738,14 @@ class Router:
             return
         if msg.delay <= 0:
             self._finish(chat, TicketKind.TRANSCRIPT, EndReason.AGENT_ENDED)
-        else:
-            if chat.handoff:
-                self._end_handoff(chat, "cancelled")
-            if chat.state is ChatState.ACTIVE:
-                chat.state = check(chat.state, ChatState.ENDING)
-            self._timers.set(("end", chat.id), trio.current_time() + msg.delay)
-            self._tell(chat, m.Notice(event="ending", agent=msg.agent_id, detail=f"{msg.delay:g}"))
+            chat.waiters.append(msg.reply)  # answered with the ticket id once it is stored
+            return
+        if chat.handoff:
+            self._end_handoff(chat, "cancelled")
+        if chat.state is ChatState.ACTIVE:
+            chat.state = check(chat.state, ChatState.ENDING)
+        self._timers.set(("end", chat.id), trio.current_time() + msg.delay)
+        self._tell(chat, m.Notice(event="ending", agent=msg.agent_id, detail=f"{msg.delay:g}"))
         m.answer(msg.reply, None)
 
     def _cancel_end(self, msg: m.CancelEnd) -> None:
@@ -831,7 +833,10 @@ class Router:
             pass
 
     def _session_closed(self, msg: m.SessionClosed) -> None:
-        self._chats.pop(msg.chat_id, None)
+        chat = self._chats.pop(msg.chat_id, None)
+        if chat is not None:
+            for reply in chat.waiters:
+                m.answer(reply, msg.ticket_id)
         self._maybe_stopped()
 
     def _actor_down(self, msg: m.ActorDown) -> None:
@@ -846,6 +851,8 @@ class Router:
         if chat is None:
             return  # it closed normally
         log.error("session_lost", chat_id=chat.id, department=chat.department)
+        for reply in chat.waiters:
+            m.answer(reply, EngineError("internal", "the chat failed; it is saved as failed"))
         if chat.state is not ChatState.CLOSING:
             self._finish(chat, TicketKind.FAILED, EndReason.CRASHED)
         if msg.snapshot is not None:
