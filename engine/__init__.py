@@ -35,7 +35,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._views import AgentView, Availability, ChatView, RouterView
+from ._views import AgentView, Availability, ChatSummary, ChatView, RouterView, VisitorPanel
 
 __all__ = [
     "Agent",
@@ -47,6 +47,7 @@ __all__ = [
     "ChatEnded",
     "ChatMessage",
     "ChatRemoved",
+    "ChatSummary",
     "ChatState",
     "ChatView",
     "Department",
@@ -71,5 +72,6 @@ __all__ = [
     "Typing",
     "Visitor",
     "VisitorChat",
+    "VisitorPanel",
     "open_engine",
 ]

@@ -27,9 +27,9 @@ from . import _messages as m
 from ._actors import AgentActor, DepartmentActor, supervise
 from ._config import EngineConfig
 from ._errors import EngineError
-from ._handles import AgentConnection, VisitorChat, ask
+from ._handles import AgentConnection, VisitorChat, ask, rate_chat
 from ._outbox import Outbox, Outlet
-from ._records import Agent, Department, Ticket, TicketKind, Visitor
+from ._records import Agent, Department, Rating, Ticket, TicketKind, Visitor
 from ._router import Router, _Chat
 from ._session import Session
 from ._store import SqliteStore, open_store
@@ -187,7 +187,7 @@ class Engine:
                 department=department, question=question, visitor=visitor, outbox=outbox, reply=r
             )
         )
-        chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout)
+        chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout, self.store)
         async with chat:
             yield chat
 
@@ -198,7 +198,7 @@ class Engine:
         if session is None:
             raise EngineError("not_found", "that chat has ended or never existed")
         outlet = Outlet(self.config.outbound_size)
-        chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout)
+        chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout, self.store)
         await chat._attach(last_seq)
         async with chat:
             yield chat
@@ -210,7 +210,9 @@ class Engine:
         if inbox is None:
             raise EngineError("not_found", f"no agent {agent_id!r}")
         outlet = Outlet(self.config.outbound_size)
-        conn = AgentConnection(agent_id, inbox, outlet, self._sessions, self.config.ask_timeout)
+        conn = AgentConnection(
+            agent_id, inbox, outlet, self._sessions, self.config.ask_timeout, self.store
+        )
         await inbox.send(m.Plug(outlet=outlet))
         async with conn:
             yield conn
@@ -289,7 +291,29 @@ class Engine:
         return list(await self._store_call(self.store.tickets, **filters))
 
     async def missed_chats(self, *, limit: int = 20, offset: int = 0) -> list[Ticket]:
+        """The missed-chats view: chats nobody took, newest first."""
         return await self.tickets(kind=TicketKind.MISSED, limit=limit, offset=offset)
+
+    async def mark_handled(self, ticket_id: int) -> Ticket:
+        """Mark a missed-chat ticket as followed up."""
+        ticket = await self.ticket(ticket_id)
+        if ticket.kind is not TicketKind.MISSED:
+            raise EngineError("invalid_state", "only a missed-chat ticket can be marked handled")
+        handled: Ticket = await self._store_call(self.store.mark_handled, ticket_id)
+        return handled
+
+    async def rate_chat(self, chat_id: str, rating: Rating | str, comment: str = "") -> Ticket:
+        """Store a visitor's rating of an ended chat, once (what a resumed visitor calls)."""
+        return await rate_chat(self.store, chat_id, rating, comment)
+
+    async def rating_report(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> dict[str, dict[str, dict[str, int]]]:
+        """Counts of good, neutral and bad ratings per agent and per department in a period."""
+        report: dict[str, dict[str, dict[str, int]]] = await self.store.rating_report(
+            since=since, until=until
+        )
+        return report
 
     async def _store_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:

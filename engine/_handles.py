@@ -17,8 +17,9 @@ from . import _messages as m
 from ._errors import EngineError
 from ._events import Event
 from ._outbox import Outlet
-from ._records import AgentStatus, Entry
-from ._views import Availability
+from ._records import AgentStatus, Entry, Rating, Ticket, TicketKind
+from ._store import AlreadyRated, NotFound, SqliteStore
+from ._views import Availability, ChatSummary, VisitorPanel
 
 
 async def ask(
@@ -43,6 +44,20 @@ async def ask(
     return result
 
 
+async def rate_chat(store: SqliteStore, chat_id: str, rating: Rating | str, comment: str) -> Ticket:
+    """Store a visitor's rating on the chat's ticket, once."""
+    try:
+        value = Rating(rating)
+    except ValueError:
+        raise EngineError("invalid_field", "rating must be good, neutral or bad") from None
+    try:
+        return await store.rate(chat_id, value, comment)
+    except NotFound:
+        raise EngineError("invalid_state", "a chat can be rated once it has ended") from None
+    except AlreadyRated:
+        raise EngineError("already_rated", "this chat was rated already") from None
+
+
 class VisitorChat:
     """A visitor's side of one chat: send lines, read events, leave."""
 
@@ -52,8 +67,10 @@ class VisitorChat:
         session: trio.MemorySendChannel[m.ToSession],
         outlet: Outlet,
         timeout: float,
+        store: SqliteStore,
     ) -> None:
         self.chat_id = chat_id
+        self._store = store
         self._session = session
         self._outlet = outlet
         self._timeout = timeout
@@ -100,6 +117,10 @@ class VisitorChat:
             self._left = True
             await self._tell(m.Detach(outlet=self._outlet, leaving=True))
 
+    async def rate(self, rating: Rating | str, comment: str = "") -> Ticket:
+        """Rate the chat once it has ended (good, neutral or bad, with an optional comment)."""
+        return await rate_chat(self._store, self.chat_id, rating, comment)
+
     async def _attach(self, last_seq: int) -> int:
         seq: int = await self._ask(
             lambda r: m.Attach(outlet=self._outlet, last_seq=last_seq, reply=r)
@@ -126,8 +147,10 @@ class AgentConnection:
         outlet: Outlet,
         sessions: Mapping[str, trio.MemorySendChannel[m.ToSession]],
         timeout: float,
+        store: SqliteStore,
     ) -> None:
         self.agent_id = agent_id
+        self._store = store
         self._inbox = inbox
         self._outlet = outlet
         self._sessions = sessions
@@ -260,6 +283,41 @@ class AgentConnection:
         )
         return offer_id
 
+    # the visitor panel
+    async def visitor_panel(
+        self, chat_id: str, *, limit: int = 10, offset: int = 0
+    ) -> VisitorPanel:
+        """The visitor of a chat this agent is in or is offered, with recent chats and tickets."""
+        if not 1 <= limit <= 100 or offset < 0:
+            raise EngineError("invalid_field", "limit must be 1..100 and offset at least 0")
+        visitor, chat, live = await self._ask(
+            lambda r: m.ChatInfo(agent_id=self.agent_id, chat_id=chat_id, reply=r)
+        )
+        vid, email = visitor.visitor_id, "" if visitor.visitor_id else visitor.email
+        tickets: list[Ticket] = []
+        ended: list[Ticket] = []
+        if vid or email:
+            tickets = await self._store.tickets(
+                visitor_id=vid or None, visitor_email=email or None, limit=limit, offset=offset
+            )
+            ended = await self._store.tickets(
+                kind=TicketKind.TRANSCRIPT,
+                visitor_id=vid or None,
+                visitor_email=email or None,
+                limit=limit,
+                offset=offset,
+            )
+        live_first = sorted(live, key=lambda c: c.started_at, reverse=True) if offset == 0 else []
+        return VisitorPanel(
+            chat_id=chat.chat_id,
+            department=chat.department,
+            question=chat.question,
+            started_at=chat.started_at,
+            visitor=visitor,
+            recent_chats=tuple(live_first + [_summary_of(t) for t in ended])[:limit],
+            recent_tickets=tuple(tickets),
+        )
+
     def _session(self, chat_id: str) -> trio.MemorySendChannel[m.ToSession]:
         session = self._sessions.get(chat_id)
         if session is None:
@@ -268,3 +326,15 @@ class AgentConnection:
 
     async def _ask(self, build: Callable[[m.Reply], m.ToAgent]) -> Any:
         return await ask(self._inbox, build, self._timeout, "this agent was removed")
+
+
+def _summary_of(ticket: Ticket) -> ChatSummary:
+    return ChatSummary(
+        chat_id=ticket.chat_id,
+        department=ticket.department,
+        question=ticket.question,
+        started_at=ticket.started_at,
+        state="ended",
+        agents=ticket.agents,
+        ticket_id=ticket.id,
+    )

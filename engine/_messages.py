@@ -156,6 +156,16 @@ class AvailableAgents:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChatInfo:
+    """An agent asks about a chat it is in or is being offered: the chat and its visitor's
+    other live chats (for the visitor panel)."""
+
+    agent_id: str
+    chat_id: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DepartmentChanged:
     """A department was added or its settings changed (already stored)."""
 
@@ -349,6 +359,7 @@ ToRouter = (
     | VisitorGone
     | VisitorBack
     | AvailableAgents
+    | ChatInfo
     | DepartmentChanged
     | AgentChanged
     | SessionClosed

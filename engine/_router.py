@@ -45,7 +45,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._views import AgentView, Availability, ChatView, RouterView
+from ._views import AgentView, Availability, ChatSummary, ChatView, RouterView
 
 log = structlog.get_logger("helpline.router")
 
@@ -198,6 +198,7 @@ class Router:
             m.VisitorGone: self._visitor_gone,
             m.VisitorBack: self._visitor_back,
             m.AvailableAgents: self._available_agents,
+            m.ChatInfo: self._chat_info,
             m.DepartmentChanged: self._department_changed,
             m.AgentChanged: self._agent_changed,
             m.SessionClosed: self._session_closed,
@@ -473,6 +474,38 @@ class Router:
                 for a in sorted(agents, key=lambda a: (a.load, a.name))
                 if a.can_take()
             ),
+        )
+
+    def _chat_info(self, msg: m.ChatInfo) -> None:
+        chat = self._chats.get(msg.chat_id)
+        offered = chat is not None and any(
+            msg.agent_id in self._offers[o].agents for o in (chat.offer, chat.handoff) if o
+        )
+        if chat is None or not (msg.agent_id in chat.members or offered):
+            m.answer(msg.reply, EngineError("not_in_chat", "you are not in, or offered, that chat"))
+            return
+        m.answer(
+            msg.reply,
+            (
+                chat.visitor,
+                self._summary(chat),
+                tuple(
+                    self._summary(c)
+                    for c in self._chats.values()
+                    if c is not chat and _same_visitor(c.visitor, chat.visitor)
+                ),
+            ),
+        )
+
+    @staticmethod
+    def _summary(chat: _Chat) -> ChatSummary:
+        return ChatSummary(
+            chat_id=chat.id,
+            department=chat.department,
+            question=chat.question,
+            started_at=chat.started_at,
+            state=chat.state.value,
+            agents=tuple(chat.ever),
         )
 
     def _members_of(self, dept_id: str) -> list[_Agent]:
@@ -972,6 +1005,13 @@ class Router:
     def _maybe_stopped(self) -> None:
         if self._stopping is not None and not self._chats:
             m.answer(self._stopping, None)
+
+
+def _same_visitor(a: Visitor, b: Visitor) -> bool:
+    """A returning visitor is recognised by a frontend's visitor id, else by email."""
+    if a.visitor_id and b.visitor_id:
+        return a.visitor_id == b.visitor_id
+    return bool(a.email) and a.email.casefold() == b.email.casefold()
 
 
 def _failed_ticket(snapshot: Ticket, chat: _Chat, now: float) -> Ticket:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._records import Ticket, Visitor
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Availability:
@@ -54,3 +56,29 @@ class RouterView:
     agents: dict[str, AgentView]
     queues: dict[str, tuple[str, ...]]
     timers: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatSummary:
+    """One chat of a visitor, live or ended, as the visitor panel lists it."""
+
+    chat_id: str
+    department: str
+    question: str
+    started_at: float
+    state: str  # a live chat's state, or "ended"
+    agents: tuple[str, ...]
+    ticket_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VisitorPanel:
+    """What an agent sees beside a chat: the visitor, the question, and the visitor's history."""
+
+    chat_id: str
+    department: str
+    question: str
+    started_at: float
+    visitor: Visitor
+    recent_chats: tuple[ChatSummary, ...]  # newest first, live ones included
+    recent_tickets: tuple[Ticket, ...]  # newest first
