@@ -115,7 +115,7 @@ class TestRatings:
 
 class TestTicketViews:
     async def test_views_and_mark_handled(self, engine: Engine, autojump_clock: MockClock) -> None:
-        """Tickets by department, agent and visitor; a missed chat can be marked handled, once seen."""
+        """Tickets by department, agent and visitor; a missed chat can be marked handled."""
         done = await finished_chat(engine, "bob", "shipping", MINA)
         async with engine.open_chat(department="support", question="help", visitor=MINA) as v:
             missed_id = v.chat_id
