@@ -27,7 +27,12 @@ Schema
 in an indexed column), entries and handoffs as JSON text, and ``UNIQUE(chat_id)`` so that a second
 ticket for a chat is refused by SQLite itself. ``ticket_agents`` lists who handled each ticket, in
 order, indexed by agent. ``departments``, ``agents`` with ``agent_departments``, ``tokens`` (only
-hashes) and ``schema_version`` complete it. Every statement is ``CREATE ... IF NOT EXISTS``.
+hashes) and ``schema_version`` complete it. Every statement is ``CREATE ... IF NOT EXISTS``, so
+opening a file of an older version adds what it lacks and raises its ``schema_version``.
+
+The journal of live chats (``live_chats``, ``live_entries``, ``live_agents``) is described in
+``engine._journal``. Storing a chat's ticket deletes its live rows in the same transaction, so a
+chat is always exactly one of live or ticketed.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from typing import Any, Final
 
 import trio
 
+from . import _journal as journal
 from ._records import (
     Agent,
     AgentStatus,
@@ -75,7 +81,7 @@ __all__ = [
     "open_store",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2  # 2: the journal of live chats (live_chats, live_entries, live_agents)
 MAX_PAGE: Final = 1000
 
 RatingReport = dict[str, dict[str, dict[str, int]]]
@@ -167,6 +173,7 @@ _SCHEMA: Final = (
     )""",
     "CREATE INDEX IF NOT EXISTS tokens_by_subject ON tokens (subject)",
     "CREATE INDEX IF NOT EXISTS tokens_by_role ON tokens (role)",
+    *journal.SCHEMA,
 )
 
 
@@ -176,6 +183,8 @@ def _create_schema(conn: sqlite3.Connection) -> None:
     row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
     if row[0] is None:
         conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    elif row[0] < SCHEMA_VERSION:  # every newer table was created above, IF NOT EXISTS
+        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
     elif row[0] > SCHEMA_VERSION:
         raise StoreError(
             f"the database has schema version {row[0]}; this helpline knows {SCHEMA_VERSION}",
@@ -241,7 +250,17 @@ def _insert_ticket(conn: sqlite3.Connection, ticket: Ticket) -> Ticket:
         "INSERT INTO ticket_agents (ticket_id, position, agent) VALUES (?, ?, ?)",
         [(ticket_id, position, agent) for position, agent in enumerate(ticket.agents)],
     )
+    journal.forget(conn, ticket.chat_id)  # the chat is ticketed now, no longer live
     return dataclasses.replace(ticket, id=ticket_id)
+
+
+def _write_router_batch(conn: sqlite3.Connection, batch: journal.JournalBatch) -> None:
+    journal.write_batch(conn, batch)
+    for ticket in batch.tickets:
+        try:
+            _insert_ticket(conn, ticket)
+        except TicketExists:
+            pass  # the chat's ticket was stored after all; the failed one is not needed
 
 
 def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
@@ -519,6 +538,22 @@ class SqliteStore(Database):
             return result
 
         return await self.read(report)
+
+    # -- the journal of live chats ------------------------------------------------------------
+
+    async def append_entries(self, chat_id: str, entries: Sequence[Entry]) -> None:
+        """Store a live chat's new lines; returns once committed."""
+        await self.write(lambda conn: journal.append_entries(conn, chat_id, entries))
+
+    def submit_journal(
+        self, batch: journal.JournalBatch, on_done: Callable[[object], None]
+    ) -> None:
+        """Hand the router's batch over without waiting; ``on_done`` gets None or the error."""
+        self.submit(lambda conn: _write_router_batch(conn, batch), on_done)
+
+    async def live_state(self) -> journal.LiveState:
+        """Every live chat the journal holds, with its lines, and the running agent graces."""
+        return await self.read(journal.load)
 
     # -- departments and agents ---------------------------------------------------------------
 

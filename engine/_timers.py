@@ -22,6 +22,7 @@ class Timers:
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Hashable]] = []
         self._live: dict[Hashable, int] = {}
+        self._at: dict[Hashable, float] = {}
         self._counter = itertools.count()
 
     def __len__(self) -> int:
@@ -34,12 +35,18 @@ class Timers:
         """Arm `key` to fire at `deadline`, replacing any deadline it had."""
         n = next(self._counter)
         self._live[key] = n
+        self._at[key] = deadline
         heapq.heappush(self._heap, (deadline, n, key))
         self._compact()
 
     def cancel(self, key: Hashable) -> bool:
         """Forget `key`'s deadline; returns whether one was armed."""
+        self._at.pop(key, None)
         return self._live.pop(key, None) is not None
+
+    def deadline(self, key: Hashable) -> float | None:
+        """When `key` fires, or None if it is not armed."""
+        return self._at.get(key)
 
     def next_deadline(self) -> float:
         """The earliest live deadline, or +inf when nothing is armed."""
@@ -56,6 +63,7 @@ class Timers:
             _, n, key = heapq.heappop(heap)
             if self._live.get(key) == n:
                 del self._live[key]
+                del self._at[key]
                 due.append(key)
         return due
 

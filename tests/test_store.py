@@ -27,6 +27,7 @@ from engine._records import (
 )
 from engine._store import (
     MAX_PAGE,
+    SCHEMA_VERSION,
     AlreadyRated,
     NotFound,
     SqliteStore,
@@ -207,12 +208,30 @@ class TestOpen:
         assert not await trio.Path(db_path).exists()
 
     async def test_schema_version_once(self, db_path: Path) -> None:
-        """Opening twice keeps one schema_version row, at version 1."""
+        """Opening twice keeps one schema_version row, at the current version."""
         async with open_store(db_path):
             pass
         async with open_store(db_path) as store:
             rows = await store.read(lambda c: c.execute("SELECT * FROM schema_version").fetchall())
-        assert rows == [(1,)]
+        assert rows == [(SCHEMA_VERSION,)]
+
+    async def test_upgrade_from_version_1(self, db_path: Path) -> None:
+        """A file of version 1 (no journal tables) gets them, keeps its tickets, and is marked 2."""
+        async with open_store(db_path) as store:
+            await store.save_ticket(make_ticket("old"))
+
+            def downgrade(conn: sqlite3.Connection) -> None:
+                for table in ("live_chats", "live_entries", "live_agents"):
+                    conn.execute(f"DROP TABLE {table}")
+                conn.execute("UPDATE schema_version SET version = 1")
+
+            await store.write(downgrade)
+        async with open_store(db_path) as store:
+            rows = await store.read(lambda c: c.execute("SELECT * FROM schema_version").fetchall())
+            assert rows == [(2,)]
+            assert (await store.ticket_for_chat("old")).chat_id == "old"
+            live = await store.live_state()
+            assert (live.chats, live.graces) == ((), {})
 
     async def test_schema_too_new(self, db_path: Path) -> None:
         """A file written by a newer helpline is refused with a clear code."""

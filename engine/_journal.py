@@ -1,0 +1,398 @@
+"""The journal: live chats on disk, so that every live chat survives a crash and a restart.
+
+Theory of operation:
+
+Rule 1. A live chat is two things in SQLite: one row of `live_chats` holding the router's whole
+        record of it as JSON (a `ChatRecord`), and its transcript in `live_entries`, one row per
+        numbered line. `live_agents` holds the disconnect graces that are running. Deadlines are
+        stored as wall-clock times, so they mean the same after a restart; one that passed while
+        the engine was down fires once, at start.
+Rule 2. The router writes records (one `JournalBatch` per loop iteration, group-committed with every
+        other writer's jobs) and sessions append lines (`append_entries`); both do so before they
+        tell anyone about the change. Nothing reads the journal while the engine runs.
+Rule 3. A chat is always exactly one of live or ticketed: storing its ticket deletes its live rows
+        in the same transaction (`forget`), and `write_batch` never writes a record for a chat
+        that already has a ticket, so a late retry cannot bring an ended chat back.
+Rule 4. The journal is read once, at start (`load`). A record that does not parse, or that names a
+        department or agent that is gone, is not guessed at: `salvage` turns what is left of it,
+        with every line it had, into a FAILED ticket.
+Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so a resent message
+        is stored once, also across a restart.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Final
+
+from . import _messages as m
+from ._chatstate import ChatState
+from ._records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
+
+SCHEMA: Final = (
+    """CREATE TABLE IF NOT EXISTS live_chats (
+        chat_id TEXT PRIMARY KEY,
+        record TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS live_entries (
+        chat_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        author TEXT NOT NULL,
+        text TEXT NOT NULL,
+        client_msg_id TEXT NOT NULL,
+        PRIMARY KEY (chat_id, seq)
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS live_entries_by_client_id"
+    " ON live_entries (chat_id, client_msg_id) WHERE client_msg_id != ''",
+    """CREATE TABLE IF NOT EXISTS live_agents (
+        agent_id TEXT PRIMARY KEY,
+        grace_until REAL NOT NULL
+    )""",
+)
+
+_FORMAT: Final = 1  # the record layout; a record with another value is salvaged, not restored
+
+
+# --- records ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OfferRecord:
+    """An open offer of a chat, transfer or invite, with its deadline (wall-clock seconds)."""
+
+    id: str
+    kind: str  # "chat", "transfer", "invite"
+    agents: tuple[str, ...]  # still open to these
+    offered: tuple[str, ...]  # everyone it was made to
+    from_agent: str
+    to_department: str
+    target: str
+    note: str
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChatRecord:
+    """The router's whole record of one live chat; every deadline is wall-clock seconds."""
+
+    chat_id: str
+    department: str
+    question: str
+    visitor: Visitor
+    started_at: float
+    state: ChatState
+    owner: str
+    members: tuple[str, ...]
+    ever: tuple[str, ...]
+    tried: tuple[str, ...]
+    handoffs: tuple[Handoff, ...]
+    accepted_at: float | None
+    queue_key: int | None  # the chat's place in its department's queue, while queued
+    offer: OfferRecord | None
+    handoff: OfferRecord | None
+    queue_deadline: float | None
+    end_deadline: float | None
+    visitor_deadline: float | None
+    finish: m.Finish | None  # set once the chat is closing: how its ticket is to be written
+
+
+def dumps(record: ChatRecord) -> str:
+    """A record as compact JSON."""
+    doc: dict[str, Any] = {
+        "format": _FORMAT,
+        "department": record.department,
+        "question": record.question,
+        "visitor": asdict(record.visitor),
+        "started_at": record.started_at,
+        "state": record.state.value,
+        "owner": record.owner,
+        "members": list(record.members),
+        "ever": list(record.ever),
+        "tried": list(record.tried),
+        "handoffs": [asdict(h) for h in record.handoffs],
+        "accepted_at": record.accepted_at,
+        "queue_key": record.queue_key,
+        "offer": None if record.offer is None else asdict(record.offer),
+        "handoff": None if record.handoff is None else asdict(record.handoff),
+        "queue_deadline": record.queue_deadline,
+        "end_deadline": record.end_deadline,
+        "visitor_deadline": record.visitor_deadline,
+        "finish": None if record.finish is None else _finish_doc(record.finish),
+    }
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def _finish_doc(f: m.Finish) -> dict[str, Any]:
+    return {
+        "kind": f.kind.value,
+        "reason": f.reason,
+        "owner": f.owner,
+        "agents": list(f.agents),
+        "handoffs": [asdict(h) for h in f.handoffs],
+        "accepted_at": f.accepted_at,
+    }
+
+
+def loads(chat_id: str, text: str) -> ChatRecord:
+    """Parse a record; ValueError if it is not one this engine wrote."""
+    try:
+        doc = json.loads(text)
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
+            raise ValueError("not a chat record of a known format")
+        return ChatRecord(
+            chat_id=chat_id,
+            department=_str(doc, "department"),
+            question=_str(doc, "question"),
+            visitor=_visitor(doc["visitor"]),
+            started_at=_num(doc, "started_at"),
+            state=ChatState(_str(doc, "state")),
+            owner=_str(doc, "owner"),
+            members=_strs(doc, "members"),
+            ever=_strs(doc, "ever"),
+            tried=_strs(doc, "tried"),
+            handoffs=_handoffs(doc["handoffs"]),
+            accepted_at=_num_or_none(doc, "accepted_at"),
+            queue_key=_int_or_none(doc, "queue_key"),
+            offer=_offer(doc["offer"]),
+            handoff=_offer(doc["handoff"]),
+            queue_deadline=_num_or_none(doc, "queue_deadline"),
+            end_deadline=_num_or_none(doc, "end_deadline"),
+            visitor_deadline=_num_or_none(doc, "visitor_deadline"),
+            finish=_finish(doc["finish"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"chat {chat_id}: {exc!r}") from exc
+
+
+def _str(doc: dict[str, Any], key: str) -> str:
+    value = doc[key]
+    if not isinstance(value, str):
+        raise TypeError(f"{key} is not a string")
+    return value
+
+
+def _num(doc: dict[str, Any], key: str) -> float:
+    value = doc[key]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{key} is not a number")
+    return float(value)
+
+
+def _num_or_none(doc: dict[str, Any], key: str) -> float | None:
+    return None if doc[key] is None else _num(doc, key)
+
+
+def _int_or_none(doc: dict[str, Any], key: str) -> int | None:
+    value = doc[key]
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{key} is not an integer")
+    return value
+
+
+def _strs(doc: dict[str, Any], key: str) -> tuple[str, ...]:
+    value = doc[key]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{key} is not a list of strings")
+    return tuple(value)
+
+
+def _visitor(doc: Any) -> Visitor:
+    if not isinstance(doc, dict):
+        raise TypeError("visitor is not an object")
+    return Visitor(**{k: _str(doc, k) for k in doc})
+
+
+def _handoffs(items: Any) -> tuple[Handoff, ...]:
+    if not isinstance(items, list):
+        raise TypeError("handoffs is not a list")
+    return tuple(Handoff(**item) for item in items)
+
+
+def _offer(doc: Any) -> OfferRecord | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise TypeError("offer is not an object")
+    return OfferRecord(
+        id=_str(doc, "id"),
+        kind=_str(doc, "kind"),
+        agents=_strs(doc, "agents"),
+        offered=_strs(doc, "offered"),
+        from_agent=_str(doc, "from_agent"),
+        to_department=_str(doc, "to_department"),
+        target=_str(doc, "target"),
+        note=_str(doc, "note"),
+        deadline=_num(doc, "deadline"),
+    )
+
+
+def _finish(doc: Any) -> m.Finish | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise TypeError("finish is not an object")
+    reason = _str(doc, "reason")
+    EndReason(reason)  # refuse a reason this engine does not know
+    return m.Finish(
+        kind=TicketKind(_str(doc, "kind")),
+        reason=reason,
+        owner=_str(doc, "owner"),
+        agents=_strs(doc, "agents"),
+        handoffs=_handoffs(doc["handoffs"]),
+        accepted_at=_num_or_none(doc, "accepted_at"),
+    )
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalBatch:
+    """What one router loop iteration changed: written in one job, all or nothing.
+
+    `chats` are (chat id, record JSON); `graces` are (agent id, wall-clock deadline, or None when
+    the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
+    tickets of crashed sessions (stored unless the chat has one already).
+    """
+
+    chats: tuple[tuple[str, str], ...] = ()
+    graces: tuple[tuple[str, float | None], ...] = ()
+    presence: tuple[tuple[str, AgentStatus, bool], ...] = ()
+    tickets: tuple[Ticket, ...] = ()
+
+
+def write_batch(conn: sqlite3.Connection, batch: JournalBatch) -> None:
+    """Write the router's records, graces and presence (failed tickets are the store's part)."""
+    conn.executemany(
+        "INSERT INTO live_chats (chat_id, record) SELECT ?, ?"
+        " WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE chat_id = ?)"
+        " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record",
+        [(chat_id, record, chat_id) for chat_id, record in batch.chats],
+    )
+    for agent_id, until in batch.graces:
+        if until is None:
+            conn.execute("DELETE FROM live_agents WHERE agent_id = ?", (agent_id,))
+        else:
+            conn.execute(
+                "INSERT INTO live_agents (agent_id, grace_until) VALUES (?, ?)"
+                " ON CONFLICT (agent_id) DO UPDATE SET grace_until = excluded.grace_until",
+                (agent_id, until),
+            )
+    conn.executemany(  # an agent removed meanwhile matches no row, which is fine
+        "UPDATE agents SET status = ?, ringtone = ? WHERE id = ?",
+        [(status.value, int(ringtone), agent_id) for agent_id, status, ringtone in batch.presence],
+    )
+
+
+def append_entries(conn: sqlite3.Connection, chat_id: str, entries: Sequence[Entry]) -> None:
+    """Store a chat's new lines (writing a line again with the same number replaces it)."""
+    conn.executemany(
+        "INSERT INTO live_entries (chat_id, seq, at, kind, author, text, client_msg_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, seq) DO UPDATE SET at = excluded.at,"
+        " kind = excluded.kind, author = excluded.author, text = excluded.text,"
+        " client_msg_id = excluded.client_msg_id",
+        [(chat_id, e.seq, e.at, e.kind, e.author, e.text, e.client_msg_id) for e in entries],
+    )
+
+
+def forget(conn: sqlite3.Connection, chat_id: str) -> None:
+    """Delete a chat's live rows (in the transaction that stores its ticket)."""
+    conn.execute("DELETE FROM live_chats WHERE chat_id = ?", (chat_id,))
+    conn.execute("DELETE FROM live_entries WHERE chat_id = ?", (chat_id,))
+
+
+# --- reading back ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveChat:
+    """One chat as the journal holds it: its record (None if only lines are left) and lines."""
+
+    chat_id: str
+    record: str | None
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LiveState:
+    """Everything the journal holds, read at start."""
+
+    chats: tuple[LiveChat, ...]
+    graces: dict[str, float]
+
+
+def load(conn: sqlite3.Connection) -> LiveState:
+    """Read every live chat with its lines in order, and the running disconnect graces."""
+    records = dict(conn.execute("SELECT chat_id, record FROM live_chats ORDER BY chat_id"))
+    entries: dict[str, list[Entry]] = {}
+    for chat_id, seq, at, kind, author, text, client_msg_id in conn.execute(
+        "SELECT chat_id, seq, at, kind, author, text, client_msg_id FROM live_entries"
+        " ORDER BY chat_id, seq"
+    ):
+        entries.setdefault(chat_id, []).append(
+            Entry(seq=seq, at=at, kind=kind, author=author, text=text, client_msg_id=client_msg_id)
+        )
+    chats = tuple(
+        LiveChat(chat_id=c, record=records.get(c), entries=tuple(entries.get(c, ())))
+        for c in sorted(records.keys() | entries.keys())
+    )
+    graces = dict(conn.execute("SELECT agent_id, grace_until FROM live_agents"))
+    return LiveState(chats=chats, graces=graces)
+
+
+def salvage(chat: LiveChat, now: float) -> Ticket:
+    """A FAILED ticket holding whatever can be read of a chat that cannot be restored."""
+    doc: dict[str, Any] = {}
+    if chat.record is not None:
+        try:
+            parsed = json.loads(chat.record)
+        except ValueError:
+            parsed = None
+        doc = parsed if isinstance(parsed, dict) else {}
+
+    def text(key: str) -> str:
+        value = doc.get(key)
+        return value if isinstance(value, str) else ""
+
+    def number(key: str) -> float | None:
+        value = doc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value)
+
+    raw = doc.get("visitor")
+    fields = Visitor.__dataclass_fields__
+    visitor = (
+        {k: v for k, v in raw.items() if k in fields and isinstance(v, str)}
+        if isinstance(raw, dict)
+        else {}
+    )
+    ever = doc.get("ever")
+    agents = tuple(a for a in ever if isinstance(a, str)) if isinstance(ever, list) else ()
+    started = number("started_at")
+    if started is None:
+        started = chat.entries[0].at if chat.entries else now
+    return Ticket(
+        chat_id=chat.chat_id,
+        kind=TicketKind.FAILED,
+        department=text("department"),
+        question=text("question"),
+        visitor=Visitor(**{"name": "", **visitor}),
+        entries=chat.entries,
+        agents=agents,
+        started_at=started,
+        accepted_at=number("accepted_at"),
+        ended_at=now,
+        end_reason=EndReason.CRASHED,
+        owner=text("owner"),
+    )
+
+
+def entries_by_client_id(entries: Iterable[Entry]) -> dict[str, int]:
+    """Client message id -> sequence number, for the messages that carried one."""
+    return {e.client_msg_id: e.seq for e in entries if e.kind == "message" and e.client_msg_id}
