@@ -33,3 +33,7 @@ class EngineConfig:
     shutdown_timeout: float = 10.0
     #: How often a session retries a ticket write that failed before it gives up.
     store_retries: int = 3
+    #: Journal every live chat (creation, lines, state changes, deadlines) before acknowledging
+    #: it, so chats survive a crash and are restored at start. Off: a chat is stored only when it
+    #: ends, and a crash loses the chats that were live.
+    journal: bool = True

@@ -5,38 +5,53 @@
             await ann.set_status("online")
             ...
 
-`open_engine` opens the SQLite store, seeds it with the configured departments and agents, starts
-the router, one actor per department and per agent, and a session actor per chat as chats open.
-Leaving the block ends every live chat (each writes its ticket), then stops the actors and
-the store.
+`open_engine` opens the SQLite store, seeds it with the configured departments and agents, restores
+the live chats the journal holds (see below), starts the router, one actor per department and per
+agent, and a session actor per chat as chats open. Leaving the block ends every live chat (each
+writes its ticket), then stops the actors and the store; with `end_chats_on_exit=False` it stops
+them without ending anything, as a crash would, and the next start restores the chats.
 A crash of the router is not swallowed: it propagates out of the block.
+
+Recovery. With `EngineConfig.journal` on (the default) every live chat is journaled before anything
+about it is acknowledged (engine._journal). At start each is rebuilt as it was: its state, owner,
+members, transcript, queue place, open offers and pending deadlines. A deadline that passed while
+the engine was down fires once, right at start. Nobody is connected yet, so every agent who was
+online or held chats gets its disconnect grace (counting as online for routing, so new chats
+queue, but taking no new offers until it connects; offers it held wait for it and are shown again
+when it connects), and every visitor gets the visitor grace to `resume_chat`. A chat that cannot be
+restored is stored as a FAILED ticket instead; none disappears.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import structlog
 import trio
 
+from . import _journal as journal
 from . import _messages as m
 from ._actors import AgentActor, DepartmentActor, supervise
 from ._config import EngineConfig
 from ._errors import EngineError
 from ._handles import AgentConnection, VisitorChat, ask, rate_chat
 from ._outbox import Outbox, Outlet
-from ._records import Agent, Department, Rating, Ticket, TicketKind, Visitor
-from ._router import Router, _Chat
+from ._records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
+from ._router import Members, Router, _Chat
 from ._session import Session
 from ._store import SqliteStore, open_store
 from ._views import RouterView
 
 log = structlog.get_logger("helpline.engine")
 T = TypeVar("T")
+
+# Wall-clock seconds at trio time 0, fixed once per trio run: engines opened one after another in
+# the same run (a restart in a test, under a virtual clock) agree on what time it is.
+_WALL_ORIGIN: trio.lowlevel.RunVar[float] = trio.lowlevel.RunVar("helpline_wall_origin")
 
 
 @asynccontextmanager
@@ -45,8 +60,14 @@ async def open_engine(
     *,
     db: str | os.PathLike[str] = "helpline.db",
     synchronous: str = "FULL",
+    end_chats_on_exit: bool = True,
 ) -> AsyncIterator[Engine]:
-    """Run an engine for the duration of the block (see the module docstring)."""
+    """Run an engine for the duration of the block (see the module docstring).
+
+    `synchronous` is SQLite's pragma: FULL (the default) survives power loss, NORMAL survives a
+    crash of the process, OFF neither. `end_chats_on_exit=False` leaves the block the way a crash
+    would: no chat is ended, and the next `open_engine` on the same file restores them.
+    """
     config = config or EngineConfig()
     async with open_store(db, synchronous=synchronous) as store, trio.open_nursery() as nursery:
         engine = Engine(config, store, nursery)
@@ -54,8 +75,11 @@ async def open_engine(
         try:
             yield engine
         finally:
-            with trio.CancelScope(shield=True):
-                await engine._stop()
+            if end_chats_on_exit:
+                with trio.CancelScope(shield=True):
+                    await engine._stop()
+            else:
+                log.info("engine_abandoned", live_chats=len(engine._sessions))
             nursery.cancel_scope.cancel()
 
 
@@ -72,20 +96,22 @@ class Engine:
         self._sessions: dict[str, trio.MemorySendChannel[m.ToSession]] = {}
         self._agent_inboxes: dict[str, trio.MemorySendChannel[m.ToAgent]] = {}
         self._dept_inboxes: dict[str, trio.MemorySendChannel[m.Configure]] = {}
-        self._wall_base = time.time()
-        self._trio_base = 0.0
+        try:
+            self._wall_origin = _WALL_ORIGIN.get()
+        except LookupError:
+            self._wall_origin = time.time() - trio.current_time()
+            _WALL_ORIGIN.set(self._wall_origin)
         self._router: Router | None = None
 
     # --- clock ----------------------------------------------------------------------------------
 
     def now(self) -> float:
         """Wall-clock seconds, advanced by trio's clock (so tests under autojump see time pass)."""
-        return self._wall_base + (trio.current_time() - self._trio_base)
+        return self._wall_origin + trio.current_time()
 
     # --- life -----------------------------------------------------------------------------------
 
     async def _start(self) -> None:
-        self._trio_base = trio.current_time()
         store, config = self.store, self.config
         for dept in config.departments:
             await store.save_department(dept)
@@ -103,6 +129,7 @@ class Engine:
             handoff_timeout=config.handoff_timeout,
             visitor_grace=config.visitor_grace,
             agent_grace=config.agent_grace,
+            journal=config.journal,
         )
         self._router = router
         departments = await store.departments()
@@ -110,10 +137,20 @@ class Engine:
         router.load(departments, [self._start_agent(a) for a in agents])
         for a in agents:
             router.set_presence_now(a.id, a.status, a.ringtone)
+        # Restored even with the journal off now, so that chats journaled before are not lost.
+        for broken in router.restore(await store.live_state()):
+            ticket = journal.salvage(broken, self.now())
+            saved = await store.save_ticket(ticket)
+            log.error("chat_saved_as_failed", chat_id=broken.chat_id, ticket_id=saved.id)
         for d in departments:
             self._start_department(d.id)
         self._nursery.start_soon(router.run)
-        log.info("engine_started", departments=len(departments), agents=len(agents))
+        log.info(
+            "engine_started",
+            departments=len(departments),
+            agents=len(agents),
+            restored=len(self._sessions),
+        )
 
     async def _stop(self) -> None:
         with trio.move_on_after(self.config.shutdown_timeout) as scope:
@@ -147,7 +184,9 @@ class Engine:
         )
         self._nursery.start_soon(supervise, "department", dept_id, actor.run, self._router_send)
 
-    def _spawn_session(self, chat: _Chat, visitor: Outbox) -> trio.MemorySendChannel[m.ToSession]:
+    def _spawn_session(
+        self, chat: _Chat, visitor: Outbox, entries: Sequence[Entry], members: Members
+    ) -> trio.MemorySendChannel[m.ToSession]:
         send, recv = trio.open_memory_channel[m.ToSession](self.config.mailbox_size)
         session = Session(
             chat_id=chat.id,
@@ -161,6 +200,9 @@ class Engine:
             store=self.store,
             wall=self.now,
             store_retries=self.config.store_retries,
+            entries=entries,
+            members=members,
+            journal=self.config.journal,
         )
         self._sessions[chat.id] = send
 

@@ -8,37 +8,70 @@ Rule 1. Every decision about who holds a chat (offer, accept, decline, transfer,
         in plus offers it holds) never exceeds its capacity, because pending offers reserve a slot.
 Rule 2. The router never awaits anything but its own mailbox. It tells sessions with `send_nowait`,
         pushes events into outboxes (which never block), answers asks on size-1 reply channels, and
-        hands store writes over with a callback. A full session mailbox fails that one tell; for
-        the one tell that must arrive (Finish) the router retries on a timer.
+        hands store writes over with a callback, which records the outcome and wakes the loop (it
+        cancels the mailbox wait). A full session mailbox fails that one tell; for the one tell
+        that must arrive (Finish) the router retries on a timer.
 Rule 3. Timers are data: one deadline heap, and the loop waits on the mailbox under
         `trio.move_on_at(earliest deadline)`. A fired timer is handled like a message.
 Rule 4. Work that follows from freed capacity (offering the head of a queue) is collected while a
         message is handled and done once at the end, so handlers never recurse into each other.
+Rule 5. Decided, then durable, then seen. Every change to a chat's record (state, owner, members,
+        offers, handoffs, queue place, deadlines), to an agent's presence or disconnect grace, is
+        journaled before anyone hears of it: the effects of one loop iteration (pushes, tells,
+        answers) are held back (engine._effects), the changed records are handed to the store in
+        one job at the end of the iteration, and the effects are released, in order, once it has
+        committed. The router does not wait for that: it goes on with the next message, and many
+        iterations share one disk flush (group commit). An iteration that changed nothing releases
+        its effects as soon as those before it are out.
+Rule 6. A failed journal write does not undo the decision. The state in memory stays as decided and
+        its effects are released, but the asks answered by the handler that made the change get
+        `store_unavailable`, and the records are written again with the next write (a retry timer
+        makes sure there is one). The consequence: until a later write succeeds, the change lives
+        only in memory, and a crash in that window loses it (the chat comes back as it was last
+        committed; nothing that was acknowledged is lost). A chat whose creation could not be
+        journaled is ended at once, since its visitor was told it failed and holds no handle.
+Rule 7. Presence for routing. An agent is available (offered chats) when it is online and
+        connected. An agent in its disconnect grace, also every agent restored at start until it
+        connects, is present but not available: it counts as online when a new chat must choose
+        between waiting in the queue and being missed, but it is offered nothing new. Offers
+        restored at start wait for their agent, and are shown again when it connects.
 
 The per-department waiting queue lives here too: taking a chat off the queue and reserving an
-agent's capacity for it must be one decision.
+agent's capacity for it must be one decision. Its order survives a restart as a key per chat.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
 import trio
 
+from . import _journal as journal
 from . import _messages as m
 from ._chatstate import LIVE, WAITING, ChatState, check
+from ._effects import Batch, Effects
 from ._errors import EngineError
-from ._events import ChatAssigned, ChatRemoved, HandoffResult, Offer, OfferWithdrawn, StatusChanged
+from ._events import (
+    ChatAssigned,
+    ChatRemoved,
+    Event,
+    HandoffResult,
+    Offer,
+    OfferWithdrawn,
+    StatusChanged,
+)
 from ._outbox import Outbox
 from ._records import (
     AgentStatus,
     Department,
     EndReason,
+    Entry,
     Handoff,
     RoutingMode,
     Ticket,
@@ -50,6 +83,12 @@ from ._views import AgentView, Availability, ChatSummary, ChatView, RouterView
 log = structlog.get_logger("helpline.router")
 
 _RETRY = 0.05  # seconds before a tell that found a full mailbox is tried again
+_JOURNAL_RETRY = 1.0  # seconds before records whose journal write failed are written again
+
+Members = dict[str, tuple[str, Outbox]]  # agent id -> (name, outbox), as a session keeps them
+SpawnSession = Callable[
+    ["_Chat", Outbox, Sequence[Entry], Members], trio.MemorySendChannel[m.ToSession]
+]
 
 
 @dataclass(slots=True, eq=False)
@@ -70,6 +109,8 @@ class _Chat:
     handoffs: list[Handoff] = field(default_factory=list)
     accepted_at: float | None = None
     told_position: int = 0
+    queue_key: int | None = None  # orders the department's queue, also after a restart
+    final: m.Finish | None = None  # how the ticket is to be written, once the chat is closing
     pending: m.Finish | None = None
     waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
 
@@ -100,6 +141,8 @@ class _Agent:
     chats: set[str] = field(default_factory=set)
     offers: set[str] = field(default_factory=set)
     idle_since: float = 0.0
+    grace: bool = False  # disconnected, and its disconnect grace is running
+    recovering: bool = False  # restored at start and not connected since
 
     @property
     def load(self) -> int:
@@ -108,6 +151,11 @@ class _Agent:
     @property
     def available(self) -> bool:
         return self.status is AgentStatus.ONLINE and self.connected
+
+    @property
+    def present(self) -> bool:
+        """Online and connected, or online and expected back (in its disconnect grace)."""
+        return self.status is AgentStatus.ONLINE and (self.connected or self.grace)
 
     def can_take(self) -> bool:
         return self.available and self.load < self.capacity
@@ -126,12 +174,13 @@ class Router:
         self,
         *,
         inbox: trio.MemoryReceiveChannel[m.ToRouter],
-        spawn_session: Callable[[_Chat, Outbox], trio.MemorySendChannel[m.ToSession]],
+        spawn_session: SpawnSession,
         store: Any,
         wall: Callable[[], float],
         handoff_timeout: float,
         visitor_grace: float,
         agent_grace: float,
+        journal: bool = True,
     ) -> None:
         from ._timers import Timers
 
@@ -142,7 +191,17 @@ class Router:
         self._handoff_timeout = handoff_timeout
         self._visitor_grace = visitor_grace
         self._agent_grace = agent_grace
+        self._journal = journal
         self._timers = Timers()
+        self._effects = Effects(wake=self._wake)
+        self._waiting: trio.CancelScope | None = None  # the mailbox wait, cancelled to wake up
+        # what changed since the last journal write
+        self._touched: set[str] = set()  # chats
+        self._touched_agents: set[str] = set()  # disconnect graces
+        self._presence: set[str] = set()  # status and ringtone
+        self._failed_tickets: dict[str, Ticket] = {}  # of crashed sessions, not stored yet
+        self._touches = 0  # counts changes, so an answer knows whether it reports one
+        self._queue_seq = 0
         self._chats: dict[str, _Chat] = {}
         self._offers: dict[str, _Offer] = {}
         # offer id -> (why it closed, who it was made to), for clear refusals of late answers
@@ -165,22 +224,284 @@ class Router:
         a = self._agents[agent_id]
         a.status, a.ringtone = status, ringtone
 
+    def restore(self, live: journal.LiveState) -> list[journal.LiveChat]:
+        """Rebuild the live chats the journal holds (after `load`, before `run`).
+
+        Returns the chats that cannot be restored (their record does not parse, or names a
+        department or agent that is gone); the caller stores each as a FAILED ticket.
+        """
+        broken: list[journal.LiveChat] = []
+        for item in live.chats:
+            try:
+                if item.record is None:
+                    raise ValueError("only lines are left of it")
+                record = journal.loads(item.chat_id, item.record)
+                self._check_record(record)
+            except ValueError as exc:
+                log.error("chat_not_restorable", chat_id=item.chat_id, error=str(exc))
+                broken.append(item)
+                continue
+            self._restore_chat(record, item.entries)
+        now = trio.current_time()
+        for dept in self._depts.values():
+            queued = [c for c in self._chats.values() if c.department == dept.config.id]
+            queued = [c for c in queued if c.state is ChatState.QUEUED]
+            queued.sort(key=lambda c: c.queue_key or 0)
+            dept.queue = deque(c.id for c in queued)
+            self._queue_seq = max([self._queue_seq, *(c.queue_key or 0 for c in queued)])
+        for agent in self._agents.values():
+            # Nobody is connected yet: give everyone who was expected to be there their grace.
+            until = live.graces.get(agent.id)
+            if until is not None:
+                deadline = self._from_wall(until)
+            elif agent.status is AgentStatus.ONLINE or agent.chats or agent.offers:
+                deadline = now + self._agent_grace
+            else:
+                continue
+            agent.grace = agent.recovering = True
+            self._timers.set(("agent", agent.id), deadline)
+            self._touch_agent(agent)
+        for chat in self._chats.values():
+            if chat.final is not None:
+                self._effects.do(partial(self._tell_finish, chat, chat.final))
+            elif ("visitor", chat.id) not in self._timers:  # and every visitor its grace
+                self._timers.set(("visitor", chat.id), now + self._visitor_grace)
+                self._touch(chat)
+        for dept in self._depts.values():
+            if not dept.config.chat_enabled:
+                for chat_id in list(dept.queue):
+                    chat = self._chats[chat_id]
+                    self._finish(chat, self._kind(chat), EndReason.CHAT_OFF)
+            self._dirty.add(dept.config.id)
+        log.info("chats_restored", chats=len(self._chats), failed=len(broken))
+        return broken
+
+    def _check_record(self, r: journal.ChatRecord) -> None:
+        """Raise ValueError unless the record fits this engine's departments and agents."""
+        if r.department not in self._depts:
+            raise ValueError(f"no department {r.department!r}")
+        offers = [o for o in (r.offer, r.handoff) if o is not None]
+        named = {*r.members, *(a for o in offers for a in (*o.agents, *o.offered))}
+        named |= {o.from_agent for o in offers if o.from_agent}
+        if unknown := sorted(named - self._agents.keys()):
+            raise ValueError(f"no agents {unknown}")
+        if r.owner and r.owner not in r.members:
+            raise ValueError("the owner is not in the chat")
+        expected = {
+            ChatState.QUEUED: r.queue_key is not None and not r.owner,
+            ChatState.OFFERED: r.offer is not None and r.offer.kind == "chat" and not r.owner,
+            ChatState.ACTIVE: bool(r.owner) and r.offer is None,
+            ChatState.ENDING: bool(r.owner) and r.offer is None and r.handoff is None,
+            ChatState.CLOSING: r.finish is not None,
+        }
+        if not expected.get(r.state, False):
+            raise ValueError(f"the record does not fit its state {r.state}")
+        if r.handoff is not None and r.handoff.kind not in ("transfer", "invite"):
+            raise ValueError(f"a handoff of kind {r.handoff.kind!r}")
+
+    def _restore_chat(self, r: journal.ChatRecord, entries: Sequence[Entry]) -> None:
+        chat = _Chat(
+            id=r.chat_id,
+            department=r.department,
+            question=r.question,
+            visitor=r.visitor,
+            session=None,  # type: ignore[arg-type]  # set just below
+            started_at=r.started_at,
+            state=r.state,
+            owner=r.owner,
+            members=list(r.members),
+            ever=list(r.ever),
+            tried={a for a in r.tried if a in self._agents},
+            handoffs=list(r.handoffs),
+            accepted_at=r.accepted_at,
+            queue_key=r.queue_key,
+            final=r.finish,
+        )
+        if chat.state is not ChatState.CLOSING:  # a closing chat already gave its agents back
+            for agent_id in chat.members:
+                self._agents[agent_id].chats.add(chat.id)
+        members = {a: (self._agents[a].name, self._agents[a].outbox) for a in chat.members}
+        chat.session = self._spawn_session(chat, Outbox(), entries, members)
+        self._chats[chat.id] = chat
+        for key, until in (
+            ("queue", r.queue_deadline),
+            ("end", r.end_deadline),
+            ("visitor", r.visitor_deadline),
+        ):
+            if until is not None:
+                self._timers.set((key, chat.id), self._from_wall(until))
+        for o in (r.offer, r.handoff):
+            if o is None or chat.state is ChatState.CLOSING:
+                continue
+            offer = _Offer(
+                id=o.id,
+                chat_id=chat.id,
+                kind=o.kind,
+                agents=set(o.agents),
+                offered=frozenset(o.offered),
+                from_agent=o.from_agent,
+                to_department=o.to_department,
+                target=o.target,
+                note=o.note,
+            )
+            self._offers[offer.id] = offer
+            self._timers.set(("offer", offer.id), self._from_wall(o.deadline))
+            for agent_id in offer.agents:
+                self._agents[agent_id].offers.add(offer.id)
+            if offer.kind == "chat":
+                chat.offer = offer.id
+            else:
+                chat.handoff = offer.id
+
     # --- the loop -------------------------------------------------------------------------------
 
     async def run(self) -> None:
         handlers = self._handlers()
         inbox = self._inbox
         timers = self._timers
+        effects = self._effects
         while not self._stopped:
             msg: m.ToRouter | None = None
-            with trio.move_on_at(timers.next_deadline()):
-                msg = await inbox.receive()
+            if not effects.ready():
+                with trio.move_on_at(timers.next_deadline()) as self._waiting:
+                    msg = await inbox.receive()
+                self._waiting = None
+            self._release_due()
             if msg is not None:
+                mark, touches = effects.mark(), self._touches
                 handlers[type(msg)](msg)
+                if self._touches != touches:
+                    effects.durable_since(mark)
             for key in timers.pop_due(trio.current_time()):
                 self._fire(key)
             if self._dirty:
                 self._dispatch_dirty()
+            self._flush()
+
+    # --- the journal and held-back effects (see engine._effects) --------------------------------
+
+    def _wake(self) -> None:
+        """A journal write committed (or failed): stop waiting on the mailbox."""
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def _touch(self, chat: _Chat) -> None:
+        """The chat's record changed: journal it with this iteration's write."""
+        self._touched.add(chat.id)
+        self._touches += 1
+
+    def _touch_agent(self, agent: _Agent) -> None:
+        self._touched_agents.add(agent.id)
+        self._touches += 1
+
+    def _answer(
+        self, reply: m.Reply, value: object, on_fail: Callable[[], None] | None = None
+    ) -> None:
+        self._effects.answer(reply, value, on_fail)
+
+    def _push(self, agent: _Agent, event: Event) -> None:
+        self._effects.do(partial(agent.outbox.push, event))
+
+    def _flush(self) -> None:
+        """End of an iteration: write what changed; its effects wait for the commit."""
+        job = self._journal_job()
+        batch = self._effects.seal(job)
+        if batch is not None:
+            assert job is not None
+            self._store.submit_journal(job, partial(self._effects.committed, batch))
+
+    def _journal_job(self) -> journal.JournalBatch | None:
+        chats: tuple[tuple[str, str], ...] = ()
+        graces: tuple[tuple[str, float | None], ...] = ()
+        if self._journal:
+            chats = tuple(
+                (chat_id, journal.dumps(self._record_of(self._chats[chat_id])))
+                for chat_id in self._touched
+                if chat_id in self._chats
+            )
+            graces = tuple((a, self._grace_until(a)) for a in self._touched_agents)
+        presence = tuple(
+            (a.id, a.status, a.ringtone)
+            for a in map(self._agents.get, self._presence)
+            if a is not None
+        )
+        tickets = tuple(self._failed_tickets.values())
+        self._touched.clear()
+        self._touched_agents.clear()
+        self._presence.clear()
+        self._failed_tickets.clear()
+        if not (chats or graces or presence or tickets):
+            return None
+        return journal.JournalBatch(chats=chats, graces=graces, presence=presence, tickets=tickets)
+
+    def _release_due(self) -> None:
+        for batch in self._effects.due():
+            if batch.failed:
+                self._journal_failed(batch)
+            self._effects.release(batch)
+
+    def _journal_failed(self, batch: Batch) -> None:
+        """Keep what the write covered for the next one, and retry soon even if all is quiet."""
+        job = batch.job
+        assert isinstance(job, journal.JournalBatch)
+        log.error("journal_write_failed", error=repr(batch.outcome), chats=len(job.chats))
+        self._touched.update(chat_id for chat_id, _ in job.chats)
+        self._touched_agents.update(agent_id for agent_id, _ in job.graces)
+        self._presence.update(agent_id for agent_id, _, _ in job.presence)
+        for ticket in job.tickets:
+            self._failed_tickets.setdefault(ticket.chat_id, ticket)
+        self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
+
+    def _to_wall(self, key: Hashable) -> float | None:
+        deadline = self._timers.deadline(key)
+        return None if deadline is None else self._wall() + (deadline - trio.current_time())
+
+    def _from_wall(self, when: float) -> float:
+        return trio.current_time() + (when - self._wall())
+
+    def _grace_until(self, agent_id: str) -> float | None:
+        agent = self._agents.get(agent_id)
+        return self._to_wall(("agent", agent_id)) if agent is not None and agent.grace else None
+
+    def _record_of(self, chat: _Chat) -> journal.ChatRecord:
+        return journal.ChatRecord(
+            chat_id=chat.id,
+            department=chat.department,
+            question=chat.question,
+            visitor=chat.visitor,
+            started_at=chat.started_at,
+            state=chat.state,
+            owner=chat.owner,
+            members=tuple(chat.members),
+            ever=tuple(chat.ever),
+            tried=tuple(sorted(chat.tried)),
+            handoffs=tuple(chat.handoffs),
+            accepted_at=chat.accepted_at,
+            queue_key=chat.queue_key if chat.state is ChatState.QUEUED else None,
+            offer=self._offer_record(chat.offer),
+            handoff=self._offer_record(chat.handoff),
+            queue_deadline=self._to_wall(("queue", chat.id)),
+            end_deadline=self._to_wall(("end", chat.id)),
+            visitor_deadline=self._to_wall(("visitor", chat.id)),
+            finish=chat.final,
+        )
+
+    def _offer_record(self, offer_id: str) -> journal.OfferRecord | None:
+        offer = self._offers.get(offer_id) if offer_id else None
+        if offer is None:
+            return None
+        deadline = self._to_wall(("offer", offer.id))
+        return journal.OfferRecord(
+            id=offer.id,
+            kind=offer.kind,
+            agents=tuple(sorted(offer.agents)),
+            offered=tuple(sorted(offer.offered)),
+            from_agent=offer.from_agent,
+            to_department=offer.to_department,
+            target=offer.target,
+            note=offer.note,
+            deadline=self._wall() if deadline is None else deadline,
+        )
 
     def _handlers(self) -> dict[type, Callable[[Any], None]]:
         return {
@@ -228,21 +549,26 @@ class Router:
         elif what == "agent":
             agent = self._agents.get(ident)
             if agent is not None and not agent.connected:
+                agent.grace = agent.recovering = False
+                self._touch_agent(agent)
                 self._release_agent(agent, "disconnected")
         elif what == "finish":
             chat = self._chats.get(ident)
             if chat is not None and chat.pending is not None:
                 self._tell_finish(chat, chat.pending)
+        # "retry": nothing to do here; the records still to be written go with this iteration
 
     # --- visitors -------------------------------------------------------------------------------
 
     def _open_chat(self, msg: m.OpenChat) -> None:
         if self._stopping is not None:
-            m.answer(msg.reply, EngineError("shutting_down", "the server is stopping; try later"))
+            self._answer(
+                msg.reply, EngineError("shutting_down", "the server is stopping; try later")
+            )
             return
         dept = self._depts.get(msg.department)
         if dept is None:
-            m.answer(msg.reply, EngineError("not_found", f"no department {msg.department!r}"))
+            self._answer(msg.reply, EngineError("not_found", f"no department {msg.department!r}"))
             return
         chat_id = secrets.token_hex(8)
         chat = _Chat(
@@ -253,11 +579,18 @@ class Router:
             session=None,  # type: ignore[arg-type]  # set just below
             started_at=self._wall(),
         )
-        chat.session = self._spawn_session(chat, msg.outbox)
+        chat.session = self._spawn_session(chat, msg.outbox, (), {})
         self._chats[chat_id] = chat
-        m.answer(msg.reply, (chat_id, chat.session))
+        self._touch(chat)
+        # If the chat cannot be journaled the visitor is told so and never gets a handle: the chat
+        # then ends at once as if the visitor had left, rather than wait for nobody.
+        self._answer(msg.reply, (chat_id, chat.session), on_fail=partial(self._abandon, chat))
         log.info("chat_requested", chat_id=chat_id, department=chat.department)
         self._route(chat)
+
+    def _abandon(self, chat: _Chat) -> None:
+        if self._chats.get(chat.id) is chat and chat.state is not ChatState.CLOSING:
+            self._finish(chat, self._kind(chat), EndReason.VISITOR_LEFT)
 
     def _route(
         self, chat: _Chat, *, front: bool = False, exhausted: EndReason = EndReason.ALL_DECLINED
@@ -271,7 +604,7 @@ class Router:
         if not dept.config.chat_enabled:
             self._finish(chat, self._kind(chat), EndReason.CHAT_OFF)
             return
-        online = [a for a in self._members_of(dept.config.id) if a.available]
+        online = [a for a in self._members_of(dept.config.id) if a.present]
         if not online:
             self._finish(chat, self._kind(chat), EndReason.NO_AGENT_ONLINE)
             return
@@ -292,10 +625,18 @@ class Router:
 
     def _enqueue(self, chat: _Chat, dept: _Dept, *, front: bool) -> None:
         chat.state = check(chat.state, ChatState.QUEUED)
-        if front:
+        self._touch(chat)
+        head = self._chats[dept.queue[0]].queue_key if dept.queue else None
+        if front and head is not None:
+            chat.queue_key = head - 1
             dept.queue.appendleft(chat.id)
         else:
-            dept.queue.append(chat.id)
+            self._queue_seq += 1
+            chat.queue_key = self._queue_seq
+            if front:
+                dept.queue.appendleft(chat.id)
+            else:
+                dept.queue.append(chat.id)
         if not front or ("queue", chat.id) not in self._timers:
             self._timers.set(("queue", chat.id), trio.current_time() + dept.config.queue_timeout)
         self._tell_positions(dept)
@@ -315,23 +656,11 @@ class Router:
         offer.offered = frozenset(offer.agents)
         self._offers[offer.id] = offer
         self._timers.set(("offer", offer.id), trio.current_time() + window)
+        self._touch(chat)
         for agent_id in offer.agents:
             agent = self._agents[agent_id]
             agent.offers.add(offer.id)
-            agent.outbox.push(
-                Offer(
-                    offer_id=offer.id,
-                    chat_id=chat.id,
-                    department=offer.to_department or chat.department,
-                    kind=offer.kind,
-                    question=chat.question,
-                    visitor=chat.visitor,
-                    ringtone=agent.ringtone,
-                    expires_in=window,
-                    note=offer.note,
-                    from_agent=offer.from_agent,
-                )
-            )
+            self._push(agent, self._offer_event(offer, chat, agent, window))
         log.info(
             "offer_made",
             chat_id=chat.id,
@@ -339,6 +668,21 @@ class Router:
             offer_id=offer.id,
             kind=offer.kind,
             agents=sorted(offer.agents),
+        )
+
+    @staticmethod
+    def _offer_event(offer: _Offer, chat: _Chat, agent: _Agent, window: float) -> Offer:
+        return Offer(
+            offer_id=offer.id,
+            chat_id=chat.id,
+            department=offer.to_department or chat.department,
+            kind=offer.kind,
+            question=chat.question,
+            visitor=chat.visitor,
+            ringtone=agent.ringtone,
+            expires_in=window,
+            note=offer.note,
+            from_agent=offer.from_agent,
         )
 
     def _tell_positions(self, dept: _Dept) -> None:
@@ -356,23 +700,26 @@ class Router:
             self._finish(chat, self._kind(chat), EndReason.VISITOR_LEFT)
         else:
             self._timers.set(("visitor", chat.id), trio.current_time() + self._visitor_grace)
+            self._touch(chat)
 
     def _visitor_back(self, msg: m.VisitorBack) -> None:
-        self._timers.cancel(("visitor", msg.chat_id))
+        chat = self._chats.get(msg.chat_id)
+        if self._timers.cancel(("visitor", msg.chat_id)) and chat is not None:
+            self._touch(chat)
 
     # --- agents ---------------------------------------------------------------------------------
 
     def _set_presence(self, msg: m.SetPresence) -> None:
         agent = self._agents.get(msg.agent_id)
         if agent is None:
-            m.answer(msg.reply, EngineError("not_found", f"no agent {msg.agent_id!r}"))
+            self._answer(msg.reply, EngineError("not_found", f"no agent {msg.agent_id!r}"))
             return
         status = agent.status if msg.status is None else msg.status
         ringtone = agent.ringtone if msg.ringtone is None else msg.ringtone
         if status is AgentStatus.ONLINE and agent.status is not AgentStatus.ONLINE:
             off = [d for d in agent.departments if not self._dept_chat_on(d)]
             if len(off) == len(agent.departments):
-                m.answer(
+                self._answer(
                     msg.reply,
                     EngineError(
                         "chat_off",
@@ -383,23 +730,15 @@ class Router:
                 return
         went_offline = agent.status is AgentStatus.ONLINE and status is AgentStatus.OFFLINE
         agent.status, agent.ringtone = status, ringtone
+        self._presence.add(agent.id)  # stored with this iteration's journal write
+        self._touches += 1
         if went_offline:
             self._withdraw_agent_offers(agent, "offline")
         elif status is AgentStatus.ONLINE:
             self._dirty.update(agent.departments)
-        agent.outbox.push(StatusChanged(status=status.value, ringtone=ringtone))
+        self._push(agent, StatusChanged(status=status.value, ringtone=ringtone))
         log.info("presence", agent_id=agent.id, status=status.value, ringtone=ringtone)
-        reply = msg.reply
-        result = (status, ringtone)
-
-        def stored(outcome: object) -> None:
-            if isinstance(outcome, BaseException):
-                log.error("presence_not_stored", agent_id=msg.agent_id, error=repr(outcome))
-                m.answer(reply, EngineError("store_unavailable", "status not saved; try again"))
-            else:
-                m.answer(reply, result)
-
-        self._store.submit_presence(agent.id, status=status, ringtone=ringtone, on_done=stored)
+        self._answer(msg.reply, (status, ringtone))
 
     def _dept_chat_on(self, dept_id: str) -> bool:
         dept = self._depts.get(dept_id)
@@ -410,7 +749,21 @@ class Router:
         if agent is None:
             return
         agent.connected = True
-        self._timers.cancel(("agent", agent.id))
+        if agent.grace:
+            agent.grace = False
+            self._timers.cancel(("agent", agent.id))
+            self._touch_agent(agent)
+        if agent.recovering:  # the first connection after a restart: say what the agent holds
+            agent.recovering = False
+            for chat_id in sorted(agent.chats):
+                role = "owner" if self._chats[chat_id].owner == agent.id else "invitee"
+                self._push(agent, ChatAssigned(chat_id=chat_id, role=role))
+        now = trio.current_time()
+        for offer_id in sorted(agent.offers):  # only offers restored at start are still open here
+            offer = self._offers[offer_id]
+            deadline = self._timers.deadline(("offer", offer_id))
+            window = max(0.0, (deadline if deadline is not None else now) - now)
+            self._push(agent, self._offer_event(offer, self._chats[offer.chat_id], agent, window))
         self._dirty.update(agent.departments)
 
     def _disconnected(self, msg: m.Disconnected) -> None:
@@ -421,6 +774,8 @@ class Router:
         self._withdraw_agent_offers(agent, "disconnected")
         if agent.chats:
             self._timers.set(("agent", agent.id), trio.current_time() + self._agent_grace)
+            agent.grace = True
+            self._touch_agent(agent)
 
     def _withdraw_agent_offers(self, agent: _Agent, why: str) -> None:
         for offer_id in list(agent.offers):
@@ -440,7 +795,7 @@ class Router:
             self._part(chat, agent, "requeued" if not others else "left", why)
             if others:
                 chat.owner = others[0]
-                self._agents[chat.owner].outbox.push(ChatAssigned(chat_id=chat.id, role="owner"))
+                self._push(self._agents[chat.owner], ChatAssigned(chat_id=chat.id, role="owner"))
                 continue
             chat.owner = ""
             self._timers.cancel(("end", chat.id))
@@ -452,16 +807,17 @@ class Router:
         chat.members.remove(agent.id)
         agent.chats.discard(chat.id)
         agent.idle_since = trio.current_time()
+        self._touch(chat)
         self._tell(chat, m.Part(agent_id=agent.id, event=event, detail=detail))
-        agent.outbox.push(ChatRemoved(chat_id=chat.id, reason=event))
+        self._push(agent, ChatRemoved(chat_id=chat.id, reason=event))
         self._dirty.update(agent.departments)
 
     def _available_agents(self, msg: m.AvailableAgents) -> None:
         if msg.department and msg.department not in self._depts:
-            m.answer(msg.reply, EngineError("not_found", f"no department {msg.department!r}"))
+            self._answer(msg.reply, EngineError("not_found", f"no department {msg.department!r}"))
             return
         agents = self._members_of(msg.department) if msg.department else self._agents.values()
-        m.answer(
+        self._answer(
             msg.reply,
             tuple(
                 Availability(
@@ -482,9 +838,11 @@ class Router:
             msg.agent_id in self._offers[o].agents for o in (chat.offer, chat.handoff) if o
         )
         if chat is None or not (msg.agent_id in chat.members or offered):
-            m.answer(msg.reply, EngineError("not_in_chat", "you are not in, or offered, that chat"))
+            self._answer(
+                msg.reply, EngineError("not_in_chat", "you are not in, or offered, that chat")
+            )
             return
-        m.answer(
+        self._answer(
             msg.reply,
             (
                 chat.visitor,
@@ -533,10 +891,11 @@ class Router:
     def _accept(self, msg: m.Accept) -> None:
         offer = self._check_offer(msg.agent_id, msg.offer_id)
         if isinstance(offer, EngineError):
-            m.answer(msg.reply, offer)
+            self._answer(msg.reply, offer)
             return
         chat = self._chats[offer.chat_id]
         agent = self._agents[msg.agent_id]
+        self._touch(chat)
         self._close_offer(offer, "taken", keep=agent.id)
         agent.offers.discard(offer.id)
         agent.chats.add(chat.id)
@@ -560,15 +919,18 @@ class Router:
                 source.idle_since = trio.current_time()
                 self._dirty.update(source.departments)
                 self._join(chat, agent, "transferred", offer.note, replaces=source.id)
-                source.outbox.push(ChatRemoved(chat_id=chat.id, reason="transferred"))
+                self._push(source, ChatRemoved(chat_id=chat.id, reason="transferred"))
                 role = "owner"
             else:
                 self._join(chat, agent, "invited", offer.note)
                 role = "invitee"
-            source.outbox.push(
-                HandoffResult(chat_id=chat.id, kind=offer.kind, outcome="accepted", target=agent.id)
+            self._push(
+                source,
+                HandoffResult(
+                    chat_id=chat.id, kind=offer.kind, outcome="accepted", target=agent.id
+                ),
             )
-        agent.outbox.push(ChatAssigned(chat_id=chat.id, role=role))
+        self._push(agent, ChatAssigned(chat_id=chat.id, role=role))
         log.info(
             "offer_accepted",
             chat_id=chat.id,
@@ -576,7 +938,7 @@ class Router:
             department=chat.department,
             kind=offer.kind,
         )
-        m.answer(msg.reply, chat.id)
+        self._answer(msg.reply, chat.id)
 
     def _join(
         self, chat: _Chat, agent: _Agent, event: str, detail: str, replaces: str = ""
@@ -584,6 +946,7 @@ class Router:
         chat.members.append(agent.id)
         if agent.id not in chat.ever:
             chat.ever.append(agent.id)
+        self._touch(chat)
         self._tell(
             chat,
             m.Join(
@@ -610,10 +973,10 @@ class Router:
     def _decline(self, msg: m.Decline) -> None:
         offer = self._check_offer(msg.agent_id, msg.offer_id)
         if isinstance(offer, EngineError):
-            m.answer(msg.reply, offer)
+            self._answer(msg.reply, offer)
             return
         self._offer_lapsed(offer, {msg.agent_id}, "declined")
-        m.answer(msg.reply, None)
+        self._answer(msg.reply, None)
 
     def _offer_lapsed(self, offer: _Offer, agents: set[str], why: str) -> None:
         """Some of an offer's agents declined, timed out or went away; move on if none are left."""
@@ -623,10 +986,11 @@ class Router:
             offer.agents.discard(agent_id)
             self._dirty.update(agent.departments)
             if why != "declined":
-                agent.outbox.push(
-                    OfferWithdrawn(offer_id=offer.id, chat_id=offer.chat_id, reason=why)
+                self._push(
+                    agent, OfferWithdrawn(offer_id=offer.id, chat_id=offer.chat_id, reason=why)
                 )
         chat = self._chats[offer.chat_id]
+        self._touch(chat)
         if offer.agents:
             return
         self._close_offer(offer, why)
@@ -649,17 +1013,20 @@ class Router:
         self._closed_offers[offer.id] = (why, offer.offered)
         if len(self._closed_offers) > 10_000:
             self._closed_offers.popitem(last=False)
+        chat = self._chats.get(offer.chat_id)
+        if chat is not None:
+            self._touch(chat)
         for agent_id in offer.agents - {keep}:
             agent = self._agents[agent_id]
             agent.offers.discard(offer.id)
             self._dirty.update(agent.departments)
-            agent.outbox.push(OfferWithdrawn(offer_id=offer.id, chat_id=offer.chat_id, reason=why))
+            self._push(agent, OfferWithdrawn(offer_id=offer.id, chat_id=offer.chat_id, reason=why))
         offer.agents.clear()
 
     def _start_handoff(self, msg: m.StartHandoff) -> None:
         result = self._plan_handoff(msg)
         if isinstance(result, EngineError):
-            m.answer(msg.reply, result)
+            self._answer(msg.reply, result)
             return
         chat, targets = result
         offer = _Offer(
@@ -674,7 +1041,7 @@ class Router:
         )
         chat.handoff = offer.id
         self._make_offer(offer, chat, self._handoff_timeout)
-        m.answer(msg.reply, offer.id)
+        self._answer(msg.reply, offer.id)
 
     def _plan_handoff(self, msg: m.StartHandoff) -> tuple[_Chat, list[_Agent]] | EngineError:
         chat = self._chats.get(msg.chat_id)
@@ -727,28 +1094,32 @@ class Router:
         chat = self._chats.get(msg.chat_id)
         offer = self._offers.get(chat.handoff) if chat is not None and chat.handoff else None
         if chat is None or offer is None:
-            m.answer(msg.reply, EngineError("no_handoff", "no transfer or invite is waiting"))
+            self._answer(msg.reply, EngineError("no_handoff", "no transfer or invite is waiting"))
             return
         if offer.from_agent != msg.agent_id:
-            m.answer(msg.reply, EngineError("forbidden", "only its sender can cancel a handoff"))
+            self._answer(
+                msg.reply, EngineError("forbidden", "only its sender can cancel a handoff")
+            )
             return
         self._end_handoff(chat, "cancelled")
-        m.answer(msg.reply, None)
+        self._answer(msg.reply, None)
 
     def _end_handoff(self, chat: _Chat, outcome: str, *, offer: _Offer | None = None) -> None:
         """Close a chat's pending transfer or invite with `outcome`; ownership does not change."""
         offer = offer or self._offers.get(chat.handoff)
         chat.handoff = ""
+        self._touch(chat)
         if offer is None:
             return
         self._close_offer(offer, outcome)
         chat.handoffs.append(self._handoff_record(offer, offer.target, outcome, self._wall()))
         source = self._agents.get(offer.from_agent)
         if source is not None:
-            source.outbox.push(
+            self._push(
+                source,
                 HandoffResult(
                     chat_id=chat.id, kind=offer.kind, outcome=outcome, target=offer.target
-                )
+                ),
             )
 
     # --- endings --------------------------------------------------------------------------------
@@ -764,10 +1135,10 @@ class Router:
     def _end_chat(self, msg: m.EndChat) -> None:
         chat = self._owned(msg.agent_id, msg.chat_id)
         if isinstance(chat, EngineError):
-            m.answer(msg.reply, chat)
+            self._answer(msg.reply, chat)
             return
         if chat.state not in LIVE:
-            m.answer(msg.reply, EngineError("invalid_state", f"the chat is {chat.state}"))
+            self._answer(msg.reply, EngineError("invalid_state", f"the chat is {chat.state}"))
             return
         if msg.delay <= 0:
             self._finish(chat, TicketKind.TRANSCRIPT, EndReason.AGENT_ENDED)
@@ -778,34 +1149,36 @@ class Router:
         if chat.state is ChatState.ACTIVE:
             chat.state = check(chat.state, ChatState.ENDING)
         self._timers.set(("end", chat.id), trio.current_time() + msg.delay)
+        self._touch(chat)
         self._tell(chat, m.Notice(event="ending", agent=msg.agent_id, detail=f"{msg.delay:g}"))
-        m.answer(msg.reply, None)
+        self._answer(msg.reply, None)
 
     def _cancel_end(self, msg: m.CancelEnd) -> None:
         chat = self._owned(msg.agent_id, msg.chat_id)
         if isinstance(chat, EngineError):
-            m.answer(msg.reply, chat)
+            self._answer(msg.reply, chat)
             return
         if chat.state is not ChatState.ENDING:
-            m.answer(msg.reply, EngineError("invalid_state", "no ending is scheduled"))
+            self._answer(msg.reply, EngineError("invalid_state", "no ending is scheduled"))
             return
         self._timers.cancel(("end", chat.id))
         chat.state = check(chat.state, ChatState.ACTIVE)
+        self._touch(chat)
         self._tell(chat, m.Notice(event="ending_cancelled", agent=msg.agent_id))
-        m.answer(msg.reply, None)
+        self._answer(msg.reply, None)
 
     def _leave_chat(self, msg: m.LeaveChat) -> None:
         chat = self._chats.get(msg.chat_id)
         if chat is None or msg.agent_id not in chat.members:
-            m.answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
+            self._answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
             return
         if chat.owner == msg.agent_id:
-            m.answer(
+            self._answer(
                 msg.reply, EngineError("not_owner", "the owner ends or transfers a chat instead")
             )
             return
         self._part(chat, self._agents[msg.agent_id], "left", "")
-        m.answer(msg.reply, None)
+        self._answer(msg.reply, None)
 
     def _finish(self, chat: _Chat, kind: TicketKind, reason: EndReason) -> None:
         """End a chat: free everything it held and tell its session to write the one ticket."""
@@ -835,17 +1208,16 @@ class Router:
             kind=kind.value,
             reason=reason.value,
         )
-        self._tell_finish(
-            chat,
-            m.Finish(
-                kind=kind,
-                reason=reason.value,
-                owner=chat.owner,
-                agents=tuple(chat.ever),
-                handoffs=tuple(chat.handoffs),
-                accepted_at=chat.accepted_at,
-            ),
+        chat.final = m.Finish(
+            kind=kind,
+            reason=reason.value,
+            owner=chat.owner,
+            agents=tuple(chat.ever),
+            handoffs=tuple(chat.handoffs),
+            accepted_at=chat.accepted_at,
         )
+        self._touch(chat)
+        self._effects.do(partial(self._tell_finish, chat, chat.final))
 
     def _tell_finish(self, chat: _Chat, msg: m.Finish) -> None:
         try:
@@ -858,6 +1230,10 @@ class Router:
             chat.pending = None  # the session is gone; ActorDown writes its ticket
 
     def _tell(self, chat: _Chat, msg: m.ToSession) -> None:
+        self._effects.do(partial(self._tell_now, chat, msg))
+
+    @staticmethod
+    def _tell_now(chat: _Chat, msg: m.ToSession) -> None:
         try:
             chat.session.send_nowait(msg)
         except trio.WouldBlock:
@@ -869,7 +1245,7 @@ class Router:
         chat = self._chats.pop(msg.chat_id, None)
         if chat is not None:
             for reply in chat.waiters:
-                m.answer(reply, msg.ticket_id)
+                self._answer(reply, msg.ticket_id)
         self._maybe_stopped()
 
     def _actor_down(self, msg: m.ActorDown) -> None:
@@ -885,17 +1261,13 @@ class Router:
             return  # it closed normally
         log.error("session_lost", chat_id=chat.id, department=chat.department)
         for reply in chat.waiters:
-            m.answer(reply, EngineError("internal", "the chat failed; it is saved as failed"))
+            self._answer(reply, EngineError("internal", "the chat failed; it is saved as failed"))
         if chat.state is not ChatState.CLOSING:
             self._finish(chat, TicketKind.FAILED, EndReason.CRASHED)
         if msg.snapshot is not None:
-            ticket = _failed_ticket(msg.snapshot, chat, self._wall())
-
-            def stored(outcome: object) -> None:
-                if isinstance(outcome, BaseException):
-                    log.error("failed_ticket_not_stored", chat_id=chat.id, error=repr(outcome))
-
-            self._store.submit_ticket(ticket, stored)
+            # Stored with the journal write (retried like it), which also ends the chat's
+            # journal: a crashed chat becomes its failed ticket and nothing else.
+            self._failed_tickets[chat.id] = _failed_ticket(msg.snapshot, chat, self._wall())
         self._maybe_stopped()
 
     # --- configuration --------------------------------------------------------------------------
@@ -916,6 +1288,10 @@ class Router:
             if agent is not None:
                 agent.status = AgentStatus.OFFLINE
                 self._release_agent(agent, "removed")
+                if agent.grace:
+                    agent.grace = False
+                    self._timers.cancel(("agent", agent.id))
+                    self._touch_agent(agent)
                 del self._agents[agent.id]
             return
         if agent is None:
@@ -962,7 +1338,7 @@ class Router:
     # --- inspection and shutdown ----------------------------------------------------------------
 
     def _inspect(self, msg: m.Inspect) -> None:
-        m.answer(msg.reply, self.view())
+        self._answer(msg.reply, self.view())
 
     def view(self) -> RouterView:
         """A consistent picture of ownership, capacity, offers and queues."""
@@ -988,6 +1364,7 @@ class Router:
                     chats=tuple(sorted(a.chats)),
                     offers=tuple(sorted(a.offers)),
                     departments=a.departments,
+                    recovering=a.recovering,
                 )
                 for a in self._agents.values()
             },
@@ -1004,7 +1381,7 @@ class Router:
 
     def _maybe_stopped(self) -> None:
         if self._stopping is not None and not self._chats:
-            m.answer(self._stopping, None)
+            self._answer(self._stopping, None)
 
 
 def _same_visitor(a: Visitor, b: Visitor) -> bool:

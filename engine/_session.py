@@ -8,17 +8,27 @@ Theory of operation:
 - Chat messages come straight from connections (the data plane skips the router). The session
   checks the author is in the chat, appends, and pushes the line into each participant's outbox,
   which never blocks.
+- With the journal on, a line is committed to the store before anyone sees it: before a message is
+  acknowledged (its sequence number answered) or fanned out. Messages that are already waiting in
+  the mailbox are taken together and written in one job, and the store's group commit puts many
+  chats' jobs in one transaction. If the write fails, those messages are answered
+  `store_unavailable` and are not in the transcript; a resend (same client message id) is safe.
+  A system line (joined, left...) reports what the router already decided, so it is shown even if
+  its write failed, and written again with the next line or the ticket.
+- The client message ids seen are rebuilt from the journal when a chat is restored, so a message
+  resent after a restart is not repeated either.
 - Who is in the chat is the router's decision; the session learns it from Join and Part, which the
   router sends before it answers the agent who asked, so an agent can never write into a chat
   before its session knows it is there.
 - On Finish the session writes the chat's one ticket (awaiting the store is allowed: the store is a
-  leaf), tells everyone the chat ended, tells the router it is closed, and stops.
+  leaf), tells everyone the chat ended, tells the router it is closed, and stops. Storing the
+  ticket deletes the chat's journal in the same transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import structlog
 import trio
@@ -26,10 +36,13 @@ import trio
 from . import _messages as m
 from ._errors import EngineError
 from ._events import ChatEnded, ChatMessage, Event, Queued, SystemEvent, Typing
+from ._journal import entries_by_client_id
 from ._outbox import Outbox
 from ._records import EndReason, Entry, Ticket, TicketKind, Visitor
 
 log = structlog.get_logger("helpline.session")
+
+_SAY_BATCH: Final = 64  # messages waiting in the mailbox that are written in one job
 
 
 class Session:
@@ -49,6 +62,9 @@ class Session:
         store: Any,
         wall: Callable[[], float],
         store_retries: int,
+        entries: Sequence[Entry] = (),
+        members: dict[str, tuple[str, Outbox]] | None = None,
+        journal: bool = True,
     ) -> None:
         self.chat_id = chat_id
         self.department = department
@@ -61,18 +77,42 @@ class Session:
         self._store = store
         self._wall = wall
         self._retries = store_retries
-        self.entries: list[Entry] = []
-        self._members: dict[str, tuple[str, Outbox]] = {}
-        self._client_ids: dict[str, int] = {}
+        self._journal = journal
+        self.entries: list[Entry] = list(entries)  # a restored chat starts with its transcript
+        self._members: dict[str, tuple[str, Outbox]] = dict(members or {})
+        self._client_ids = entries_by_client_id(self.entries)
+        self._unsaved: list[Entry] = []  # lines not in the journal yet (the newest lines)
+        self._held: list[tuple[Entry, Event, list[Outbox]]] = []  # lines waiting for their write
         self._log = log.bind(chat_id=chat_id, department=department)
 
     async def run(self) -> None:
         async with self._inbox:
-            async for msg in self._inbox:
+            ahead: m.ToSession | None = None
+            while True:
+                if ahead is not None:
+                    msg, ahead = ahead, None
+                else:
+                    try:
+                        msg = await self._inbox.receive()
+                    except trio.EndOfChannel:
+                        break
                 if isinstance(msg, m.Finish):
                     await self._finish(msg)
                     break
-                await self._handle(msg)
+                if not isinstance(msg, m.Say):
+                    await self._handle(msg)
+                    continue
+                says = [msg]  # take the messages already waiting too: they share one write
+                while len(says) < _SAY_BATCH:
+                    try:
+                        more = self._inbox.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    if not isinstance(more, m.Say):
+                        ahead = more
+                        break
+                    says.append(more)
+                await self._say_all(says)
             self._refuse_the_rest()
 
     def _refuse_the_rest(self) -> None:
@@ -88,8 +128,6 @@ class Session:
 
     async def _handle(self, msg: m.ToSession) -> None:
         match msg:
-            case m.Say():
-                m.answer(msg.reply, self._say(msg))
             case m.SetTyping(author=author, on=on):
                 if author == "visitor" or author in self._members:
                     self._fan_out(Typing(chat_id=self.chat_id, author=author, on=on), skip=author)
@@ -103,10 +141,10 @@ class Session:
             case m.Join():
                 self._join(msg)
             case m.Part(agent_id=agent_id, event=event, detail=detail):
-                self._line(event, agent=agent_id, detail=detail)
+                self._system(event, agent=agent_id, detail=detail)
                 self._members.pop(agent_id, None)
             case m.Notice(event=event, agent=agent, detail=detail):
-                self._line(event, agent=agent, detail=detail)
+                self._system(event, agent=agent, detail=detail)
             case m.QueuePosition(position=position):
                 self._visitor.push(Queued(chat_id=self.chat_id, position=position))
             case m.History(reader=reader, after_seq=after):
@@ -114,32 +152,71 @@ class Session:
                     m.answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
                 else:
                     m.answer(msg.reply, tuple(e for e in self.entries if e.seq > after))
+        if self._held:  # system lines: shown even if their write failed (see the docstring)
+            await self._write()
+            self._deliver()
+
+    async def _say_all(self, says: list[m.Say]) -> None:
+        """Append messages, write them in one job, then acknowledge and fan them out."""
+        first = len(self.entries)
+        results = [(say.reply, self._say(say)) for say in says]
+        if await self._write():
+            self._deliver()
+            for reply, result in results:
+                m.answer(reply, result)
+            return
+        new = self.entries[first:]  # not stored: as if they never came
+        del self.entries[first:]
+        del self._unsaved[len(self._unsaved) - len(new) :]
+        self._held.clear()
+        for entry in new:
+            self._client_ids.pop(entry.client_msg_id, None)
+        refused = EngineError(
+            "store_unavailable",
+            "the message was not saved (the database is failing); send it again",
+        )
+        last = self._last_seq()
+        for reply, result in results:
+            failed = isinstance(result, int) and result > last
+            m.answer(reply, refused if failed else result)
 
     def _say(self, msg: m.Say) -> int | EngineError:
         if msg.author != "visitor" and msg.author not in self._members:
             return EngineError("not_in_chat", "you are not in that chat")
         if msg.client_msg_id and msg.client_msg_id in self._client_ids:
             return self._client_ids[msg.client_msg_id]  # a resend: already in the transcript
-        name = self.visitor.name if msg.author == "visitor" else self._members[msg.author][0]
-        entry = self._append("message", msg.author, msg.text, msg.client_msg_id)
+        entry = self._line("message", msg.author, msg.text, msg.client_msg_id)
         if msg.client_msg_id:
             self._client_ids[msg.client_msg_id] = entry.seq
-        self._fan_out(
-            ChatMessage(
-                chat_id=self.chat_id,
-                seq=entry.seq,
-                at=entry.at,
-                author=msg.author,
-                author_name=name,
-                text=msg.text,
-                client_msg_id=msg.client_msg_id,
-            )
-        )
         return entry.seq
 
-    def _append(self, kind: str, author: str, text: str = "", client_msg_id: str = "") -> Entry:
+    async def _write(self) -> bool:
+        """Journal the lines not written yet; False if the store failed."""
+        if not self._journal or not self._unsaved:
+            self._unsaved.clear()
+            return True
+        lines = list(self._unsaved)
+        try:
+            await self._store.append_entries(self.chat_id, lines)
+        except Exception as exc:
+            self._log.warning("lines_not_stored", lines=len(lines), error=repr(exc))
+            return False
+        del self._unsaved[: len(lines)]
+        return True
+
+    def _deliver(self) -> None:
+        held, self._held = self._held, []
+        for _, event, outboxes in held:
+            for outbox in outboxes:
+                outbox.push(event)
+
+    def _last_seq(self) -> int:
+        return self.entries[-1].seq if self.entries else 0
+
+    def _line(self, kind: str, author: str, text: str = "", client_msg_id: str = "") -> Entry:
+        """Append a line; it reaches the participants of this moment once it is written."""
         entry = Entry(
-            seq=len(self.entries) + 1,
+            seq=self._last_seq() + 1,
             at=self._wall(),
             kind=kind,
             author=author,
@@ -147,13 +224,14 @@ class Session:
             client_msg_id=client_msg_id,
         )
         self.entries.append(entry)
+        self._unsaved.append(entry)
+        outboxes = [self._visitor, *(outbox for _, outbox in self._members.values())]
+        self._held.append((entry, self._event_of(entry), outboxes))
         return entry
 
-    def _line(self, event: str, *, agent: str = "", detail: str = "") -> None:
-        if not event:
-            return
-        entry = self._append(event, agent or "system", detail)
-        self._fan_out(self._event_of(entry))
+    def _system(self, event: str, *, agent: str = "", detail: str = "") -> None:
+        if event:
+            self._line(event, agent or "system", detail)
 
     def _event_of(self, entry: Entry) -> Event:
         if entry.kind == "message":
@@ -191,12 +269,12 @@ class Session:
         for entry in self.entries:  # the newcomer sees the conversation so far, in order
             msg.outbox.push(self._event_of(entry))
         if msg.replaces:
-            self._line(msg.event, agent=msg.agent_id, detail=msg.detail)
+            self._system(msg.event, agent=msg.agent_id, detail=msg.detail)
             self._members.pop(msg.replaces, None)
             self._members[msg.agent_id] = (msg.name, msg.outbox)
         else:
             self._members[msg.agent_id] = (msg.name, msg.outbox)
-            self._line(msg.event, agent=msg.agent_id, detail=msg.detail)
+            self._system(msg.event, agent=msg.agent_id, detail=msg.detail)
 
     def _attach(self, msg: m.Attach) -> bool:
         """Switch the visitor to a new outlet; returns whether the visitor had been gone."""
@@ -208,11 +286,11 @@ class Session:
             if entry.seq > msg.last_seq:
                 msg.outlet.push(self._event_of(entry))
         self._visitor.add(msg.outlet)
-        m.answer(msg.reply, len(self.entries))
+        m.answer(msg.reply, self._last_seq())
         return was_gone
 
     async def _finish(self, msg: m.Finish) -> None:
-        self._line("ended", detail=msg.reason)
+        self._system("ended", detail=msg.reason)  # shown once the ticket holding it is stored
         ticket = self.ticket(msg)
         stored: Ticket | None = None
         for attempt in range(self._retries + 1):
@@ -229,6 +307,8 @@ class Session:
                 await trio.sleep(0.5 * 2**attempt)
         ticket_id = stored.id if stored is not None else None
         self._log.info("ticket_stored", ticket_id=ticket_id, kind=msg.kind.value)
+        self._unsaved.clear()
+        self._deliver()
         ended = ChatEnded(chat_id=self.chat_id, reason=msg.reason, ticket_id=ticket_id)
         self._fan_out(ended)
         for outlet in self._visitor.outlets:

@@ -42,6 +42,8 @@ class AgentView:
     chats: tuple[str, ...]
     offers: tuple[str, ...]
     departments: tuple[str, ...]
+    #: Restored at start and not connected since (offers restored with it wait for it).
+    recovering: bool = False
 
     @property
     def load(self) -> int:
