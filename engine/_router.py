@@ -1377,6 +1377,11 @@ class Router:
         for chat in list(self._chats.values()):
             if chat.state is not ChatState.CLOSING:
                 self._finish(chat, self._kind(chat), EndReason.SHUTDOWN)
+        for agent in self._agents.values():  # no chat is left for a grace to keep
+            if agent.grace:
+                agent.grace = False
+                self._timers.cancel(("agent", agent.id))
+                self._touch_agent(agent)
         self._maybe_stopped()
 
     def _maybe_stopped(self) -> None:
