@@ -48,7 +48,8 @@ def check_invariants(view: RouterView) -> None:
             assert agent.id in view.chats[chat_id].members
         if agent.offers:
             assert agent.status == "online", f"{agent.id} offered while offline"
-            assert agent.connected, f"{agent.id} offered while disconnected"
+            # offers restored at start wait for their agent to connect; no other offer may
+            assert agent.connected or agent.recovering, f"{agent.id} offered while disconnected"
     for chat in view.chats.values():
         for agent_id in chat.offer_agents:
             assert chat.department in view.agents[agent_id].departments
