@@ -47,7 +47,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 import trio
@@ -129,6 +129,25 @@ class _Offer:
 
 
 @dataclass(slots=True, eq=False)
+class _Unwritten:
+    """The keys of what failed journal writes covered (records are written as they are then)."""
+
+    chats: set[str] = field(default_factory=set)
+    agents: set[str] = field(default_factory=set)
+    presence: set[str] = field(default_factory=set)
+    tickets: dict[str, Ticket] = field(default_factory=dict)
+
+
+class _Closed(NamedTuple):
+    """What is kept of a closed offer."""
+
+    why: str
+    offered: frozenset[str]  # who it was made to
+    taker: str  # who accepted it, if anyone
+    chat_id: str
+
+
+@dataclass(slots=True, eq=False)
 class _Agent:
     id: str
     name: str
@@ -200,12 +219,13 @@ class Router:
         self._touched_agents: set[str] = set()  # disconnect graces
         self._presence: set[str] = set()  # status and ringtone
         self._failed_tickets: dict[str, Ticket] = {}  # of crashed sessions, not stored yet
+        self._unwritten = _Unwritten()  # what failed writes covered, for the retry
         self._touches = 0  # counts changes, so an answer knows whether it reports one
         self._queue_seq = 0
         self._chats: dict[str, _Chat] = {}
         self._offers: dict[str, _Offer] = {}
-        # offer id -> (why it closed, who it was made to), for clear refusals of late answers
-        self._closed_offers: OrderedDict[str, tuple[str, frozenset[str]]] = OrderedDict()
+        # for clear refusals of late answers, and an accept repeated by the agent that took it
+        self._closed_offers: OrderedDict[str, _Closed] = OrderedDict()
         self._agents: dict[str, _Agent] = {}
         self._depts: dict[str, _Dept] = {}
         self._dirty: set[str] = set()  # departments whose queue may now move
@@ -360,6 +380,7 @@ class Router:
         inbox = self._inbox
         timers = self._timers
         effects = self._effects
+        self._flush()  # what restoring changed and told
         while not self._stopped:
             msg: m.ToRouter | None = None
             if not effects.ready():
@@ -441,16 +462,30 @@ class Router:
             self._effects.release(batch)
 
     def _journal_failed(self, batch: Batch) -> None:
-        """Keep what the write covered for the next one, and retry soon even if all is quiet."""
+        """Keep what the write covered, to be written again when the retry timer fires.
+
+        Not at once: the store is failing, and rewriting in the iteration the failure wakes
+        would spin. A new change to a chat writes that chat's record again anyway.
+        """
         job = batch.job
         assert isinstance(job, journal.JournalBatch)
         log.error("journal_write_failed", error=repr(batch.outcome), chats=len(job.chats))
-        self._touched.update(chat_id for chat_id, _ in job.chats)
-        self._touched_agents.update(agent_id for agent_id, _ in job.graces)
-        self._presence.update(agent_id for agent_id, _, _ in job.presence)
-        for ticket in job.tickets:
-            self._failed_tickets.setdefault(ticket.chat_id, ticket)
-        self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
+        u = self._unwritten
+        u.chats.update(chat_id for chat_id, _ in job.chats)
+        u.agents.update(agent_id for agent_id, _ in job.graces)
+        u.presence.update(agent_id for agent_id, _, _ in job.presence)
+        u.tickets.update((t.chat_id, t) for t in job.tickets)
+        if ("retry", "") not in self._timers:
+            self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
+
+    def _retry_journal(self) -> None:
+        """Mark what failed to be written as changed again: it goes with this iteration's write."""
+        u, self._unwritten = self._unwritten, _Unwritten()
+        self._touched |= u.chats
+        self._touched_agents |= u.agents
+        self._presence |= u.presence
+        for chat_id, ticket in u.tickets.items():
+            self._failed_tickets.setdefault(chat_id, ticket)
 
     def _to_wall(self, key: Hashable) -> float | None:
         deadline = self._timers.deadline(key)
@@ -556,7 +591,8 @@ class Router:
             chat = self._chats.get(ident)
             if chat is not None and chat.pending is not None:
                 self._tell_finish(chat, chat.pending)
-        # "retry": nothing to do here; the records still to be written go with this iteration
+        elif what == "retry":
+            self._retry_journal()
 
     # --- visitors -------------------------------------------------------------------------------
 
@@ -874,21 +910,30 @@ class Router:
     def _check_offer(self, agent_id: str, offer_id: str) -> _Offer | EngineError:
         offer = self._offers.get(offer_id)
         closed = self._closed_offers.get(offer_id)
-        offered = offer.offered if offer is not None else closed[1] if closed else frozenset()
+        offered = offer.offered if offer is not None else closed.offered if closed else frozenset()
         if offer is None and closed is None:
             return EngineError("not_found", "no such offer")
         if agent_id not in offered:
             return EngineError("not_your_offer", "this offer was made to another agent")
         if offer is None:
             assert closed is not None
-            if closed[0] == "taken":
+            if closed.why == "taken":
                 return EngineError("offer_taken", "another agent accepted this chat first")
-            return EngineError("stale_offer", f"this offer is no longer open ({closed[0]})")
+            return EngineError("stale_offer", f"this offer is no longer open ({closed.why})")
         if agent_id not in offer.agents:
             return EngineError("stale_offer", "this offer is no longer open to you")
         return offer
 
     def _accept(self, msg: m.Accept) -> None:
+        closed = self._closed_offers.get(msg.offer_id)
+        if closed is not None and closed.taker == msg.agent_id:
+            # The agent took this offer already (perhaps told store_unavailable): the same answer
+            # again, once the chat's record is written with this iteration.
+            chat = self._chats.get(closed.chat_id)
+            if chat is not None and msg.agent_id in chat.members:
+                self._touch(chat)
+                self._answer(msg.reply, chat.id)
+                return
         offer = self._check_offer(msg.agent_id, msg.offer_id)
         if isinstance(offer, EngineError):
             self._answer(msg.reply, offer)
@@ -1010,7 +1055,7 @@ class Router:
         """Retire an offer: release every reservation but `keep`'s and tell those agents."""
         self._offers.pop(offer.id, None)
         self._timers.cancel(("offer", offer.id))
-        self._closed_offers[offer.id] = (why, offer.offered)
+        self._closed_offers[offer.id] = _Closed(why, offer.offered, keep, offer.chat_id)
         if len(self._closed_offers) > 10_000:
             self._closed_offers.popitem(last=False)
         chat = self._chats.get(offer.chat_id)
