@@ -1,11 +1,14 @@
 """Random operation sequences against a real engine; DESIGN.md's invariants after each step.
 
-Hypothesis generates a list of operations (chat requests, status changes, connects and disconnects,
-accepts, declines, transfers, invites, messages, endings, visitors leaving and clock jumps). Each
-list runs in a fresh engine over a fresh SQLite file under trio's autojump clock. After every step
-the router's picture must satisfy invariants 1 and 3; at the end every chat requested must have
-exactly one ticket (invariant 2), with its lines numbered 1..n in one order that every participant
-saw (invariant 5).
+Hypothesis generates a list of operations (chat requests, status changes, connects and
+disconnects, accepts, declines, transfers, invites, messages, endings, visitors leaving, clock
+jumps, and crashes: the engine is left without shutdown, maybe stays down a while, and a new one is
+opened on the same file). Each list runs in a fresh engine over a fresh SQLite file under trio's
+autojump clock. After every step the router's picture must satisfy invariants 1 and 3; a crash with
+no downtime must bring back exactly the picture and the transcripts it interrupted. At the end (a
+last engine restores what is live and shuts down) every chat requested must have exactly one
+ticket (invariant 2), with its lines numbered 1..n in one order that every participant saw
+(invariant 5), and the journal must be empty.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import trio
 import trio.testing
@@ -24,14 +27,18 @@ from hypothesis import strategies as st
 from engine import (
     AgentConnection,
     ChatMessage,
+    Engine,
     EngineConfig,
     EngineError,
+    Entry,
     Offer,
     SystemEvent,
     Visitor,
     VisitorChat,
     open_engine,
 )
+from engine import _messages as m
+from engine._handles import ask
 from engine._store import open_store
 
 from .conftest import AGENTS, DEPARTMENTS
@@ -68,6 +75,10 @@ ops = st.one_of(
     st.tuples(st.just("cancel_end"), st.sampled_from(AGENT_IDS), st.integers(0, 5)),
     st.tuples(st.just("leave"), st.integers(0, 5)),
     st.tuples(st.just("sleep"), st.sampled_from([1, 10, 20, 31, 60, 200])),
+    st.tuples(st.just("crash"), st.sampled_from([0, 0, 10, 40])),  # seconds down
+)
+CONFIG = EngineConfig(
+    departments=DEPARTMENTS, agents=AGENTS, handoff_timeout=45, visitor_grace=15, agent_grace=25
 )
 
 
@@ -83,6 +94,7 @@ class World:
         self.seen: dict[tuple[str, str], list[int]] = {}  # (reader, chat) -> seqs in arrival order
         self.done: dict[str, int] = {}
         self.refused: dict[str, int] = {}
+        self.left: set[str] = set()  # chats whose visitor said goodbye
 
     def collect(self) -> None:
         readers: list[tuple[str, Any]] = [(a, c) for a, c in self.agents.items()]
@@ -150,34 +162,124 @@ async def step(engine: Any, world: World, op: tuple[Any, ...]) -> None:
         chat_id = pick(sorted(world.chats), op[1])
         if chat_id in world.chats:
             await world.chats[chat_id].leave()
+            world.left.add(chat_id)
     elif kind == "sleep":
         await trio.sleep(op[1])
 
 
-async def scenario(db: Path, online: set[str], operations: list[tuple[Any, ...]]) -> None:
-    config = EngineConfig(
-        departments=DEPARTMENTS, agents=AGENTS, handoff_timeout=45, visitor_grace=15, agent_grace=25
+class Run:
+    """The engine of the moment (each crash replaces it) and the test's side of things."""
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.world = World()
+        self.engines = contextlib.AsyncExitStack()
+        self.engine: Engine | None = None
+
+    async def open(self) -> Engine:
+        self.engines = contextlib.AsyncExitStack()
+        self.engine = await self.engines.enter_async_context(
+            open_engine(CONFIG, db=self.db, synchronous="OFF", end_chats_on_exit=False)
+        )
+        return self.engine
+
+
+async def transcript(engine: Engine, chat_id: str) -> tuple[Entry, ...]:
+    lines = await ask(
+        engine._sessions[chat_id], lambda r: m.History(reader="visitor", after_seq=0, reply=r), 10
     )
-    world = World()
-    async with open_engine(config, db=db, synchronous="OFF") as engine:
-        async with world.stack:
-            for agent_id in sorted(online):
-                await step(engine, world, ("connect", agent_id, True))
-                with contextlib.suppress(EngineError):  # dee's department has chat off
-                    await step(engine, world, ("status", agent_id, True))
-            for op in operations:
-                try:
-                    await step(engine, world, op)
-                    world.done[op[0]] = world.done.get(op[0], 0) + 1
-                except EngineError as exc:
-                    world.refused[exc.code] = world.refused.get(exc.code, 0) + 1
-                await trio.testing.wait_all_tasks_blocked()
-                world.collect()
-                check_invariants(await engine.inspect())
-        # every connection is closed: what is left ends at shutdown (leaving the engine block)
+    return cast(tuple[Entry, ...], lines)
+
+
+async def crash_and_recover(run: Run, downtime: int) -> None:
+    """Leave the engine as a crash would, stay down `downtime` s, open a new one, reconnect."""
+    engine, world = run.engine, run.world
+    assert engine is not None
+    world.collect()
+    before = await engine.inspect()
+    lines = {chat_id: await transcript(engine, chat_id) for chat_id in before.chats}
+    connected = sorted(world.agents)
+    await run.engines.aclose()
+    await world.stack.aclose()  # what these handles say reaches nobody: their engine is gone
+    world.stack = contextlib.AsyncExitStack()
+    world.agents, world.chats = {}, {}
+    await trio.sleep(downtime)
+    engine = await run.open()
+    await trio.testing.wait_all_tasks_blocked()  # deadlines that passed meanwhile have fired
+    after = await engine.inspect()
+    check_invariants(after)
+    if not downtime:
+        assert after.chats == before.chats
+        assert after.queues == before.queues
+        for agent_id, agent in after.agents.items():
+            was = before.agents[agent_id]
+            assert (agent.status, agent.chats, agent.offers) == (was.status, was.chats, was.offers)
+        for chat_id, was_lines in lines.items():
+            assert await transcript(engine, chat_id) == was_lines
+    for agent_id in connected:
+        world.agents[agent_id] = await world.stack.enter_async_context(
+            engine.connect_agent(agent_id)
+        )
+    for chat_id in sorted(after.chats):
+        seen = world.seen.get((f"visitor:{chat_id}", chat_id), [0])
+        if chat_id not in world.left:
+            with contextlib.suppress(EngineError):  # unless it ended meanwhile
+                world.chats[chat_id] = await world.stack.enter_async_context(
+                    engine.resume_chat(chat_id, last_seq=max(seen))
+                )
+
+
+async def scenario(db: Path, online: set[str], operations: list[tuple[Any, ...]]) -> None:
+    run = Run(db)
+    try:
+        await run_operations(run, online, operations)
+    except BaseException:
+        with trio.CancelScope(shield=True):  # no engine may outlive a failed example
+            await run.world.stack.aclose()
+            await run.engines.aclose()
+        raise
+    await check_outcome(run)
+
+
+async def run_operations(run: Run, online: set[str], operations: list[tuple[Any, ...]]) -> None:
+    world = run.world
+    engine = await run.open()
+    for agent_id in sorted(online):
+        await step(engine, world, ("connect", agent_id, True))
+        with contextlib.suppress(EngineError):  # dee's department has chat off
+            await step(engine, world, ("status", agent_id, True))
+    for op in operations:
+        try:
+            if op[0] == "crash":
+                await crash_and_recover(run, op[1])
+                engine = run.engine
+                assert engine is not None
+            else:
+                await step(engine, world, op)
+            world.done[op[0]] = world.done.get(op[0], 0) + 1
+        except EngineError as exc:
+            world.refused[exc.code] = world.refused.get(exc.code, 0) + 1
+        await trio.testing.wait_all_tasks_blocked()
         world.collect()
+        check_invariants(await engine.inspect())
+    # every connection closes; then the engine goes, and a last one restores what is still live
+    # and ends it at shutdown (leaving its block)
+    await world.stack.aclose()
+    await trio.testing.wait_all_tasks_blocked()
+    world.collect()
+    await run.engines.aclose()
+
+
+async def check_outcome(run: Run) -> None:
+    db, world = run.db, run.world
+    async with open_engine(CONFIG, db=db, synchronous="OFF"):
+        pass
     async with open_store(db) as again:
         tickets = await again.tickets(limit=1000)
+        integrity = await again.read(lambda c: c.execute("PRAGMA integrity_check").fetchall())
+        live = await again.live_state()
+    assert integrity == [("ok",)]
+    assert (live.chats, live.graces) == ((), {}), "the journal outlived its chats"
     by_chat: dict[str, int] = {}
     for t in tickets:
         by_chat[t.chat_id] = by_chat.get(t.chat_id, 0) + 1
