@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from . import _messages as m
+from ._canned import CannedMessage
+from ._canned_desk import CannedDesk
 from ._errors import EngineError
 from ._events import Event
 from ._outbox import Outlet
-from ._records import AgentStatus, Entry, Rating, Ticket, TicketKind
+from ._records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
 from ._store import AlreadyRated, NotFound, SqliteStore
 from ._views import Availability, ChatSummary, VisitorPanel
 
@@ -56,6 +58,16 @@ async def rate_chat(store: SqliteStore, chat_id: str, rating: Rating | str, comm
         raise EngineError("invalid_state", "a chat can be rated once it has ended") from None
     except AlreadyRated:
         raise EngineError("already_rated", "this chat was rated already") from None
+
+
+class Directory(Protocol):
+    """What an agent's connection looks up besides the actors: names and canned messages."""
+
+    canned: CannedDesk
+
+    def agent_record(self, agent_id: str) -> Agent | None: ...
+
+    def department_record(self, department_id: str) -> Department | None: ...
 
 
 class VisitorChat:
@@ -148,9 +160,11 @@ class AgentConnection:
         sessions: Mapping[str, trio.MemorySendChannel[m.ToSession]],
         timeout: float,
         store: SqliteStore,
+        directory: Directory,
     ) -> None:
         self.agent_id = agent_id
         self._store = store
+        self._directory = directory
         self._inbox = inbox
         self._outlet = outlet
         self._sessions = sessions
@@ -317,6 +331,32 @@ class AgentConnection:
             recent_chats=tuple(live_first + [_summary_of(t) for t in ended])[:limit],
             recent_tickets=tuple(tickets),
         )
+
+    # canned messages
+    async def canned_suggest(self, draft: str, *, limit: int = 10) -> list[CannedMessage]:
+        """Canned messages for the `#` query at the end of a draft, from this agent's
+        departments and the shared ones, best first."""
+        me = self._directory.agent_record(self.agent_id)
+        if me is None:
+            raise EngineError("not_found", "this agent was removed")
+        return self._directory.canned.suggest(
+            draft, departments=me.departments, agent_id=self.agent_id, limit=limit
+        )
+
+    async def canned_pick(self, message_id: str, chat_id: str) -> str:
+        """Pick a suggestion for a chat: counts a use and returns its text, placeholders filled."""
+        visitor, chat, _ = await self._ask(
+            lambda r: m.ChatInfo(agent_id=self.agent_id, chat_id=chat_id, reply=r)
+        )
+        me = self._directory.agent_record(self.agent_id)
+        dept = self._directory.department_record(chat.department)
+        values = {
+            "visitor.name": visitor.name,
+            "visitor.email": visitor.email,
+            "agent.name": me.name if me else "",
+            "department.name": dept.name if dept else "",
+        }
+        return await self._directory.canned.pick(message_id, agent_id=self.agent_id, values=values)
 
     def _session(self, chat_id: str) -> trio.MemorySendChannel[m.ToSession]:
         session = self._sessions.get(chat_id)
