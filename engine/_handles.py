@@ -7,6 +7,7 @@ gone means the chat ended or the engine stopped, and becomes a clear EngineError
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, Protocol
@@ -32,13 +33,13 @@ async def ask(
     gone_code: str = "not_found",
 ) -> Any:
     """Send `build(reply)` to `mailbox` and wait for the answer; an EngineError answer is raised."""
-    send, recv = trio.open_memory_channel[Any](1)
-    with recv, trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+    reply = m.Reply()
+    with trio.move_on_after(timeout if timeout is not None else math.inf) as scope:
         try:
-            await mailbox.send(build(send))
+            await mailbox.send(build(reply))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise EngineError(gone_code, gone) from None
-        result = await recv.receive()
+        result = await reply.wait()
     if scope.cancelled_caught:
         raise EngineError("busy", "the engine did not answer in time; try again")
     if isinstance(result, EngineError):
