@@ -487,7 +487,7 @@ class CannedBook:
         self._stray_bits = 0  # the bitmap of their slots
         self._dirty = False  # too many strays or holes: rebuild before reading
         self._contains: dict[str, int] = {}  # character or bigram -> bitmap
-        self._starts: dict[str, int] = {}  # character or bigram at a word start -> bitmap
+        self._starts: dict[str, int] = {}  # 1 to 3 characters at a word start -> bitmap
         self._departments: dict[str | None, int] = {}  # department (None: shared) -> bitmap
         for category in categories:
             self.add_category(category.id, category.name)
@@ -667,12 +667,13 @@ class CannedBook:
         _remove_bit(self._starts, starting, bit)
         self._remove_department_bit(entry.message.department, bit)
         if self._stray_bits & bit:
+            self._strays.remove(entry)
             self._stray_bits ^= bit
         self._slots[entry.slot] = None
+        del self._entries[message_id]
         self._holes += 1
         if self._holes > len(self._entries):
             self._dirty = True
-        del self._entries[message_id]
         for agent_id in [agent for agent, counts in self._uses.items() if message_id in counts]:
             counts = self._uses[agent_id]
             del counts[message_id]
