@@ -17,6 +17,7 @@ from ._records import AgentStatus, Department, Handoff, Ticket, TicketKind, Visi
 if TYPE_CHECKING:
     from ._outbox import Outbox, Outlet
 
+
 class Reply:
     """The answer slot of one ask: filled once by the actor, awaited by the asker.
 

@@ -57,6 +57,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "token": "tok-5b1e",
         "resume_token": "rt-9f2c",
         "last_seq": 12,
+        "chat_id": "c-1",
     },
     "ping": {},
     "open_chat": {
@@ -86,6 +87,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "cancel_transfer": {"chat_id": "c-1"},
     "invite": {"chat_id": "c-1", "to_agent": "bob", "note": "Can you help with this?"},
     "cancel_invite": {"chat_id": "c-1"},
+    "leave_chat": {"chat_id": "c-1"},
     "end_chat": {"chat_id": "c-1", "delay": 30.0},
     "cancel_end": {"chat_id": "c-1"},
     "available_agents": {"department": "sales"},
