@@ -1,4 +1,5 @@
-"""An administrator's connection: departments, agents and their tokens, tickets, ratings.
+"""An administrator's connection: departments, agents and their tokens, tickets, ratings, and
+canned messages.
 
 Theory of operation
 -------------------
@@ -13,19 +14,35 @@ The engine's ``add_*`` calls create or update, so "already exists" (``invalid_st
 not exist" (``not_found``) are checked here first. Admin requests are rare and each one runs to
 completion before the connection reads its next request, so the check and the change cannot be
 interleaved with another request of the same admin.
+
+Canned messages and their categories live in the engine's ``CannedDesk``, which keeps them in
+memory for suggestions and writes every change through to the store before it answers; a change
+is seen by the next ``canned_suggest`` of every agent. The desk validates what it is given; this
+module adds what the wire promises on top: an existing id is ``invalid_state`` (the desk calls it
+invalid), a department must exist (``not_found``), and ``canned_edit`` takes a department *or*
+``shared: true``, never both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine import Agent, Department, EngineError, RoutingMode
+from engine import Agent, CannedMessage, Department, EngineError, RoutingMode
 
 from ._auth import authenticate, issue_token, subject
 from ._frames import Request, Role
 from ._tickets import TicketDesk
-from ._wire import Fields, agent_record, department_record
+from ._wire import (
+    Fields,
+    agent_record,
+    canned_category_record,
+    canned_message_record,
+    department_record,
+    fit,
+    rating_report_record,
+)
 
 if TYPE_CHECKING:
     from ._connection import Connection
@@ -81,6 +98,13 @@ class AdminRole:
             "tickets": self._tickets,
             "ticket": self._ticket,
             "mark_handled": self._mark_handled,
+            "canned_category_add": self._canned_category_add,
+            "canned_category_rename": self._canned_category_rename,
+            "canned_category_delete": self._canned_category_delete,
+            "canned_add": self._canned_add,
+            "canned_edit": self._canned_edit,
+            "canned_delete": self._canned_delete,
+            "canned_list": self._canned_list,
         }
 
     def start(self) -> None:
@@ -209,19 +233,127 @@ class AdminRole:
         report = await self._engine.store.rating_report(
             since=request.get("since", float), until=request.get("until", float)
         )
-        by_department = report.get("departments", {})
-        totals = {
-            rating: sum(counts.get(rating, 0) for counts in by_department.values())
-            for rating in ("good", "neutral", "bad")
-        }
+        return rating_report_record(report)
+
+    # -- canned messages ---------------------------------------------------------------------------
+
+    def _check_department(self, department: str | None) -> None:
+        if department is not None and self._engine.department_record(department) is None:
+            raise EngineError("not_found", f"no department {department!r}")
+
+    def _check_category(self, category_id: str) -> None:
+        if all(c.id != category_id for c in self._engine.canned.categories()):
+            raise EngineError("not_found", f"no canned category {category_id!r}")
+
+    def _canned_message(self, message_id: str) -> CannedMessage | None:
+        return next((m for m in self._engine.canned.messages() if m.id == message_id), None)
+
+    async def _canned_category_add(self, request: Request) -> Fields:
+        category_id = request.get("id", str, "")
+        if category_id and any(c.id == category_id for c in self._engine.canned.categories()):
+            raise EngineError("invalid_state", f"canned category {category_id!r} exists already")
+        category = await self._engine.canned.add_category(
+            request.require("name", str), category_id=category_id
+        )
+        self._conn.log.info("canned_category_added", category=category.id)
+        return {"category": canned_category_record(category)}
+
+    async def _canned_category_rename(self, request: Request) -> Fields:
+        category = await self._engine.canned.rename_category(
+            request.require("id", str), request.require("name", str)
+        )
+        self._conn.log.info("canned_category_renamed", category=category.id)
+        return {"category": canned_category_record(category)}
+
+    async def _canned_category_delete(self, request: Request) -> Fields:
+        category_id = request.require("id", str)
+        mode = request.get("messages", str, "refuse")
+        move_to = request.get("move_to", str)
+        self._check_category(category_id)
+        if move_to is not None and mode != "move":
+            raise EngineError("invalid_field", "move_to goes with messages 'move'")
+        if move_to is not None:
+            self._check_category(move_to)
+        held = len(self._engine.canned.messages(category=category_id))
+        if mode == "move":
+            await self._engine.canned.delete_category(category_id, messages="move", move_to=move_to)
+        else:
+            await self._engine.canned.delete_category(
+                category_id, messages="delete" if mode == "delete" else "refuse"
+            )
+        self._conn.log.info("canned_category_deleted", category=category_id, messages=mode)
         return {
-            **totals,
-            "by_agent": [
-                {"agent_id": agent_id, **counts}
-                for agent_id, counts in sorted(report.get("agents", {}).items())
-            ],
-            "by_department": [
-                {"department": department, **counts}
-                for department, counts in sorted(by_department.items())
-            ],
+            "deleted": held if mode == "delete" else 0,
+            "moved": held if mode == "move" else 0,
         }
+
+    async def _canned_add(self, request: Request) -> Fields:
+        message_id = request.get("id", str, "")
+        if message_id and self._canned_message(message_id) is not None:
+            raise EngineError("invalid_state", f"canned message {message_id!r} exists already")
+        category = request.require("category", str)
+        self._check_category(category)
+        department = request.get("department", str)
+        self._check_department(department)
+        message = await self._engine.canned.add_message(
+            request.require("text", str),
+            category=category,
+            department=department,
+            message_id=message_id,
+        )
+        self._conn.log.info("canned_added", message_id=message.id)
+        return {"message": canned_message_record(message)}
+
+    async def _canned_edit(self, request: Request) -> Fields:
+        message_id = request.require("id", str)
+        if self._canned_message(message_id) is None:
+            raise EngineError("not_found", f"no canned message {message_id!r}")
+        department = request.get("department", str)
+        shared = request.get("shared", bool)
+        if department is not None and shared is not None:
+            raise EngineError(
+                "invalid_field",
+                "give department (for one department) or shared (for all), not both",
+            )
+        if shared is False:
+            raise EngineError(
+                "invalid_field", "to stop sharing a message, give the department it is for"
+            )
+        changes: dict[str, Any] = {
+            "text": request.get("text", str),
+            "category": request.get("category", str),
+        }
+        if changes["category"] is not None:
+            self._check_category(changes["category"])
+        self._check_department(department)
+        if shared or department is not None:
+            changes["department"] = department  # None: shared by every department
+        message = await self._engine.canned.edit_message(message_id, **changes)
+        self._conn.log.info("canned_edited", message_id=message_id)
+        return {"message": canned_message_record(message)}
+
+    async def _canned_delete(self, request: Request) -> Fields:
+        message_id = request.require("id", str)
+        await self._engine.canned.delete_message(message_id)
+        self._conn.log.info("canned_deleted", message_id=message_id)
+        return {}
+
+    async def _canned_list(self, request: Request) -> Fields:
+        department = request.get("department", str)
+        self._check_department(department)
+        category = request.get("category", str)
+        if category is not None:
+            self._check_category(category)
+        desk = self._engine.canned
+        categories = [canned_category_record(c) for c in desk.categories()]
+        messages = desk.messages(
+            departments=None if department is None else (department,), category=category
+        )
+
+        def build(shown: Sequence[CannedMessage]) -> Fields:
+            return {
+                "categories": categories,
+                "messages": [canned_message_record(m) for m in shown],
+            }
+
+        return fit(messages, build)

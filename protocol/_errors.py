@@ -62,7 +62,10 @@ SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
             "what the connection may touch (another agent's handoff, another department's "
             "tickets)."
         ),
-        "not_found": "The named department, agent, chat, offer, ticket or message does not exist.",
+        "not_found": (
+            "The named department, agent, chat, offer, ticket, canned message or canned category "
+            "does not exist."
+        ),
         "rate_limited": "Too many requests; slow down and retry later.",
         "stale_offer": "The offer expired, was withdrawn or was declined before this answer.",
         "offer_taken": "Another agent accepted the offer first.",
@@ -87,8 +90,8 @@ SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "no_handoff": "There is no pending transfer or invite to cancel.",
         "already_rated": "The chat was rated already.",
         "category_not_empty": (
-            "The department still has agents or open chats, so it cannot be removed "
-            "(reserved: no version 1 request removes a department)."
+            "The canned category still holds messages; delete it with messages `delete` or "
+            "`move` to say what becomes of them."
         ),
         "chat_ended": "The chat ended while the request was on its way; nothing was changed.",
         "slow_consumer": (
@@ -101,8 +104,8 @@ SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "invalid_state": (
             "The request does not fit the current state: a second hello, send before open_chat, "
             "open_chat while a chat is open, rate before the chat ended, cancel_end with no "
-            "ending pending, a handoff of a chat that is not active, adding a department or "
-            "agent whose id exists, and so on."
+            "ending pending, a handoff of a chat that is not active, adding a department, an "
+            "agent, a canned message or a canned category whose id exists, and so on."
         ),
     }
 )

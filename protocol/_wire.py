@@ -6,7 +6,8 @@ The engine speaks in frozen dataclasses (``engine.ChatMessage``, ``engine.Ticket
 speaks in msgpack maps whose fields SPEC.md lists. This module is the one place that translates,
 so a field is named and shaped the same way wherever it appears: :func:`wire_event` maps every
 engine event to the wire event of the same meaning, and the ``*_record`` functions build the
-records of SPEC.md section 5 (Visitor, Entry, Chat, Department, Agent, Ticket).
+records of SPEC.md section 5 (Visitor, Entry, Chat, Department, Agent, Ticket, Canned
+category, Canned message).
 
 Two rules of SPEC.md are applied here rather than trusted to callers:
 
@@ -20,7 +21,7 @@ Two rules of SPEC.md are applied here rather than trusted to callers:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, TypeVar
 
 import msgpack
@@ -28,6 +29,8 @@ import msgpack
 from engine import (
     Agent,
     Availability,
+    CannedCategory,
+    CannedMessage,
     ChatAssigned,
     ChatEnded,
     ChatMessage,
@@ -47,15 +50,18 @@ from engine import (
     Visitor,
 )
 
-from ._frames import SERVER_FRAME_LIMITS
+from ._frames import RATINGS, SERVER_FRAME_LIMITS
 
 __all__ = [
     "NameOf",
     "agent_record",
     "availability_record",
+    "canned_category_record",
+    "canned_message_record",
     "department_record",
     "entry_record",
     "fit",
+    "rating_report_record",
     "ticket_record",
     "visitor_record",
     "wire_event",
@@ -280,6 +286,50 @@ def ticket_record(ticket: Ticket, name_of: NameOf, *, summary: bool = False) -> 
         fields["handoffs"] = [_handoff_record(h) for h in ticket.handoffs]
         fields["rating_comment"] = ticket.rating_comment
     return fields
+
+
+def canned_category_record(category: CannedCategory) -> Fields:
+    """A Canned category record."""
+    return {"id": category.id, "name": category.name}
+
+
+def canned_message_record(message: CannedMessage) -> Fields:
+    """A Canned message record; ``department`` is None for a message shared by all departments."""
+    return {
+        "id": message.id,
+        "text": message.text,
+        "category": message.category,
+        "department": message.department,
+        "created_at": float(message.created_at),
+    }
+
+
+def rating_report_record(report: Mapping[str, Mapping[str, Mapping[str, int]]]) -> Fields:
+    """The fields of a ``rating_report`` reply, from the store's report.
+
+    ``report`` maps ``"agents"`` and ``"departments"`` to counts per id; the totals are summed
+    over the departments (every rated ticket has one department, not always an owner).
+    """
+    by_department = report.get("departments", {})
+    totals = {
+        rating: sum(counts.get(rating, 0) for counts in by_department.values())
+        for rating in RATINGS
+    }
+    return {
+        **totals,
+        "by_agent": [
+            {"agent_id": agent_id, **_counts(counts)}
+            for agent_id, counts in sorted(report.get("agents", {}).items())
+        ],
+        "by_department": [
+            {"department": department, **_counts(counts)}
+            for department, counts in sorted(by_department.items())
+        ],
+    }
+
+
+def _counts(counts: Mapping[str, int]) -> dict[str, int]:
+    return {rating: counts.get(rating, 0) for rating in RATINGS}
 
 
 def fit(items: Sequence[T], build: Callable[[Sequence[T]], Fields]) -> Fields:

@@ -6,8 +6,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from engine import CannedMessage, Engine
-from protocol import ClientError
+from engine import CannedDesk, CannedMessage, Engine
+from protocol import SERVER_FRAME_LIMITS, Client, ClientError
 from protocol._daemon import seed_canned
 
 from .gateway_harness import accept, open_chat, open_gateway, refused
@@ -192,3 +192,194 @@ class TestCanned:
                 await refused(
                     "not_found", ann.request("canned_pick", message_id="x", chat_id=chat_id)
                 )
+
+
+async def suggested(agent: Client, draft: str) -> list[object]:
+    """The ids of the canned messages ``agent`` is suggested for ``draft``, best first."""
+    reply = await agent.request("canned_suggest", draft=draft, limit=50)
+    return [s["message_id"] for s in reply["suggestions"]]  # type: ignore[union-attr]
+
+
+async def listed(admin: Client, **filters: object) -> list[object]:
+    """The ids of the canned messages ``canned_list`` returns for ``filters``, in order."""
+    reply = await admin.request("canned_list", **filters)
+    return [m["id"] for m in reply["messages"]]  # type: ignore[union-attr]
+
+
+class TestCannedAdmin:
+    async def test_messages(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """Admins add, list, edit and delete canned messages; agents' suggestions follow at once."""
+        async with open_gateway(engine) as gw, gw.admin() as admin, gw.agent("ann") as ann:
+            category = await admin.request("canned_category_add", name="Greetings", id="greet")
+            assert {"id": "greet", "name": "Greetings"} == dict(category["category"])  # type: ignore[call-overload]
+            added = await admin.request(
+                "canned_add", text="Hello {visitor.name}!", category="greet", id="hi"
+            )
+            assert {
+                "id": "hi",
+                "text": "Hello {visitor.name}!",
+                "category": "greet",
+                "department": None,
+                "created_at": engine.now(),
+            } == dict(added["message"])  # type: ignore[call-overload]
+            await trio.sleep(1)
+            await admin.request(
+                "canned_add",
+                text="We ship to Osaka",
+                category="greet",
+                department="sales",
+                id="ship",
+            )
+            await trio.sleep(1)
+            made = await admin.request(
+                "canned_add", text="Support hours: 9 to 5", category="greet", department="support"
+            )
+            hours = made["message"]["id"]  # type: ignore[index]
+            assert isinstance(hours, str)
+            assert hours
+
+            assert [hours, "ship", "hi"] == await listed(admin)
+            assert ["ship", "hi"] == await listed(admin, department="sales")
+            assert [hours, "hi"] == await listed(admin, department="support", category="greet")
+            assert ["ship", "hi"] == await suggested(ann, "#")
+            assert [] == await suggested(ann, "#hours")
+
+            edited = await admin.request("canned_edit", id=hours, shared=True)
+            assert edited["message"]["department"] is None  # type: ignore[index]
+            assert [hours] == await suggested(ann, "#hours")
+            await admin.request("canned_edit", id="ship", department="support")
+            assert [] == await suggested(ann, "#osaka")
+            edited = await admin.request("canned_edit", id="hi", text="Hi {visitor.name}, welcome!")
+            assert ("Hi {visitor.name}, welcome!", None, "greet") == (
+                edited["message"]["text"],  # type: ignore[index]
+                edited["message"]["department"],  # type: ignore[index]
+                edited["message"]["category"],  # type: ignore[index]
+            )
+            assert ["hi"] == await suggested(ann, "#welc")
+            async with gw.visitor() as v:
+                chat_id = await open_chat(v)
+                await accept(ann, chat_id)
+                picked = await ann.request("canned_pick", message_id="hi", chat_id=chat_id)
+                assert "Hi Vera, welcome!" == picked["text"]
+
+                assert {} == dict(await admin.request("canned_delete", id="hi"))
+                assert [] == await suggested(ann, "#welc")
+                await refused(
+                    "not_found", ann.request("canned_pick", message_id="hi", chat_id=chat_id)
+                )
+            assert [hours, "ship"] == await listed(admin)
+
+        reloaded = await CannedDesk.open(engine.store, engine.now)
+        assert engine.canned.messages() == reloaded.messages()
+
+    async def test_message_errors(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """Unknown ids, departments and categories, taken ids, and contradictions are refused."""
+        async with open_gateway(engine) as gw, gw.admin() as admin:
+            await admin.request("canned_category_add", name="General", id="general")
+            await admin.request("canned_add", text="Hello!", category="general", id="hi")
+            for code, request, fields in (
+                ("not_found", "canned_add", {"text": "x", "category": "nope"}),
+                (
+                    "not_found",
+                    "canned_add",
+                    {"text": "x", "category": "general", "department": "mars"},
+                ),
+                ("invalid_state", "canned_add", {"text": "x", "category": "general", "id": "hi"}),
+                ("invalid_field", "canned_add", {"text": "  ", "category": "general"}),
+                ("not_found", "canned_edit", {"id": "nope", "text": "x"}),
+                ("not_found", "canned_edit", {"id": "hi", "category": "nope"}),
+                ("not_found", "canned_edit", {"id": "hi", "department": "mars"}),
+                (
+                    "invalid_field",
+                    "canned_edit",
+                    {"id": "hi", "department": "sales", "shared": True},
+                ),
+                ("invalid_field", "canned_edit", {"id": "hi", "shared": False}),
+                ("missing_field", "canned_edit", {"id": "hi"}),
+                ("not_found", "canned_delete", {"id": "nope"}),
+                ("not_found", "canned_list", {"department": "mars"}),
+                ("not_found", "canned_list", {"category": "nope"}),
+            ):
+                error = await refused(code, admin.request(request, **fields))
+                assert error.message, (request, fields)
+            assert ["hi"] == await listed(admin)
+            assert "Hello!" == engine.canned.messages()[0].text
+            async with gw.agent("ann") as ann:
+                await refused("forbidden", ann.request("canned_add", text="x", category="general"))
+
+    async def test_categories(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """A category holding messages is deleted only with them or after moving them."""
+        async with open_gateway(engine) as gw, gw.admin() as admin:
+            made = await admin.request("canned_category_add", name="Shipping")
+            shipping = made["category"]["id"]  # type: ignore[index]
+            assert isinstance(shipping, str)
+            assert shipping
+            await admin.request("canned_category_add", name="General", id="general")
+            await refused(
+                "invalid_state", admin.request("canned_category_add", name="G", id="general")
+            )
+            renamed = await admin.request(
+                "canned_category_rename", id=shipping, name="Shipping and returns"
+            )
+            assert {"id": shipping, "name": "Shipping and returns"} == dict(renamed["category"])  # type: ignore[call-overload]
+            await refused("not_found", admin.request("canned_category_rename", id="x", name="X"))
+            await admin.request(
+                "canned_add", text="We ship to Osaka", category=shipping, id="osaka"
+            )
+            await admin.request("canned_add", text="Returns are free", category=shipping, id="free")
+
+            await refused(
+                "category_not_empty", admin.request("canned_category_delete", id=shipping)
+            )
+            await refused(
+                "category_not_empty",
+                admin.request("canned_category_delete", id=shipping, messages="refuse"),
+            )
+            for code, fields in (
+                ("not_found", {"id": "nope"}),
+                ("not_found", {"id": shipping, "messages": "move", "move_to": "nope"}),
+                ("invalid_field", {"id": shipping, "messages": "move", "move_to": shipping}),
+                ("invalid_field", {"id": shipping, "messages": "delete", "move_to": "general"}),
+                ("missing_field", {"id": shipping, "messages": "move"}),
+            ):
+                await refused(code, admin.request("canned_category_delete", **fields))
+            assert ["free", "osaka"] == sorted(await listed(admin, category=shipping))  # type: ignore[type-var]
+
+            moved = await admin.request(
+                "canned_category_delete", id=shipping, messages="move", move_to="general"
+            )
+            assert {"deleted": 0, "moved": 2} == dict(moved)
+            reply = await admin.request("canned_list", category="general")
+            assert [{"id": "general", "name": "General"}] == [
+                dict(c)
+                for c in reply["categories"]  # type: ignore[union-attr]
+            ]
+            assert {"general"} == {m["category"] for m in reply["messages"]}  # type: ignore[union-attr]
+            async with gw.agent("ann") as ann:
+                assert ["osaka"] == await suggested(ann, "#osaka")
+
+            await admin.request("canned_category_add", name="Old", id="old")
+            await admin.request("canned_edit", id="osaka", category="old")
+            deleted = await admin.request("canned_category_delete", id="old", messages="delete")
+            assert {"deleted": 1, "moved": 0} == dict(deleted)
+            assert ["free"] == await listed(admin)
+            await admin.request("canned_category_add", name="Empty", id="empty")
+            assert {"deleted": 0, "moved": 0} == dict(
+                await admin.request("canned_category_delete", id="empty")
+            )
+            assert ["general"] == [c.id for c in engine.canned.categories()]
+
+    async def test_list_is_cut_to_fit(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """A list too large for one frame comes back cut, newest first, and marked truncated."""
+        await engine.canned.add_category("Long", category_id="long")
+        text = "x" * 16 * 1024  # the longest text canned_add takes
+        count = SERVER_FRAME_LIMITS.max_frame_size // len(text) + 10
+        for i in range(count):
+            await engine.canned.add_message(text, category="long", message_id=f"m{i:03}")
+            await trio.sleep(1)
+        async with open_gateway(engine) as gw, gw.admin() as admin:
+            reply = await admin.request("canned_list")
+            shown = [m["id"] for m in reply["messages"]]  # type: ignore[union-attr]
+            assert reply["truncated"] is True
+            assert count - 20 <= len(shown) < count
+            assert [f"m{i:03}" for i in range(count - 1, count - 1 - len(shown), -1)] == shown
