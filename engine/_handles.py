@@ -196,17 +196,27 @@ class AgentConnection:
         return self._outlet.pending()
 
     # presence
-    async def set_status(self, status: AgentStatus | str) -> None:
-        await self._ask(
+    async def set_status(self, status: AgentStatus | str) -> tuple[AgentStatus, bool]:
+        """Go online or offline; returns the agent's (status, ringtone) as stored."""
+        try:
+            wanted = AgentStatus(status)
+        except ValueError:
+            raise EngineError("invalid_field", "status must be online or offline") from None
+        return await self._presence(wanted, None)
+
+    async def set_ringtone(self, on: bool) -> tuple[AgentStatus, bool]:
+        """Turn the offer ringtone on or off; returns the agent's (status, ringtone) as stored."""
+        return await self._presence(None, on)
+
+    async def _presence(
+        self, status: AgentStatus | None, ringtone: bool | None
+    ) -> tuple[AgentStatus, bool]:
+        stored: tuple[AgentStatus, bool] = await self._ask(
             lambda r: m.SetPresence(
-                agent_id=self.agent_id, status=AgentStatus(status), ringtone=None, reply=r
+                agent_id=self.agent_id, status=status, ringtone=ringtone, reply=r
             )
         )
-
-    async def set_ringtone(self, on: bool) -> None:
-        await self._ask(
-            lambda r: m.SetPresence(agent_id=self.agent_id, status=None, ringtone=on, reply=r)
-        )
+        return stored
 
     # offers
     async def accept(self, offer_id: str) -> str:

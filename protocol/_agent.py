@@ -143,17 +143,13 @@ class AgentRole:
 
     # -- presence ----------------------------------------------------------------------------------
 
-    async def _presence(self) -> Fields:
-        agent = await self.agent()
-        return {"status": agent.status.value, "ringtone": agent.ringtone}
-
     async def _set_status(self, request: Request) -> Fields:
-        await self._handle.set_status(request.require("status", str))
-        return await self._presence()
+        status, ringtone = await self._handle.set_status(request.require("status", str))
+        return {"status": status.value, "ringtone": ringtone}
 
     async def _set_ringtone(self, request: Request) -> Fields:
-        await self._handle.set_ringtone(request.require("on", bool))
-        return await self._presence()
+        status, ringtone = await self._handle.set_ringtone(request.require("on", bool))
+        return {"status": status.value, "ringtone": ringtone}
 
     # -- offers ------------------------------------------------------------------------------------
 
