@@ -3,6 +3,8 @@
 Import from here; the underscored modules are private.
 """
 
+from ._canned import CannedCategory, CannedMessage, fill_placeholders, query_of
+from ._canned_desk import CannedDesk
 from ._chatstate import ChatState
 from ._config import EngineConfig
 from ._engine import Engine, open_engine
@@ -43,6 +45,9 @@ __all__ = [
     "AgentStatus",
     "AgentView",
     "Availability",
+    "CannedCategory",
+    "CannedDesk",
+    "CannedMessage",
     "ChatAssigned",
     "ChatEnded",
     "ChatMessage",
@@ -73,5 +78,7 @@ __all__ = [
     "Visitor",
     "VisitorChat",
     "VisitorPanel",
+    "fill_placeholders",
     "open_engine",
+    "query_of",
 ]

@@ -36,6 +36,7 @@ import trio
 from . import _journal as journal
 from . import _messages as m
 from ._actors import AgentActor, DepartmentActor, supervise
+from ._canned_desk import CannedDesk
 from ._config import EngineConfig
 from ._errors import EngineError
 from ._handles import AgentConnection, VisitorChat, ask, rate_chat
@@ -102,6 +103,9 @@ class Engine:
             self._wall_origin = time.time() - trio.current_time()
             _WALL_ORIGIN.set(self._wall_origin)
         self._router: Router | None = None
+        self._agent_records: dict[str, Agent] = {}
+        self._department_records: dict[str, Department] = {}
+        self.canned: CannedDesk
 
     # --- clock ----------------------------------------------------------------------------------
 
@@ -134,6 +138,9 @@ class Engine:
         self._router = router
         departments = await store.departments()
         agents = await store.agents()
+        self._agent_records = {a.id: a for a in agents}
+        self._department_records = {d.id: d for d in departments}
+        self.canned = await CannedDesk.open(store, self.now)
         router.load(departments, [self._start_agent(a) for a in agents])
         for a in agents:
             router.set_presence_now(a.id, a.status, a.ringtone)
@@ -253,13 +260,21 @@ class Engine:
             raise EngineError("not_found", f"no agent {agent_id!r}")
         outlet = Outlet(self.config.outbound_size)
         conn = AgentConnection(
-            agent_id, inbox, outlet, self._sessions, self.config.ask_timeout, self.store
+            agent_id, inbox, outlet, self._sessions, self.config.ask_timeout, self.store, self
         )
         await inbox.send(m.Plug(outlet=outlet))
         async with conn:
             yield conn
 
     # --- administration -------------------------------------------------------------------------
+
+    def agent_record(self, agent_id: str) -> Agent | None:
+        """The agent's settings as last stored (name, departments, capacity)."""
+        return self._agent_records.get(agent_id)
+
+    def department_record(self, department_id: str) -> Department | None:
+        """The department's settings as last stored."""
+        return self._department_records.get(department_id)
 
     async def add_department(self, department: Department) -> Department:
         """Create or update a department; stored before it takes effect."""
@@ -270,6 +285,7 @@ class Engine:
         result: Department = await ask(
             inbox, lambda r: m.Configure(department=department, reply=r), self.config.ask_timeout
         )
+        self._department_records[result.id] = result
         return result
 
     update_department = add_department
@@ -283,6 +299,7 @@ class Engine:
         if existing is not None:
             agent = _with_presence(agent, existing)
         await self.store.save_agent(agent)
+        self._agent_records[agent.id] = agent
         if agent.id in self._agent_inboxes:
             change = m.AgentChanged(
                 agent_id=agent.id,
@@ -298,6 +315,7 @@ class Engine:
     async def remove_agent(self, agent_id: str) -> None:
         """Remove an agent: its chats go back to their queues; its connections get nothing more."""
         await self.store.remove_agent(agent_id)
+        self._agent_records.pop(agent_id, None)
         await self._router_send.send(
             m.AgentChanged(
                 agent_id=agent_id, name="", departments=(), capacity=0, outbox=None, removed=True

@@ -7,17 +7,20 @@ gone means the chat ended or the engine stopped, and becomes a clear EngineError
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
 from . import _messages as m
+from ._canned import CannedMessage
+from ._canned_desk import CannedDesk
 from ._errors import EngineError
 from ._events import Event
 from ._outbox import Outlet
-from ._records import AgentStatus, Entry, Rating, Ticket, TicketKind
+from ._records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
 from ._store import AlreadyRated, NotFound, SqliteStore
 from ._views import Availability, ChatSummary, VisitorPanel
 
@@ -30,13 +33,13 @@ async def ask(
     gone_code: str = "not_found",
 ) -> Any:
     """Send `build(reply)` to `mailbox` and wait for the answer; an EngineError answer is raised."""
-    send, recv = trio.open_memory_channel[Any](1)
-    with recv, trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+    reply = m.Reply()
+    with trio.move_on_after(timeout if timeout is not None else math.inf) as scope:
         try:
-            await mailbox.send(build(send))
+            await mailbox.send(build(reply))
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise EngineError(gone_code, gone) from None
-        result = await recv.receive()
+        result = await reply.wait()
     if scope.cancelled_caught:
         raise EngineError("busy", "the engine did not answer in time; try again")
     if isinstance(result, EngineError):
@@ -56,6 +59,16 @@ async def rate_chat(store: SqliteStore, chat_id: str, rating: Rating | str, comm
         raise EngineError("invalid_state", "a chat can be rated once it has ended") from None
     except AlreadyRated:
         raise EngineError("already_rated", "this chat was rated already") from None
+
+
+class Directory(Protocol):
+    """What an agent's connection looks up besides the actors: names and canned messages."""
+
+    canned: CannedDesk
+
+    def agent_record(self, agent_id: str) -> Agent | None: ...
+
+    def department_record(self, department_id: str) -> Department | None: ...
 
 
 class VisitorChat:
@@ -148,9 +161,11 @@ class AgentConnection:
         sessions: Mapping[str, trio.MemorySendChannel[m.ToSession]],
         timeout: float,
         store: SqliteStore,
+        directory: Directory,
     ) -> None:
         self.agent_id = agent_id
         self._store = store
+        self._directory = directory
         self._inbox = inbox
         self._outlet = outlet
         self._sessions = sessions
@@ -181,17 +196,27 @@ class AgentConnection:
         return self._outlet.pending()
 
     # presence
-    async def set_status(self, status: AgentStatus | str) -> None:
-        await self._ask(
+    async def set_status(self, status: AgentStatus | str) -> tuple[AgentStatus, bool]:
+        """Go online or offline; returns the agent's (status, ringtone) as stored."""
+        try:
+            wanted = AgentStatus(status)
+        except ValueError:
+            raise EngineError("invalid_field", "status must be online or offline") from None
+        return await self._presence(wanted, None)
+
+    async def set_ringtone(self, on: bool) -> tuple[AgentStatus, bool]:
+        """Turn the offer ringtone on or off; returns the agent's (status, ringtone) as stored."""
+        return await self._presence(None, on)
+
+    async def _presence(
+        self, status: AgentStatus | None, ringtone: bool | None
+    ) -> tuple[AgentStatus, bool]:
+        stored: tuple[AgentStatus, bool] = await self._ask(
             lambda r: m.SetPresence(
-                agent_id=self.agent_id, status=AgentStatus(status), ringtone=None, reply=r
+                agent_id=self.agent_id, status=status, ringtone=ringtone, reply=r
             )
         )
-
-    async def set_ringtone(self, on: bool) -> None:
-        await self._ask(
-            lambda r: m.SetPresence(agent_id=self.agent_id, status=None, ringtone=on, reply=r)
-        )
+        return stored
 
     # offers
     async def accept(self, offer_id: str) -> str:
@@ -317,6 +342,32 @@ class AgentConnection:
             recent_chats=tuple(live_first + [_summary_of(t) for t in ended])[:limit],
             recent_tickets=tuple(tickets),
         )
+
+    # canned messages
+    async def canned_suggest(self, draft: str, *, limit: int = 10) -> list[CannedMessage]:
+        """Canned messages for the `#` query at the end of a draft, from this agent's
+        departments and the shared ones, best first."""
+        me = self._directory.agent_record(self.agent_id)
+        if me is None:
+            raise EngineError("not_found", "this agent was removed")
+        return self._directory.canned.suggest(
+            draft, departments=me.departments, agent_id=self.agent_id, limit=limit
+        )
+
+    async def canned_pick(self, message_id: str, chat_id: str) -> str:
+        """Pick a suggestion for a chat: counts a use and returns its text, placeholders filled."""
+        visitor, chat, _ = await self._ask(
+            lambda r: m.ChatInfo(agent_id=self.agent_id, chat_id=chat_id, reply=r)
+        )
+        me = self._directory.agent_record(self.agent_id)
+        dept = self._directory.department_record(chat.department)
+        values = {
+            "visitor.name": visitor.name,
+            "visitor.email": visitor.email,
+            "agent.name": me.name if me else "",
+            "department.name": dept.name if dept else "",
+        }
+        return await self._directory.canned.pick(message_id, agent_id=self.agent_id, values=values)
 
     def _session(self, chat_id: str) -> trio.MemorySendChannel[m.ToSession]:
         session = self._sessions.get(chat_id)

@@ -6,6 +6,7 @@ which never blocks and drops the answer quietly if the asker gave up. Everything
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,15 +17,35 @@ from ._records import AgentStatus, Department, Handoff, Ticket, TicketKind, Visi
 if TYPE_CHECKING:
     from ._outbox import Outbox, Outlet
 
-Reply = trio.MemorySendChannel[Any]
+
+class Reply:
+    """The answer slot of one ask: filled once by the actor, awaited by the asker.
+
+    Cheaper than a memory channel of size 1 (one Event, no channel pair), and it keeps the
+    channel's `send_nowait` contract: a second answer raises trio.WouldBlock.
+    """
+
+    __slots__ = ("_event", "value")
+
+    def __init__(self) -> None:
+        self._event = trio.Event()
+        self.value: Any = None
+
+    def send_nowait(self, value: object) -> None:
+        if self._event.is_set():
+            raise trio.WouldBlock
+        self.value = value
+        self._event.set()
+
+    async def wait(self) -> Any:
+        await self._event.wait()
+        return self.value
 
 
 def answer(reply: Reply, value: object) -> None:
     """Send an ask's answer (a value or an EngineError) without ever blocking."""
-    try:
-        reply.send_nowait(value)
-    except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-        pass  # the asker timed out or already has an answer: a late reply is dropped
+    with contextlib.suppress(trio.WouldBlock):
+        reply.send_nowait(value)  # a second answer, or a late one to an abandoned ask, is dropped
 
 
 # --- to the router -----------------------------------------------------------------------------

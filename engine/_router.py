@@ -820,6 +820,8 @@ class Router:
     def _release_agent(self, agent: _Agent, why: str) -> None:
         """Take every chat away from an agent that is gone: invitees leave, owned chats requeue."""
         self._withdraw_agent_offers(agent, why)
+        for offer in [o for o in self._offers.values() if o.from_agent == agent.id]:
+            self._end_handoff(self._chats[offer.chat_id], "cancelled")
         for chat_id in list(agent.chats):
             chat = self._chats[chat_id]
             if chat.owner != agent.id:

@@ -1,0 +1,85 @@
+"""helpline's wire: the msgpack codec, the WebSocket gateway and daemon, and the client library.
+
+Import from here; the underscored modules are private. The protocol itself is specified in
+protocol/SPEC.md.
+"""
+
+from ._client import Client, ClientClosed, ClientError, connect, connect_stream
+from ._codec import (
+    decode_request,
+    decode_server_frame,
+    encode_error,
+    encode_event,
+    encode_reply_error,
+    encode_reply_ok,
+    encode_request,
+)
+from ._daemon import configure_logging, run_daemon
+from ._errors import CLOSE_CODES, CODEC_ERROR_CODES, ERROR_CODES, SERVER_ERROR_CODES, ProtocolError
+from ._frames import (
+    DEFAULT_LIMITS,
+    EVENTS,
+    MAX_REF,
+    PROTOCOL_VERSION,
+    REQUESTS,
+    SERVER_FRAME_LIMITS,
+    SYSTEM_KINDS,
+    ErrorReply,
+    Event,
+    Limits,
+    Reply,
+    Request,
+    Role,
+    ServerFrame,
+)
+from ._gateway import Gateway, serve
+from ._settings import (
+    DEFAULT_PORT,
+    ConfigError,
+    DaemonConfig,
+    ServerSettings,
+    load_config,
+)
+
+__all__ = [
+    "CLOSE_CODES",
+    "CODEC_ERROR_CODES",
+    "DEFAULT_LIMITS",
+    "DEFAULT_PORT",
+    "ERROR_CODES",
+    "EVENTS",
+    "MAX_REF",
+    "PROTOCOL_VERSION",
+    "REQUESTS",
+    "SERVER_ERROR_CODES",
+    "SERVER_FRAME_LIMITS",
+    "SYSTEM_KINDS",
+    "Client",
+    "ClientClosed",
+    "ClientError",
+    "ConfigError",
+    "DaemonConfig",
+    "ErrorReply",
+    "Event",
+    "Gateway",
+    "Limits",
+    "ProtocolError",
+    "Reply",
+    "Request",
+    "Role",
+    "ServerFrame",
+    "ServerSettings",
+    "configure_logging",
+    "connect",
+    "connect_stream",
+    "decode_request",
+    "decode_server_frame",
+    "encode_error",
+    "encode_event",
+    "encode_reply_error",
+    "encode_reply_ok",
+    "encode_request",
+    "load_config",
+    "run_daemon",
+    "serve",
+]

@@ -53,36 +53,59 @@ SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "hello_required": "The first request on a connection must be hello.",
         "unsupported_version": "The hello names a protocol version this server does not speak.",
-        "unauthorized": "The hello's token is missing, unknown or revoked.",
-        "forbidden": "The connection's role may not send this request.",
-        "not_found": "The named department, agent, chat, offer, ticket or message does not exist.",
+        "unauthorized": (
+            "The hello's token is missing, unknown, revoked or issued for another role; or a "
+            "resume token was presented with the id of another chat."
+        ),
+        "forbidden": (
+            "The connection's role may not send this request, or the request reaches beyond "
+            "what the connection may touch (another agent's handoff, another department's "
+            "tickets)."
+        ),
+        "not_found": (
+            "The named department, agent, chat, offer, ticket, canned message or canned category "
+            "does not exist."
+        ),
         "rate_limited": "Too many requests; slow down and retry later.",
-        "stale_offer": "The offer expired or was withdrawn before it was accepted.",
+        "stale_offer": "The offer expired, was withdrawn or was declined before this answer.",
         "offer_taken": "Another agent accepted the offer first.",
         "not_your_offer": "The offer was addressed to another agent.",
-        "capacity_full": "The agent already holds as many chats as its capacity allows.",
-        "chat_off": "The department's chat is switched off; the question became a missed chat.",
-        "agent_unavailable": (
-            "No agent can take the chat: none of the department is online, or its queue is full "
-            "(for open_chat the question became a missed chat); or the transfer or invite "
-            "target is offline, full, or has no eligible agent."
+        "capacity_full": (
+            "The agent already holds as many chats as its capacity allows (reserved: offers "
+            "reserve capacity, so version 1 never sends it)."
         ),
-        "not_in_chat": "The agent is not a participant of that chat.",
+        "chat_off": (
+            "The department's chat is switched off: a transfer to it, or going online while "
+            "chat is off in every department of the agent."
+        ),
+        "agent_unavailable": (
+            "The transfer or invite target is offline, disconnected, full, or (for a "
+            "department) has no eligible agent."
+        ),
+        "not_in_chat": (
+            "The agent is not a participant of that chat, or the chat does not exist or ended."
+        ),
         "not_owner": "Only the agent that owns the chat may do this.",
         "handoff_pending": "A transfer or invite for this chat is already waiting for an answer.",
-        "no_handoff": "There is no pending transfer, invite or delayed ending to cancel.",
+        "no_handoff": "There is no pending transfer or invite to cancel.",
         "already_rated": "The chat was rated already.",
         "category_not_empty": (
-            "The department still has agents or open chats, so it cannot be removed "
-            "(reserved: no version 1 request removes a department)."
+            "The canned category still holds messages; delete it with messages `delete` or "
+            "`move` to say what becomes of them."
         ),
+        "chat_ended": "The chat ended while the request was on its way; nothing was changed.",
+        "slow_consumer": (
+            "The connection did not read its events fast enough and was dropped; reconnect."
+        ),
+        "shutting_down": "The server is stopping and takes no new chats; retry later.",
         "busy": "The server is momentarily overloaded (a mailbox is full); retry shortly.",
         "store_unavailable": "The ticket store could not be reached; nothing was changed.",
         "internal": "An unexpected server fault; the request may or may not have taken effect.",
         "invalid_state": (
             "The request does not fit the current state: a second hello, send before open_chat, "
-            "open_chat while a chat is open, rate before the chat ended, adding a department or "
-            "agent whose id exists, and so on."
+            "open_chat while a chat is open, rate before the chat ended, cancel_end with no "
+            "ending pending, a handoff of a chat that is not active, adding a department, an "
+            "agent, a canned message or a canned category whose id exists, and so on."
         ),
     }
 )
@@ -94,12 +117,15 @@ ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
 
 CLOSE_CODES: Final[Mapping[int, str]] = MappingProxyType(
     {
-        1000: "Normal closure by either side; nothing went wrong.",
+        1000: (
+            "Normal closure by either side; nothing went wrong (for a visitor: also when another "
+            "connection resumed its chat)."
+        ),
         1001: "Going away: the server is shutting down (a shutdown event was sent first).",
         1008: (
             "Policy violation: no hello before the deadline, the first request was not hello, "
             "a failed hello, a frame without a readable ref was refused (an error event was "
-            "sent first), or the agent was removed or its token revoked."
+            "sent first), or the agent was removed."
         ),
         1009: "Message too big: a WebSocket message was larger than the frame size limit.",
         1011: "Internal error: the server hit an unexpected fault serving this connection.",

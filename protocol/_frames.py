@@ -251,6 +251,7 @@ RATINGS: Final = ("good", "neutral", "bad")
 STATUSES: Final = ("online", "offline")
 ROUTINGS: Final = ("broadcast", "assigned")
 TICKET_VIEWS: Final = ("missed", "department", "agent", "visitor", "all")
+CANNED_DELETE_MODES: Final = ("refuse", "delete", "move")
 
 _DEPARTMENT_SETTINGS: Final = (
     boolean("chat_enabled?"),
@@ -270,6 +271,7 @@ _TABLE: Final = (
         string("token?"),
         string("resume_token?"),
         integer("last_seq?"),
+        string("chat_id?", min_len=1),
         needs=(("role", "agent", "token"), ("role", "admin", "token")),
     ),
     _req("ping", ALL_ROLES),
@@ -313,6 +315,7 @@ _TABLE: Final = (
     _req("cancel_transfer", AGENT, string("chat_id")),
     _req("invite", AGENT, string("chat_id"), string("to_agent"), string("note?", NOTE_LEN)),
     _req("cancel_invite", AGENT, string("chat_id")),
+    _req("leave_chat", AGENT, string("chat_id")),
     _req("end_chat", AGENT, string("chat_id"), number("delay?", 0.0, DAY)),
     _req("cancel_end", AGENT, string("chat_id")),
     _req("available_agents", STAFF, string("department?", min_len=1)),
@@ -356,6 +359,37 @@ _TABLE: Final = (
     _req("agent_list", ADMIN),
     _req("token_issue", ADMIN, string("agent_id")),
     _req("rating_report", ADMIN, number("since?"), number("until?")),
+    # Admins: canned messages and their categories.
+    _req("canned_category_add", ADMIN, string("name"), string("id?", min_len=1)),
+    _req("canned_category_rename", ADMIN, string("id"), string("name")),
+    _req(
+        "canned_category_delete",
+        ADMIN,
+        string("id"),
+        string("messages?", choices=CANNED_DELETE_MODES),
+        string("move_to?", min_len=1),
+        needs=(("messages", "move", "move_to"),),
+    ),
+    _req(
+        "canned_add",
+        ADMIN,
+        string("text", TEXT_LEN),
+        string("category"),
+        string("department?", min_len=1),
+        string("id?", min_len=1),
+    ),
+    _req(
+        "canned_edit",
+        ADMIN,
+        string("id"),
+        string("text?", TEXT_LEN, min_len=1),
+        string("category?", min_len=1),
+        string("department?", min_len=1),
+        boolean("shared?"),
+        at_least_one=("text", "category", "department", "shared"),
+    ),
+    _req("canned_delete", ADMIN, string("id")),
+    _req("canned_list", ADMIN, string("department?", min_len=1), string("category?", min_len=1)),
 )
 
 REQUESTS: Final[Mapping[str, FrameSpec]] = MappingProxyType({spec.type: spec for spec in _TABLE})
@@ -421,8 +455,10 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
                 "expires_in",
                 optional=("note", "from_agent"),
             ),
-            _event("offer_withdrawn", AGENT, "offer_id", "reason"),
+            _event("offer_withdrawn", AGENT, "offer_id", "reason", optional=("chat_id",)),
             _event("handoff_result", AGENT, "chat_id", "kind", "outcome", "target"),
+            _event("chat_assigned", AGENT, "chat_id", "role"),
+            _event("chat_removed", AGENT, "chat_id", "reason"),
             _event("status", AGENT, "status", "ringtone"),
             _event("shutdown", ALL_ROLES, "reason"),
             _event("error", ALL_ROLES, "code", "message"),

@@ -57,6 +57,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "token": "tok-5b1e",
         "resume_token": "rt-9f2c",
         "last_seq": 12,
+        "chat_id": "c-1",
     },
     "ping": {},
     "open_chat": {
@@ -86,6 +87,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "cancel_transfer": {"chat_id": "c-1"},
     "invite": {"chat_id": "c-1", "to_agent": "bob", "note": "Can you help with this?"},
     "cancel_invite": {"chat_id": "c-1"},
+    "leave_chat": {"chat_id": "c-1"},
     "end_chat": {"chat_id": "c-1", "delay": 30.0},
     "cancel_end": {"chat_id": "c-1"},
     "available_agents": {"department": "sales"},
@@ -120,6 +122,26 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "agent_list": {},
     "token_issue": {"agent_id": "ann"},
     "rating_report": {"since": 1_700_000_000.0, "until": 1_700_086_400.0},
+    "canned_category_add": {"name": "Shipping", "id": "shipping"},
+    "canned_category_rename": {"id": "shipping", "name": "Shipping and returns"},
+    # "delete" with move_to passes the codec (the server refuses the pair); with "move" the
+    # example could not lose move_to in test_absent.
+    "canned_category_delete": {"id": "shipping", "messages": "delete", "move_to": "general"},
+    "canned_add": {
+        "text": "Thanks for waiting, {visitor.name}!",
+        "category": "general",
+        "department": "sales",
+        "id": "cm-3",
+    },
+    "canned_edit": {
+        "id": "cm-3",
+        "text": "Thank you!",
+        "category": "general",
+        "department": "sales",
+        "shared": False,
+    },
+    "canned_delete": {"id": "cm-3"},
+    "canned_list": {"department": "sales", "category": "general"},
 }
 
 
@@ -449,6 +471,22 @@ class TestCrossFieldRules:
         """The visitor view of tickets names the visitor by email."""
         error = refusal(frame("tickets", view="visitor"))
         assert (error.code, error.field) == ("missing_field", "visitor_email")
+
+    def test_moving_canned_messages_needs_a_target(self) -> None:
+        """Deleting a canned category and moving its messages names where they go."""
+        error = refusal(frame("canned_category_delete", ref=7, id="c", messages="move"))
+        assert (error.code, error.field, error.ref) == ("missing_field", "move_to", 7)
+        moved = decode_request(
+            frame("canned_category_delete", id="c", messages="move", move_to="d")
+        )
+        assert "d" == moved.fields["move_to"]
+
+    def test_canned_edit_changes_something(self) -> None:
+        """A canned_edit that names nothing to change is missing_field; any one change is enough."""
+        error = refusal(frame("canned_edit", ref=8, id="cm-1"), role="admin")
+        assert (error.code, error.field, error.ref) == ("missing_field", "text", 8)
+        for change in ({"text": "Hi"}, {"category": "g"}, {"department": "d"}, {"shared": True}):
+            assert decode_request(frame("canned_edit", id="cm-1", **change), role="admin")
 
 
 class TestRoles:

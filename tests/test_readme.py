@@ -11,7 +11,7 @@ README = Path(__file__).parent.parent / "README.md"
 
 
 def test_embedding_example_runs() -> None:
-    """The first Python block of the README runs in a fresh interpreter and prints the transcript."""
+    """The first Python block of the README runs in a fresh interpreter and prints a transcript."""
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
     assert blocks, "README.md has no python example"
     done = subprocess.run(
@@ -30,7 +30,11 @@ def test_embedding_example_runs() -> None:
 def test_demo_runs(tmp_path: Path) -> None:
     """The embedded demo goes through its story and prints one transcript and one missed chat."""
     done = subprocess.run(
-        [sys.executable, "-c", f"from protocol._demo import main; main({str(tmp_path / 'd.db')!r})"],
+        [
+            sys.executable,
+            "-c",
+            f"from protocol._demo import main; main({str(tmp_path / 'd.db')!r})",
+        ],
         capture_output=True,
         text=True,
         timeout=60,

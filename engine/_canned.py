@@ -1,0 +1,886 @@
+"""Canned messages: categories, per-department visibility, per-agent use counts, and suggestions.
+
+Help desk agents keep canned messages (greetings, instructions, answers to frequent questions),
+grouped in categories and tied to one department or shared by all departments (department
+``None``). While an agent types a chat message, the frontend sends the draft; when the draft ends
+in ``#`` followed by some text (see `query_of`), the engine answers with suggestions from
+`CannedBook.suggest`; the agent picks one (`CannedBook.pick`, which counts a use for that agent) or
+dismisses the list. `fill_placeholders` fills ``{visitor.name}`` and the like into the picked text.
+
+This module is pure and in memory: no I/O, no trio, no clocks. A store persists a book through
+`CannedBook.snapshot` and rebuilds it with the constructor or `CannedBook.from_snapshot`.
+
+Theory of operation
+===================
+
+Normalisation
+    Matching compares normalised text: ``NFKC(casefold(NFKC(text)))``, see `normalize`. NFKC folds
+    widths (full-width Latin letters U+FF21... become ASCII, half-width katakana full-width ones)
+    and compatibility forms (``ﬁ`` becomes ``fi``); casefold folds case (``STRASSE`` matches
+    ``straße``); the second NFKC puts what casefold produced back into composed form. Katakana and
+    hiragana are different letters and are not folded into each other. NUL, which the index uses
+    as a marker, becomes a space.
+
+What is matched
+    The query matches anywhere in the normalised message text, placeholders such as
+    ``{visitor.name}`` included, as typed. Category names are not searched: every suggestion shows
+    the query inside its own text, and the agent browses categories elsewhere.
+
+Word starts
+    Each character of a normalised text has a class: *non-word* (Unicode categories Z, P, S, C:
+    spaces, punctuation, symbols, controls), *joiner* (combining marks, category M, and the
+    prolonged sound mark ``ー`` U+30FC, which belongs to the word it is written in, kana of either
+    kind), or a *word* class: Han (CJK ideographs and ``々〆〇``), hiragana, katakana, hangul,
+    digit (other category N), or letter (every other category L, all other scripts together).
+    Joiners are skipped: they are never a word start and do not change the class carried forward.
+    Position ``i`` is a word start when its character has a word class that differs from the class
+    of the nearest character before it that is not a joiner; the start of the text counts as
+    non-word. So a word starts at the start of the text, after a space or punctuation, and where
+    the script changes: ``Order123`` has starts at ``O`` and ``1``, ``ご返金の手続き`` at ``ご``,
+    ``返``, ``の``, ``手`` and ``き``, and ``アカウント設定`` at ``ア`` and ``設``. Japanese has no
+    spaces, so the script change is the only word boundary text can show without a dictionary: a
+    run of kanji is one word, and so is a run of katakana.
+
+Ranking
+    A message matches the query *at a word start* when some occurrence of the query begins at a
+    word start, and *inside a word* otherwise. Suggestions come in the order: word-start matches
+    before inside-word matches; then more uses by the asking agent first; then newer first
+    (``created_at`` descending); then ``id`` ascending. Only messages of the agent's departments
+    and shared messages are suggested. The empty query (``#`` alone) lists every visible message
+    by the agent's uses, then newest first.
+
+Slots
+    Every message has a *slot*, a small integer, and slot order is rank order: a higher slot is
+    newer (and for equal ``created_at``, a smaller ``id``). A new message normally outranks every
+    other and takes the next slot. One that does not (an import with an old ``created_at``, a
+    clock that went back) takes the next slot too but is a *stray*: lookups leave strays out of
+    the bitmaps they read and place them by direct substring tests, merging them in by rank. A
+    deleted message leaves a hole. When there are more than `_STRAY_LIMIT` strays, or more holes
+    than messages, the book is *dirty* and the next lookup first rebuilds the index, giving every
+    message its slot in order again (for 10,000 messages that takes a few tenths of a second, once
+    per `_STRAY_LIMIT` strays, which is why strays do not rebuild at once).
+
+Index
+    A set of messages is an ``int`` used as a bitmap of slots, so intersecting sets is ``&`` and
+    listing them newest first is reading the bits from the top. The index keeps:
+
+    - for every character and every pair of adjacent characters (bigram) of the normalised texts,
+      the set of messages whose text contains it;
+    - for every character, bigram and trigram that begins at a word start, the set of messages
+      where it does (word starts are far fewer than characters, so trigrams cost little here and
+      spare longer queries most candidates that have the first two characters at a word start
+      but not the third);
+    - for every department, and for shared messages, the set of its messages.
+
+    Each message also keeps its normalised text and a *marked* copy of it, where a NUL stands in
+    front of every word start. A query's own marked form (`_marked_query`) has a NUL in front and
+    wherever a word starts inside the query (a pure function of the query, because the class of
+    a character before the query cannot matter once the query's first character is a word
+    character). The query matches at a word start exactly when its marked form is a substring of
+    the marked text.
+
+Lookup
+    For a normalised query ``q`` and the set ``V`` of visible messages:
+
+    - contains: the set of ``q`` itself when it is one character, else the intersection of the
+      sets of all its bigrams, and ``V``;
+    - starts: the word-start set of ``q`` (up to three characters) or of its first three
+      characters, intersected with *contains*.
+
+    *contains* is exact for queries of one or two characters, *starts* for up to three. Beyond
+    that they are candidates, and each candidate read is checked with a substring test (``q in
+    text``, or the marked test for a word start). The agent's used messages are few and are
+    ranked first by direct substring tests; then *starts* is read newest first, merged with the
+    strays that match at a word start, until the list is full; then the same for the inside-word
+    matches. Reading stops as soon as ``limit`` suggestions are found,
+    so a lookup costs a few bitmap operations on ``ceil(slots / 30)`` machine words, one pass of
+    ``bin()`` over each bitmap read, and work proportional to the suggestions and rejected
+    candidates read.
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import heapq
+import math
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from itertools import islice
+from typing import Final, Literal
+
+__all__ = [
+    "PLACEHOLDER_DEFAULTS",
+    "UNCHANGED",
+    "CannedBook",
+    "CannedCategory",
+    "CannedError",
+    "CannedErrorCode",
+    "CannedMessage",
+    "CannedSnapshot",
+    "CannedUse",
+    "DeleteMode",
+    "Unchanged",
+    "fill_placeholders",
+    "normalize",
+    "query_of",
+    "word_starts",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CannedCategory:
+    """A named group of canned messages."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CannedMessage:
+    """One canned message; ``department`` None means it is shared by all departments."""
+
+    id: str
+    text: str
+    category: str  # a CannedCategory id
+    department: str | None = None
+    created_at: float  # wall-clock seconds since the epoch; newer messages rank first on ties
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CannedUse:
+    """How many times one agent picked one canned message."""
+
+    agent_id: str
+    message_id: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CannedSnapshot:
+    """Everything a `CannedBook` holds, for a store to persist."""
+
+    categories: tuple[CannedCategory, ...]
+    messages: tuple[CannedMessage, ...]
+    uses: tuple[CannedUse, ...]
+
+
+CannedErrorCode = Literal["not_found", "category_not_empty", "invalid"]
+DeleteMode = Literal["refuse", "delete", "move"]
+
+
+class CannedError(Exception):
+    """A request the book refuses: ``code`` says why in a word, ``message`` in a sentence."""
+
+    def __init__(self, code: CannedErrorCode, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code: CannedErrorCode = code
+        self.message = message
+
+
+class Unchanged(enum.Enum):
+    """The type of `UNCHANGED`, the default of arguments for which None is a meaningful value."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+
+# ---------------------------------------------------------------------------------------------
+# Drafts and placeholders
+
+_HASHES: Final = ("#", "\uff03")  # '#' and the full-width U+FF03 a Japanese input method types
+
+
+def query_of(draft: str) -> str | None:
+    """The canned-message query the agent is typing at the end of ``draft``, or None.
+
+    The query is the text after the last ``#`` (or full-width U+FF03) of the draft, which is
+    taken to end at the cursor: ``"Hello #ref"`` gives ``"ref"``, ``"#"`` alone gives ``""``
+    (list everything), a draft without ``#`` gives None. Whitespace after that ``#`` means the agent
+    has moved on, so ``"#ref and"`` gives None, as does ``"# ref"``. The character before the
+    ``#`` does not matter, since Japanese is written without spaces (``"はい#返金"`` gives
+    ``"返金"``). The query is returned as typed; `CannedBook.search` normalises it.
+    """
+    at = max(draft.rfind(mark) for mark in _HASHES)
+    if at < 0:
+        return None
+    query = draft[at + 1 :]
+    if any(ch.isspace() for ch in query):
+        return None
+    return query
+
+
+PLACEHOLDER_DEFAULTS: Final[Mapping[str, str]] = {
+    "visitor.name": "there",
+    "visitor.email": "",
+    "agent.name": "",
+    "department.name": "",
+}
+"""The known placeholders and what each becomes when its value is missing or blank."""
+
+_PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}\s]*)\}")
+
+
+def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
+    """``text`` with its placeholders filled from ``values``.
+
+    A placeholder is a name of `PLACEHOLDER_DEFAULTS` in braces, written exactly
+    (``{visitor.name}``, ``{visitor.email}``, ``{agent.name}``, ``{department.name}``). Its value
+    is ``values[name]``; a missing value, or one that is empty or only whitespace, gives the name's
+    default (``visitor.name`` gives ``"there"``, the others ``""``). Anything else in braces is
+    left as typed (``{ticket.id}``, ``{Visitor.Name}``, ``{ visitor.name }``), even if ``values``
+    has it.
+    As in `str.format`, ``{{`` stands for ``{`` and ``}}`` for ``}``. Filled values are inserted
+    as they are and never read for placeholders themselves.
+    """
+
+    def fill(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        name = match.group(1)
+        default = PLACEHOLDER_DEFAULTS.get(name)
+        if default is None:
+            return token
+        value = values.get(name, "")
+        return value if value.strip() else default
+
+    return _PLACEHOLDER.sub(fill, text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Normalisation and word starts
+
+_MARK: Final = "\x00"  # stands before every word start in a marked text; normalize() removes it
+
+_NON_WORD: Final = 0
+_JOINER: Final = 1
+_DIGIT: Final = 2  # this and every class above it are word classes
+_LETTER: Final = 3
+_HAN: Final = 4
+_HIRAGANA: Final = 5
+_KATAKANA: Final = 6
+_HANGUL: Final = 7
+
+# Inclusive code point ranges of the scripts that get a class of their own, by first code point.
+_SCRIPT_RANGES: Final[tuple[tuple[int, int, int], ...]] = (
+    (0x1100, 0x11FF, _HANGUL),  # Hangul Jamo
+    (0x3005, 0x3007, _HAN),  # iteration mark, closing mark, ideographic zero
+    (0x3021, 0x3029, _HAN),  # Hangzhou numerals
+    (0x3038, 0x303B, _HAN),  # Hangzhou numerals, vertical iteration mark
+    (0x3041, 0x309F, _HIRAGANA),
+    (0x30A0, 0x30FF, _KATAKANA),
+    (0x3130, 0x318F, _HANGUL),  # Hangul Compatibility Jamo
+    (0x31F0, 0x31FF, _KATAKANA),  # Katakana Phonetic Extensions
+    (0x3400, 0x4DBF, _HAN),  # CJK Extension A
+    (0x4E00, 0x9FFF, _HAN),  # CJK Unified Ideographs
+    (0xA960, 0xA97F, _HANGUL),  # Hangul Jamo Extended-A
+    (0xAC00, 0xD7FF, _HANGUL),  # Hangul Syllables, Jamo Extended-B
+    (0xF900, 0xFAFF, _HAN),  # CJK Compatibility Ideographs
+    (0xFF66, 0xFF9F, _KATAKANA),  # half-width katakana (NFKC widens them first)
+    (0x20000, 0x3FFFF, _HAN),  # CJK Extensions B and later
+)
+
+_CLASSES: dict[str, int] = {}  # a cache of _classify
+
+
+def _classify(ch: str) -> int:
+    major = unicodedata.category(ch)[0]
+    if major == "M" or ch == "\u30fc":
+        return _JOINER
+    if major not in "LN":
+        return _NON_WORD
+    code = ord(ch)
+    for low, high, script in _SCRIPT_RANGES:
+        if low <= code <= high:
+            return script
+    return _DIGIT if major == "N" else _LETTER
+
+
+def _class_of(ch: str) -> int:
+    cls = _CLASSES.get(ch)
+    if cls is None:
+        cls = _CLASSES[ch] = _classify(ch)
+    return cls
+
+
+def normalize(text: str) -> str:
+    """``text`` as suggestions compare it: NFKC, casefold, NFKC again, NUL made a space."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+    return folded.replace(_MARK, " ") if _MARK in folded else folded
+
+
+def _mark(norm: str) -> str:
+    """``norm`` with a NUL in front of every word start (see the module docstring)."""
+    parts: list[str] = []
+    prev = _NON_WORD
+    for ch in norm:
+        cls = _class_of(ch)
+        if cls != _JOINER:
+            if cls >= _DIGIT and cls != prev:
+                parts.append(_MARK)
+            prev = cls
+        parts.append(ch)
+    return "".join(parts)
+
+
+def word_starts(norm: str) -> list[int]:
+    """The positions of the word starts of the normalised text ``norm``, in increasing order."""
+    starts: list[int] = []
+    prev = _NON_WORD
+    for i, ch in enumerate(norm):
+        cls = _class_of(ch)
+        if cls == _JOINER:
+            continue
+        if cls >= _DIGIT and cls != prev:
+            starts.append(i)
+        prev = cls
+    return starts
+
+
+def _starts_of_marked(marked: str) -> list[int]:
+    """The word starts of a marked text, as positions in the text without its marks."""
+    starts: list[int] = []
+    at = marked.find(_MARK)
+    while at != -1:
+        starts.append(at - len(starts))
+        at = marked.find(_MARK, at + 1)
+    return starts
+
+
+def _marked_query(query: str) -> str | None:
+    """What ``query`` looks like in a marked text where it begins at a word start, or None.
+
+    None when its first character is not a word character, so that it never begins at one.
+    """
+    marked = _mark(query)
+    return marked if marked.startswith(_MARK) else None
+
+
+def _index_keys(norm: str, marked: str) -> tuple[set[str], set[str]]:
+    """The characters and bigrams of a text, and the characters, bigrams and trigrams that begin
+    at a word start."""
+    contained = set(norm)
+    contained.update(map(str.__add__, norm, norm[1:]))
+    starting: set[str] = set()
+    for at in _starts_of_marked(marked):
+        starting.add(norm[at])
+        starting.add(norm[at : at + 2])
+        starting.add(norm[at : at + 3])
+    return contained, starting
+
+
+def _bitmap(slots: list[int]) -> int:
+    """The bitmap of ``slots``, which must be in increasing order."""
+    buf = bytearray((slots[-1] >> 3) + 1)
+    for slot in slots:
+        buf[slot >> 3] |= 1 << (slot & 7)
+    return int.from_bytes(buf, "little")
+
+
+def _slots_desc(bitmap: int) -> Iterator[int]:
+    """The slots of ``bitmap``, highest (newest) first."""
+    bits = bin(bitmap)  # "0b" then the bits, most significant first
+    top = len(bits) - 1
+    at = bits.find("1", 2)
+    while at != -1:
+        yield top - at
+        at = bits.find("1", at + 1)
+
+
+def _outranks(a: CannedMessage, b: CannedMessage) -> bool:
+    """Whether ``a`` comes before ``b`` among suggestions with equal matches and uses."""
+    return a.created_at > b.created_at or (a.created_at == b.created_at and a.id < b.id)
+
+
+def _newest_first(message: CannedMessage) -> tuple[float, str]:
+    return (-message.created_at, message.id)
+
+
+def _merge(ranked: Iterator[_Entry], strays: list[_Entry]) -> Iterator[_Entry]:
+    """Two sequences of entries in rank order as one."""
+    return heapq.merge(ranked, strays, key=_rank) if strays else ranked
+
+
+def _add_bit(postings: dict[str, int], keys: Iterable[str], bit: int) -> None:
+    for key in keys:
+        postings[key] = postings.get(key, 0) | bit
+
+
+def _remove_bit(postings: dict[str, int], keys: Iterable[str], bit: int) -> None:
+    for key in keys:
+        left = postings[key] & ~bit
+        if left:
+            postings[key] = left
+        else:
+            del postings[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# The book
+
+
+def _invalid_text(value: object, what: str) -> CannedError | None:
+    if not isinstance(value, str) or not value.strip():
+        return CannedError("invalid", f"{what} must be a non-empty string, not {value!r}")
+    return None
+
+
+def _check_text(value: object, what: str) -> None:
+    error = _invalid_text(value, what)
+    if error is not None:
+        raise error
+
+
+def _check_department(department: object) -> None:
+    if department is not None:
+        _check_text(department, "a department id")
+
+
+@dataclass(slots=True, eq=False)
+class _Entry:
+    message: CannedMessage
+    norm: str  # normalize(message.text)
+    marked: str  # _mark(norm)
+    slot: int = -1  # -1 until indexed
+
+
+def _rank(entry: _Entry) -> tuple[float, str]:
+    """The key that sorts entries newest first, then by id."""
+    return (-entry.message.created_at, entry.message.id)
+
+
+_STRAY_LIMIT: Final = 100
+"""How many messages may have a slot out of rank order before the next lookup rebuilds."""
+
+
+class CannedBook:
+    """Canned messages, their categories and per-agent use counts, with a suggestion index.
+
+    Every change keeps the index current (see the module docstring). Methods raise `CannedError`
+    with code ``"not_found"`` for an unknown id, ``"category_not_empty"`` when deleting a category
+    that holds messages without saying what becomes of them, and ``"invalid"`` for anything else
+    they refuse: a blank id, name or text, an id already taken, a ``created_at`` that is not
+    finite, a use count below 1, a bad ``limit`` or delete mode.
+    """
+
+    def __init__(
+        self,
+        *,
+        categories: Iterable[CannedCategory] = (),
+        messages: Iterable[CannedMessage] = (),
+        uses: Iterable[CannedUse] = (),
+    ) -> None:
+        self._categories: dict[str, CannedCategory] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._uses: dict[str, dict[str, int]] = {}  # agent id -> message id -> count
+        self._slots: list[_Entry | None] = []  # slot -> entry, None for a hole
+        self._holes = 0
+        self._top: CannedMessage | None = None  # the best-ranked message that is not a stray
+        self._strays: list[_Entry] = []  # messages whose slot is out of rank order, by _rank
+        self._stray_bits = 0  # the bitmap of their slots
+        self._dirty = False  # too many strays or holes: rebuild before reading
+        self._contains: dict[str, int] = {}  # character or bigram -> bitmap
+        self._starts: dict[str, int] = {}  # 1 to 3 characters at a word start -> bitmap
+        self._departments: dict[str | None, int] = {}  # department (None: shared) -> bitmap
+        for category in categories:
+            self.add_category(category.id, category.name)
+        for message in messages:
+            self._admit(message)
+        for use in uses:
+            self._check_message(use.message_id)
+            _check_text(use.agent_id, "an agent id")
+            if not isinstance(use.count, int) or use.count < 1:
+                raise CannedError("invalid", f"a use count must be at least 1, not {use.count!r}")
+            counts = self._uses.setdefault(use.agent_id, {})
+            counts[use.message_id] = counts.get(use.message_id, 0) + use.count
+        self._rebuild()
+
+    @classmethod
+    def from_snapshot(cls, snapshot: CannedSnapshot) -> CannedBook:
+        """A book holding what ``snapshot`` holds."""
+        return cls(categories=snapshot.categories, messages=snapshot.messages, uses=snapshot.uses)
+
+    def snapshot(self) -> CannedSnapshot:
+        """Everything the book holds: categories by id, messages newest first, uses sorted."""
+        return CannedSnapshot(
+            categories=tuple(self._categories[key] for key in sorted(self._categories)),
+            messages=tuple(self.messages()),
+            uses=tuple(
+                CannedUse(agent_id=agent, message_id=message, count=count)
+                for agent in sorted(self._uses)
+                for message, count in sorted(self._uses[agent].items())
+            ),
+        )
+
+    # -- categories ---------------------------------------------------------------------------
+
+    def categories(self) -> list[CannedCategory]:
+        """All categories, by normalised name, then id."""
+        return sorted(self._categories.values(), key=lambda c: (normalize(c.name), c.id))
+
+    def category(self, category_id: str) -> CannedCategory:
+        """The category ``category_id``."""
+        found = self._categories.get(category_id)
+        if found is None:
+            raise CannedError("not_found", f"no canned category {category_id!r}")
+        return found
+
+    def add_category(self, category_id: str, name: str) -> CannedCategory:
+        """Add and return a new category."""
+        _check_text(category_id, "a category id")
+        _check_text(name, "a category name")
+        if category_id in self._categories:
+            raise CannedError("invalid", f"canned category {category_id!r} already exists")
+        category = CannedCategory(id=category_id, name=name)
+        self._categories[category_id] = category
+        return category
+
+    def rename_category(self, category_id: str, name: str) -> CannedCategory:
+        """Rename category ``category_id`` and return it as it is now."""
+        category = self.category(category_id)
+        _check_text(name, "a category name")
+        category = replace(category, name=name)
+        self._categories[category_id] = category
+        return category
+
+    def delete_category(
+        self, category_id: str, *, messages: DeleteMode = "refuse", move_to: str | None = None
+    ) -> None:
+        """Delete category ``category_id``, saying what becomes of the messages it holds.
+
+        ``messages="refuse"`` refuses with ``"category_not_empty"`` if it holds any;
+        ``"delete"`` deletes them (with their use counts); ``"move"`` moves them to the category
+        ``move_to``, which must exist and differ. ``move_to`` is only for ``"move"``.
+        """
+        self.category(category_id)
+        if messages == "move":
+            if move_to is None or move_to == category_id:
+                raise CannedError("invalid", "moving messages needs another category in move_to")
+            self.category(move_to)
+        elif messages not in ("refuse", "delete"):
+            raise CannedError("invalid", f"unknown delete mode {messages!r}")
+        elif move_to is not None:
+            raise CannedError("invalid", f"move_to is only for messages='move', not {messages!r}")
+        held = [e.message.id for e in self._entries.values() if e.message.category == category_id]
+        if held and messages == "refuse":
+            raise CannedError(
+                "category_not_empty",
+                f"canned category {category_id!r} holds {len(held)} message(s): "
+                "say whether to delete or move them",
+            )
+        for message_id in held:
+            if move_to is not None:
+                self.edit_message(message_id, category=move_to)
+            else:
+                self.delete_message(message_id)
+        del self._categories[category_id]
+
+    # -- messages -----------------------------------------------------------------------------
+
+    def message(self, message_id: str) -> CannedMessage:
+        """The message ``message_id``."""
+        return self._check_message(message_id).message
+
+    def messages(
+        self, *, departments: Collection[str] | None = None, category: str | None = None
+    ) -> list[CannedMessage]:
+        """Messages newest first: all, or those visible to ``departments``, or of ``category``.
+
+        A message is visible to a set of departments when it is tied to one of them or shared.
+        """
+        wanted = None if departments is None else self._department_set(departments)
+        return sorted(
+            (
+                entry.message
+                for entry in self._entries.values()
+                if (category is None or entry.message.category == category)
+                and (
+                    wanted is None
+                    or entry.message.department is None
+                    or entry.message.department in wanted
+                )
+            ),
+            key=_newest_first,
+        )
+
+    def add_message(self, message: CannedMessage) -> CannedMessage:
+        """Add ``message``, whose id must be new and whose category must exist; return it."""
+        self._index(self._admit(message))
+        return message
+
+    def edit_message(
+        self,
+        message_id: str,
+        *,
+        text: str | None = None,
+        category: str | None = None,
+        department: str | Unchanged | None = UNCHANGED,
+    ) -> CannedMessage:
+        """Change what is given of a message's text, category and department; return it.
+
+        ``department=None`` makes it shared; leaving ``department`` out keeps it.
+        """
+        entry = self._check_message(message_id)
+        old = entry.message
+        if text is not None:
+            _check_text(text, "a canned message's text")
+        if category is not None:
+            self.category(category)
+        if not isinstance(department, Unchanged):
+            _check_department(department)
+        new = replace(
+            old,
+            text=old.text if text is None else text,
+            category=old.category if category is None else category,
+            department=old.department if isinstance(department, Unchanged) else department,
+        )
+        bit = 1 << entry.slot
+        norm = normalize(new.text)
+        if norm != entry.norm:
+            contained, starting = _index_keys(entry.norm, entry.marked)
+            _remove_bit(self._contains, contained, bit)
+            _remove_bit(self._starts, starting, bit)
+            entry.norm = norm
+            entry.marked = _mark(norm)
+            contained, starting = _index_keys(entry.norm, entry.marked)
+            _add_bit(self._contains, contained, bit)
+            _add_bit(self._starts, starting, bit)
+        if new.department != old.department:
+            self._remove_department_bit(old.department, bit)
+            self._departments[new.department] = self._departments.get(new.department, 0) | bit
+        entry.message = new
+        return new
+
+    def delete_message(self, message_id: str) -> None:
+        """Delete a message and every agent's use count of it."""
+        entry = self._check_message(message_id)
+        bit = 1 << entry.slot
+        contained, starting = _index_keys(entry.norm, entry.marked)
+        _remove_bit(self._contains, contained, bit)
+        _remove_bit(self._starts, starting, bit)
+        self._remove_department_bit(entry.message.department, bit)
+        if self._stray_bits & bit:
+            self._strays.remove(entry)
+            self._stray_bits ^= bit
+        self._slots[entry.slot] = None
+        del self._entries[message_id]
+        self._holes += 1
+        if self._holes > len(self._entries):
+            self._dirty = True
+        for agent_id in [agent for agent, counts in self._uses.items() if message_id in counts]:
+            counts = self._uses[agent_id]
+            del counts[message_id]
+            if not counts:
+                del self._uses[agent_id]
+
+    # -- uses ---------------------------------------------------------------------------------
+
+    def pick(self, message_id: str, *, agent_id: str) -> CannedMessage:
+        """Count one use of a message by an agent, who picked it; return the message."""
+        entry = self._check_message(message_id)
+        _check_text(agent_id, "an agent id")
+        counts = self._uses.setdefault(agent_id, {})
+        counts[message_id] = counts.get(message_id, 0) + 1
+        return entry.message
+
+    def use_count(self, message_id: str, agent_id: str) -> int:
+        """How many times ``agent_id`` picked ``message_id`` (0 for unknown ids)."""
+        return self._uses.get(agent_id, {}).get(message_id, 0)
+
+    # -- suggestions --------------------------------------------------------------------------
+
+    def suggest(
+        self, draft: str, *, departments: Collection[str], agent_id: str, limit: int = 10
+    ) -> list[CannedMessage]:
+        """Suggestions for a draft: `search` for `query_of` the draft, none when that is None."""
+        query = query_of(draft)
+        if query is None:
+            return []
+        return self.search(query, departments=departments, agent_id=agent_id, limit=limit)
+
+    def search(
+        self, query: str, *, departments: Collection[str], agent_id: str, limit: int = 10
+    ) -> list[CannedMessage]:
+        """At most ``limit`` messages matching ``query`` for an agent of ``departments``.
+
+        Best first; see the module docstring for matching and ranking.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise CannedError("invalid", f"limit must be a positive integer, not {limit!r}")
+        wanted = self._department_set(departments)
+        if self._dirty:
+            self._rebuild()
+        norm = normalize(query)
+        visible = self._departments.get(None, 0)
+        for department in wanted:
+            visible |= self._departments.get(department, 0)
+        if norm:
+            marked = _marked_query(norm)
+            contains = self._contains_candidates(norm) & visible
+            starts = self._starts.get(norm[:3], 0) & contains if marked is not None else 0
+        else:
+            marked = None
+            contains = starts = visible
+        if not contains:
+            return []
+        # Whether the bitmaps hold exactly the matches, so that no substring test is needed.
+        exact_contains = len(norm) <= 2
+        exact_starts = len(norm) <= 3
+        counts = self._uses.get(agent_id, {})
+
+        def at_start(entry: _Entry) -> bool:
+            return not norm or (marked is not None and marked in entry.marked)
+
+        def visible_to_agent(entry: _Entry) -> bool:
+            return entry.message.department is None or entry.message.department in wanted
+
+        # Placed by direct substring tests: the agent's used messages, and the strays.
+        used_starts: list[_Entry] = []
+        used_inside: list[_Entry] = []
+        for message_id in counts:
+            entry = self._entries[message_id]
+            if visible_to_agent(entry):
+                if at_start(entry):
+                    used_starts.append(entry)
+                elif norm in entry.norm:
+                    used_inside.append(entry)
+        stray_starts: list[_Entry] = []  # in rank order, as self._strays
+        stray_inside: list[_Entry] = []
+        for entry in self._strays:
+            if entry.message.id not in counts and visible_to_agent(entry):
+                if at_start(entry):
+                    stray_starts.append(entry)
+                elif norm in entry.norm:
+                    stray_inside.append(entry)
+
+        def by_use(entry: _Entry) -> tuple[int, float, str]:
+            return (-counts[entry.message.id], *_rank(entry))
+
+        def read_starts() -> Iterator[_Entry]:
+            for entry in self._read(starts):
+                if entry.message.id not in counts and (exact_starts or at_start(entry)):
+                    yield entry
+
+        def read_inside() -> Iterator[_Entry]:
+            for entry in self._read(contains & ~starts if exact_starts else contains):
+                if entry.message.id in counts:
+                    continue  # placed already
+                if not exact_contains and norm not in entry.norm:
+                    continue
+                if not exact_starts and at_start(entry):
+                    continue  # placed already, with the word-start matches
+                yield entry
+
+        found = sorted(used_starts, key=by_use)
+        found.extend(islice(_merge(read_starts(), stray_starts), max(0, limit - len(found))))
+        if len(found) < limit:
+            found.extend(sorted(used_inside, key=by_use))
+            found.extend(islice(_merge(read_inside(), stray_inside), max(0, limit - len(found))))
+        return [entry.message for entry in found[:limit]]
+
+    # -- internals ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _department_set(departments: Collection[str]) -> frozenset[str]:
+        if isinstance(departments, str):
+            raise CannedError("invalid", "departments must be a collection of ids, not one string")
+        return frozenset(departments)
+
+    def _check_message(self, message_id: str) -> _Entry:
+        entry = self._entries.get(message_id)
+        if entry is None:
+            raise CannedError("not_found", f"no canned message {message_id!r}")
+        return entry
+
+    def _admit(self, message: CannedMessage) -> _Entry:
+        """Check a new message and hold it, not yet indexed."""
+        _check_text(message.id, "a canned message id")
+        _check_text(message.text, "a canned message's text")
+        _check_department(message.department)
+        created_at = message.created_at
+        if not isinstance(created_at, int | float) or not math.isfinite(created_at):
+            raise CannedError("invalid", f"created_at must be a finite number, not {created_at!r}")
+        if message.id in self._entries:
+            raise CannedError("invalid", f"canned message {message.id!r} already exists")
+        self.category(message.category)
+        norm = normalize(message.text)
+        entry = _Entry(message=message, norm=norm, marked=_mark(norm))
+        self._entries[message.id] = entry
+        return entry
+
+    def _index(self, entry: _Entry) -> None:
+        """Give a held message the next slot and index it."""
+        entry.slot = len(self._slots)
+        self._slots.append(entry)
+        bit = 1 << entry.slot
+        if self._top is None or _outranks(entry.message, self._top):
+            self._top = entry.message
+        else:
+            bisect.insort(self._strays, entry, key=_rank)
+            self._stray_bits |= bit
+            if len(self._strays) > _STRAY_LIMIT:
+                self._dirty = True
+        contained, starting = _index_keys(entry.norm, entry.marked)
+        _add_bit(self._contains, contained, bit)
+        _add_bit(self._starts, starting, bit)
+        department = entry.message.department
+        self._departments[department] = self._departments.get(department, 0) | bit
+
+    def _rebuild(self) -> None:
+        """Give every message its slot in rank order, without holes, and index them all again."""
+        live = sorted(self._entries.values(), key=lambda e: e.message.id, reverse=True)
+        live.sort(key=lambda e: e.message.created_at)  # stable: oldest first, then id descending
+        contained_slots: defaultdict[str, list[int]] = defaultdict(list)
+        starting_slots: defaultdict[str, list[int]] = defaultdict(list)
+        department_slots: defaultdict[str | None, list[int]] = defaultdict(list)
+        for slot, entry in enumerate(live):
+            entry.slot = slot
+            contained, starting = _index_keys(entry.norm, entry.marked)
+            for key in contained:
+                contained_slots[key].append(slot)
+            for key in starting:
+                starting_slots[key].append(slot)
+            department_slots[entry.message.department].append(slot)
+        self._contains = {key: _bitmap(slots) for key, slots in contained_slots.items()}
+        self._starts = {key: _bitmap(slots) for key, slots in starting_slots.items()}
+        self._departments = {key: _bitmap(slots) for key, slots in department_slots.items()}
+        self._slots = list(live)
+        self._holes = 0
+        self._top = live[-1].message if live else None
+        self._strays = []
+        self._stray_bits = 0
+        self._dirty = False
+
+    def _read(self, bitmap: int) -> Iterator[_Entry]:
+        """The messages of ``bitmap`` that are not strays, best-ranked first."""
+        slots = self._slots
+        for slot in _slots_desc(bitmap & ~self._stray_bits if self._stray_bits else bitmap):
+            entry = slots[slot]
+            assert entry is not None
+            yield entry
+
+    def _contains_candidates(self, norm: str) -> int:
+        """Messages holding every bigram of ``norm`` (its character, if it has only one)."""
+        if len(norm) == 1:
+            return self._contains.get(norm, 0)
+        result = -1  # every bit set
+        for bigram in set(map(str.__add__, norm, norm[1:])):
+            posting = self._contains.get(bigram)
+            if posting is None:
+                return 0
+            result &= posting
+        return result
+
+    def _remove_department_bit(self, department: str | None, bit: int) -> None:
+        left = self._departments[department] & ~bit
+        if left:
+            self._departments[department] = left
+        else:
+            del self._departments[department]

@@ -1,0 +1,89 @@
+"""Sign-in tokens for agents and administrators, and resume tokens for visitors.
+
+Theory of operation
+-------------------
+A token is 256 random bits from :mod:`secrets`, written URL-safe after a short prefix that says
+what it is for (``hlt_`` signs in an agent or an admin, ``hlr_`` resumes a visitor's chat). The
+server never keeps a token, only its SHA-256 hex digest: the tokens are random, so a plain hash
+cannot be reversed by guessing, and a stolen database does not let anyone sign in.
+
+Agent and admin tokens live in the store's ``tokens`` table as ``(hash, role, subject)``; the
+subject is ``"agent:<id>"`` or ``"admin:<name>"``, so an agent whose id happens to be ``admin``
+can never collide with an administrator. Issuing a token for a subject first revokes that
+subject's earlier tokens (one live token per agent). :func:`authenticate` checks a hello's token
+against the role it claims: an agent token never signs in an admin, nor the reverse.
+
+Resume tokens never touch the disk: they only have to outlive a network hiccup, not a restart
+(a restart ends every chat), so the gateway keeps their hashes in memory (``_directory.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Final
+
+from engine._store import SqliteStore
+
+from ._frames import Role
+
+__all__ = [
+    "ADMIN_NAME",
+    "authenticate",
+    "hash_token",
+    "issue_token",
+    "new_resume_token",
+    "new_token",
+]
+
+TOKEN_BYTES: Final = 32  # 256 bits of randomness
+SIGN_IN_PREFIX: Final = "hlt_"
+RESUME_PREFIX: Final = "hlr_"
+ADMIN_NAME: Final = "admin"
+"""The name of the administrator whose token the daemon creates on first start."""
+
+
+def new_token() -> str:
+    """A fresh sign-in token (agents and admins)."""
+    return SIGN_IN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def new_resume_token() -> str:
+    """A fresh resume token for a visitor's chat."""
+    return RESUME_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def hash_token(token: str) -> str:
+    """The digest the server keeps instead of the token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def subject(role: Role, name: str) -> str:
+    """The ``tokens.subject`` of an agent or an administrator."""
+    if role is Role.VISITOR:
+        raise ValueError("visitors have no sign-in tokens")
+    return f"{role.value}:{name}"
+
+
+async def issue_token(store: SqliteStore, role: Role, name: str, *, now: float) -> str:
+    """Revoke ``name``'s tokens for ``role``, store a new one's hash, and return the new token."""
+    who = subject(role, name)
+    token = new_token()
+    await store.revoke_tokens(subject=who)
+    await store.save_token(
+        token_hash=hash_token(token), role=role.value, subject=who, created_at=now
+    )
+    return token
+
+
+async def authenticate(store: SqliteStore, role: Role, token: str) -> str | None:
+    """The agent id or admin name that ``token`` signs in as ``role``, or None."""
+    found = await store.token(hash_token(token))
+    if found is None:
+        return None
+    stored_role, who = found
+    prefix = f"{role.value}:"
+    if not hmac.compare_digest(stored_role, role.value) or not who.startswith(prefix):
+        return None
+    return who[len(prefix) :]

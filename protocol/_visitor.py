@@ -1,0 +1,260 @@
+"""A visitor's connection: open one chat at a time, talk in it, leave, rate; resume after a drop.
+
+Theory of operation
+-------------------
+A visitor connection is in one of four states; every request is allowed in some of them and
+refused with ``invalid_state`` in the others:
+
+=========  ==============================================  ======================================
+state      how it is entered                               requests allowed
+=========  ==============================================  ======================================
+idle       hello without a resumable chat; ``leave``       ``open_chat``; ``rate`` if a chat ended
+live       ``open_chat``; hello that resumed a chat        ``send``, ``typing``, ``leave``
+ended      the chat's ``ended`` event                       ``open_chat``, ``rate``
+=========  ==============================================  ======================================
+
+(A visitor connection never names its chat: it has at most one.) The chat is an engine
+``VisitorChat`` handle held in its own exit stack, and a pump task moves the handle's events to the
+connection's queue. When the handle's outlet closes without the chat having ended, another
+connection resumed the chat (the engine hands the chat to the newest connection), so this one is
+closed with 1000, as SPEC.md section 10 says.
+
+Resuming: the ``open_chat`` reply carries a resume token, kept by the gateway only as a hash. A
+hello with that token reattaches to the chat with ``engine.resume_chat(chat_id, last_seq=...)``,
+which replays the lines after ``last_seq`` ahead of live events. A token that is unknown, or whose
+chat ended, resumes nothing (``resumed: false``); a token presented with the ``chat_id`` of another
+chat is refused as ``unauthorized``.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import trio
+
+from engine import ChatEnded, EngineError, Visitor, VisitorChat
+
+from ._codec import encode_event
+from ._frames import Request
+from ._registry import ChatFacts
+from ._wire import Fields
+
+if TYPE_CHECKING:
+    from ._connection import Connection
+
+__all__ = ["VisitorRole", "open_visitor"]
+
+
+@dataclass(slots=True, eq=False)
+class _Chat:
+    """The visitor's current chat and what its pump learned about it."""
+
+    chat_id: str
+    department: str
+    resume_token: str
+    handle: VisitorChat
+    stack: AsyncExitStack
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
+    ended: bool = False
+    left: bool = False
+
+
+async def open_visitor(conn: Connection, request: Request) -> tuple[VisitorRole, Fields]:
+    """The hello of a visitor: resume its chat if it names one that is still open."""
+    role = VisitorRole(conn)
+    resumed = False
+    token = request.get("resume_token", str)
+    if token:
+        resumed = await role.resume(
+            token, request.get("last_seq", int, 0), request.get("chat_id", str)
+        )
+    return role, {"resumed": resumed}
+
+
+class VisitorRole:
+    """The requests of one visitor connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._engine = conn.engine
+        self._registry = conn.registry
+        self._chat: _Chat | None = None
+        self._seq = 0  # the chat's last sequence number, for chat_opened
+        self._rateable = ""  # the chat that ended last, which the visitor may rate
+        conn.stack.push_async_callback(self._drop_chat)
+        self._handlers = {
+            "open_chat": self._open_chat,
+            "send": self._send,
+            "typing": self._typing,
+            "leave": self._leave,
+            "rate": self._rate,
+        }
+
+    def start(self) -> None:
+        if self._chat is not None:
+            self._started(self._chat)
+
+    async def handle(self, request: Request) -> Fields:
+        return await self._handlers[request.type](request)
+
+    # -- states ------------------------------------------------------------------------------------
+
+    def _live(self) -> _Chat:
+        chat = self._chat
+        if chat is None or chat.ended or chat.left:
+            raise EngineError("invalid_state", "there is no open chat; send open_chat first")
+        return chat
+
+    def _started(self, chat: _Chat) -> None:
+        """chat_opened, then every event of the chat (SPEC.md section 7, ``chat_opened``)."""
+        self._conn.put(
+            encode_event(
+                "chat_opened",
+                chat_id=chat.chat_id,
+                resume_token=chat.resume_token,
+                seq=self._seq,
+                department=chat.department,
+            )
+        )
+        self._conn.start_soon(self._pump, chat)
+
+    async def _pump(self, chat: _Chat) -> None:
+        conn = self._conn
+        with chat.scope:
+            try:
+                async for event in chat.handle.events():
+                    if isinstance(event, ChatEnded):
+                        chat.ended = True
+                        self._rateable = chat.chat_id
+                        self._registry.forget_chat(chat.chat_id)
+                        conn.log.info("chat_ended", reason=event.reason)
+                    conn.put_event(event)
+            except EngineError:  # slow_consumer: the engine dropped this outlet
+                conn.close(4000, "events were not read fast enough", flush=False)
+                return
+            if not chat.ended:
+                conn.close(1000, "the chat was resumed on another connection")
+
+    async def _drop_chat(self) -> None:
+        """Release the current chat's handle (a disconnect, if the chat is still open)."""
+        chat, self._chat = self._chat, None
+        if chat is not None:
+            chat.scope.cancel()
+            await chat.stack.aclose()
+
+    # -- hello -------------------------------------------------------------------------------------
+
+    async def resume(self, token: str, last_seq: int, wanted: str | None) -> bool:
+        chat_id = self._registry.resume(token)
+        if chat_id is not None and wanted is not None and wanted != chat_id:
+            raise EngineError("unauthorized", "that resume token belongs to another chat")
+        facts = None if chat_id is None else self._registry.chat(chat_id)
+        if chat_id is None or facts is None:
+            return False
+        stack = AsyncExitStack()
+        try:
+            handle = await stack.enter_async_context(
+                self._engine.resume_chat(chat_id, last_seq=last_seq)
+            )
+            replay = await handle.history(last_seq)
+        except EngineError:
+            await stack.aclose()
+            self._registry.forget_chat(chat_id)
+            return False
+        self._seq = replay[-1].seq if replay else last_seq
+        self._chat = _Chat(
+            chat_id=chat_id,
+            department=facts.department,
+            resume_token=token,
+            handle=handle,
+            stack=stack,
+        )
+        self._conn.log = self._conn.log.bind(chat_id=chat_id, department=facts.department)
+        self._conn.log.info("chat_resumed", last_seq=last_seq)
+        return True
+
+    # -- requests ----------------------------------------------------------------------------------
+
+    async def _open_chat(self, request: Request) -> Fields:
+        if self._chat is not None and not (self._chat.ended or self._chat.left):
+            raise EngineError("invalid_state", "a chat is already open on this connection")
+        await self._drop_chat()
+        department = request.require("department", str)
+        question = request.require("question", str)
+        visitor = Visitor(
+            name=request.require("name", str),
+            email=request.get("email", str, ""),
+            browser=request.get("browser", str, ""),
+            os=request.get("os", str, ""),
+            location=request.get("location", str, ""),
+            visitor_id=request.get("visitor_id", str, ""),
+        )
+        await self._registry.sweep_if_due(self._engine)
+        stack = AsyncExitStack()
+        try:
+            handle = await stack.enter_async_context(
+                self._engine.open_chat(department=department, question=question, visitor=visitor)
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        token = self._registry.add_chat(
+            ChatFacts(
+                chat_id=handle.chat_id,
+                department=department,
+                question=question,
+                visitor=visitor,
+                started_at=self._engine.now(),
+            )
+        )
+        chat = _Chat(
+            chat_id=handle.chat_id,
+            department=department,
+            resume_token=token,
+            handle=handle,
+            stack=stack,
+        )
+        self._chat, self._seq = chat, 0
+        self._conn.log = self._conn.log.bind(chat_id=chat.chat_id, department=department)
+        self._conn.log.info("chat_opened")
+        # The reply is queued before chat_opened: the caller queues it when this returns, so
+        # chat_opened and the pump start on the next tick, after the reply.
+        self._conn.start_soon(self._start_later, chat)
+        return {"chat_id": chat.chat_id, "resume_token": token, "seq": 0}
+
+    async def _start_later(self, chat: _Chat) -> None:
+        if self._chat is chat:
+            self._started(chat)
+
+    async def _send(self, request: Request) -> Fields:
+        chat = self._live()
+        seq = await chat.handle.send(
+            request.require("text", str), client_msg_id=request.get("client_msg_id", str, "")
+        )
+        return {"seq": seq, "at": self._engine.now()}
+
+    async def _typing(self, request: Request) -> Fields:
+        await self._live().handle.typing(request.require("on", bool))
+        return {}
+
+    async def _leave(self, request: Request) -> Fields:
+        chat = self._live()
+        chat.left = True
+        chat.scope.cancel()
+        self._registry.forget_resume(chat.chat_id)
+        await chat.handle.leave()
+        self._rateable = chat.chat_id
+        await self._drop_chat()
+        self._conn.log.info("visitor_left")
+        return {}
+
+    async def _rate(self, request: Request) -> Fields:
+        chat_id = self._rateable
+        if not chat_id or (self._chat is not None and not (self._chat.ended or self._chat.left)):
+            raise EngineError("invalid_state", "only a chat that has ended can be rated")
+        await self._engine.rate_chat(
+            chat_id, request.require("rating", str), request.get("comment", str, "")
+        )
+        return {}
