@@ -37,7 +37,15 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._views import AgentView, Availability, ChatSummary, ChatView, RouterView, VisitorPanel
+from ._views import (
+    AgentView,
+    Availability,
+    ChatSummary,
+    ChatView,
+    LiveChat,
+    RouterView,
+    VisitorPanel,
+)
 
 __all__ = [
     "Agent",
@@ -64,6 +72,7 @@ __all__ = [
     "Event",
     "Handoff",
     "HandoffResult",
+    "LiveChat",
     "Offer",
     "OfferWithdrawn",
     "Queued",

@@ -45,7 +45,7 @@ from ._records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visi
 from ._router import Members, Router, _Chat
 from ._session import Session
 from ._store import SqliteStore, open_store
-from ._views import RouterView
+from ._views import LiveChat, RouterView
 
 log = structlog.get_logger("helpline.engine")
 T = TypeVar("T")
@@ -225,15 +225,24 @@ class Engine:
 
     @asynccontextmanager
     async def open_chat(
-        self, *, department: str, question: str, visitor: Visitor
+        self, *, department: str, question: str, visitor: Visitor, resume_key: str = ""
     ) -> AsyncIterator[VisitorChat]:
-        """Open a chat as a visitor; leaving the block without `leave()` counts as a disconnect."""
+        """Open a chat as a visitor; leaving the block without `leave()` counts as a disconnect.
+
+        `resume_key` is kept with the chat, journaled with it, for the frontend to find the chat
+        again after a restart (`live_chats`); a gateway passes its resume token's hash.
+        """
         outbox = Outbox()
         outlet = Outlet(self.config.outbound_size)
         outbox.add(outlet)
         chat_id, session = await self._ask_router(
             lambda r: m.OpenChat(
-                department=department, question=question, visitor=visitor, outbox=outbox, reply=r
+                department=department,
+                question=question,
+                visitor=visitor,
+                outbox=outbox,
+                reply=r,
+                resume_key=resume_key,
             )
         )
         chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout, self.store)
@@ -330,6 +339,11 @@ class Engine:
 
     async def agents(self) -> list[Agent]:
         return list(await self.store.agents())
+
+    async def live_chats(self) -> tuple[LiveChat, ...]:
+        """Every live chat as it was opened, with its resume key (for a restarted frontend)."""
+        chats: tuple[LiveChat, ...] = await self._ask_router(lambda r: m.LiveChats(reply=r))
+        return chats
 
     async def inspect(self) -> RouterView:
         """A consistent picture of ownership, capacity, offers and queues."""

@@ -85,6 +85,7 @@ class ChatRecord:
     question: str
     visitor: Visitor
     started_at: float
+    resume_key: str
     state: ChatState
     owner: str
     members: tuple[str, ...]
@@ -109,6 +110,7 @@ def dumps(record: ChatRecord) -> str:
         "question": record.question,
         "visitor": asdict(record.visitor),
         "started_at": record.started_at,
+        "resume_key": record.resume_key,
         "state": record.state.value,
         "owner": record.owner,
         "members": list(record.members),
@@ -150,6 +152,7 @@ def loads(chat_id: str, text: str) -> ChatRecord:
             question=_str(doc, "question"),
             visitor=_visitor(doc["visitor"]),
             started_at=_num(doc, "started_at"),
+            resume_key=_str(doc, "resume_key"),
             state=ChatState(_str(doc, "state")),
             owner=_str(doc, "owner"),
             members=_strs(doc, "members"),

@@ -60,6 +60,7 @@ class OpenChat:
     visitor: Visitor
     outbox: Outbox
     reply: Reply
+    resume_key: str = ""  # kept with the chat for its frontend (journaled with it)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +235,13 @@ class StoreDone:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LiveChats:
+    """Ask for every live chat as its frontend opened it (a restarted gateway's registry)."""
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Inspect:
     """Ask for a consistent picture of ownership, capacity and queues (tests, admin views)."""
 
@@ -386,6 +394,7 @@ ToRouter = (
     | SessionClosed
     | ActorDown
     | StoreDone
+    | LiveChats
     | Inspect
     | Shutdown
 )

@@ -78,7 +78,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._views import AgentView, Availability, ChatSummary, ChatView, RouterView
+from ._views import AgentView, Availability, ChatSummary, ChatView, LiveChat, RouterView
 
 log = structlog.get_logger("helpline.router")
 
@@ -99,6 +99,7 @@ class _Chat:
     visitor: Visitor
     session: trio.MemorySendChannel[m.ToSession]
     started_at: float
+    resume_key: str = ""
     state: ChatState = ChatState.REQUESTED
     owner: str = ""
     members: list[str] = field(default_factory=list)
@@ -327,6 +328,7 @@ class Router:
             visitor=r.visitor,
             session=None,  # type: ignore[arg-type]  # set just below
             started_at=r.started_at,
+            resume_key=r.resume_key,
             state=r.state,
             owner=r.owner,
             members=list(r.members),
@@ -505,6 +507,7 @@ class Router:
             question=chat.question,
             visitor=chat.visitor,
             started_at=chat.started_at,
+            resume_key=chat.resume_key,
             state=chat.state,
             owner=chat.owner,
             members=tuple(chat.members),
@@ -559,6 +562,7 @@ class Router:
             m.AgentChanged: self._agent_changed,
             m.SessionClosed: self._session_closed,
             m.ActorDown: self._actor_down,
+            m.LiveChats: self._live_chats,
             m.Inspect: self._inspect,
             m.Shutdown: self._shutdown,
         }
@@ -614,6 +618,7 @@ class Router:
             visitor=msg.visitor,
             session=None,  # type: ignore[arg-type]  # set just below
             started_at=self._wall(),
+            resume_key=msg.resume_key,
         )
         chat.session = self._spawn_session(chat, msg.outbox, (), {})
         self._chats[chat_id] = chat
@@ -1383,6 +1388,23 @@ class Router:
             self._tell_positions(dept)
 
     # --- inspection and shutdown ----------------------------------------------------------------
+
+    def _live_chats(self, msg: m.LiveChats) -> None:
+        self._answer(
+            msg.reply,
+            tuple(
+                LiveChat(
+                    chat_id=c.id,
+                    department=c.department,
+                    question=c.question,
+                    visitor=c.visitor,
+                    started_at=c.started_at,
+                    resume_key=c.resume_key,
+                )
+                for c in self._chats.values()
+                if c.state is not ChatState.CLOSING
+            ),
+        )
 
     def _inspect(self, msg: m.Inspect) -> None:
         self._answer(msg.reply, self.view())

@@ -61,6 +61,18 @@ class RouterView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LiveChat:
+    """A live chat as its frontend opened it: what a restarted gateway needs to know it again."""
+
+    chat_id: str
+    department: str
+    question: str
+    visitor: Visitor
+    started_at: float
+    resume_key: str  # what the frontend gave open_chat, or ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChatSummary:
     """One chat of a visitor, live or ended, as the visitor panel lists it."""
 

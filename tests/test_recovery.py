@@ -303,6 +303,24 @@ class TestReconnect:
                 texts = [e.text for e in await ann.history(chat_id) if e.kind == "message"]
         assert texts == ["first", "answer one", "answer two", "second"]
 
+    async def test_live_chats_keep_their_resume_key(
+        self, db_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """What a frontend gave open_chat comes back with the chat, for a restarted gateway."""
+        visitor = Visitor(name="Vi", email="vi@example.com")
+        async with crashing(db_path) as (engine, handles):
+            ann = await handles.enter_async_context(engine.connect_agent("ann"))
+            await ann.set_status("online")
+            v = await handles.enter_async_context(
+                engine.open_chat(
+                    department="sales", question="q", visitor=visitor, resume_key="hash-1"
+                )
+            )
+            (before,) = await engine.live_chats()
+        assert (before.chat_id, before.resume_key, before.visitor) == (v.chat_id, "hash-1", visitor)
+        async with crashing(db_path) as (engine, _):
+            assert await engine.live_chats() == (before,)
+
     async def test_agent_reconnects_within_grace(
         self, db_path: Path, autojump_clock: MockClock
     ) -> None:
