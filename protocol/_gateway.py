@@ -16,6 +16,9 @@ in-memory stream pair in tests), and for each one:
 
 An exception escaping one connection is logged and ends that connection only.
 
+Restart: :meth:`Gateway.serve` first asks the engine for the chats it restored from its journal
+(:meth:`Gateway.restore`), so their visitors resume them with the tokens they already hold.
+
 Shutdown (:meth:`Gateway.shutdown`): stop accepting, drop the connections still in their opening
 handshake, tell every open connection (a ``shutdown`` event, then close 1001), and give
 connections ``shutdown_timeout`` to finish closing before they are dropped. :meth:`Gateway.serve`
@@ -110,6 +113,10 @@ class Gateway:
         origins = [v for k, v in request.headers if k.lower() == b"origin"]
         return len(origins) == 1 and origins[0].decode("latin-1") in allowed
 
+    async def restore(self) -> None:
+        """Learn the chats the engine restored at start, so their visitors can resume them."""
+        self.registry.restore(await self.engine.live_chats())
+
     # -- TCP -------------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
@@ -118,6 +125,7 @@ class Gateway:
         Returns after :meth:`shutdown`, once every connection has closed.
         """
         settings = self.settings
+        await self.restore()
         listeners = await trio.open_tcp_listeners(settings.port, host=settings.host)
         host, port = listeners[0].socket.getsockname()[:2]
         self.url = f"ws://{f'[{host}]' if ':' in host else host}:{port}"

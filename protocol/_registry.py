@@ -11,7 +11,10 @@ and live in one :class:`Registry` per gateway, touched only from trio's thread (
   start time). Agents' consoles need them in ``accept`` and ``visitor_panel`` replies, and every
   chat of a daemon is opened through its gateway, so the gateway records them at ``open_chat``.
 - **Resume tokens**: a chat's token hash, so a reconnecting visitor finds its chat again. Only
-  hashes are kept (``_auth.py``); the token is shown once, in the ``open_chat`` reply.
+  hashes are kept (``_auth.py``); the token is shown once, in the ``open_chat`` reply. The hash is
+  also handed to the engine with the chat (``open_chat(resume_key=...)``), which journals it with
+  the chat; a gateway that starts over a restored engine learns every live chat's facts and hash
+  again from ``engine.live_chats()`` (:meth:`Registry.restore`), so visitors resume after a crash.
 
 Entries of chats that ended are dropped lazily: when the number of chats recorded doubles since
 the last sweep, :meth:`Registry.sweep` asks the engine which chats are still live and forgets the
@@ -24,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from engine import Engine, Visitor
+from engine import Engine, LiveChat, Visitor
 
 from ._auth import hash_token, new_resume_token
 
@@ -84,14 +87,30 @@ class Registry:
 
     # -- chats -------------------------------------------------------------------------------------
 
-    def add_chat(self, facts: ChatFacts) -> str:
-        """Record a new chat; returns its resume token (shown once, kept only as a hash)."""
-        token = new_resume_token()
+    def add_chat(self, facts: ChatFacts, token: str | None = None) -> str:
+        """Record a new chat with its resume token (a new one if none is given); returns the
+        token (shown once, kept only as a hash)."""
+        token = token or new_resume_token()
         digest = hash_token(token)
         self._chats[facts.chat_id] = facts
         self._resume[digest] = facts.chat_id
         self._resume_of[facts.chat_id] = digest
         return token
+
+    def restore(self, chats: Iterable[LiveChat]) -> None:
+        """Know again the chats an engine restored at start, and their resume tokens' hashes."""
+        for chat in chats:
+            self._chats[chat.chat_id] = ChatFacts(
+                chat_id=chat.chat_id,
+                department=chat.department,
+                question=chat.question,
+                visitor=chat.visitor,
+                started_at=chat.started_at,
+            )
+            if chat.resume_key:
+                self._resume[chat.resume_key] = chat.chat_id
+                self._resume_of[chat.chat_id] = chat.resume_key
+        self._next_sweep = max(_MIN_SWEEP, 2 * len(self._chats))
 
     def chat(self, chat_id: str) -> ChatFacts | None:
         return self._chats.get(chat_id)

@@ -19,9 +19,10 @@ connection's queue. When the handle's outlet closes without the chat having ende
 connection resumed the chat (the engine hands the chat to the newest connection), so this one is
 closed with 1000, as SPEC.md section 10 says.
 
-Resuming: the ``open_chat`` reply carries a resume token, kept by the gateway only as a hash. A
-hello with that token reattaches to the chat with ``engine.resume_chat(chat_id, last_seq=...)``,
-which replays the lines after ``last_seq`` ahead of live events. A token that is unknown, or whose
+Resuming: the ``open_chat`` reply carries a resume token, kept by the gateway only as a hash (and
+journaled by the engine with the chat, so it still works after a restart). A hello with that token
+reattaches to the chat with ``engine.resume_chat(chat_id, last_seq=...)``, which replays the lines
+after ``last_seq`` ahead of live events. A token that is unknown, or whose
 chat ended, resumes nothing (``resumed: false``); a token presented with the ``chat_id`` of another
 chat is refused as ``unauthorized``.
 """
@@ -36,6 +37,7 @@ import trio
 
 from engine import ChatEnded, EngineError, Visitor, VisitorChat
 
+from ._auth import hash_token, new_resume_token
 from ._codec import encode_event
 from ._frames import Request
 from ._registry import ChatFacts
@@ -192,22 +194,29 @@ class VisitorRole:
             visitor_id=request.get("visitor_id", str, ""),
         )
         await self._registry.sweep_if_due(self._engine)
+        token = new_resume_token()  # its hash is journaled with the chat: it survives a restart
         stack = AsyncExitStack()
         try:
             handle = await stack.enter_async_context(
-                self._engine.open_chat(department=department, question=question, visitor=visitor)
+                self._engine.open_chat(
+                    department=department,
+                    question=question,
+                    visitor=visitor,
+                    resume_key=hash_token(token),
+                )
             )
         except BaseException:
             await stack.aclose()
             raise
-        token = self._registry.add_chat(
+        self._registry.add_chat(
             ChatFacts(
                 chat_id=handle.chat_id,
                 department=department,
                 question=question,
                 visitor=visitor,
                 started_at=self._engine.now(),
-            )
+            ),
+            token,
         )
         chat = _Chat(
             chat_id=handle.chat_id,
