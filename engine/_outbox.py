@@ -10,7 +10,8 @@ so on trio's single thread a push is atomic.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
 
 import trio
 
@@ -23,6 +24,7 @@ class Outlet:
 
     def __init__(self, size: int) -> None:
         self._send, self._recv = trio.open_memory_channel[Event](size)
+        self._backlog: deque[Event] = deque()  # a replayed transcript, read before the queue
         self.kicked = False
 
     def push(self, event: Event) -> bool:
@@ -37,6 +39,14 @@ class Outlet:
             return False
         return True
 
+    def replay(self, events: Iterable[Event]) -> None:
+        """Hand over lines from before this outlet was listening (a resume, a newcomer's view).
+
+        A transcript can be longer than the queue, so it waits in a backlog of its own that the
+        reader takes first: replaying never makes a consumer look slow.
+        """
+        self._backlog.extend(events)
+
     def close(self) -> None:
         """Stop queueing; the reader drains what is queued and then stops."""
         self._send.close()
@@ -47,6 +57,8 @@ class Outlet:
 
     async def receive(self) -> Event:
         """The next event; raises EngineError("slow_consumer") or trio.EndOfChannel when done."""
+        if self._backlog:
+            return self._backlog.popleft()
         try:
             return await self._recv.receive()
         except trio.EndOfChannel:
@@ -66,7 +78,8 @@ class Outlet:
 
     def pending(self) -> list[Event]:
         """Everything queued and not yet read (for tests and for draining on close)."""
-        out: list[Event] = []
+        out: list[Event] = list(self._backlog)
+        self._backlog.clear()
         while True:
             try:
                 out.append(self._recv.receive_nowait())
@@ -87,6 +100,12 @@ class Outbox:
         dead = [o for o in self.outlets if not o.push(event)]
         for outlet in dead:
             self.outlets.remove(outlet)
+
+    def replay(self, events: Iterable[Event]) -> None:
+        """Hand earlier lines to every outlet (see `Outlet.replay`)."""
+        events = tuple(events)
+        for outlet in self.outlets:
+            outlet.replay(events)
 
     def add(self, outlet: Outlet) -> None:
         self.outlets.append(outlet)

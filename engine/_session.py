@@ -266,8 +266,8 @@ class Session:
                 outbox.push(event)
 
     def _join(self, msg: m.Join) -> None:
-        for entry in self.entries:  # the newcomer sees the conversation so far, in order
-            msg.outbox.push(self._event_of(entry))
+        # the newcomer sees the conversation so far, in order
+        msg.outbox.replay(self._event_of(entry) for entry in self.entries)
         if msg.replaces:
             self._system(msg.event, agent=msg.agent_id, detail=msg.detail)
             self._members.pop(msg.replaces, None)
@@ -282,9 +282,7 @@ class Session:
         for old in self._visitor.outlets:
             old.close()
         self._visitor.outlets.clear()
-        for entry in self.entries:
-            if entry.seq > msg.last_seq:
-                msg.outlet.push(self._event_of(entry))
+        msg.outlet.replay(self._event_of(e) for e in self.entries if e.seq > msg.last_seq)
         self._visitor.add(msg.outlet)
         m.answer(msg.reply, self._last_seq())
         return was_gone

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 import trio
@@ -13,8 +15,10 @@ from trio.testing import MockClock
 from engine import (
     AgentConnection,
     ChatEnded,
+    ChatMessage,
     ChatRemoved,
     Engine,
+    EngineConfig,
     EngineError,
     HandoffResult,
     OfferWithdrawn,
@@ -22,6 +26,7 @@ from engine import (
     TicketKind,
     Visitor,
     VisitorChat,
+    open_engine,
 )
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
@@ -322,3 +327,27 @@ class TestDisconnect:
                 await again.send(v.chat_id, "back")
                 events = [e.event for e in of_type(await drain(v), SystemEvent)]
                 assert "requeued" not in events
+
+
+class TestLongTranscripts:
+    async def test_replay_longer_than_the_queue(
+        self, config: EngineConfig, tmp_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """A resume or a newcomer gets a transcript longer than its queue, in order, unkicked."""
+        small = dataclasses.replace(config, outbound_size=8)
+        async with open_engine(small, db=tmp_path / "h.db") as engine:
+            async with agents(engine, "ann", "bob") as (ann, bob):
+                async with chat_with(engine, ann) as v:
+                    chat_id = v.chat_id
+                    for i in range(20):
+                        await ann.send(chat_id, f"line {i}")
+                        await drain(ann)
+                        await drain(v)
+                await ann.invite(chat_id, to_agent="bob")
+                await bob.accept((await offer_for(bob, chat_id)).offer_id)
+                seen = [e for e in await drain(bob) if isinstance(e, ChatMessage)]
+                assert [e.text for e in seen] == [f"line {i}" for i in range(20)]
+                async with engine.resume_chat(chat_id, last_seq=0) as again:
+                    lines = [e for e in await drain(again) if isinstance(e, ChatMessage)]
+                    assert [e.text for e in lines] == [f"line {i}" for i in range(20)]
+                    await again.send("still here")
