@@ -83,6 +83,7 @@ from ._views import AgentView, Availability, ChatSummary, ChatView, LiveChat, Ro
 log = structlog.get_logger("helpline.router")
 
 _RETRY = 0.05  # seconds before a tell that found a full mailbox is tried again
+_BURST = 16  # messages read without waiting before the router yields to other tasks
 _JOURNAL_RETRY = 1.0  # seconds before records whose journal write failed are written again
 
 Members = dict[str, tuple[str, Outbox]]  # agent id -> (name, outbox), as a session keeps them
@@ -383,12 +384,20 @@ class Router:
         timers = self._timers
         effects = self._effects
         self._flush()  # what restoring changed and told
+        burst = 0
         while not self._stopped:
             msg: m.ToRouter | None = None
             if not effects.ready():
-                with trio.move_on_at(timers.next_deadline()) as self._waiting:
-                    msg = await inbox.receive()
-                self._waiting = None
+                try:  # a busy mailbox is read without setting up a cancel scope per message
+                    msg = inbox.receive_nowait()
+                    burst += 1
+                    if burst % _BURST == 0:
+                        await trio.lowlevel.checkpoint()  # let the others run now and then
+                except trio.WouldBlock:
+                    burst = 0
+                    with trio.move_on_at(timers.next_deadline()) as self._waiting:
+                        msg = await inbox.receive()
+                    self._waiting = None
             self._release_due()
             if msg is not None:
                 mark, touches = effects.mark(), self._touches
