@@ -292,14 +292,17 @@ def write_batch(conn: sqlite3.Connection, batch: JournalBatch) -> None:
     )
 
 
-def append_entries(conn: sqlite3.Connection, chat_id: str, entries: Sequence[Entry]) -> None:
-    """Store a chat's new lines (writing a line again with the same number replaces it)."""
+EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id
+
+
+def append_entries(conn: sqlite3.Connection, rows: Sequence[EntryRow]) -> None:
+    """Store live chats' new lines (writing a line again with the same number replaces it)."""
     conn.executemany(
         "INSERT INTO live_entries (chat_id, seq, at, kind, author, text, client_msg_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, seq) DO UPDATE SET at = excluded.at,"
         " kind = excluded.kind, author = excluded.author, text = excluded.text,"
         " client_msg_id = excluded.client_msg_id",
-        [(chat_id, e.seq, e.at, e.kind, e.author, e.text, e.client_msg_id) for e in entries],
+        rows,
     )
 
 

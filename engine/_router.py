@@ -435,14 +435,25 @@ class Router:
         self._effects.do(partial(agent.outbox.push, event))
 
     def _flush(self) -> None:
-        """End of an iteration: write what changed; its effects wait for the commit."""
+        """End of an iteration: write what changed; its effects wait for the commit.
+
+        Effects that wait for no write go out at once if nothing before them is still waiting
+        (releasing a committed batch changes nothing the journal holds).
+        """
         job = self._journal_job()
         batch = self._effects.seal(job)
         if batch is not None:
             assert job is not None
             self._store.submit_journal(job, partial(self._effects.committed, batch))
+        elif self._effects.ready():
+            self._release_due()
 
     def _journal_job(self) -> journal.JournalBatch | None:
+        if not (self._journal and (self._touched or self._touched_agents)):
+            self._touched.clear()  # not journaled: nothing to write for them
+            self._touched_agents.clear()
+            if not (self._presence or self._failed_tickets):
+                return None
         chats: tuple[tuple[str, str], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
         if self._journal:

@@ -224,9 +224,15 @@ class Session:
             client_msg_id=client_msg_id,
         )
         self.entries.append(entry)
+        event = self._event_of(entry)
+        if not self._journal:  # nothing to wait for
+            self._visitor.push(event)
+            for _, outbox in self._members.values():
+                outbox.push(event)
+            return entry
         self._unsaved.append(entry)
         outboxes = [self._visitor, *(outbox for _, outbox in self._members.values())]
-        self._held.append((entry, self._event_of(entry), outboxes))
+        self._held.append((entry, event, outboxes))
         return entry
 
     def _system(self, event: str, *, agent: str = "", detail: str = "") -> None:

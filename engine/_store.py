@@ -41,6 +41,7 @@ import dataclasses
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -412,12 +413,39 @@ def _delete(conn: sqlite3.Connection, table: str, key: str, what: str) -> None:
         raise NotFound(f"no {what} {key!r}")
 
 
+class _Lines:
+    """Live chats' lines waiting for the writer, which takes them all as one job."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.rows: list[journal.EntryRow] = []
+        self.taken = False  # the writer has the rows: new lines go to a new _Lines
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+        self._lock = lock
+
+    def write(self, conn: sqlite3.Connection) -> None:  # in the writer thread
+        with self._lock:
+            self.taken = True
+            rows = self.rows
+        journal.append_entries(conn, rows)
+
+    def finish(self, outcome: object) -> None:  # in the trio thread, after COMMIT
+        if isinstance(outcome, BaseException):
+            self.error = outcome
+        self.done.set()
+
+
 class SqliteStore(Database):
     """Tickets, departments, agents and tokens in SQLite; get one from ``open_store``.
 
     ``write``, ``submit`` and ``read`` (from ``Database``) are the generic mechanism; the methods
     below are built on them. Every ``async`` write returns only after its COMMIT.
     """
+
+    def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
+        super().__init__(conn, **kwargs)
+        self._lines: _Lines | None = None
+        self._lines_lock = threading.Lock()
 
     # -- tickets ------------------------------------------------------------------------------
 
@@ -542,8 +570,25 @@ class SqliteStore(Database):
     # -- the journal of live chats ------------------------------------------------------------
 
     async def append_entries(self, chat_id: str, entries: Sequence[Entry]) -> None:
-        """Store a live chat's new lines; returns once committed."""
-        await self.write(lambda conn: journal.append_entries(conn, chat_id, entries))
+        """Store a live chat's new lines; returns once committed.
+
+        The lines of every chat that arrive before the writer takes the job go in that one job
+        (one statement): many sessions share one job as well as one transaction, which keeps the
+        writer thread's work per line, and its turns at the GIL, small.
+        """
+        rows = [(chat_id, e.seq, e.at, e.kind, e.author, e.text, e.client_msg_id) for e in entries]
+        with self._lines_lock:
+            lines = self._lines
+            fresh = lines is None or lines.taken
+            if fresh:
+                lines = self._lines = _Lines(self._lines_lock)
+            assert lines is not None
+            lines.rows.extend(rows)
+        if fresh:
+            self.submit(lines.write, lines.finish)
+        await lines.done.wait()
+        if lines.error is not None:
+            raise lines.error
 
     def submit_journal(
         self, batch: journal.JournalBatch, on_done: Callable[[object], None]

@@ -100,9 +100,9 @@ SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "shutting_down": "The server is stopping and takes no new chats; retry later.",
         "busy": "The server is momentarily overloaded (a mailbox is full); retry shortly.",
         "store_unavailable": (
-            "The database could not save the change. A message was not stored (send it again"
-            " with the same `client_msg_id`). Any other change may have taken effect, but might"
-            " not survive a crash: the events that follow tell what happened."
+            "The database could not save the change. A message was not stored (send it again "
+            "with the same `client_msg_id`). Any other change may have taken effect, but might "
+            "not survive a crash: the events that follow tell what happened."
         ),
         "internal": "An unexpected server fault; the request may or may not have taken effect.",
         "invalid_state": (
