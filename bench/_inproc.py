@@ -176,7 +176,7 @@ async def open_active_chats(
 
 
 async def _throughput(
-    db: Path, n_chats: int, n_agents: int, n_messages: int, rounds: int
+    db: Path, n_chats: int, n_agents: int, n_messages: int, rounds: int, *, journal: bool = True
 ) -> dict[str, list[float]]:
     per_chat = max(1, n_messages // n_chats)
     total = per_chat * n_chats
@@ -184,6 +184,7 @@ async def _throughput(
     config = EngineConfig(
         departments=(Department(id="d", name="D", routing=RoutingMode.ASSIGNED, offer_window=600),),
         agents=agents_for("a", ("d",), n_agents, capacity),
+        journal=journal,
     )
     async with open_engine(config, db=db, synchronous=SYNCHRONOUS) as engine:
         async with AsyncExitStack() as stack, trio.open_nursery() as nursery:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _daemon, _inproc, _memory, _suggest
+from . import _daemon, _durability, _inproc, _memory, _suggest
 from ._common import (
     RESULTS_DIR,
     SYNCHRONOUS,
@@ -53,6 +53,14 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "soak": (
         "a fixed rate for a set time: sent = delivered = stored in tickets",
         _daemon.soak,
+    ),
+    "journal": (
+        "in-process message throughput with the journal on, against the journal off",
+        _durability.journal_cost,
+    ),
+    "recovery": (
+        "seconds from start to ready with 1,000 live chats to restore (10,000 with --full)",
+        _durability.recovery_time,
     ),
 }
 

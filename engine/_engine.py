@@ -45,7 +45,7 @@ from ._records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visi
 from ._router import Members, Router, _Chat
 from ._session import Session
 from ._store import SqliteStore, open_store
-from ._views import LiveChat, RouterView
+from ._views import AgentView, ChatView, LiveChat, RouterView
 
 log = structlog.get_logger("helpline.engine")
 T = TypeVar("T")
@@ -344,6 +344,20 @@ class Engine:
         """Every live chat as it was opened, with its resume key (for a restarted frontend)."""
         chats: tuple[LiveChat, ...] = await self._ask_router(lambda r: m.LiveChats(reply=r))
         return chats
+
+    async def chat_view(self, chat_id: str) -> ChatView | None:
+        """One live chat as the router sees it (None if it is not live): cheap, unlike inspect."""
+        view: ChatView | None = await self._ask_router(
+            lambda r: m.Inspect(reply=r, chat_id=chat_id)
+        )
+        return view
+
+    async def agent_view(self, agent_id: str) -> AgentView | None:
+        """One agent's presence and load as the router sees it (None for an unknown agent)."""
+        view: AgentView | None = await self._ask_router(
+            lambda r: m.Inspect(reply=r, agent_id=agent_id)
+        )
+        return view
 
     async def inspect(self) -> RouterView:
         """A consistent picture of ownership, capacity, offers and queues."""

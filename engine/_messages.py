@@ -243,9 +243,12 @@ class LiveChats:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Inspect:
-    """Ask for a consistent picture of ownership, capacity and queues (tests, admin views)."""
+    """Ask for a consistent picture of ownership, capacity and queues (tests, admin views), or,
+    naming `chat_id` or `agent_id`, for just that chat's or agent's part of it."""
 
     reply: Reply
+    chat_id: str = ""
+    agent_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1427,38 +1427,46 @@ class Router:
         )
 
     def _inspect(self, msg: m.Inspect) -> None:
-        self._answer(msg.reply, self.view())
+        if msg.chat_id:
+            chat = self._chats.get(msg.chat_id)
+            self._answer(msg.reply, self._chat_view(chat) if chat is not None else None)
+        elif msg.agent_id:
+            agent = self._agents.get(msg.agent_id)
+            self._answer(msg.reply, self._agent_view(agent) if agent is not None else None)
+        else:
+            self._answer(msg.reply, self.view())
 
     def view(self) -> RouterView:
         """A consistent picture of ownership, capacity, offers and queues."""
         return RouterView(
-            chats={
-                c.id: ChatView(
-                    id=c.id,
-                    department=c.department,
-                    state=c.state.value,
-                    owner=c.owner,
-                    members=tuple(c.members),
-                    offer_agents=tuple(sorted(self._offers[c.offer].agents)) if c.offer else (),
-                    handoff=c.handoff,
-                )
-                for c in self._chats.values()
-            },
-            agents={
-                a.id: AgentView(
-                    id=a.id,
-                    status=a.status.value,
-                    connected=a.connected,
-                    capacity=a.capacity,
-                    chats=tuple(sorted(a.chats)),
-                    offers=tuple(sorted(a.offers)),
-                    departments=a.departments,
-                    recovering=a.recovering,
-                )
-                for a in self._agents.values()
-            },
+            chats={c.id: self._chat_view(c) for c in self._chats.values()},
+            agents={a.id: self._agent_view(a) for a in self._agents.values()},
             queues={d.config.id: tuple(d.queue) for d in self._depts.values()},
             timers=len(self._timers),
+        )
+
+    def _chat_view(self, c: _Chat) -> ChatView:
+        return ChatView(
+            id=c.id,
+            department=c.department,
+            state=c.state.value,
+            owner=c.owner,
+            members=tuple(c.members),
+            offer_agents=tuple(sorted(self._offers[c.offer].agents)) if c.offer else (),
+            handoff=c.handoff,
+        )
+
+    @staticmethod
+    def _agent_view(a: _Agent) -> AgentView:
+        return AgentView(
+            id=a.id,
+            status=a.status.value,
+            connected=a.connected,
+            capacity=a.capacity,
+            chats=tuple(sorted(a.chats)),
+            offers=tuple(sorted(a.offers)),
+            departments=a.departments,
+            recovering=a.recovering,
         )
 
     def _shutdown(self, msg: m.Shutdown) -> None:

@@ -70,7 +70,7 @@ async def open_agent(conn: Connection, request: Request) -> tuple[AgentRole, Fie
     conn.log = conn.log.bind(agent_id=agent_id)
     role = AgentRole(conn, agent_id, handle)
     agent = await role.agent()
-    view = (await engine.inspect()).agents.get(agent_id)
+    view = await engine.agent_view(agent_id)
     chats = list(view.chats) if view is not None else []
     return role, {"agent": agent_record(agent, view.load if view else 0), "chats": chats}
 
@@ -172,7 +172,7 @@ class AgentRole:
         """A Chat record (SPEC.md section 5) for a chat this agent is in (plus ``extra``)."""
         if history is None:
             history = await self._handle.history(chat_id)
-        view = (await self._engine.inspect()).chats.get(chat_id)
+        view = await self._engine.chat_view(chat_id)
         facts = self._conn.registry.chat(chat_id)
         if facts is None:  # a chat opened by another gateway or by embedding code
             panel = await self._handle.visitor_panel(chat_id, limit=1)

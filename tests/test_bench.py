@@ -75,6 +75,8 @@ class TestSmokeRun:
             "daemon-latency": "daemon-latency-",
             "connections": "connections-",
             "soak": "soak",
+            "journal": "journal",
+            "recovery": "recovery-",
         }
         assert set(prefixes) == set(SCENARIOS)
         for scenario, prefix in prefixes.items():
@@ -195,3 +197,10 @@ class TestCommon:
         assert draw({"relay": []}, tmp_path) is None
         assert "matplotlib is not installed" in capsys.readouterr().out
         assert not list(tmp_path.iterdir())
+
+
+def test_recovery_restores_every_chat(smoke_run: tuple[str, list[dict[str, Any]]]) -> None:
+    """The recovery scenario times a start that really brought back every live chat."""
+    _, results = smoke_run
+    (recovery,) = [r for r in results if r["name"].startswith("recovery-")]
+    assert recovery["details"]["restored"] == recovery["details"]["live_chats"] > 0

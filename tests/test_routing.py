@@ -255,3 +255,19 @@ class TestPresence:
             await ann.set_ringtone(False)
             stored = {a.id: a for a in await engine.store.agents()}["ann"]
             assert (stored.status.value, stored.ringtone) == ("online", False)
+
+
+class TestViews:
+    async def test_single_chat_and_agent_views(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """One chat's or one agent's view agrees with the whole picture; unknown ids give None."""
+        async with engine.connect_agent("ann") as ann:
+            await ann.set_status("online")
+            async with engine.open_chat(department="sales", question="Q", visitor=VISITOR) as v:
+                await ann.accept((await offer_for(ann, v.chat_id)).offer_id)
+                whole = await engine.inspect()
+                assert await engine.chat_view(v.chat_id) == whole.chats[v.chat_id]
+                assert await engine.agent_view("ann") == whole.agents["ann"]
+                assert await engine.chat_view("nope") is None
+                assert await engine.agent_view("nobody") is None
