@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import pytest
 import trio
@@ -21,6 +22,7 @@ from engine import (
     TicketKind,
     Visitor,
 )
+from engine._store import open_store
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
 
@@ -271,3 +273,32 @@ class TestViews:
                 assert await engine.agent_view("ann") == whole.agents["ann"]
                 assert await engine.chat_view("nope") is None
                 assert await engine.agent_view("nobody") is None
+
+
+class TestTicketsOnDisk:
+    async def test_ticket_from_reopened_file_equals_the_chat(
+        self, engine: Engine, db_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """The ticket read back from a reopened database holds every line the chat showed."""
+        async with engine.connect_agent("ann") as ann:
+            await ann.set_status("online")
+            async with engine.open_chat(department="sales", question="Q", visitor=VISITOR) as v:
+                await ann.accept((await offer_for(ann, v.chat_id)).offer_id)
+                await v.send("one", client_msg_id="c1")
+                await ann.send(v.chat_id, "two")
+                await v.send("three")
+                shown = [e for e in await drain(v) if isinstance(e, ChatMessage | SystemEvent)]
+                ticket_id = await ann.end_chat(v.chat_id)
+        async with open_store(db_path) as store:
+            ticket = await store.ticket_for_chat(v.chat_id)
+        assert ticket.id == ticket_id
+        assert (ticket.question, ticket.visitor, ticket.owner) == ("Q", VISITOR, "ann")
+        lines = [(e.seq, e.kind, e.author, e.text) for e in ticket.entries]
+        assert lines[: len(shown)] == [
+            (e.seq, "message", e.author, e.text)
+            if isinstance(e, ChatMessage)
+            else (e.seq, e.event, e.agent or "system", e.detail)
+            for e in shown
+        ]
+        assert lines[-1][1] == "ended"
+        assert ticket.entries[1].client_msg_id == "c1"
