@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _daemon, _durability, _inproc, _memory, _suggest
+from . import _crash, _daemon, _durability, _inproc, _memory, _suggest
 from ._common import (
     RESULTS_DIR,
     SYNCHRONOUS,
@@ -61,6 +61,10 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "recovery": (
         "seconds from start to ready with 1,000 live chats to restore (10,000 with --full)",
         _durability.recovery_time,
+    ),
+    "crash": (
+        "a daemon killed with SIGKILL 20 times under load (60 with --full): losses, restart time",
+        _crash.crash_bench,
     ),
 }
 

@@ -77,6 +77,7 @@ class TestSmokeRun:
             "soak": "soak",
             "journal": "journal",
             "recovery": "recovery-",
+            "crash": "crash",
         }
         assert set(prefixes) == set(SCENARIOS)
         for scenario, prefix in prefixes.items():

@@ -16,6 +16,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from bench._daemonproc import helpline, start_daemon
 from engine import (
     Agent,
     AgentConnection,
@@ -37,8 +38,6 @@ from protocol._frames import Role
 from protocol._settings import DEFAULT_PORT, parse_config
 from protocol._wire import ticket_record
 from protocol.cli import build_parser, export_tickets, format_ratings, main, parse_time
-
-from .daemon_harness import helpline, start_daemon
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

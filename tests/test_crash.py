@@ -1,293 +1,37 @@
-"""A real daemon killed with SIGKILL again and again under load: nothing acknowledged is lost.
+"""A real daemon killed with SIGKILL 12 times under load: nothing acknowledged is lost.
 
-`helpline serve` runs on a fresh database with a loopback port. Visitors open chats and talk, two
-agents accept every offer, talk in their chats and now and then end one. Meanwhile the daemon is
-killed with SIGKILL at random moments (KILLS times) and started again at once on the same file.
-Clients reconnect as SPEC.md section 10 says: agents sign in again with their tokens, visitors
-resume with their resume tokens and the last `seq` they saw, and everyone resends, with the same
-`client_msg_id`, the one message that was not acknowledged.
-
-At the end the daemon is stopped normally (every live chat becomes a ticket) and the SQLite file
-is read back. Counted, and each must be zero: acknowledged messages missing from their chat's
-ticket (or stored twice), chats whose `open_chat` was acknowledged without exactly one ticket, and
-tickets written twice. `PRAGMA integrity_check` must say ok and the journal must be empty.
-
-Time is real here (a process is killed); the random moments come from a seed printed on failure
-(set HELPLINE_CRASH_SEED to replay one).
+The scenario lives in `bench/_crash.py` (the bench runs a longer version of it); here every loss
+count must be zero. Time is real (a process is killed); the random moments come from a seed
+printed on failure (set HELPLINE_CRASH_SEED to replay one).
 """
 
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import trio
-import trio_websocket
 
-from engine._store import open_store
-from protocol import Client, ClientClosed, ClientError, connect
-
-from .daemon_harness import Daemon, start_daemon
+from bench._crash import crash_run
 
 KILLS: Final = 12
-VISITORS: Final = 8
-AGENTS: Final = ("ann", "bob")
 DEADLINE: Final = 90.0  # seconds; the test takes about 30
-
-CONFIG = """
-[server]
-rate = 500.0
-burst = 1000
-
-[engine]
-visitor_grace = 120
-agent_grace = 120
-handoff_timeout = 60
-
-[[departments]]
-id = "sales"
-name = "Sales"
-offer_window = 120
-queue_timeout = 600
-queue_limit = 100
-
-[[agents]]
-id = "ann"
-name = "Ann"
-departments = ["sales"]
-capacity = 50
-
-[[agents]]
-id = "bob"
-name = "Bob"
-departments = ["sales"]
-capacity = 50
-"""
-
-# A dropped connection, or a daemon that is down or still starting: reconnect and go on.
-GONE = (
-    ClientClosed,
-    OSError,
-    trio.TooSlowError,
-    trio.BrokenResourceError,
-    trio_websocket.HandshakeError,
-    trio_websocket.ConnectionClosed,
-)
-RETRY: Final = frozenset({"busy", "rate_limited", "store_unavailable", "shutting_down"})
-CHAT_OVER: Final = frozenset({"invalid_state", "chat_ended", "not_in_chat", "not_found"})
-
-
-@dataclass
-class Ledger:
-    """What the daemon acknowledged, as the clients saw it."""
-
-    url: str = ""
-    stop: trio.Event = field(default_factory=trio.Event)
-    opened: set[str] = field(default_factory=set)  # chats whose open_chat was answered
-    acked: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
-    kills: int = 0
-    reconnects: int = 0
-
-
-async def visitor(ledger: Ledger, n: int, rng: random.Random) -> None:
-    """Open a chat, talk until told to stop, resume after every drop; a new chat when one ends."""
-    chat_id = token = ""
-    last_seq = count = 0
-    pending: tuple[str, str] | None = None  # (client_msg_id, text) sent and not acknowledged
-
-    async def watch(client: Client, ended: trio.Event) -> None:
-        nonlocal last_seq
-        async for event in client:
-            if event.name in ("message", "system") and event.fields.get("chat_id") == chat_id:
-                last_seq = max(last_seq, int(event.fields["seq"]))  # type: ignore[call-overload]
-            elif event.name == "ended":
-                ended.set()
-
-    while not (ledger.stop.is_set() and pending is None):
-        resume = {"resume_token": token, "last_seq": last_seq, "chat_id": chat_id} if token else {}
-        try:
-            async with connect(ledger.url, role="visitor", connect_timeout=2, **resume) as client:  # type: ignore[arg-type]
-                if token and not client.hello["resumed"]:
-                    chat_id = token = ""  # its chat ended: what was not acknowledged is not owed
-                    pending = None
-                ended = trio.Event()
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(watch, client, ended)
-                    if not chat_id:
-                        if ledger.stop.is_set():
-                            return
-                        reply = await client.request(
-                            "open_chat", department="sales", name=f"V{n}", question=f"q{n}"
-                        )
-                        chat_id, token = str(reply["chat_id"]), str(reply["resume_token"])
-                        last_seq = 0
-                        ledger.opened.add(chat_id)
-                    while not ended.is_set() and (pending or not ledger.stop.is_set()):
-                        if pending is None:
-                            count += 1
-                            pending = (f"v{n}-{count}", f"visitor {n} line {count}")
-                        try:
-                            reply = await client.request(
-                                "send", text=pending[1], client_msg_id=pending[0]
-                            )
-                        except ClientError as exc:
-                            if exc.code in CHAT_OVER:
-                                break
-                            if exc.code not in RETRY:
-                                raise
-                            await trio.sleep(0.05)
-                            continue
-                        ledger.acked[(chat_id, pending[0])] = (int(reply["seq"]), pending[1])  # type: ignore[call-overload]
-                        pending = None
-                        await trio.sleep(rng.uniform(0.01, 0.08))
-                    if ended.is_set() or pending is not None:  # the chat is over
-                        chat_id = token = ""
-                        pending = None
-                    nursery.cancel_scope.cancel()
-        except GONE:
-            ledger.reconnects += 1
-            await trio.sleep(0.05)
-
-
-async def agent(ledger: Ledger, agent_id: str, token: str, rng: random.Random) -> None:
-    """Stay signed in, accept every offer, talk in held chats, end one now and then."""
-    count = 0
-    pending: tuple[str, str, str] | None = None  # (chat_id, client_msg_id, text) not acknowledged
-
-    async def take(client: Client, offer_id: str, held: set[str]) -> None:
-        try:
-            reply = await client.request("accept", offer_id=offer_id)
-            held.add(str(reply["chat_id"]))
-        except ClientError:
-            pass  # taken by the other agent, withdrawn, or the chat ended
-        except GONE:
-            pass  # the reconnect signs in again and is told its chats
-
-    async def watch(client: Client, held: set[str], nursery: trio.Nursery) -> None:
-        async for event in client:
-            chat = str(event.fields.get("chat_id", ""))
-            if event.name == "offer":
-                nursery.start_soon(take, client, str(event.fields["offer_id"]), held)
-            elif event.name == "chat_assigned":
-                held.add(chat)
-            elif event.name in ("chat_removed", "ended"):
-                held.discard(chat)
-
-    while not (ledger.stop.is_set() and pending is None):
-        try:
-            async with connect(ledger.url, role="agent", token=token, connect_timeout=2) as client:
-                held = {str(c) for c in client.hello["chats"]}  # type: ignore[attr-defined]
-                await client.request("set_status", status="online")
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(watch, client, held, nursery)
-                    while pending or not ledger.stop.is_set():
-                        if pending is not None and pending[0] not in held:
-                            pending = None  # the chat ended before the line was acknowledged
-                        if pending is None:
-                            if not held:
-                                await trio.sleep(0.02)
-                                continue
-                            count += 1
-                            chat = rng.choice(sorted(held))
-                            pending = (chat, f"{agent_id}-{count}", f"{agent_id} line {count}")
-                        chat, cid, text = pending
-                        try:
-                            reply = await client.request(
-                                "send", chat_id=chat, text=text, client_msg_id=cid
-                            )
-                        except ClientError as exc:
-                            if exc.code in CHAT_OVER:
-                                held.discard(chat)
-                                pending = None
-                            elif exc.code not in RETRY:
-                                raise
-                            continue
-                        ledger.acked[(chat, cid)] = (int(reply["seq"]), text)  # type: ignore[call-overload]
-                        pending = None
-                        if rng.random() < 0.03:
-                            try:
-                                await client.request("end_chat", chat_id=chat)
-                            except ClientError:
-                                pass  # not the owner, or it ended already
-                        await trio.sleep(rng.uniform(0.01, 0.08))
-                    nursery.cancel_scope.cancel()
-        except GONE:
-            ledger.reconnects += 1
-            await trio.sleep(0.05)
-
-
-async def issue_tokens(url: str, admin_token: str) -> dict[str, str]:
-    async with connect(url, role="admin", token=admin_token) as admin:
-        return {a: str((await admin.request("token_issue", agent_id=a))["token"]) for a in AGENTS}
 
 
 async def test_sigkill_under_load_loses_nothing(tmp_path: Path) -> None:
-    """KILLS times SIGKILL under load: no acknowledged message, chat or ticket lost or doubled."""
+    """12 times SIGKILL under load: no acknowledged message, chat or ticket lost or doubled."""
     seed = int(os.environ.get("HELPLINE_CRASH_SEED", random.randrange(2**32)))
-    rng = random.Random(seed)
-    config = tmp_path / "helpline.toml"
-    config.write_text(CONFIG)
-    db = tmp_path / "helpline.db"
-    daemon: Daemon = await trio.to_thread.run_sync(start_daemon, tmp_path, "--config", str(config))
-    ledger = Ledger(url=daemon.url)
-    try:
-        with trio.fail_after(DEADLINE):
-            assert daemon.admin_token is not None
-            tokens = await issue_tokens(daemon.url, daemon.admin_token)
-            async with trio.open_nursery() as clients:
-                for agent_id in AGENTS:
-                    clients.start_soon(agent, ledger, agent_id, tokens[agent_id], rng)
-                for n in range(VISITORS):
-                    clients.start_soon(visitor, ledger, n, rng)
-                for _ in range(KILLS):
-                    await trio.sleep(rng.uniform(1.0, 2.5))
-                    await trio.to_thread.run_sync(daemon.kill)  # SIGKILL, then reaped
-                    ledger.kills += 1
-                    daemon = await trio.to_thread.run_sync(
-                        start_daemon, tmp_path, "--config", str(config)
-                    )
-                    ledger.url = daemon.url
-                await trio.sleep(1.0)
-                ledger.stop.set()  # clients finish what they have in flight, then leave
-            status = await trio.to_thread.run_sync(daemon.stop)  # SIGTERM: ends every chat
-            assert status == 0, daemon.log.read_text()[-4000:]
-    finally:
-        daemon.kill()
-    async with open_store(db) as store:
-        tickets = await store.tickets(limit=1000)
-        integrity = await store.read(lambda c: c.execute("PRAGMA integrity_check").fetchall())
-        live = await store.live_state()
-    by_chat: dict[str, list[tuple[int, str, str]]] = {}
-    duplicated = 0
-    for t in tickets:
-        duplicated += t.chat_id in by_chat
-        by_chat[t.chat_id] = [(e.seq, e.text, e.client_msg_id) for e in t.entries]
-    lost_chats = sorted(c for c in ledger.opened if c not in by_chat)
-    lost = [
-        (chat, cid)
-        for (chat, cid), (seq, text) in ledger.acked.items()
-        if (seq, text, cid) not in by_chat.get(chat, [])
-    ]
-    twice = [
-        (chat, cid)
-        for chat, lines in by_chat.items()
-        for cid in {c for _, _, c in lines if c}
-        if [c for _, _, c in lines].count(cid) > 1
-    ]
-    summary = (
-        f"seed {seed}: {ledger.kills} kills, {ledger.reconnects} reconnects,"
-        f" {len(ledger.opened)} chats, {len(ledger.acked)} acknowledged messages,"
-        f" {len(tickets)} tickets; lost messages {len(lost)}, messages stored twice {len(twice)},"
-        f" lost chats {len(lost_chats)}, tickets written twice {duplicated}"
-    )
+    with trio.fail_after(DEADLINE):
+        report = await crash_run(tmp_path, kills=KILLS, seed=seed)
+    summary = report.summary()
     print(summary)
-    assert ledger.kills >= 10, summary
-    assert len(ledger.acked) > 500, summary  # the load was real
-    assert (lost, twice, lost_chats, duplicated) == ([], [], [], 0), summary
-    assert integrity == [("ok",)], summary
-    assert (live.chats, live.graces) == ((), {}), summary
-    for lines in by_chat.values():
-        assert [seq for seq, _, _ in lines] == list(range(1, len(lines) + 1)), summary
+    assert report.stop_status == 0, summary
+    assert report.kills == KILLS, summary
+    assert report.acknowledged > 500, summary  # the load was real
+    assert (report.lost_messages, report.messages_twice, report.lost_chats) == ([], [], []), summary
+    assert report.tickets_twice == 0, summary
+    assert report.integrity == [("ok",)], summary
+    assert report.journal_left == (0, 0), summary
+    assert report.gapless, summary

@@ -15,10 +15,9 @@ from urllib.parse import urlsplit
 import pytest
 import trio
 
+from bench._daemonproc import Daemon, helpline, start_daemon
 from engine._store import open_store
 from protocol import Client, ClientError, connect, encode_request
-
-from .daemon_harness import Daemon, helpline, start_daemon
 
 CONFIG = """
 [engine]

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .daemon_harness import helpline, start_daemon
+from bench._daemonproc import helpline, start_daemon
 
 README = Path(__file__).parent.parent / "README.md"
 

@@ -1,4 +1,6 @@
-"""Run a real ``helpline serve`` process for tests: start it, find its URL, stop it with a signal.
+"""Run a real ``helpline serve`` process: start it, find its URL, stop it with a signal.
+
+Used by the crash bench and by the end-to-end tests.
 
 The daemon is started with ``--port 0`` on a fresh database; the two lines it prints (the admin
 token on first start, then ``helpline listening on ws://...``) are read from its standard output.
@@ -79,4 +81,4 @@ def start_daemon(root: Path, *extra: str, db: Path | None = None) -> Daemon:
         watchdog.cancel()
     process.kill()
     process.wait()
-    raise AssertionError(f"the daemon did not start:\n{log.read_text()}")
+    raise RuntimeError(f"the daemon did not start:\n{log.read_text()}")
