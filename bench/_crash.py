@@ -31,7 +31,7 @@ from typing import Final
 import trio
 import trio_websocket
 
-from engine._store import open_store
+from engine import open_store
 from protocol import Client, ClientClosed, ClientError, connect
 
 from ._common import Result, RunConfig, Target, progress

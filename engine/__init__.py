@@ -37,6 +37,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
+from ._store import MAX_PAGE, SqliteStore, StoreError, open_store
 from ._views import (
     AgentView,
     Availability,
@@ -48,6 +49,7 @@ from ._views import (
 )
 
 __all__ = [
+    "MAX_PAGE",
     "Agent",
     "AgentConnection",
     "AgentStatus",
@@ -79,7 +81,9 @@ __all__ = [
     "Rating",
     "RouterView",
     "RoutingMode",
+    "SqliteStore",
     "StatusChanged",
+    "StoreError",
     "SystemEvent",
     "Ticket",
     "TicketKind",
@@ -89,5 +93,6 @@ __all__ = [
     "VisitorPanel",
     "fill_placeholders",
     "open_engine",
+    "open_store",
     "query_of",
 ]

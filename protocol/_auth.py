@@ -24,7 +24,7 @@ import hmac
 import secrets
 from typing import Final
 
-from engine._store import SqliteStore
+from engine import SqliteStore
 
 from ._frames import Role
 

@@ -47,8 +47,7 @@ import structlog
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from engine import EngineError, Event
-from engine._store import StoreError
+from engine import EngineError, Event, StoreError
 
 from ._admin import open_admin
 from ._agent import open_agent

@@ -20,8 +20,7 @@ import heapq
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Final
 
-from engine import Engine, EngineError, Entry, Ticket, TicketKind, Visitor
-from engine._store import MAX_PAGE
+from engine import MAX_PAGE, Engine, EngineError, Entry, Ticket, TicketKind, Visitor
 
 from ._frames import Request
 from ._wire import Fields, NameOf, fit, ticket_record

@@ -40,8 +40,16 @@ from typing import Any, Final, TextIO
 
 import trio
 
-from engine import Agent, Department, RoutingMode, TicketKind
-from engine._store import MAX_PAGE, SqliteStore, StoreError, open_store
+from engine import (
+    MAX_PAGE,
+    Agent,
+    Department,
+    RoutingMode,
+    SqliteStore,
+    StoreError,
+    TicketKind,
+    open_store,
+)
 
 from ._auth import ADMIN_NAME, issue_token
 from ._daemon import LOG_FORMATS, configure_logging, run_daemon

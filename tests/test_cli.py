@@ -18,6 +18,7 @@ from trio.testing import MockClock
 
 from bench._daemonproc import helpline, start_daemon
 from engine import (
+    MAX_PAGE,
     Agent,
     AgentConnection,
     ChatEnded,
@@ -30,8 +31,8 @@ from engine import (
     TicketKind,
     Visitor,
     open_engine,
+    open_store,
 )
-from engine._store import MAX_PAGE, open_store
 from protocol import ConfigError, load_config
 from protocol._auth import authenticate
 from protocol._frames import Role

@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from bench._daemonproc import Daemon, helpline, start_daemon
-from engine._store import open_store
+from engine import open_store
 from protocol import Client, ClientError, connect, encode_request
 
 CONFIG = """

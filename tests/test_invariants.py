@@ -36,10 +36,10 @@ from engine import (
     Visitor,
     VisitorChat,
     open_engine,
+    open_store,
 )
 from engine import _messages as m
 from engine._handles import ask
-from engine._store import open_store
 
 from .conftest import AGENTS, DEPARTMENTS
 from .helpers import check_invariants

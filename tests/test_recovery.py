@@ -35,8 +35,8 @@ from engine import (
     Visitor,
     VisitorChat,
     open_engine,
+    open_store,
 )
-from engine._store import open_store
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
 

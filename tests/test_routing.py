@@ -21,8 +21,8 @@ from engine import (
     SystemEvent,
     TicketKind,
     Visitor,
+    open_store,
 )
-from engine._store import open_store
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
 
