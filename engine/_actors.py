@@ -81,8 +81,10 @@ class AgentActor:
                 if isinstance(msg, m.Plug):
                     self._plugged.add(msg.outlet)
                     self.outbox.add(msg.outlet)
-                    if len(self._plugged) == 1:
-                        await self._router.send(m.Connected(agent_id=self.agent_id))
+                    first = len(self._plugged) == 1
+                    await self._router.send(
+                        m.Connected(agent_id=self.agent_id, outlet=msg.outlet, first=first)
+                    )
                 elif isinstance(msg, m.Unplug):
                     if msg.outlet not in self._plugged:
                         continue

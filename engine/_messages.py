@@ -75,9 +75,11 @@ class SetPresence:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connected:
-    """An agent's connection count went from zero to one."""
+    """An agent opened a connection (`first`: its count went from zero to one)."""
 
     agent_id: str
+    outlet: Outlet | None = None
+    first: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -66,7 +66,7 @@ from ._events import (
     OfferWithdrawn,
     StatusChanged,
 )
-from ._outbox import Outbox
+from ._outbox import Outbox, Outlet
 from ._records import (
     AgentStatus,
     Department,
@@ -809,6 +809,15 @@ class Router:
         agent = self._agents.get(msg.agent_id)
         if agent is None:
             return
+        if not msg.first and msg.outlet is not None:  # another tab: show it the open offers
+            outlet, now = msg.outlet, trio.current_time()
+            for offer_id in sorted(agent.offers):
+                offer = self._offers[offer_id]
+                deadline = self._timers.deadline(("offer", offer_id))
+                window = max(0.0, (deadline if deadline is not None else now) - now)
+                event = self._offer_event(offer, self._chats[offer.chat_id], agent, window)
+                self._effects.do(partial(_push_to, outlet, event))
+            return
         agent.connected = True
         if agent.grace:
             agent.grace = False
@@ -1484,6 +1493,10 @@ class Router:
     def _maybe_stopped(self) -> None:
         if self._stopping is not None and not self._chats:
             self._answer(self._stopping, None)
+
+
+def _push_to(outlet: Outlet, event: Event) -> None:
+    outlet.push(event)  # a slow outlet is closed by the push itself
 
 
 def _same_visitor(a: Visitor, b: Visitor) -> bool:

@@ -302,3 +302,20 @@ class TestTicketsOnDisk:
         ]
         assert lines[-1][1] == "ended"
         assert ticket.entries[1].client_msg_id == "c1"
+
+
+class TestSecondConnection:
+    async def test_a_new_tab_sees_the_open_offers(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """An agent's second connection is shown the offers already open to it, once."""
+        async with engine.connect_agent("ann") as first:
+            await first.set_status("online")
+            async with engine.open_chat(department="sales", question="Q", visitor=VISITOR) as v:
+                offer = await offer_for(first, v.chat_id)
+                async with engine.connect_agent("ann") as second:
+                    shown = [o for o in of_type(await drain(second), Offer)]
+                    assert [o.offer_id for o in shown] == [offer.offer_id]
+                    assert 0 < shown[0].expires_in <= 30
+                    assert not of_type(await drain(first), Offer)  # no repeat in the first tab
+                    assert await second.accept(offer.offer_id) == v.chat_id
