@@ -267,8 +267,11 @@ class AgentConnection:
         """Ask another agent to join the chat; returns the offer id."""
         return await self._handoff("invite", chat_id, to_agent, "", note)
 
-    async def cancel_handoff(self, chat_id: str) -> None:
-        await self._ask(lambda r: m.CancelHandoff(agent_id=self.agent_id, chat_id=chat_id, reply=r))
+    async def cancel_handoff(self, chat_id: str, *, kind: str = "") -> None:
+        """Withdraw this agent's pending transfer or invite (`kind` names which, "" either)."""
+        await self._ask(
+            lambda r: m.CancelHandoff(agent_id=self.agent_id, chat_id=chat_id, reply=r, kind=kind)
+        )
 
     async def available_agents(self, department: str = "") -> tuple[Availability, ...]:
         agents: tuple[Availability, ...] = await self._ask(

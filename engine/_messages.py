@@ -122,11 +122,12 @@ class StartHandoff:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CancelHandoff:
-    """The agent who started a transfer or invite withdraws it."""
+    """The agent who started a transfer or invite withdraws it (`kind` "" for either)."""
 
     agent_id: str
     chat_id: str
     reply: Reply
+    kind: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

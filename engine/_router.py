@@ -1174,8 +1174,9 @@ class Router:
     def _cancel_handoff(self, msg: m.CancelHandoff) -> None:
         chat = self._chats.get(msg.chat_id)
         offer = self._offers.get(chat.handoff) if chat is not None and chat.handoff else None
-        if chat is None or offer is None:
-            self._answer(msg.reply, EngineError("no_handoff", "no transfer or invite is waiting"))
+        if chat is None or offer is None or msg.kind not in ("", offer.kind):
+            what = f"no {msg.kind}" if msg.kind else "no transfer or invite"
+            self._answer(msg.reply, EngineError("no_handoff", f"{what} is waiting"))
             return
         if offer.from_agent != msg.agent_id:
             self._answer(

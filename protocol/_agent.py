@@ -93,9 +93,9 @@ class AgentRole:
             "accept": self._accept,
             "decline": self._decline,
             "transfer": self._transfer,
-            "cancel_transfer": self._cancel_handoff,
+            "cancel_transfer": self._cancel_transfer,
             "invite": self._invite,
-            "cancel_invite": self._cancel_handoff,
+            "cancel_invite": self._cancel_invite,
             "leave_chat": self._leave_chat,
             "end_chat": self._end_chat,
             "cancel_end": self._cancel_end,
@@ -235,8 +235,12 @@ class AgentRole:
         )
         return {"offer_id": offer_id}
 
-    async def _cancel_handoff(self, request: Request) -> Fields:
-        await self._handle.cancel_handoff(request.require("chat_id", str))
+    async def _cancel_transfer(self, request: Request) -> Fields:
+        await self._handle.cancel_handoff(request.require("chat_id", str), kind="transfer")
+        return {}
+
+    async def _cancel_invite(self, request: Request) -> Fields:
+        await self._handle.cancel_handoff(request.require("chat_id", str), kind="invite")
         return {}
 
     async def _leave_chat(self, request: Request) -> Fields:

@@ -351,3 +351,17 @@ class TestLongTranscripts:
                     lines = [e for e in await drain(again) if isinstance(e, ChatMessage)]
                     assert [e.text for e in lines] == [f"line {i}" for i in range(20)]
                     await again.send("still here")
+
+
+class TestCancelByKind:
+    async def test_cancel_names_the_kind(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """Cancelling an invite leaves a pending transfer alone, and the other way round."""
+        async with agents(engine, "ann", "bob") as (ann, _):
+            async with chat_with(engine, ann) as v:
+                await ann.transfer(v.chat_id, to_agent="bob")
+                with pytest.raises(EngineError) as err:
+                    await ann.cancel_handoff(v.chat_id, kind="invite")
+                assert err.value.code == "no_handoff"
+                assert (await engine.chat_view(v.chat_id)).handoff  # type: ignore[union-attr]
+                await ann.cancel_handoff(v.chat_id, kind="transfer")
+                assert of_type(await drain(ann), HandoffResult)[-1].outcome == "cancelled"
