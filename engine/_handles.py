@@ -241,10 +241,14 @@ class AgentConnection:
         return seq
 
     async def typing(self, chat_id: str, on: bool) -> None:
-        try:
-            await self._session(chat_id).send(m.SetTyping(author=self.agent_id, on=on))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise EngineError("chat_ended", "that chat has ended") from None
+        """Tell the chat this agent started or stopped typing; refused if it is not in the chat."""
+        await ask(
+            self._session(chat_id),
+            lambda r: m.SetTyping(author=self.agent_id, on=on, reply=r),
+            self._timeout,
+            "that chat has ended",
+            "chat_ended",
+        )
 
     async def history(self, chat_id: str, after_seq: int = 0) -> tuple[Entry, ...]:
         lines: tuple[Entry, ...] = await ask(

@@ -276,10 +276,11 @@ class Say:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SetTyping:
-    """A participant started or stopped typing."""
+    """A participant started or stopped typing (an agent's notice is answered on `reply`)."""
 
     author: str
     on: bool
+    reply: Reply | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -51,10 +51,6 @@ class Outlet:
         """Stop queueing; the reader drains what is queued and then stops."""
         self._send.close()
 
-    @property
-    def closed(self) -> bool:
-        return self.kicked or self._send._closed
-
     async def receive(self) -> Event:
         """The next event; raises EngineError("slow_consumer") or trio.EndOfChannel when done."""
         if self._backlog:

@@ -78,6 +78,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
+from ._timers import Timers
 from ._views import AgentView, Availability, ChatSummary, ChatView, LiveChat, RouterView
 
 log = structlog.get_logger("helpline.router")
@@ -203,8 +204,6 @@ class Router:
         agent_grace: float,
         journal: bool = True,
     ) -> None:
-        from ._timers import Timers
-
         self._inbox = inbox
         self._spawn_session = spawn_session
         self._store = store

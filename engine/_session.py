@@ -128,9 +128,12 @@ class Session:
 
     async def _handle(self, msg: m.ToSession) -> None:
         match msg:
-            case m.SetTyping(author=author, on=on):
-                if author == "visitor" or author in self._members:
+            case m.SetTyping(author=author, on=on, reply=reply):
+                member = author == "visitor" or author in self._members
+                if member:
                     self._fan_out(Typing(chat_id=self.chat_id, author=author, on=on), skip=author)
+                if reply is not None:
+                    m.answer(reply, None if member else EngineError("not_in_chat", "not in chat"))
             case m.Attach():
                 if self._attach(msg):
                     await self._router.send(m.VisitorBack(chat_id=self.chat_id))

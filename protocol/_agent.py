@@ -52,7 +52,6 @@ __all__ = ["AgentRole", "open_agent"]
 
 _PANEL_TICKETS = 10
 _OFFERS_KEPT = 256  # kinds of offers remembered for accept replies; the oldest are forgotten
-_NO_LINES = 2**62  # a sequence number no chat reaches: history after it is empty
 
 
 async def open_agent(conn: Connection, request: Request) -> tuple[AgentRole, Fields]:
@@ -208,13 +207,8 @@ class AgentRole:
 
     async def _typing(self, request: Request) -> Fields:
         chat_id = request.require("chat_id", str)
-        await self._member_of(chat_id)  # the engine drops an outsider's notice without a word
         await self._handle.typing(chat_id, request.require("on", bool))
         return {}
-
-    async def _member_of(self, chat_id: str) -> None:
-        """Raise not_in_chat unless this agent is in the chat (the chat's session decides)."""
-        await self._handle.history(chat_id, after_seq=_NO_LINES)
 
     # -- handoffs and endings ----------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import TypeVar
 import trio
 import trio.testing
 
-from engine import AgentConnection, Engine, Event, Offer, RouterView, VisitorChat
+from engine import AgentConnection, Event, Offer, RouterView, VisitorChat
 
 E = TypeVar("E")
 
@@ -53,9 +53,3 @@ def check_invariants(view: RouterView) -> None:
     for chat in view.chats.values():
         for agent_id in chat.offer_agents:
             assert chat.department in view.agents[agent_id].departments
-
-
-async def online(engine: Engine, agent: AgentConnection) -> None:
-    await agent.set_status("online")
-    await settle()
-    _ = engine

@@ -24,6 +24,7 @@ from engine import (
     OfferWithdrawn,
     SystemEvent,
     TicketKind,
+    Typing,
     Visitor,
     VisitorChat,
     open_engine,
@@ -365,3 +366,19 @@ class TestCancelByKind:
                 assert (await engine.chat_view(v.chat_id)).handoff  # type: ignore[union-attr]
                 await ann.cancel_handoff(v.chat_id, kind="transfer")
                 assert of_type(await drain(ann), HandoffResult)[-1].outcome == "cancelled"
+
+
+class TestTyping:
+    async def test_only_members_type(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """A member's typing notice reaches the others; an outsider's is refused."""
+        async with agents(engine, "ann", "bob") as (ann, bob):
+            async with chat_with(engine, ann) as v:
+                await drain(v)
+                await ann.typing(v.chat_id, True)
+                assert [(t.author, t.on) for t in of_type(await drain(v), Typing)] == [
+                    ("ann", True)
+                ]
+                with pytest.raises(EngineError) as err:
+                    await bob.typing(v.chat_id, True)
+                assert err.value.code == "not_in_chat"
+                assert not of_type(await drain(v), Typing)
