@@ -11,7 +11,16 @@ Agent and admin tokens live in the store's ``tokens`` table as ``(hash, role, su
 subject is ``"agent:<id>"`` or ``"admin:<name>"``, so an agent whose id happens to be ``admin``
 can never collide with an administrator. Issuing a token for a subject first revokes that
 subject's earlier tokens (one live token per agent). :func:`authenticate` checks a hello's token
-against the role it claims: an agent token never signs in an admin, nor the reverse.
+against the role it claims: an agent token never signs in an admin, nor the reverse, and an agent
+token signs in only an agent that exists. Every refusal looks the same to the client (one
+``unauthorized`` reply, whatever the reason, so that nobody can probe which agents exist); the
+real reason (unknown token, wrong role, no such agent) is logged on the server as
+``sign_in_refused``.
+
+Agents and tokens may be added with the command line while a daemon runs. The daemon notices such
+changes within a second (``_daemon.py``); so that an agent added a moment ago need not wait for
+that, a daemon registers a catch-up with :func:`before_agent_sign_in`, and :func:`authenticate`
+runs it for a valid agent token before the hello goes on to connect the agent.
 
 Resume tokens never touch the disk: they only have to outlive a network hiccup, not a restart
 (a restart ends every chat), so the gateway keeps their hashes in memory (``_directory.py``).
@@ -22,7 +31,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import sqlite3
+import weakref
+from collections.abc import Awaitable, Callable
 from typing import Final
+
+import structlog
 
 from engine import SqliteStore
 
@@ -31,6 +45,7 @@ from ._frames import Role
 __all__ = [
     "ADMIN_NAME",
     "authenticate",
+    "before_agent_sign_in",
     "hash_token",
     "issue_token",
     "new_resume_token",
@@ -42,6 +57,11 @@ SIGN_IN_PREFIX: Final = "hlt_"
 RESUME_PREFIX: Final = "hlr_"
 ADMIN_NAME: Final = "admin"
 """The name of the administrator whose token the daemon creates on first start."""
+
+log = structlog.get_logger("helpline.auth")
+
+CatchUp = Callable[[str], Awaitable[None]]
+_catch_ups: weakref.WeakKeyDictionary[SqliteStore, CatchUp] = weakref.WeakKeyDictionary()
 
 
 def new_token() -> str:
@@ -77,13 +97,45 @@ async def issue_token(store: SqliteStore, role: Role, name: str, *, now: float) 
     return token
 
 
+def before_agent_sign_in(store: SqliteStore, catch_up: CatchUp | None) -> None:
+    """Have :func:`authenticate` await ``catch_up(agent_id)`` for every valid agent token of
+    ``store`` before it answers (None: no longer). A daemon uses it to pick up an agent that the
+    command line added a moment ago."""
+    if catch_up is None:
+        _catch_ups.pop(store, None)
+    else:
+        _catch_ups[store] = catch_up
+
+
+def _agent_exists(agent_id: str) -> Callable[[sqlite3.Connection], bool]:
+    def select(conn: sqlite3.Connection) -> bool:
+        return conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is not None
+
+    return select
+
+
 async def authenticate(store: SqliteStore, role: Role, token: str) -> str | None:
-    """The agent id or admin name that ``token`` signs in as ``role``, or None."""
+    """The agent id or admin name that ``token`` signs in as ``role``, or None.
+
+    None whatever the reason; the reason is logged (``sign_in_refused``), never told the client.
+    """
     found = await store.token(hash_token(token))
     if found is None:
+        log.info("sign_in_refused", role=role.value, reason="unknown or revoked token")
         return None
     stored_role, who = found
     prefix = f"{role.value}:"
     if not hmac.compare_digest(stored_role, role.value) or not who.startswith(prefix):
+        log.info(
+            "sign_in_refused", role=role.value, reason=f"the token is for the {stored_role} role"
+        )
         return None
-    return who[len(prefix) :]
+    name = who[len(prefix) :]
+    if role is Role.AGENT:
+        catch_up = _catch_ups.get(store)
+        if catch_up is not None:
+            await catch_up(name)
+        if not await store.read(_agent_exists(name)):
+            log.info("sign_in_refused", role=role.value, agent_id=name, reason="no such agent")
+            return None
+    return name

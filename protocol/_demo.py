@@ -2,7 +2,9 @@
 
 It runs the real engine over a real SQLite file and prints what happens: an accepted chat, a
 transfer, an invite, a delayed ending, and a chat nobody could take, then the tickets those chats
-became. `main` runs it on trio's simulated clock, so the half-minute delayed ending passes at once.
+became. `main` runs it on trio's simulated clock, so the half-minute delayed ending passes at once,
+and sends only the engine's warnings and errors to standard error, so that standard output holds
+the story alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from engine import (
     Visitor,
     open_engine,
 )
+
+from ._daemon import configure_logging
 
 DEMO_CONFIG = EngineConfig(
     departments=(
@@ -114,8 +118,10 @@ async def _next_offer(agent: AgentConnection, kind: str = "chat") -> Offer:
 
 
 def main(db: str | os.PathLike[str] = "helpline-demo.db") -> None:
-    """Run the demo on a simulated clock over a fresh database file."""
+    """Run the demo on a simulated clock over a fresh database file; logs only warnings."""
     from trio.testing import MockClock
+
+    configure_logging("console", level="warning")
 
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(f"{db}{suffix}"):

@@ -3,19 +3,26 @@ tickets and ratings.
 
 Theory of operation
 -------------------
-``helpline serve`` runs the daemon (``_daemon.py``) until SIGINT or SIGTERM. The other commands
+``helpline serve`` runs the daemon (``_daemon.py``) until SIGINT or SIGTERM; it creates its
+database file when there is none (and says so), but not a missing directory. The other commands
 open the SQLite store directly, do one thing and exit; SQLite's WAL mode lets them run while the
-daemon runs. Tokens they issue work at once (the daemon reads tokens at every hello); agents and
-departments they change are picked up by the daemon when it next starts (to change a running
-daemon, use the admin requests over the wire, SPEC.md section 6.4).
+daemon runs. They refuse a database file that does not exist instead of creating an empty one (a
+mistyped ``--db`` would otherwise pass silently). Tokens they issue work at once (the daemon reads
+tokens at every hello); after changing departments, agents or canned messages they bump the
+database's change counter (``_daemon.note_change``), and a running daemon applies the change
+within a second, through the same engine calls as the admin requests (SPEC.md section 6.4).
 
-``helpline tickets export`` and ``helpline ratings`` only read, so they refuse a database file that
-does not exist instead of creating an empty one. The export writes one JSON object per line, each
-the Ticket record of SPEC.md section 5 with its whole transcript, newest first. It reads the store
-a page of ``EXPORT_PAGE`` tickets at a time, and pages by key rather than by offset: each page asks
-for the tickets that ended no later than the last one written (skipping those written already),
-so the export costs the same per page however far it got, and tickets that end while it runs
-neither repeat nor shift the pages (they are newer than the first page, so they are not exported).
+The department and canned-message commands mirror the admin requests: ``department chat`` and
+``department set`` are ``department_update``; ``canned category add|list|remove`` and ``canned
+add|list|edit|remove`` are ``canned_category_add``, ``canned_list``, ``canned_category_delete``,
+``canned_add``, ``canned_edit`` and ``canned_delete``, with the same checks.
+
+``helpline tickets export`` writes one JSON object per line, each the Ticket record of SPEC.md
+section 5 with its whole transcript, newest first. It reads the store a page of ``EXPORT_PAGE``
+tickets at a time, and pages by key rather than by offset: each page asks for the tickets that
+ended no later than the last one written (skipping those written already), so the export costs the
+same per page however far it got, and tickets that end while it runs neither repeat nor shift the
+pages (they are newer than the first page, so they are not exported).
 
 Every command prints its result on standard output (a token alone on its line, so a script can
 capture it) and its errors on standard error. Exit status: 0 on success, 1 when the command failed,
@@ -43,7 +50,10 @@ import trio
 from engine import (
     MAX_PAGE,
     Agent,
+    CannedDesk,
+    CannedMessage,
     Department,
+    EngineError,
     RoutingMode,
     SqliteStore,
     StoreError,
@@ -52,7 +62,15 @@ from engine import (
 )
 
 from ._auth import ADMIN_NAME, issue_token
-from ._daemon import LOG_FORMATS, configure_logging, run_daemon
+from ._daemon import (
+    LOG_FORMATS,
+    NEW_TOKEN_HINT,
+    DaemonError,
+    check_db_path,
+    configure_logging,
+    note_change,
+    run_daemon,
+)
 from ._frames import RATINGS, Role
 from ._settings import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, ConfigError, load_config
 from ._wire import rating_report_record, ticket_record
@@ -61,6 +79,7 @@ __all__ = ["main"]
 
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 1
+EXIT_USAGE: Final = 2
 
 EXPORT_PAGE: Final = MAX_PAGE
 """Tickets read from the store at a time by ``tickets export`` (the store's largest page)."""
@@ -80,7 +99,8 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         "--db",
         default=DEFAULT_DB,
         metavar="PATH",
-        help=f"the SQLite database file (default: ./{DEFAULT_DB}; created if missing)",
+        help=f"the SQLite database file (default: ./{DEFAULT_DB}); created if missing, but its "
+        "directory must exist",
     )
 
 
@@ -89,8 +109,8 @@ def _existing_db_option(parser: argparse.ArgumentParser) -> None:
         "--db",
         default=DEFAULT_DB,
         metavar="PATH",
-        help=f"the daemon's SQLite database file (default: ./{DEFAULT_DB}); it must exist, and "
-        "may be in use by a running daemon",
+        help=f"the daemon's SQLite database file (default: ./{DEFAULT_DB}); it must exist "
+        "('helpline serve' creates it), and may be in use by a running daemon",
     )
 
 
@@ -146,8 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run the daemon: serve the WebSocket protocol (protocol/SPEC.md) until SIGINT or "
             "SIGTERM, then send every client a shutdown event and write a ticket for every live "
-            "chat. On first start with an empty database it prints a new admin token once. It "
-            "prints 'helpline listening on ws://HOST:PORT' when it is ready."
+            "chat. It creates the database file if there is none, and says so. Once it listens, "
+            "on first start with an empty database, it prints a new admin token once ("
+            + NEW_TOKEN_HINT
+            + "). It prints 'helpline listening on ws://HOST:PORT' when it is ready. Agents, "
+            "departments and canned messages changed with the other commands reach it within "
+            "a second."
         ),
     )
     serve.add_argument(
@@ -211,12 +235,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="how many chats the agent may hold at once (default: 3)",
     )
-    _db_option(add)
+    _existing_db_option(add)
     add.set_defaults(run=_agent_add)
     listing = agent_commands.add_parser(
         "list", help="list agents", description="List the agents, one per line."
     )
-    _db_option(listing)
+    _existing_db_option(listing)
     listing.set_defaults(run=_agent_list)
     remove = agent_commands.add_parser(
         "remove",
@@ -224,16 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Remove an agent and revoke its tokens; its tickets remain.",
     )
     remove.add_argument("id", help="the agent's id")
-    _db_option(remove)
+    _existing_db_option(remove)
     remove.set_defaults(run=_agent_remove)
 
     department = commands.add_parser(
         "department",
-        help="add or list departments",
+        help="add, list or change departments",
         description="Manage the departments stored in the database.",
     )
     dept_commands = department.add_subparsers(
-        dest="action", required=True, metavar="ACTION", help="add or list"
+        dest="action", required=True, metavar="ACTION", help="add, list, chat or set"
     )
     dept_add = dept_commands.add_parser(
         "add", help="add a department", description="Add a department."
@@ -273,13 +297,59 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="create it with chat switched off: visitors' questions become missed chats",
     )
-    _db_option(dept_add)
+    _existing_db_option(dept_add)
     dept_add.set_defaults(run=_department_add)
     dept_list = dept_commands.add_parser(
         "list", help="list departments", description="List the departments, one per line."
     )
-    _db_option(dept_list)
+    _existing_db_option(dept_list)
     dept_list.set_defaults(run=_department_list)
+    dept_chat = dept_commands.add_parser(
+        "chat",
+        help="switch a department's chat on or off",
+        description=(
+            "Switch a department's chat on or off. While it is off, visitors' questions become "
+            "missed chats at once; chats already running go on. A running daemon applies it "
+            "within a second (like the department_update admin request)."
+        ),
+    )
+    dept_chat.add_argument("id", help="the department's id")
+    dept_chat.add_argument("state", choices=("on", "off"), help="on: take chats; off: do not")
+    _existing_db_option(dept_chat)
+    dept_chat.set_defaults(run=_department_chat)
+    dept_set = dept_commands.add_parser(
+        "set",
+        help="change a department's name, routing and timings",
+        description=(
+            "Change the settings given; the others stay. A running daemon applies them within "
+            "a second (like the department_update admin request); chats already offered or "
+            "queued keep the deadlines they have."
+        ),
+    )
+    dept_set.add_argument("id", help="the department's id")
+    dept_set.add_argument("--name", help="the department's display name")
+    dept_set.add_argument(
+        "--routing",
+        choices=[mode.value for mode in RoutingMode],
+        help="broadcast: offer each chat to every eligible agent, first accept wins; "
+        "assigned: one agent at a time, least loaded first",
+    )
+    dept_set.add_argument(
+        "--offer-window", type=float, metavar="SECONDS", help="how long an offer stays open"
+    )
+    dept_set.add_argument(
+        "--queue-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="how long a chat may wait in the queue before it becomes a missed chat",
+    )
+    dept_set.add_argument(
+        "--queue-limit", type=int, metavar="N", help="how many chats may wait in the queue"
+    )
+    _existing_db_option(dept_set)
+    dept_set.set_defaults(run=_department_set)
+
+    _canned_parsers(commands)
 
     token = commands.add_parser(
         "token",
@@ -300,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=ADMIN_NAME,
         help=f"with --admin: the administrator's name (default: {ADMIN_NAME})",
     )
-    _db_option(token)
+    _existing_db_option(token)
     token.set_defaults(run=_token)
 
     tickets = commands.add_parser(
@@ -369,6 +439,111 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _canned_parsers(commands: Any) -> None:
+    canned = commands.add_parser(
+        "canned",
+        help="manage canned messages and their categories",
+        description=(
+            "Manage the canned messages agents pick while they type '#', and their categories. "
+            "A message belongs to one department or is shared by all; its text may hold "
+            "{visitor.name}, {visitor.email}, {agent.name} and {department.name}. A running "
+            "daemon applies every change within a second."
+        ),
+    )
+    actions = canned.add_subparsers(
+        dest="action", required=True, metavar="ACTION", help="category, add, list, edit or remove"
+    )
+    category = actions.add_parser(
+        "category",
+        help="add, list or remove categories",
+        description="Manage the categories canned messages are grouped in.",
+    )
+    category_actions = category.add_subparsers(
+        dest="category_action", required=True, metavar="ACTION", help="add, list or remove"
+    )
+    cat_add = category_actions.add_parser(
+        "add", help="add a category", description="Add a category and print its id."
+    )
+    cat_add.add_argument("name", help="the category's display name")
+    cat_add.add_argument("--id", default="", help="the category's id (default: a random one)")
+    _existing_db_option(cat_add)
+    cat_add.set_defaults(run=_canned_category_add)
+    cat_list = category_actions.add_parser(
+        "list",
+        help="list categories",
+        description="List the categories, one per line: id, name, number of messages.",
+    )
+    _existing_db_option(cat_list)
+    cat_list.set_defaults(run=_canned_category_list)
+    cat_remove = category_actions.add_parser(
+        "remove",
+        help="remove a category",
+        description=(
+            "Remove a category. One that still holds messages is refused unless --delete-messages "
+            "or --move-to says what becomes of them."
+        ),
+    )
+    cat_remove.add_argument("id", help="the category's id")
+    what = cat_remove.add_mutually_exclusive_group()
+    what.add_argument(
+        "--delete-messages", action="store_true", help="delete the category's messages too"
+    )
+    what.add_argument(
+        "--move-to", metavar="CATEGORY", help="move the category's messages to this category"
+    )
+    _existing_db_option(cat_remove)
+    cat_remove.set_defaults(run=_canned_category_remove)
+
+    add = actions.add_parser(
+        "add",
+        help="add a canned message",
+        description="Add a canned message to a category and print its id.",
+    )
+    add.add_argument("text", help="the message's text, placeholders such as {visitor.name} allowed")
+    add.add_argument("--category", required=True, help="the category's id (it must exist)")
+    add.add_argument(
+        "--department",
+        metavar="ID",
+        help="the department whose agents may use it (default: shared by every department)",
+    )
+    add.add_argument("--id", default="", help="the message's id (default: a random one)")
+    _existing_db_option(add)
+    add.set_defaults(run=_canned_add)
+    listing = actions.add_parser(
+        "list",
+        help="list canned messages",
+        description=(
+            "List the canned messages, newest first, one per line: id, category, department "
+            "('shared' for all), text."
+        ),
+    )
+    listing.add_argument(
+        "--department", metavar="ID", help="only those this department's agents may use"
+    )
+    listing.add_argument("--category", help="only those of this category")
+    _existing_db_option(listing)
+    listing.set_defaults(run=_canned_list)
+    edit = actions.add_parser(
+        "edit",
+        help="change a canned message",
+        description="Change a canned message's text, category or department; the rest stays.",
+    )
+    edit.add_argument("id", help="the message's id")
+    edit.add_argument("--text", help="the new text")
+    edit.add_argument("--category", help="the new category's id")
+    owner = edit.add_mutually_exclusive_group()
+    owner.add_argument("--department", metavar="ID", help="make it one department's only")
+    owner.add_argument("--shared", action="store_true", help="share it with every department")
+    _existing_db_option(edit)
+    edit.set_defaults(run=_canned_edit)
+    remove = actions.add_parser(
+        "remove", help="remove a canned message", description="Remove a canned message."
+    )
+    remove.add_argument("id", help="the message's id")
+    _existing_db_option(remove)
+    remove.set_defaults(run=_canned_remove)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``helpline`` command; returns the exit status."""
     parser = build_parser()
@@ -381,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (CommandError, ConfigError, StoreError, OSError, sqlite3.Error) as exc:
+    except (CommandError, DaemonError, ConfigError, StoreError, OSError, sqlite3.Error) as exc:
         print(f"helpline: {_describe(exc, args)}", file=sys.stderr)
         return EXIT_FAILED
     except BaseExceptionGroup as group:  # raised from inside the engine's or store's nursery
@@ -410,7 +585,7 @@ def _expected(group: BaseExceptionGroup[BaseException]) -> Exception | None:
         else:
             leaves.append(exc)
     if len(leaves) == 1 and isinstance(
-        leaves[0], CommandError | ConfigError | StoreError | OSError | sqlite3.Error
+        leaves[0], CommandError | DaemonError | ConfigError | StoreError | OSError | sqlite3.Error
     ):
         return leaves[0]
     return None
@@ -425,6 +600,11 @@ def _serve(args: argparse.Namespace) -> int:
     server = dataclasses.replace(
         config.server, **{k: v for k, v in overrides.items() if v is not None}
     )
+    try:
+        check_db_path(args.db)
+    except DaemonError as exc:  # a mistyped --db: a usage error
+        print(f"helpline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     configure_logging(args.log_format, level=args.log_level)
     trio.run(partial(run_daemon, dataclasses.replace(config, server=server), db=args.db))
     return EXIT_OK
@@ -433,10 +613,20 @@ def _serve(args: argparse.Namespace) -> int:
 # -- the store ----------------------------------------------------------------------------------
 
 
-def _with_store(args: argparse.Namespace, job: Callable[[SqliteStore], Awaitable[None]]) -> int:
+def _with_store(
+    args: argparse.Namespace,
+    job: Callable[[SqliteStore], Awaitable[None]],
+    *,
+    changes: bool = False,
+) -> int:
+    """Run ``job`` on the existing database; ``changes``: then tell a running daemon."""
+    _require_db(args)
+
     async def run() -> None:
         async with open_store(args.db, synchronous="FULL") as store:
             await job(store)
+            if changes:
+                await note_change(store)
 
     trio.run(run)
     return EXIT_OK
@@ -464,7 +654,7 @@ def _agent_add(args: argparse.Namespace) -> int:
         )
         print(f"added agent {args.id}")
 
-    return _with_store(args, job)
+    return _with_store(args, job, changes=True)
 
 
 def _agent_list(args: argparse.Namespace) -> int:
@@ -486,7 +676,7 @@ def _agent_remove(args: argparse.Namespace) -> int:
         await store.remove_agent(args.id)
         print(f"removed agent {args.id}")
 
-    return _with_store(args, job)
+    return _with_store(args, job, changes=True)
 
 
 def _department_add(args: argparse.Namespace) -> int:
@@ -508,7 +698,7 @@ def _department_add(args: argparse.Namespace) -> int:
         )
         print(f"added department {args.id}")
 
-    return _with_store(args, job)
+    return _with_store(args, job, changes=True)
 
 
 def _department_list(args: argparse.Namespace) -> int:
@@ -521,6 +711,193 @@ def _department_list(args: argparse.Namespace) -> int:
             )
 
     return _with_store(args, job)
+
+
+async def _stored_department(store: SqliteStore, dept_id: str) -> Department:
+    found = next((d for d in await store.departments() if d.id == dept_id), None)
+    if found is None:
+        raise CommandError(f"no department {dept_id!r} ('helpline department list' lists them)")
+    return found
+
+
+def _department_chat(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore) -> None:
+        old = await _stored_department(store, args.id)
+        await store.save_department(dataclasses.replace(old, chat_enabled=args.state == "on"))
+        print(f"department {args.id}: chat {args.state}")
+
+    return _with_store(args, job, changes=True)
+
+
+def _department_set(args: argparse.Namespace) -> int:
+    changes: dict[str, Any] = {
+        name: value
+        for name, value in (
+            ("name", args.name),
+            ("routing", None if args.routing is None else RoutingMode(args.routing)),
+            ("offer_window", args.offer_window),
+            ("queue_timeout", args.queue_timeout),
+            ("queue_limit", args.queue_limit),
+        )
+        if value is not None
+    }
+    if not changes:
+        raise CommandError("nothing to change: give --name, --routing, --offer-window, ...")
+    if args.offer_window is not None and not (
+        math.isfinite(args.offer_window) and args.offer_window > 0
+    ):
+        raise CommandError("--offer-window must be a positive number of seconds")
+    if args.queue_timeout is not None and not (
+        math.isfinite(args.queue_timeout) and args.queue_timeout >= 0
+    ):
+        raise CommandError("--queue-timeout must not be negative")
+    if args.queue_limit is not None and args.queue_limit < 0:
+        raise CommandError("--queue-limit must not be negative")
+    if args.name is not None and not args.name.strip():
+        raise CommandError("--name must not be empty")
+
+    async def job(store: SqliteStore) -> None:
+        old = await _stored_department(store, args.id)
+        await store.save_department(dataclasses.replace(old, **changes))
+        print(f"changed department {args.id}")
+
+    return _with_store(args, job, changes=True)
+
+
+# -- canned messages -----------------------------------------------------------------------------
+
+
+def _with_canned(
+    args: argparse.Namespace, job: Callable[[SqliteStore, CannedDesk], Awaitable[None]]
+) -> int:
+    async def run(store: SqliteStore) -> None:
+        try:
+            await job(store, await CannedDesk.open(store, time.time))
+        except EngineError as exc:
+            raise CommandError(exc.message) from None
+
+    return _with_store(args, run, changes=True)
+
+
+def _check_canned_category(desk: CannedDesk, category_id: str) -> None:
+    if all(c.id != category_id for c in desk.categories()):
+        raise CommandError(
+            f"no canned category {category_id!r} ('helpline canned category list' lists them; "
+            "'helpline canned category add' adds one)"
+        )
+
+
+async def _check_canned_department(store: SqliteStore, department: str | None) -> None:
+    if department is not None:
+        await _stored_department(store, department)
+
+
+def _canned_message(desk: CannedDesk, message_id: str) -> CannedMessage:
+    found = next((m for m in desk.messages() if m.id == message_id), None)
+    if found is None:
+        raise CommandError(f"no canned message {message_id!r}")
+    return found
+
+
+def _canned_category_add(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+        if args.id and any(c.id == args.id for c in desk.categories()):
+            raise CommandError(f"canned category {args.id!r} exists already")
+        category = await desk.add_category(args.name, category_id=args.id)
+        print(category.id)
+
+    return _with_canned(args, job)
+
+
+def _canned_category_list(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+        for c in sorted(desk.categories(), key=lambda c: c.id):
+            held = len(desk.messages(category=c.id))
+            print(f"{c.id}\t{c.name}\t{held} message{'' if held == 1 else 's'}")
+
+    return _with_canned(args, job)
+
+
+def _canned_category_remove(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+        _check_canned_category(desk, args.id)
+        held = len(desk.messages(category=args.id))
+        if args.move_to is not None:
+            _check_canned_category(desk, args.move_to)
+            await desk.delete_category(args.id, messages="move", move_to=args.move_to)
+        elif args.delete_messages:
+            await desk.delete_category(args.id, messages="delete")
+        elif held:
+            raise CommandError(
+                f"canned category {args.id!r} holds {held} message{'' if held == 1 else 's'}; "
+                "pass --delete-messages or --move-to CATEGORY"
+            )
+        else:
+            await desk.delete_category(args.id)
+        print(f"removed canned category {args.id}")
+
+    return _with_canned(args, job)
+
+
+def _canned_add(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+        if args.id and any(m.id == args.id for m in desk.messages()):
+            raise CommandError(f"canned message {args.id!r} exists already")
+        _check_canned_category(desk, args.category)
+        await _check_canned_department(store, args.department)
+        message = await desk.add_message(
+            args.text, category=args.category, department=args.department, message_id=args.id
+        )
+        print(message.id)
+
+    return _with_canned(args, job)
+
+
+def _canned_list(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+        if args.category is not None:
+            _check_canned_category(desk, args.category)
+        await _check_canned_department(store, args.department)
+        departments = None if args.department is None else (args.department,)
+        for m in desk.messages(departments=departments, category=args.category):
+            text = m.text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
+            print(f"{m.id}\t{m.category}\t{m.department or 'shared'}\t{text}")
+
+    return _with_canned(args, job)
+
+
+def _canned_edit(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+        _canned_message(desk, args.id)
+        if args.text is None and args.category is None and args.department is None:
+            if not args.shared:
+                raise CommandError(
+                    "nothing to change: give --text, --category, --department or --shared"
+                )
+        if args.category is not None:
+            _check_canned_category(desk, args.category)
+        await _check_canned_department(store, args.department)
+        if args.shared or args.department is not None:
+            await desk.edit_message(
+                args.id, text=args.text, category=args.category, department=args.department
+            )
+        else:
+            await desk.edit_message(args.id, text=args.text, category=args.category)
+        print(f"changed canned message {args.id}")
+
+    return _with_canned(args, job)
+
+
+def _canned_remove(args: argparse.Namespace) -> int:
+    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+        _canned_message(desk, args.id)
+        await desk.delete_message(args.id)
+        print(f"removed canned message {args.id}")
+
+    return _with_canned(args, job)
+
+
+# -- tokens --------------------------------------------------------------------------------------
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -540,11 +917,12 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _require_db(args: argparse.Namespace) -> None:
-    """Refuse a database file that does not exist: reading commands never create one."""
+    """Refuse a database file that does not exist: only ``serve`` creates one."""
     if not Path(args.db).is_file():
         raise CommandError(
             f"no database file {args.db}; pass the daemon's database with --db PATH "
-            f"(the file 'helpline serve --db' uses; default ./{DEFAULT_DB})"
+            f"(the file 'helpline serve --db' uses; default ./{DEFAULT_DB}), or run "
+            f"'helpline serve --db {args.db}' once to create it"
         )
 
 
@@ -648,7 +1026,6 @@ def _ratings(args: argparse.Namespace) -> int:
         else:
             print(format_ratings(report, since=args.since, until=args.until), end="")
 
-    _require_db(args)
     return _with_store(args, job)
 
 

@@ -48,6 +48,18 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return status, out, err
 
 
+def empty_db(tmp_path: Path) -> str:
+    """A new, empty helpline database (as ``helpline serve`` creates it) under ``tmp_path``."""
+    db = tmp_path / "h.db"
+
+    async def create() -> None:
+        async with open_store(db, synchronous="NORMAL"):
+            pass
+
+    trio.run(create)
+    return str(db)
+
+
 def subcommands(
     parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
 ) -> list[tuple[str, ...]]:
@@ -65,7 +77,7 @@ class TestStoreCommands:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         """Departments and agents are added, listed and removed in the database file."""
-        db = str(tmp_path / "h.db")
+        db = empty_db(tmp_path)
         assert 0 == run(capsys, "department", "add", "sales", "--name", "Sales", "--db", db)[0]
         status, _, err = run(capsys, "department", "add", "sales", "--name", "Again", "--db", db)
         assert (1, "helpline: department 'sales' exists already\n") == (status, err)
@@ -95,14 +107,14 @@ class TestStoreCommands:
             "--department",
             "mars",
             "--db",
-            str(tmp_path / "h.db"),
+            empty_db(tmp_path),
         )
         assert 1 == status
         assert "no department mars; add it first" in err
 
     def test_tokens(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """A token is printed alone; the store keeps only its hash, and a new one revokes it."""
-        db = str(tmp_path / "h.db")
+        db = empty_db(tmp_path)
         run(capsys, "department", "add", "sales", "--name", "Sales", "--db", db)
         run(capsys, "agent", "add", "ann", "--name", "Ann", "--department", "sales", "--db", db)
         first = run(capsys, "token", "ann", "--db", db)[1].strip()
@@ -129,6 +141,145 @@ class TestStoreCommands:
             main(["token"])
         assert 2 == info.value.code
         assert "name an agent, or pass --admin" in capsys.readouterr().err
+
+    def test_commands_refuse_a_missing_database(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """Every command but ``serve`` names a database file that does not exist, says how to get
+        one, and creates nothing (a mistyped --db must not start an empty database)."""
+        missing = tmp_path / "typo.db"
+        for command in (
+            ["agent", "list"],
+            ["agent", "add", "ann", "--name", "Ann", "--department", "sales"],
+            ["department", "list"],
+            ["department", "chat", "sales", "off"],
+            ["token", "--admin"],
+            ["canned", "list"],
+        ):
+            status, out, err = run(capsys, *command, "--db", str(missing))
+            assert (1, "") == (status, out), command
+            assert err.startswith(f"helpline: no database file {missing}; "), command
+            assert f"'helpline serve --db {missing}' once to create it" in err
+        assert [] == list(tmp_path.iterdir())
+
+
+class TestDepartmentCommands:
+    def test_chat_on_and_off(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """``department chat DEPT on|off`` switches the stored department's chat."""
+        db = empty_db(tmp_path)
+        run(capsys, "department", "add", "sales", "--name", "Sales", "--db", db)
+        assert (0, "department sales: chat off\n", "") == run(
+            capsys, "department", "chat", "sales", "off", "--db", db
+        )
+        assert "\tchat=off\t" in run(capsys, "department", "list", "--db", db)[1]
+        run(capsys, "department", "chat", "sales", "on", "--db", db)
+        assert "\tchat=on\t" in run(capsys, "department", "list", "--db", db)[1]
+        status, _, err = run(capsys, "department", "chat", "mars", "on", "--db", db)
+        assert 1 == status
+        assert err.startswith("helpline: no department 'mars'")
+
+    def test_set(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """``department set`` changes the settings given and keeps the others."""
+        db = empty_db(tmp_path)
+        run(capsys, "department", "add", "sales", "--name", "Sales", "--chat-off", "--db", db)
+        status, _, _ = run(
+            capsys,
+            *("department", "set", "sales", "--routing", "assigned", "--queue-limit", "5"),
+            *("--name", "Sales desk", "--db", db),
+        )
+        assert 0 == status
+        assert (
+            "sales\tSales desk\tassigned\tchat=off\toffer_window=30\tqueue_timeout=300"
+            "\tqueue_limit=5\n" == run(capsys, "department", "list", "--db", db)[1]
+        )
+        for options, complaint in (
+            ([], "nothing to change"),
+            (["--offer-window", "0"], "--offer-window must be a positive number"),
+            (["--queue-limit", "-1"], "--queue-limit must not be negative"),
+        ):
+            status, _, err = run(capsys, "department", "set", "sales", *options, "--db", db)
+            assert (1, True) == (status, complaint in err), options
+
+
+class TestCannedCommands:
+    def test_categories(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Categories are added, listed and removed; one holding messages only when told what
+        becomes of them."""
+        db = empty_db(tmp_path)
+        assert (0, "greet\n", "") == run(
+            capsys, "canned", "category", "add", "Greetings", "--id", "greet", "--db", db
+        )
+        status, out, _ = run(capsys, "canned", "category", "add", "Closing", "--db", db)
+        other = out.strip()
+        assert (0, True) == (status, bool(other))
+        status, _, err = run(
+            capsys, "canned", "category", "add", "Again", "--id", "greet", "--db", db
+        )
+        assert (1, "helpline: canned category 'greet' exists already\n") == (status, err)
+        run(capsys, "canned", "add", "Hello!", "--category", "greet", "--id", "hi", "--db", db)
+        listed = run(capsys, "canned", "category", "list", "--db", db)[1].splitlines()
+        assert "greet\tGreetings\t1 message" in listed
+        status, _, err = run(capsys, "canned", "category", "remove", "greet", "--db", db)
+        assert 1 == status
+        assert "holds 1 message; pass --delete-messages or --move-to CATEGORY" in err
+        assert (
+            0
+            == run(capsys, "canned", "category", "remove", "greet", "--move-to", other, "--db", db)[
+                0
+            ]
+        )
+        assert f"hi\t{other}\tshared\tHello!\n" == run(capsys, "canned", "list", "--db", db)[1]
+        assert (
+            0
+            == run(capsys, "canned", "category", "remove", other, "--delete-messages", "--db", db)[
+                0
+            ]
+        )
+        assert (0, "", "") == run(capsys, "canned", "list", "--db", db)
+        assert (0, "", "") == run(capsys, "canned", "category", "list", "--db", db)
+
+    def test_messages(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """Messages are added (shared or for one department), listed, edited and removed, with
+        the checks of the admin requests."""
+        db = empty_db(tmp_path)
+        run(capsys, "department", "add", "sales", "--name", "Sales", "--db", db)
+        run(capsys, "canned", "category", "add", "Greetings", "--id", "greet", "--db", db)
+        add = ("canned", "add", "--category", "greet", "--db", db)
+        assert (0, "hi\n", "") == run(capsys, *add, "Hello {visitor.name}!", "--id", "hi")
+        assert 0 == run(capsys, *add, "Sales here", "--id", "s", "--department", "sales")[0]
+        for extra, complaint in (
+            (["--id", "hi"], "canned message 'hi' exists already"),
+            (["--department", "mars"], "no department 'mars'"),
+        ):
+            status, _, err = run(capsys, *add, "Text", *extra)
+            assert (1, True) == (status, complaint in err), extra
+        status, _, err = run(capsys, "canned", "add", "x", "--category", "nope", "--db", db)
+        assert (1, True) == (status, "no canned category 'nope'" in err)
+        listing = run(capsys, "canned", "list", "--db", db)[1].splitlines()
+        assert sorted(listing) == [
+            "hi\tgreet\tshared\tHello {visitor.name}!",
+            "s\tgreet\tsales\tSales here",
+        ]
+        edit = ("canned", "edit", "hi", "--db", db)
+        assert 0 == run(capsys, *edit, "--text", "Hi there,\nwelcome", "--department", "sales")[0]
+        assert (
+            "hi\tgreet\tsales\tHi there,\\nwelcome"
+            in run(capsys, "canned", "list", "--department", "sales", "--db", db)[1].splitlines()
+        )
+        assert 0 == run(capsys, *edit, "--shared")[0]
+        assert (
+            "hi\tgreet\tshared\tHi there,\\nwelcome"
+            in run(capsys, "canned", "list", "--db", db)[1].splitlines()
+        )
+        status, _, err = run(capsys, *edit)
+        assert (1, True) == (status, "nothing to change" in err)
+        assert 0 == run(capsys, "canned", "remove", "hi", "--db", db)[0]
+        status, _, err = run(capsys, "canned", "remove", "hi", "--db", db)
+        assert (1, "helpline: no canned message 'hi'\n") == (status, err)
+        assert ["s"] == [
+            line.split("\t")[0]
+            for line in run(capsys, "canned", "list", "--db", db)[1].splitlines()
+        ]
 
 
 class TestHelp:
