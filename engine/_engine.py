@@ -61,16 +61,22 @@ async def open_engine(
     *,
     db: str | os.PathLike[str] = "helpline.db",
     synchronous: str = "FULL",
+    busy_timeout: float = 5.0,
     end_chats_on_exit: bool = True,
 ) -> AsyncIterator[Engine]:
     """Run an engine for the duration of the block (see the module docstring).
 
     `synchronous` is SQLite's pragma: FULL (the default) survives power loss, NORMAL survives a
-    crash of the process, OFF neither. `end_chats_on_exit=False` leaves the block the way a crash
-    would: no chat is ended, and the next `open_engine` on the same file restores them.
+    crash of the process, OFF neither. `busy_timeout` is how long a write waits for a lock another
+    process holds before it fails (the next write tries afresh). `end_chats_on_exit=False` leaves
+    the block the way a crash would: no chat is ended, and the next `open_engine` on the same file
+    restores them.
     """
     config = config or EngineConfig()
-    async with open_store(db, synchronous=synchronous) as store, trio.open_nursery() as nursery:
+    async with (
+        open_store(db, synchronous=synchronous, busy_timeout=busy_timeout) as store,
+        trio.open_nursery() as nursery,
+    ):
         engine = Engine(config, store, nursery)
         await engine._start()
         try:

@@ -1,0 +1,103 @@
+"""Reliability under faults and overload: what was acknowledged happens, what was refused leaves
+nothing, and every participant learns how its chat ended.
+
+Faults that cannot be produced for real (a full disk, a slow disk) wrap the store's write path;
+everything else is real: a real engine over a real SQLite file, a real lock held by another
+connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from engine import (
+    EngineError,
+    Entry,
+    SqliteStore,
+    StoreError,
+    Visitor,
+    open_engine,
+    open_store,
+)
+
+from .helpers import offer_for
+from .test_recovery import CONFIG
+
+
+def _line(seq: int, text: str) -> Entry:
+    return Entry(seq=seq, at=float(seq), kind="message", author="visitor", text=text)
+
+
+class TestStoreAfterALongLock:
+    async def test_lines_are_written_again_once_the_lock_is_gone(self, db_path: Path) -> None:
+        """Another connection holds the write lock longer than the busy wait: the line written
+        meanwhile fails, and once the lock is released the next line is stored."""
+        async with open_store(db_path, busy_timeout=0.05) as store:
+            other = sqlite3.connect(db_path, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")  # the write lock, as another process holds it
+                with pytest.raises(StoreError, match="locked"):
+                    await store.append_entries("c-1", [_line(1, "while locked")])
+                other.execute("ROLLBACK")
+            finally:
+                other.close()
+            await store.append_entries("c-1", [_line(1, "after the lock")])
+            state = await store.live_state()
+        assert [(c.chat_id, [e.text for e in c.entries]) for c in state.chats] == [
+            ("c-1", ["after the lock"])
+        ]
+
+    async def test_lines_of_several_chats_recover(self, db_path: Path) -> None:
+        """Lines of several chats that failed together under the lock are all stored afterwards."""
+        async with open_store(db_path, busy_timeout=0.05) as store:
+            other = sqlite3.connect(db_path, isolation_level=None)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                async with trio.open_nursery() as nursery:
+                    for n in range(3):  # several sessions' lines share one failing job
+                        nursery.start_soon(_refused_line, store, f"c-{n}")
+                other.execute("ROLLBACK")
+            finally:
+                other.close()
+            for n in range(3):
+                await store.append_entries(f"c-{n}", [_line(1, "again")])
+            state = await store.live_state()
+        assert sorted(c.chat_id for c in state.chats) == ["c-0", "c-1", "c-2"]
+
+    async def test_a_chat_goes_on_after_the_lock(
+        self, db_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """Through the engine: a message sent while another connection holds the lock is refused
+        store_unavailable; once the lock is gone the chat takes messages again."""
+        async with (
+            open_engine(CONFIG, db=db_path, synchronous="NORMAL", busy_timeout=0.05) as e,
+            e.connect_agent("ann") as ann,
+        ):
+            await ann.set_status("online")
+            async with e.open_chat(
+                department="sales", question="q", visitor=Visitor(name="V")
+            ) as v:
+                await ann.accept((await offer_for(ann, v.chat_id)).offer_id)
+                other = sqlite3.connect(db_path, isolation_level=None)
+                try:
+                    other.execute("BEGIN IMMEDIATE")
+                    with pytest.raises(EngineError) as err:
+                        await v.send("while locked", client_msg_id="m-1")
+                    assert err.value.code == "store_unavailable"
+                    other.execute("ROLLBACK")
+                finally:
+                    other.close()
+                seq = await v.send("while locked", client_msg_id="m-1")  # the client resends
+                assert await ann.send(v.chat_id, "and back") == seq + 1
+                texts = [x.text for x in await v.history() if x.kind == "message"]
+        assert texts == ["while locked", "and back"]
+
+
+async def _refused_line(store: SqliteStore, chat_id: str) -> None:
+    with pytest.raises(StoreError):
+        await store.append_entries(chat_id, [_line(1, "refused")])
