@@ -16,16 +16,19 @@ import trio
 from trio.testing import MockClock
 
 from engine import (
+    ChatMessage,
+    Engine,
     EngineError,
     Entry,
     SqliteStore,
     StoreError,
+    SystemEvent,
     Visitor,
     open_engine,
     open_store,
 )
 
-from .helpers import offer_for
+from .helpers import offer_for, settle
 from .test_recovery import CONFIG
 
 
@@ -101,3 +104,34 @@ class TestStoreAfterALongLock:
 async def _refused_line(store: SqliteStore, chat_id: str) -> None:
     with pytest.raises(StoreError):
         await store.append_entries(chat_id, [_line(1, "refused")])
+
+
+class TestReplay:
+    async def test_a_waiting_reader_gets_the_earlier_lines_before_joined(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """An agent whose console is already waiting for events when it accepts receives the
+        chat's earlier lines first, then its own `joined` line (SPEC section 7)."""
+        seqs: list[tuple[int, str]] = []
+        async with engine.connect_agent("ann") as ann:
+            await ann.set_status("online")
+            async with engine.open_chat(
+                department="sales", question="q", visitor=Visitor(name="V")
+            ) as v:
+                await v.send("one")
+                await v.send("two")
+                offer = await offer_for(ann, v.chat_id)
+
+                async def read() -> None:
+                    async for event in ann.events():
+                        if isinstance(event, ChatMessage | SystemEvent):
+                            kind = event.text if isinstance(event, ChatMessage) else event.event
+                            seqs.append((event.seq, kind))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(read)
+                    await settle()  # the reader is waiting for its next event
+                    await ann.accept(offer.offer_id)
+                    await settle()
+                    nursery.cancel_scope.cancel()
+        assert seqs == [(1, "one"), (2, "two"), (3, "joined")]
