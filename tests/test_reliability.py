@@ -15,7 +15,9 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+import engine._store
 from engine import (
+    ChatEnded,
     ChatMessage,
     Engine,
     EngineError,
@@ -23,13 +25,15 @@ from engine import (
     SqliteStore,
     StoreError,
     SystemEvent,
+    TicketKind,
     Visitor,
     open_engine,
     open_store,
 )
 
-from .helpers import offer_for, settle
-from .test_recovery import CONFIG
+from .helpers import drain, of_type, offer_for, settle
+from .test_faults import Fault, active_chat
+from .test_recovery import CONFIG, all_tickets, crashing
 
 
 def _line(seq: int, text: str) -> Entry:
@@ -135,3 +139,32 @@ class TestReplay:
                     await settle()
                     nursery.cancel_scope.cancel()
         assert seqs == [(1, "one"), (2, "two"), (3, "joined")]
+
+
+class TestChatsWhoseTicketFails:
+    async def test_participants_are_told_the_chat_crashed(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
+    ) -> None:
+        """With the disk full the ended chat's ticket cannot be written: the agent's end_chat
+        fails, and still the visitor and the agent get `ended` with reason `crashed`, the agent no
+        longer holds the chat, and the failed ticket is stored once the disk has room."""
+        fault = Fault(monkeypatch, engine._store, "_insert_ticket", "database or disk is full")
+        async with crashing(db_path) as (e, handles):
+            ann, v = await active_chat(e, handles)
+            await v.send("hello")
+            await drain(ann)
+            await drain(v)
+            fault.on = True
+            with pytest.raises(EngineError) as err:
+                await ann.end_chat(v.chat_id)
+            assert err.value.code == "internal"
+            for handle in (v, ann):
+                ended = of_type(await drain(handle), ChatEnded)
+                assert [(x.chat_id, x.reason) for x in ended] == [(v.chat_id, "crashed")]
+            assert (await e.agent_view("ann")).chats == ()  # type: ignore[union-attr]
+            fault.on = False
+            await trio.sleep(2)  # the router writes the failed ticket again
+            await settle()
+        (ticket,) = (await all_tickets(db_path))[v.chat_id]
+        assert (ticket.kind, ticket.end_reason.value) == (TicketKind.FAILED, "crashed")
+        assert "hello" in [x.text for x in ticket.entries]
