@@ -9,8 +9,12 @@ Rule 1. Every decision about who holds a chat (offer, accept, decline, transfer,
 Rule 2. The router never awaits anything but its own mailbox. It tells sessions with `send_nowait`,
         pushes events into outboxes (which never block), answers asks on size-1 reply channels, and
         hands store writes over with a callback, which records the outcome and wakes the loop (it
-        cancels the mailbox wait). A full session mailbox fails that one tell; for the one tell
-        that must arrive (Finish) the router retries on a timer.
+        cancels the mailbox wait). A tell that finds the session's mailbox full is kept, with every
+        later tell to that session behind it, and retried on a timer: what the router decided
+        reaches the session, in order (a Join before the chat's Finish). An accept is answered
+        only once its Join is in the session's mailbox, so an agent that was told it joined can
+        write into the chat. What is kept is one message per decision about that chat, and only
+        while its session is behind.
 Rule 3. Timers are data: one deadline heap, and the loop waits on the mailbox under
         `trio.move_on_at(earliest deadline)`. A fired timer is handled like a message.
 Rule 4. Work that follows from freed capacity (offering the head of a queue) is collected while a
@@ -114,7 +118,8 @@ class _Chat:
     told_position: int = 0
     queue_key: int | None = None  # orders the department's queue, also after a restart
     final: m.Finish | None = None  # how the ticket is to be written, once the chat is closing
-    pending: m.Finish | None = None
+    # tells that found the session's mailbox full, and answers waiting for them, in order
+    tells: deque[m.ToSession | Callable[[], None]] = field(default_factory=deque)
     waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
 
 
@@ -284,7 +289,7 @@ class Router:
             self._touch_agent(agent)
         for chat in self._chats.values():
             if chat.final is not None:
-                self._effects.do(partial(self._tell_finish, chat, chat.final))
+                self._tell(chat, chat.final)
             elif ("visitor", chat.id) not in self._timers:  # and every visitor its grace
                 self._timers.set(("visitor", chat.id), now + self._visitor_grace)
                 self._touch(chat)
@@ -426,9 +431,13 @@ class Router:
         self._touches += 1
 
     def _answer(
-        self, reply: m.Reply, value: object, on_fail: Callable[[], None] | None = None
+        self,
+        reply: m.Reply,
+        value: object,
+        on_fail: Callable[[], None] | None = None,
+        then: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
-        self._effects.answer(reply, value, on_fail)
+        self._effects.answer(reply, value, on_fail, then)
 
     def _push(self, agent: _Agent, event: Event) -> None:
         self._effects.do(partial(agent.outbox.push, event))
@@ -610,10 +619,10 @@ class Router:
                 agent.grace = agent.recovering = False
                 self._touch_agent(agent)
                 self._release_agent(agent, "disconnected")
-        elif what == "finish":
+        elif what == "tell":
             chat = self._chats.get(ident)
-            if chat is not None and chat.pending is not None:
-                self._tell_finish(chat, chat.pending)
+            if chat is not None:
+                self._send_tells(chat)
         elif what == "retry":
             self._retry_journal()
 
@@ -967,7 +976,7 @@ class Router:
             chat = self._chats.get(closed.chat_id)
             if chat is not None and msg.agent_id in chat.members:
                 self._touch(chat)
-                self._answer(msg.reply, chat.id)
+                self._answer_after_tells(chat, msg.reply, chat.id)
                 return
         offer = self._check_offer(msg.agent_id, msg.offer_id)
         if isinstance(offer, EngineError):
@@ -1018,7 +1027,7 @@ class Router:
             department=chat.department,
             kind=offer.kind,
         )
-        self._answer(msg.reply, chat.id)
+        self._answer_after_tells(chat, msg.reply, chat.id)
 
     def _join(
         self, chat: _Chat, agent: _Agent, event: str, detail: str, replaces: str = ""
@@ -1263,7 +1272,7 @@ class Router:
 
     def _finish(self, chat: _Chat, kind: TicketKind, reason: EndReason) -> None:
         """End a chat: free everything it held and tell its session to write the one ticket."""
-        for key in ("queue", "end", "visitor", "finish"):
+        for key in ("queue", "end", "visitor"):
             self._timers.cancel((key, chat.id))
         if chat.offer:
             self._close_offer(self._offers[chat.offer], "chat_ended")
@@ -1298,33 +1307,58 @@ class Router:
             accepted_at=chat.accepted_at,
         )
         self._touch(chat)
-        self._effects.do(partial(self._tell_finish, chat, chat.final))
-
-    def _tell_finish(self, chat: _Chat, msg: m.Finish) -> None:
-        try:
-            chat.session.send_nowait(msg)
-            chat.pending = None
-        except trio.WouldBlock:
-            chat.pending = msg
-            self._timers.set(("finish", chat.id), trio.current_time() + _RETRY)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            chat.pending = None  # the session is gone; ActorDown writes its ticket
+        self._tell(chat, chat.final)
 
     def _tell(self, chat: _Chat, msg: m.ToSession) -> None:
         self._effects.do(partial(self._tell_now, chat, msg))
 
-    @staticmethod
-    def _tell_now(chat: _Chat, msg: m.ToSession) -> None:
-        try:
-            chat.session.send_nowait(msg)
-        except trio.WouldBlock:
-            log.warning("session_mailbox_full", chat_id=chat.id, dropped=type(msg).__name__)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+    def _tell_now(self, chat: _Chat, msg: m.ToSession) -> None:
+        chat.tells.append(msg)  # behind any tell still waiting for room
+        self._send_tells(chat)
+
+    def _answer_after_tells(self, chat: _Chat, reply: m.Reply, value: object) -> None:
+        """Answer once the tells decided with it are in the session's mailbox (see Rule 2)."""
+        self._answer(reply, value, then=partial(self._after_tells, chat))
+
+    def _after_tells(self, chat: _Chat, action: Callable[[], None]) -> None:
+        if chat.tells:
+            chat.tells.append(action)
+        else:
+            action()
+
+    def _send_tells(self, chat: _Chat) -> None:
+        """Hand the waiting tells to the session, oldest first, until its mailbox is full."""
+        while chat.tells:
+            item = chat.tells[0]
+            if callable(item):
+                item()
+            else:
+                try:
+                    chat.session.send_nowait(item)
+                except trio.WouldBlock:
+                    if ("tell", chat.id) not in self._timers:
+                        log.warning(
+                            "session_mailbox_full", chat_id=chat.id, waiting=len(chat.tells)
+                        )
+                        self._timers.set(("tell", chat.id), trio.current_time() + _RETRY)
+                    return
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the session is gone (ActorDown follows); answers still go out
+            chat.tells.popleft()
+        self._timers.cancel(("tell", chat.id))
+
+    def _drop_tells(self, chat: _Chat) -> None:
+        """The session has stopped: give the waiting answers; the tells have nobody to reach."""
+        self._timers.cancel(("tell", chat.id))
+        tells, chat.tells = chat.tells, deque()
+        for item in tells:
+            if callable(item):
+                item()
 
     def _session_closed(self, msg: m.SessionClosed) -> None:
         chat = self._chats.pop(msg.chat_id, None)
         if chat is not None:
+            self._drop_tells(chat)
             for reply in chat.waiters:
                 self._answer(reply, msg.ticket_id)
         self._maybe_stopped()
@@ -1341,6 +1375,7 @@ class Router:
         if chat is None:
             return  # it closed normally
         log.error("session_lost", chat_id=chat.id, department=chat.department)
+        self._drop_tells(chat)
         for reply in chat.waiters:
             self._answer(reply, EngineError("internal", "the chat failed; it is saved as failed"))
         if chat.state is not ChatState.CLOSING:

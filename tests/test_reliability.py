@@ -8,7 +8,9 @@ connection.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -168,3 +170,65 @@ class TestChatsWhoseTicketFails:
         (ticket,) = (await all_tickets(db_path))[v.chat_id]
         assert (ticket.kind, ticket.end_reason.value) == (TicketKind.FAILED, "crashed")
         assert "hello" in [x.text for x in ticket.entries]
+
+
+class SlowDisk:
+    """Holds the store's chat-line writes while stalled (a disk that stops answering for a while),
+    so that a session waits on its write and its mailbox fills up."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.going = trio.Event()
+        self.going.set()
+        original = SqliteStore.append_entries
+
+        async def append_entries(
+            store: SqliteStore, chat_id: str, entries: Sequence[Entry]
+        ) -> None:
+            await self.going.wait()
+            await original(store, chat_id, entries)
+
+        monkeypatch.setattr(SqliteStore, "append_entries", append_entries)
+
+    def stall(self) -> None:
+        self.going = trio.Event()
+
+    def resume(self) -> None:
+        self.going.set()
+
+
+class TestFullSessionMailbox:
+    async def test_an_acknowledged_join_reaches_the_session(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
+    ) -> None:
+        """An agent accepts while the chat's session is busy and its mailbox full: the accept is
+        acknowledged only with the join delivered, so the agent can write into the chat and the
+        visitor sees it join."""
+        disk = SlowDisk(monkeypatch)
+        config = dataclasses.replace(CONFIG, mailbox_size=4)
+        async with (
+            open_engine(config, db=db_path, synchronous="NORMAL") as e,
+            e.connect_agent("ann") as ann,
+        ):
+            await ann.set_status("online")
+            async with e.open_chat(
+                department="sales", question="q", visitor=Visitor(name="V")
+            ) as v:
+                offer = await offer_for(ann, v.chat_id)
+                disk.stall()
+                accepted: list[str] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(v.send, "hello")  # the session waits for this line's write
+                    await settle()
+                    for _ in range(config.mailbox_size):  # and its mailbox fills meanwhile
+                        await v.typing(True)
+
+                    async def accept() -> None:
+                        accepted.append(await ann.accept(offer.offer_id))
+
+                    nursery.start_soon(accept)
+                    await trio.sleep(1)  # a while, with the mailbox still full
+                    disk.resume()
+                assert accepted == [v.chat_id]
+                assert await ann.send(v.chat_id, "hi, I am here") > 0
+                kinds = [x.kind for x in await v.history()]
+        assert kinds == ["message", "joined", "message"]
