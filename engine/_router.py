@@ -33,7 +33,8 @@ Rule 6. A failed journal write does not undo the decision. The state in memory s
         makes sure there is one). The consequence: until a later write succeeds, the change lives
         only in memory, and a crash in that window loses it (the chat comes back as it was last
         committed; nothing that was acknowledged is lost). A chat whose creation could not be
-        journaled is ended at once, since its visitor was told it failed and holds no handle.
+        journaled was refused (its visitor was told so and holds no handle), so it leaves
+        nothing: no ticket, no live record; an offer made for it is withdrawn (`_abandon`).
 Rule 7. Presence for routing. An agent is available (offered chats) when it is online and
         connected. An agent in its disconnect grace, also every agent restored at start until it
         connects, is present but not available: it counts as online when a new chat must choose
@@ -144,6 +145,7 @@ class _Unwritten:
     agents: set[str] = field(default_factory=set)
     presence: set[str] = field(default_factory=set)
     tickets: dict[str, Ticket] = field(default_factory=dict)
+    forgotten: set[str] = field(default_factory=set)
 
 
 class _Closed(NamedTuple):
@@ -225,6 +227,7 @@ class Router:
         self._touched_agents: set[str] = set()  # disconnect graces
         self._presence: set[str] = set()  # status and ringtone
         self._failed_tickets: dict[str, Ticket] = {}  # of crashed sessions, not stored yet
+        self._forgotten: set[str] = set()  # refused chats: delete any record of them
         self._unwritten = _Unwritten()  # what failed writes covered, for the retry
         self._touches = 0  # counts changes, so an answer knows whether it reports one
         self._queue_seq = 0
@@ -457,9 +460,10 @@ class Router:
             self._release_due()
 
     def _journal_job(self) -> journal.JournalBatch | None:
-        if not (self._journal and (self._touched or self._touched_agents)):
+        if not (self._journal and (self._touched or self._touched_agents or self._forgotten)):
             self._touched.clear()  # not journaled: nothing to write for them
             self._touched_agents.clear()
+            self._forgotten.clear()
             if not (self._presence or self._failed_tickets):
                 return None
         chats: tuple[tuple[str, str], ...] = ()
@@ -477,13 +481,17 @@ class Router:
             if a is not None
         )
         tickets = tuple(self._failed_tickets.values())
+        forget = tuple(sorted(self._forgotten))
         self._touched.clear()
         self._touched_agents.clear()
         self._presence.clear()
         self._failed_tickets.clear()
-        if not (chats or graces or presence or tickets):
+        self._forgotten.clear()
+        if not (chats or graces or presence or tickets or forget):
             return None
-        return journal.JournalBatch(chats=chats, graces=graces, presence=presence, tickets=tickets)
+        return journal.JournalBatch(
+            chats=chats, graces=graces, presence=presence, tickets=tickets, forget=forget
+        )
 
     def _release_due(self) -> None:
         for batch in self._effects.due():
@@ -505,6 +513,7 @@ class Router:
         u.agents.update(agent_id for agent_id, _ in job.graces)
         u.presence.update(agent_id for agent_id, _, _ in job.presence)
         u.tickets.update((t.chat_id, t) for t in job.tickets)
+        u.forgotten.update(job.forget)
         if ("retry", "") not in self._timers:
             self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
@@ -514,6 +523,7 @@ class Router:
         self._touched |= u.chats
         self._touched_agents |= u.agents
         self._presence |= u.presence
+        self._forgotten |= u.forgotten
         for chat_id, ticket in u.tickets.items():
             self._failed_tickets.setdefault(chat_id, ticket)
 
@@ -651,15 +661,40 @@ class Router:
         chat.session = self._spawn_session(chat, msg.outbox, (), {})
         self._chats[chat_id] = chat
         self._touch(chat)
-        # If the chat cannot be journaled the visitor is told so and never gets a handle: the chat
-        # then ends at once as if the visitor had left, rather than wait for nobody.
+        # If the chat cannot be journaled the visitor is told so and never gets a handle: the
+        # request was refused, and the chat is dropped as if it never was.
         self._answer(msg.reply, (chat_id, chat.session), on_fail=partial(self._abandon, chat))
         log.info("chat_requested", chat_id=chat_id, department=chat.department)
         self._route(chat)
 
     def _abandon(self, chat: _Chat) -> None:
-        if self._chats.get(chat.id) is chat and chat.state is not ChatState.CLOSING:
-            self._finish(chat, self._kind(chat), EndReason.VISITOR_LEFT)
+        """Drop a chat whose opening was refused: no ticket, no live record, no offer left open.
+
+        Runs when the failed write's batch is released, before the offer made with it is pushed
+        (the answer comes first in the batch), so nobody can have accepted the chat yet; its
+        session is told nothing more and stops when its mailbox closes. A Finish decided in the
+        same iteration (nobody online) never reaches it, so no missed-chat ticket is written.
+        """
+        if self._chats.get(chat.id) is not chat or chat.members:
+            return
+        for key in ("queue", "end", "visitor", "tell"):
+            self._timers.cancel((key, chat.id))
+        if chat.offer:
+            self._close_offer(self._offers[chat.offer], "chat_ended")
+            chat.offer = ""
+        if chat.handoff:
+            self._end_handoff(chat, "cancelled")
+        if chat.state is ChatState.QUEUED:
+            dept = self._depts[chat.department]
+            dept.queue.remove(chat.id)
+            self._tell_positions(dept)
+        del self._chats[chat.id]
+        chat.tells.clear()
+        chat.session.close()
+        self._forgotten.add(chat.id)  # a later write may have stored its record after all
+        self._touches += 1
+        log.info("chat_refused", chat_id=chat.id, department=chat.department)
+        self._maybe_stopped()
 
     def _route(
         self, chat: _Chat, *, front: bool = False, exhausted: EndReason = EndReason.ALL_DECLINED

@@ -17,6 +17,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+import engine._journal
 import engine._store
 from engine import (
     ChatEnded,
@@ -24,6 +25,7 @@ from engine import (
     Engine,
     EngineError,
     Entry,
+    OfferWithdrawn,
     SqliteStore,
     StoreError,
     SystemEvent,
@@ -232,3 +234,59 @@ class TestFullSessionMailbox:
                 assert await ann.send(v.chat_id, "hi, I am here") > 0
                 kinds = [x.kind for x in await v.history()]
         assert kinds == ["message", "joined", "message"]
+
+
+class TestRefusedOpenChat:
+    async def test_a_refused_chat_leaves_nothing_and_a_retry_makes_one(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
+    ) -> None:
+        """With the disk full open_chat is refused store_unavailable, also when nobody is online
+        (the chat would end at once as missed): no ticket and no live chat is left of it, and the
+        visitor's retry once the disk has room makes exactly one missed-chat ticket."""
+        fault = Fault(monkeypatch, engine._journal, "write_batch", "database or disk is full")
+        async with crashing(db_path) as (e, _):
+            fault.on = True
+            with pytest.raises(EngineError) as err:
+                async with e.open_chat(department="sales", question="q", visitor=Visitor(name="V")):
+                    pass  # pragma: no cover
+            assert err.value.code == "store_unavailable"
+            fault.on = False
+            await trio.sleep(5)  # every retry and ticket write is done by now
+            await settle()
+            assert await all_tickets(db_path) == {}
+            assert (await e.inspect()).chats == {}
+            async with e.open_chat(
+                department="sales", question="q", visitor=Visitor(name="V")
+            ) as v:
+                assert of_type(await drain(v), ChatEnded)
+            await settle()
+        tickets = await all_tickets(db_path)
+        assert [(t.chat_id, t.kind, t.end_reason.value) for (t,) in tickets.values()] == [
+            (v.chat_id, TicketKind.MISSED, "no_agent_online")
+        ]
+
+    async def test_an_offer_for_a_refused_chat_is_withdrawn(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
+    ) -> None:
+        """The agent offered a chat whose opening was refused sees the offer withdrawn; nothing is
+        stored for it, and after a restart nothing of it comes back."""
+        fault = Fault(monkeypatch, engine._journal, "write_batch", "database or disk is full")
+        async with crashing(db_path) as (e, handles):
+            ann = await handles.enter_async_context(e.connect_agent("ann"))
+            await ann.set_status("online")
+            await drain(ann)
+            fault.on = True
+            with pytest.raises(EngineError) as err:
+                async with e.open_chat(department="sales", question="q", visitor=Visitor(name="V")):
+                    pass  # pragma: no cover
+            assert err.value.code == "store_unavailable"
+            fault.on = False
+            await trio.sleep(5)
+            await settle()
+            (withdrawn,) = of_type(await drain(ann), OfferWithdrawn)
+            assert withdrawn.reason == "chat_ended"
+            view = await e.inspect()
+            assert (view.chats, view.agents["ann"].offers) == ({}, ())
+        async with crashing(db_path) as (e, _):
+            assert (await e.inspect()).chats == {}
+        assert await all_tickets(db_path) == {}
