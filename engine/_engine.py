@@ -19,7 +19,9 @@ the engine was down fires once, right at start. Nobody is connected yet, so ever
 online or held chats gets its disconnect grace (counting as online for routing, so new chats
 queue, but taking no new offers until it connects; offers it held wait for it and are shown again
 when it connects), and every visitor gets the visitor grace to `resume_chat`. A chat that cannot be
-restored is stored as a FAILED ticket instead; none disappears.
+restored is stored as a FAILED ticket instead; none disappears. An agent whose capacity was lowered
+meanwhile keeps every chat restored to it, and is offered nothing new until it holds fewer chats
+than its new capacity.
 """
 
 from __future__ import annotations

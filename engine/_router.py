@@ -6,6 +6,10 @@ Rule 1. Every decision about who holds a chat (offer, accept, decline, transfer,
         end) is made here, one message at a time, against the router's own records. There is no
         read-check-assign race: two agents cannot both win a chat, and an agent's load (chats it is
         in plus offers it holds) never exceeds its capacity, because pending offers reserve a slot.
+        A capacity lowered below what an agent holds (an update, or a restart with a new
+        configuration that restores its chats) takes nothing away: the agent keeps its chats and
+        the offers it already had, and gets no new offer, transfer or invite until its load is
+        under the new capacity (`_Agent.can_take`).
 Rule 2. The router never awaits anything but its own mailbox. It tells sessions with `send_nowait`,
         pushes events into outboxes (which never block), answers asks on size-1 reply channels, and
         hands store writes over with a callback, which records the outcome and wakes the loop (it
@@ -187,6 +191,7 @@ class _Agent:
         return self.status is AgentStatus.ONLINE and (self.connected or self.grace)
 
     def can_take(self) -> bool:
+        """Whether it may be offered something new (never while at or over its capacity)."""
         return self.available and self.load < self.capacity
 
 

@@ -25,6 +25,7 @@ from engine import (
     Engine,
     EngineError,
     Entry,
+    Offer,
     OfferWithdrawn,
     SqliteStore,
     StoreError,
@@ -290,3 +291,49 @@ class TestRefusedOpenChat:
         async with crashing(db_path) as (e, _):
             assert (await e.inspect()).chats == {}
         assert await all_tickets(db_path) == {}
+
+
+class TestCapacityLoweredAcrossARestart:
+    async def test_an_agent_over_its_new_capacity_gets_no_offer_until_under_it(
+        self, db_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """Ann held three chats; the engine restarts with her capacity lowered to one. She keeps
+        the three, and is offered no chat and no transfer until she holds none."""
+        async with crashing(db_path) as (e, handles):
+            ann = await handles.enter_async_context(e.connect_agent("ann"))
+            await ann.set_status("online")
+            held = []
+            for n in range(3):
+                v = await handles.enter_async_context(
+                    e.open_chat(department="sales", question=f"q{n}", visitor=Visitor(name="V"))
+                )
+                await ann.accept((await offer_for(ann, v.chat_id)).offer_id)
+                held.append(v.chat_id)
+        lowered = dataclasses.replace(
+            CONFIG,
+            agents=tuple(
+                dataclasses.replace(a, capacity=1) if a.id == "ann" else a for a in CONFIG.agents
+            ),
+        )
+        async with crashing(db_path, lowered) as (e, handles):
+            ann = await handles.enter_async_context(e.connect_agent("ann"))
+            view = await e.agent_view("ann")
+            assert view is not None
+            assert (view.capacity, sorted(view.chats)) == (1, sorted(held))
+            new = await handles.enter_async_context(
+                e.open_chat(department="sales", question="new", visitor=Visitor(name="W"))
+            )
+            for chat_id in held[:2]:  # down to one chat: at her capacity, not under it
+                await ann.end_chat(chat_id)
+            assert not of_type(await drain(ann), Offer)
+            assert (await e.chat_view(new.chat_id)).state == "queued"  # type: ignore[union-attr]
+            bob = await handles.enter_async_context(e.connect_agent("bob"))
+            await bob.set_status("online")
+            await bob.accept((await offer_for(bob, new.chat_id)).offer_id)
+            with pytest.raises(EngineError) as err:
+                await bob.transfer(new.chat_id, to_agent="ann")
+            assert err.value.code == "agent_unavailable"
+            await ann.end_chat(held[2])
+            await bob.transfer(new.chat_id, to_agent="ann")
+            offers = of_type(await drain(ann), Offer)
+            assert [(o.chat_id, o.kind) for o in offers] == [(new.chat_id, "transfer")]
