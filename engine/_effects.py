@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import _messages as m
 from ._errors import EngineError
@@ -36,6 +37,7 @@ class _Answer:
     value: object
     durable: bool = False  # the value reports a change that must be committed first
     on_fail: Callable[[], None] | None = None
+    then: Callable[[Callable[[], None]], None] | None = None  # hands the answering on (success)
 
 
 @dataclass(slots=True, eq=False)
@@ -64,10 +66,18 @@ class Effects:
         self._open.append(action)
 
     def answer(
-        self, reply: m.Reply, value: object, on_fail: Callable[[], None] | None = None
+        self,
+        reply: m.Reply,
+        value: object,
+        on_fail: Callable[[], None] | None = None,
+        then: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
-        """Hold back the answer to an ask."""
-        self._open.append(_Answer(reply, value, on_fail=on_fail))
+        """Hold back the answer to an ask.
+
+        `then`, if given, is handed the answering when the batch is released and decides when to
+        do it (the router uses it to answer only after tells still waiting for a mailbox).
+        """
+        self._open.append(_Answer(reply, value, on_fail=on_fail, then=then))
 
     def mark(self) -> int:
         return len(self._open)
@@ -127,5 +137,7 @@ class Effects:
                 )
                 if effect.on_fail is not None:
                     effect.on_fail()
+            elif effect.then is not None:
+                effect.then(partial(m.answer, effect.reply, effect.value))
             else:
                 m.answer(effect.reply, effect.value)

@@ -19,7 +19,9 @@ the engine was down fires once, right at start. Nobody is connected yet, so ever
 online or held chats gets its disconnect grace (counting as online for routing, so new chats
 queue, but taking no new offers until it connects; offers it held wait for it and are shown again
 when it connects), and every visitor gets the visitor grace to `resume_chat`. A chat that cannot be
-restored is stored as a FAILED ticket instead; none disappears.
+restored is stored as a FAILED ticket instead; none disappears. An agent whose capacity was lowered
+meanwhile keeps every chat restored to it, and is offered nothing new until it holds fewer chats
+than its new capacity.
 """
 
 from __future__ import annotations
@@ -61,16 +63,22 @@ async def open_engine(
     *,
     db: str | os.PathLike[str] = "helpline.db",
     synchronous: str = "FULL",
+    busy_timeout: float = 5.0,
     end_chats_on_exit: bool = True,
 ) -> AsyncIterator[Engine]:
     """Run an engine for the duration of the block (see the module docstring).
 
     `synchronous` is SQLite's pragma: FULL (the default) survives power loss, NORMAL survives a
-    crash of the process, OFF neither. `end_chats_on_exit=False` leaves the block the way a crash
-    would: no chat is ended, and the next `open_engine` on the same file restores them.
+    crash of the process, OFF neither. `busy_timeout` is how long a write waits for a lock another
+    process holds before it fails (the next write tries afresh). `end_chats_on_exit=False` leaves
+    the block the way a crash would: no chat is ended, and the next `open_engine` on the same file
+    restores them.
     """
     config = config or EngineConfig()
-    async with open_store(db, synchronous=synchronous) as store, trio.open_nursery() as nursery:
+    async with (
+        open_store(db, synchronous=synchronous, busy_timeout=busy_timeout) as store,
+        trio.open_nursery() as nursery,
+    ):
         engine = Engine(config, store, nursery)
         await engine._start()
         try:

@@ -260,13 +260,15 @@ class JournalBatch:
 
     `chats` are (chat id, record JSON); `graces` are (agent id, wall-clock deadline, or None when
     the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
-    tickets of crashed sessions (stored unless the chat has one already).
+    tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
+    opening was refused, of which nothing may be left.
     """
 
     chats: tuple[tuple[str, str], ...] = ()
     graces: tuple[tuple[str, float | None], ...] = ()
     presence: tuple[tuple[str, AgentStatus, bool], ...] = ()
     tickets: tuple[Ticket, ...] = ()
+    forget: tuple[str, ...] = ()
 
 
 def write_batch(conn: sqlite3.Connection, batch: JournalBatch) -> None:
@@ -290,6 +292,8 @@ def write_batch(conn: sqlite3.Connection, batch: JournalBatch) -> None:
         "UPDATE agents SET status = ?, ringtone = ? WHERE id = ?",
         [(status.value, int(ringtone), agent_id) for agent_id, status, ringtone in batch.presence],
     )
+    for chat_id in batch.forget:
+        forget(conn, chat_id)
 
 
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id
@@ -307,7 +311,7 @@ def append_entries(conn: sqlite3.Connection, rows: Sequence[EntryRow]) -> None:
 
 
 def forget(conn: sqlite3.Connection, chat_id: str) -> None:
-    """Delete a chat's live rows (in the transaction that stores its ticket)."""
+    """Delete a chat's live rows (with the write that stores its ticket, or of a refused chat)."""
     conn.execute("DELETE FROM live_chats WHERE chat_id = ?", (chat_id,))
     conn.execute("DELETE FROM live_entries WHERE chat_id = ?", (chat_id,))
 

@@ -25,6 +25,7 @@ class Outlet:
     def __init__(self, size: int) -> None:
         self._send, self._recv = trio.open_memory_channel[Event](size)
         self._backlog: deque[Event] = deque()  # a replayed transcript, read before the queue
+        self._waiting: trio.CancelScope | None = None  # a reader's wait, cancelled by a replay
         self.kicked = False
 
     def push(self, event: Event) -> bool:
@@ -43,27 +44,38 @@ class Outlet:
         """Hand over lines from before this outlet was listening (a resume, a newcomer's view).
 
         A transcript can be longer than the queue, so it waits in a backlog of its own that the
-        reader takes first: replaying never makes a consumer look slow.
+        reader takes first: replaying never makes a consumer look slow. A reader that is already
+        waiting is woken, so that it takes the replay before anything queued after it.
         """
         self._backlog.extend(events)
+        if self._backlog and self._waiting is not None:
+            self._waiting.cancel()
 
     def close(self) -> None:
         """Stop queueing; the reader drains what is queued and then stops."""
         self._send.close()
 
     async def receive(self) -> Event:
-        """The next event; raises EngineError("slow_consumer") or trio.EndOfChannel when done."""
-        if self._backlog:
-            return self._backlog.popleft()
-        try:
-            return await self._recv.receive()
-        except trio.EndOfChannel:
-            if self.kicked:
-                raise EngineError(
-                    "slow_consumer",
-                    "events were not read fast enough and this connection was dropped; reconnect",
-                ) from None
-            raise
+        """The next event; raises EngineError("slow_consumer") or trio.EndOfChannel when done.
+
+        The backlog comes first, also when it is filled while the reader waits: `replay` cancels
+        the wait (a cancelled receive takes nothing from the queue) and the reader looks again.
+        """
+        while not self._backlog:
+            with trio.CancelScope() as self._waiting:
+                try:
+                    return await self._recv.receive()
+                except trio.EndOfChannel:
+                    if self.kicked:
+                        raise EngineError(
+                            "slow_consumer",
+                            "events were not read fast enough and this connection was dropped;"
+                            " reconnect",
+                        ) from None
+                    raise
+                finally:
+                    self._waiting = None
+        return self._backlog.popleft()
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         while True:

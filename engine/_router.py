@@ -6,11 +6,19 @@ Rule 1. Every decision about who holds a chat (offer, accept, decline, transfer,
         end) is made here, one message at a time, against the router's own records. There is no
         read-check-assign race: two agents cannot both win a chat, and an agent's load (chats it is
         in plus offers it holds) never exceeds its capacity, because pending offers reserve a slot.
+        A capacity lowered below what an agent holds (an update, or a restart with a new
+        configuration that restores its chats) takes nothing away: the agent keeps its chats and
+        the offers it already had, and gets no new offer, transfer or invite until its load is
+        under the new capacity (`_Agent.can_take`).
 Rule 2. The router never awaits anything but its own mailbox. It tells sessions with `send_nowait`,
         pushes events into outboxes (which never block), answers asks on size-1 reply channels, and
         hands store writes over with a callback, which records the outcome and wakes the loop (it
-        cancels the mailbox wait). A full session mailbox fails that one tell; for the one tell
-        that must arrive (Finish) the router retries on a timer.
+        cancels the mailbox wait). A tell that finds the session's mailbox full is kept, with every
+        later tell to that session behind it, and retried on a timer: what the router decided
+        reaches the session, in order (a Join before the chat's Finish). An accept is answered
+        only once its Join is in the session's mailbox, so an agent that was told it joined can
+        write into the chat. What is kept is one message per decision about that chat, and only
+        while its session is behind.
 Rule 3. Timers are data: one deadline heap, and the loop waits on the mailbox under
         `trio.move_on_at(earliest deadline)`. A fired timer is handled like a message.
 Rule 4. Work that follows from freed capacity (offering the head of a queue) is collected while a
@@ -29,7 +37,8 @@ Rule 6. A failed journal write does not undo the decision. The state in memory s
         makes sure there is one). The consequence: until a later write succeeds, the change lives
         only in memory, and a crash in that window loses it (the chat comes back as it was last
         committed; nothing that was acknowledged is lost). A chat whose creation could not be
-        journaled is ended at once, since its visitor was told it failed and holds no handle.
+        journaled was refused (its visitor was told so and holds no handle), so it leaves
+        nothing: no ticket, no live record; an offer made for it is withdrawn (`_abandon`).
 Rule 7. Presence for routing. An agent is available (offered chats) when it is online and
         connected. An agent in its disconnect grace, also every agent restored at start until it
         connects, is present but not available: it counts as online when a new chat must choose
@@ -114,7 +123,8 @@ class _Chat:
     told_position: int = 0
     queue_key: int | None = None  # orders the department's queue, also after a restart
     final: m.Finish | None = None  # how the ticket is to be written, once the chat is closing
-    pending: m.Finish | None = None
+    # tells that found the session's mailbox full, and answers waiting for them, in order
+    tells: deque[m.ToSession | Callable[[], None]] = field(default_factory=deque)
     waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
 
 
@@ -139,6 +149,7 @@ class _Unwritten:
     agents: set[str] = field(default_factory=set)
     presence: set[str] = field(default_factory=set)
     tickets: dict[str, Ticket] = field(default_factory=dict)
+    forgotten: set[str] = field(default_factory=set)
 
 
 class _Closed(NamedTuple):
@@ -180,6 +191,7 @@ class _Agent:
         return self.status is AgentStatus.ONLINE and (self.connected or self.grace)
 
     def can_take(self) -> bool:
+        """Whether it may be offered something new (never while at or over its capacity)."""
         return self.available and self.load < self.capacity
 
 
@@ -220,6 +232,7 @@ class Router:
         self._touched_agents: set[str] = set()  # disconnect graces
         self._presence: set[str] = set()  # status and ringtone
         self._failed_tickets: dict[str, Ticket] = {}  # of crashed sessions, not stored yet
+        self._forgotten: set[str] = set()  # refused chats: delete any record of them
         self._unwritten = _Unwritten()  # what failed writes covered, for the retry
         self._touches = 0  # counts changes, so an answer knows whether it reports one
         self._queue_seq = 0
@@ -284,7 +297,7 @@ class Router:
             self._touch_agent(agent)
         for chat in self._chats.values():
             if chat.final is not None:
-                self._effects.do(partial(self._tell_finish, chat, chat.final))
+                self._tell(chat, chat.final)
             elif ("visitor", chat.id) not in self._timers:  # and every visitor its grace
                 self._timers.set(("visitor", chat.id), now + self._visitor_grace)
                 self._touch(chat)
@@ -426,9 +439,13 @@ class Router:
         self._touches += 1
 
     def _answer(
-        self, reply: m.Reply, value: object, on_fail: Callable[[], None] | None = None
+        self,
+        reply: m.Reply,
+        value: object,
+        on_fail: Callable[[], None] | None = None,
+        then: Callable[[Callable[[], None]], None] | None = None,
     ) -> None:
-        self._effects.answer(reply, value, on_fail)
+        self._effects.answer(reply, value, on_fail, then)
 
     def _push(self, agent: _Agent, event: Event) -> None:
         self._effects.do(partial(agent.outbox.push, event))
@@ -448,9 +465,10 @@ class Router:
             self._release_due()
 
     def _journal_job(self) -> journal.JournalBatch | None:
-        if not (self._journal and (self._touched or self._touched_agents)):
+        if not (self._journal and (self._touched or self._touched_agents or self._forgotten)):
             self._touched.clear()  # not journaled: nothing to write for them
             self._touched_agents.clear()
+            self._forgotten.clear()
             if not (self._presence or self._failed_tickets):
                 return None
         chats: tuple[tuple[str, str], ...] = ()
@@ -468,13 +486,17 @@ class Router:
             if a is not None
         )
         tickets = tuple(self._failed_tickets.values())
+        forget = tuple(sorted(self._forgotten))
         self._touched.clear()
         self._touched_agents.clear()
         self._presence.clear()
         self._failed_tickets.clear()
-        if not (chats or graces or presence or tickets):
+        self._forgotten.clear()
+        if not (chats or graces or presence or tickets or forget):
             return None
-        return journal.JournalBatch(chats=chats, graces=graces, presence=presence, tickets=tickets)
+        return journal.JournalBatch(
+            chats=chats, graces=graces, presence=presence, tickets=tickets, forget=forget
+        )
 
     def _release_due(self) -> None:
         for batch in self._effects.due():
@@ -496,6 +518,7 @@ class Router:
         u.agents.update(agent_id for agent_id, _ in job.graces)
         u.presence.update(agent_id for agent_id, _, _ in job.presence)
         u.tickets.update((t.chat_id, t) for t in job.tickets)
+        u.forgotten.update(job.forget)
         if ("retry", "") not in self._timers:
             self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
@@ -505,6 +528,7 @@ class Router:
         self._touched |= u.chats
         self._touched_agents |= u.agents
         self._presence |= u.presence
+        self._forgotten |= u.forgotten
         for chat_id, ticket in u.tickets.items():
             self._failed_tickets.setdefault(chat_id, ticket)
 
@@ -610,10 +634,10 @@ class Router:
                 agent.grace = agent.recovering = False
                 self._touch_agent(agent)
                 self._release_agent(agent, "disconnected")
-        elif what == "finish":
+        elif what == "tell":
             chat = self._chats.get(ident)
-            if chat is not None and chat.pending is not None:
-                self._tell_finish(chat, chat.pending)
+            if chat is not None:
+                self._send_tells(chat)
         elif what == "retry":
             self._retry_journal()
 
@@ -642,15 +666,40 @@ class Router:
         chat.session = self._spawn_session(chat, msg.outbox, (), {})
         self._chats[chat_id] = chat
         self._touch(chat)
-        # If the chat cannot be journaled the visitor is told so and never gets a handle: the chat
-        # then ends at once as if the visitor had left, rather than wait for nobody.
+        # If the chat cannot be journaled the visitor is told so and never gets a handle: the
+        # request was refused, and the chat is dropped as if it never was.
         self._answer(msg.reply, (chat_id, chat.session), on_fail=partial(self._abandon, chat))
         log.info("chat_requested", chat_id=chat_id, department=chat.department)
         self._route(chat)
 
     def _abandon(self, chat: _Chat) -> None:
-        if self._chats.get(chat.id) is chat and chat.state is not ChatState.CLOSING:
-            self._finish(chat, self._kind(chat), EndReason.VISITOR_LEFT)
+        """Drop a chat whose opening was refused: no ticket, no live record, no offer left open.
+
+        Runs when the failed write's batch is released, before the offer made with it is pushed
+        (the answer comes first in the batch), so nobody can have accepted the chat yet; its
+        session is told nothing more and stops when its mailbox closes. A Finish decided in the
+        same iteration (nobody online) never reaches it, so no missed-chat ticket is written.
+        """
+        if self._chats.get(chat.id) is not chat or chat.members:
+            return
+        for key in ("queue", "end", "visitor", "tell"):
+            self._timers.cancel((key, chat.id))
+        if chat.offer:
+            self._close_offer(self._offers[chat.offer], "chat_ended")
+            chat.offer = ""
+        if chat.handoff:
+            self._end_handoff(chat, "cancelled")
+        if chat.state is ChatState.QUEUED:
+            dept = self._depts[chat.department]
+            dept.queue.remove(chat.id)
+            self._tell_positions(dept)
+        del self._chats[chat.id]
+        chat.tells.clear()
+        chat.session.close()
+        self._forgotten.add(chat.id)  # a later write may have stored its record after all
+        self._touches += 1
+        log.info("chat_refused", chat_id=chat.id, department=chat.department)
+        self._maybe_stopped()
 
     def _route(
         self, chat: _Chat, *, front: bool = False, exhausted: EndReason = EndReason.ALL_DECLINED
@@ -967,7 +1016,7 @@ class Router:
             chat = self._chats.get(closed.chat_id)
             if chat is not None and msg.agent_id in chat.members:
                 self._touch(chat)
-                self._answer(msg.reply, chat.id)
+                self._answer_after_tells(chat, msg.reply, chat.id)
                 return
         offer = self._check_offer(msg.agent_id, msg.offer_id)
         if isinstance(offer, EngineError):
@@ -1018,7 +1067,7 @@ class Router:
             department=chat.department,
             kind=offer.kind,
         )
-        self._answer(msg.reply, chat.id)
+        self._answer_after_tells(chat, msg.reply, chat.id)
 
     def _join(
         self, chat: _Chat, agent: _Agent, event: str, detail: str, replaces: str = ""
@@ -1263,7 +1312,7 @@ class Router:
 
     def _finish(self, chat: _Chat, kind: TicketKind, reason: EndReason) -> None:
         """End a chat: free everything it held and tell its session to write the one ticket."""
-        for key in ("queue", "end", "visitor", "finish"):
+        for key in ("queue", "end", "visitor"):
             self._timers.cancel((key, chat.id))
         if chat.offer:
             self._close_offer(self._offers[chat.offer], "chat_ended")
@@ -1298,33 +1347,58 @@ class Router:
             accepted_at=chat.accepted_at,
         )
         self._touch(chat)
-        self._effects.do(partial(self._tell_finish, chat, chat.final))
-
-    def _tell_finish(self, chat: _Chat, msg: m.Finish) -> None:
-        try:
-            chat.session.send_nowait(msg)
-            chat.pending = None
-        except trio.WouldBlock:
-            chat.pending = msg
-            self._timers.set(("finish", chat.id), trio.current_time() + _RETRY)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            chat.pending = None  # the session is gone; ActorDown writes its ticket
+        self._tell(chat, chat.final)
 
     def _tell(self, chat: _Chat, msg: m.ToSession) -> None:
         self._effects.do(partial(self._tell_now, chat, msg))
 
-    @staticmethod
-    def _tell_now(chat: _Chat, msg: m.ToSession) -> None:
-        try:
-            chat.session.send_nowait(msg)
-        except trio.WouldBlock:
-            log.warning("session_mailbox_full", chat_id=chat.id, dropped=type(msg).__name__)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+    def _tell_now(self, chat: _Chat, msg: m.ToSession) -> None:
+        chat.tells.append(msg)  # behind any tell still waiting for room
+        self._send_tells(chat)
+
+    def _answer_after_tells(self, chat: _Chat, reply: m.Reply, value: object) -> None:
+        """Answer once the tells decided with it are in the session's mailbox (see Rule 2)."""
+        self._answer(reply, value, then=partial(self._after_tells, chat))
+
+    def _after_tells(self, chat: _Chat, action: Callable[[], None]) -> None:
+        if chat.tells:
+            chat.tells.append(action)
+        else:
+            action()
+
+    def _send_tells(self, chat: _Chat) -> None:
+        """Hand the waiting tells to the session, oldest first, until its mailbox is full."""
+        while chat.tells:
+            item = chat.tells[0]
+            if callable(item):
+                item()
+            else:
+                try:
+                    chat.session.send_nowait(item)
+                except trio.WouldBlock:
+                    if ("tell", chat.id) not in self._timers:
+                        log.warning(
+                            "session_mailbox_full", chat_id=chat.id, waiting=len(chat.tells)
+                        )
+                        self._timers.set(("tell", chat.id), trio.current_time() + _RETRY)
+                    return
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass  # the session is gone (ActorDown follows); answers still go out
+            chat.tells.popleft()
+        self._timers.cancel(("tell", chat.id))
+
+    def _drop_tells(self, chat: _Chat) -> None:
+        """The session has stopped: give the waiting answers; the tells have nobody to reach."""
+        self._timers.cancel(("tell", chat.id))
+        tells, chat.tells = chat.tells, deque()
+        for item in tells:
+            if callable(item):
+                item()
 
     def _session_closed(self, msg: m.SessionClosed) -> None:
         chat = self._chats.pop(msg.chat_id, None)
         if chat is not None:
+            self._drop_tells(chat)
             for reply in chat.waiters:
                 self._answer(reply, msg.ticket_id)
         self._maybe_stopped()
@@ -1341,6 +1415,7 @@ class Router:
         if chat is None:
             return  # it closed normally
         log.error("session_lost", chat_id=chat.id, department=chat.department)
+        self._drop_tells(chat)
         for reply in chat.waiters:
             self._answer(reply, EngineError("internal", "the chat failed; it is saved as failed"))
         if chat.state is not ChatState.CLOSING:

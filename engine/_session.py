@@ -23,6 +23,9 @@ Theory of operation:
 - On Finish the session writes the chat's one ticket (awaiting the store is allowed: the store is a
   leaf), tells everyone the chat ended, tells the router it is closed, and stops. Storing the
   ticket deletes the chat's journal in the same transaction.
+- If the session fails instead (its ticket could not be written after the retries, or a bug), it
+  still tells everyone the chat ended, with reason `crashed`, before it stops; the router then
+  stores what the session held as a failed ticket. Nobody is left in a chat that is gone.
 """
 
 from __future__ import annotations
@@ -87,36 +90,46 @@ class Session:
 
     async def run(self) -> None:
         async with self._inbox:
-            ahead: m.ToSession | None = None
-            while True:
-                if ahead is not None:
-                    msg, ahead = ahead, None
-                else:
-                    try:
-                        msg = await self._inbox.receive()
-                    except trio.EndOfChannel:
-                        break
-                if isinstance(msg, m.Finish):
-                    await self._finish(msg)
-                    break
-                if not isinstance(msg, m.Say):
-                    await self._handle(msg)
-                    continue
-                says = [msg]  # take the messages already waiting too: they share one write
-                while len(says) < _SAY_BATCH:
-                    try:
-                        more = self._inbox.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
-                        break
-                    if not isinstance(more, m.Say):
-                        ahead = more
-                        break
-                    says.append(more)
-                await self._say_all(says)
+            try:
+                await self._serve()
+            except Exception:
+                # A crash (also a ticket the store refused every time): everyone still learns how
+                # the chat ended; the router stores what this session held as a failed ticket.
+                self._tell_ended(EndReason.CRASHED.value, None)
+                self._refuse_the_rest()
+                raise
             self._refuse_the_rest()
 
+    async def _serve(self) -> None:
+        ahead: m.ToSession | None = None
+        while True:
+            if ahead is not None:
+                msg, ahead = ahead, None
+            else:
+                try:
+                    msg = await self._inbox.receive()
+                except trio.EndOfChannel:
+                    break
+            if isinstance(msg, m.Finish):
+                await self._finish(msg)
+                break
+            if not isinstance(msg, m.Say):
+                await self._handle(msg)
+                continue
+            says = [msg]  # take the messages already waiting too: they share one write
+            while len(says) < _SAY_BATCH:
+                try:
+                    more = self._inbox.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                if not isinstance(more, m.Say):
+                    ahead = more
+                    break
+                says.append(more)
+            await self._say_all(says)
+
     def _refuse_the_rest(self) -> None:
-        """Answer every ask still queued behind Finish; the mailbox closes right after."""
+        """Answer every ask still queued when the session stops; the mailbox closes right after."""
         while True:
             try:
                 msg = self._inbox.receive_nowait()
@@ -316,11 +329,15 @@ class Session:
         self._log.info("ticket_stored", ticket_id=ticket_id, kind=msg.kind.value)
         self._unsaved.clear()
         self._deliver()
-        ended = ChatEnded(chat_id=self.chat_id, reason=msg.reason, ticket_id=ticket_id)
-        self._fan_out(ended)
+        self._tell_ended(msg.reason, ticket_id)
+        await self._router.send(m.SessionClosed(chat_id=self.chat_id, ticket_id=ticket_id))
+
+    def _tell_ended(self, reason: str, ticket_id: int | None) -> None:
+        """Tell the visitor and every agent in the chat that it is over, and let the visitor go."""
+        self._held.clear()  # after a crash, lines still waiting for their write are not shown
+        self._fan_out(ChatEnded(chat_id=self.chat_id, reason=reason, ticket_id=ticket_id))
         for outlet in self._visitor.outlets:
             outlet.close()
-        await self._router.send(m.SessionClosed(chat_id=self.chat_id, ticket_id=ticket_id))
 
     def ticket(self, msg: m.Finish) -> Ticket:
         """The chat's ticket as the router's Finish describes it."""

@@ -430,6 +430,10 @@ class _Lines:
         journal.append_entries(conn, rows)
 
     def finish(self, outcome: object) -> None:  # in the trio thread, after COMMIT
+        # Also when the job failed before `write` ran (BEGIN found the file locked): this group
+        # is over, and a line that comes now starts a new one instead of joining its failure.
+        with self._lock:
+            self.taken = True
         if isinstance(outcome, BaseException):
             self.error = outcome
         self.done.set()
