@@ -350,16 +350,21 @@ class AgentConnection:
             recent_tickets=tuple(tickets),
         )
 
-    # canned messages
+    # canned messages: every read sees this agent's departments' messages and the shared ones;
+    # another department's message is not_found, as an unknown id is
     async def canned_suggest(self, draft: str, *, limit: int = 10) -> list[CannedMessage]:
-        """Canned messages for the `#` query at the end of a draft, from this agent's
-        departments and the shared ones, best first."""
-        me = self._directory.agent_record(self.agent_id)
-        if me is None:
-            raise EngineError("not_found", "this agent was removed")
+        """Canned messages for the `#` query at the end of a draft, best first."""
         return self._directory.canned.suggest(
-            draft, departments=me.departments, agent_id=self.agent_id, limit=limit
+            draft, departments=self._departments(), agent_id=self.agent_id, limit=limit
         )
+
+    async def canned_messages(self, *, category: str | None = None) -> list[CannedMessage]:
+        """The canned messages this agent may use (of `category`, if given), newest first."""
+        return self._directory.canned.messages(departments=self._departments(), category=category)
+
+    async def canned_message(self, message_id: str) -> CannedMessage:
+        """One canned message this agent may use; `not_found` for another department's."""
+        return self._directory.canned.message(message_id, departments=self._departments())
 
     async def canned_pick(self, message_id: str, chat_id: str) -> str:
         """Pick a suggestion for a chat: counts a use and returns its text, placeholders filled."""
@@ -374,7 +379,18 @@ class AgentConnection:
             "agent.name": me.name if me else "",
             "department.name": dept.name if dept else "",
         }
-        return await self._directory.canned.pick(message_id, agent_id=self.agent_id, values=values)
+        return await self._directory.canned.pick(
+            message_id,
+            agent_id=self.agent_id,
+            values=values,
+            departments=me.departments if me else (),
+        )
+
+    def _departments(self) -> tuple[str, ...]:
+        me = self._directory.agent_record(self.agent_id)
+        if me is None:
+            raise EngineError("not_found", "this agent was removed")
+        return me.departments
 
     def _session(self, chat_id: str) -> trio.MemorySendChannel[m.ToSession]:
         session = self._sessions.get(chat_id)
