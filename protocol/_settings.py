@@ -105,6 +105,9 @@ class ServerSettings:
     close_timeout: float = 5.0
     #: Seconds a shutdown waits for connections to close before it drops them.
     shutdown_timeout: float = 10.0
+    #: The secret the embedding site signs visitor ids with (HMAC-SHA256, SPEC.md section 11);
+    #: empty: no visitor id is verified, so no visitor's history is linked across chats.
+    identity_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:

@@ -29,6 +29,8 @@ chat is refused as ``unauthorized``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -46,7 +48,21 @@ from ._wire import Fields
 if TYPE_CHECKING:
     from ._connection import Connection
 
-__all__ = ["VisitorRole", "open_visitor"]
+__all__ = ["VisitorRole", "open_visitor", "sign_visitor_id", "verify_visitor_id"]
+
+
+def sign_visitor_id(secret: str, visitor_id: str) -> str:
+    """The signature an embedding site gives a visitor id: HMAC-SHA256 with the shared secret,
+    over the id's UTF-8 bytes, as lower-case hex (SPEC.md section 11)."""
+    return hmac.new(secret.encode(), visitor_id.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_visitor_id(secret: str, visitor_id: str, signature: str) -> bool:
+    """Whether ``signature`` is the site's signature of ``visitor_id`` (never without a secret)."""
+    if not (secret and visitor_id and signature):
+        return False
+    expected = sign_visitor_id(secret, visitor_id).encode()
+    return hmac.compare_digest(expected, signature.lower().encode())  # bytes: any text compares
 
 
 @dataclass(slots=True, eq=False)
@@ -185,13 +201,20 @@ class VisitorRole:
         await self._drop_chat()
         department = request.require("department", str)
         question = request.require("question", str)
+        claimed = request.get("visitor_id", str, "")
+        verified = verify_visitor_id(
+            self._conn.settings.identity_secret,
+            claimed,
+            request.get("visitor_signature", str, ""),
+        )
         visitor = Visitor(
             name=request.require("name", str),
             email=request.get("email", str, ""),
             browser=request.get("browser", str, ""),
             os=request.get("os", str, ""),
             location=request.get("location", str, ""),
-            visitor_id=request.get("visitor_id", str, ""),
+            visitor_id=claimed if verified else "",
+            claimed_id="" if verified else claimed,
         )
         await self._registry.sweep_if_due(self._engine)
         token = new_resume_token()  # its hash is journaled with the chat: it survives a restart

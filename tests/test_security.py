@@ -3,21 +3,23 @@ and the limits on opening chats."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import stat
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
 import pytest
 from trio.testing import MockClock
 
 from engine import Engine, EngineError, Visitor
-from protocol import ClientError
+from engine._store import open_store
+from protocol import ClientError, ServerSettings
+from protocol._visitor import verify_visitor_id
 
 from .gateway_harness import accept, open_chat, open_gateway
-from .helpers import offer_for
-from engine._store import open_store
-
+from .helpers import offer_for, settle
 
 MINA = Visitor(name="Mina", email="mina@example.com")
 
@@ -118,3 +120,136 @@ async def _refusal(call: Awaitable[object]) -> EngineError:
     with pytest.raises(EngineError) as err:
         await call
     return err.value
+
+
+async def _ended_chat(engine: Engine, agent_id: str, department: str, visitor: Visitor) -> str:
+    """One chat through accept and end, through the engine; returns its chat id."""
+    async with engine.connect_agent(agent_id) as agent:
+        await agent.set_status("online")
+        async with engine.open_chat(department=department, question="q", visitor=visitor) as v:
+            await agent.accept((await offer_for(agent, v.chat_id)).offer_id)
+            await agent.end_chat(v.chat_id)
+            return v.chat_id
+
+
+class TestVisitorHistory:
+    async def test_panel_shows_only_the_agents_departments(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """A verified visitor's tickets and live chats of another department stay hidden."""
+        known = Visitor(name="Mina", email="mina@example.com", visitor_id="u-1")
+        in_sales = await _ended_chat(engine, "ann", "sales", known)
+        async with (
+            engine.connect_agent("ann") as ann,
+            engine.connect_agent("cy") as cy,
+            engine.connect_agent("bob") as bob,
+        ):
+            await ann.set_status("online")
+            await cy.set_status("online")
+            async with (
+                engine.open_chat(department="sales", question="live", visitor=known) as live,
+                engine.open_chat(department="support", question="q", visitor=known) as v,
+            ):
+                await settle()
+                await cy.accept((await offer_for(cy, v.chat_id)).offer_id)
+                panel = await cy.visitor_panel(v.chat_id)
+                assert ([], []) == (
+                    [c.chat_id for c in panel.recent_chats],
+                    [t.chat_id for t in panel.recent_tickets],
+                )
+                await bob.set_status("online")
+                await cy.invite(v.chat_id, to_agent="bob")
+                await bob.accept((await offer_for(bob, v.chat_id)).offer_id)
+                both = await bob.visitor_panel(v.chat_id)  # bob works in sales and support
+                assert [live.chat_id, in_sales] == [c.chat_id for c in both.recent_chats]
+                assert [in_sales] == [t.chat_id for t in both.recent_tickets]
+
+    async def test_email_links_nothing(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """The same email (a claim) links neither tickets nor live chats."""
+        await _ended_chat(engine, "bob", "sales", MINA)
+        async with engine.connect_agent("bob") as bob:
+            await bob.set_status("online")
+            async with (
+                engine.open_chat(department="sales", question="a", visitor=MINA) as other,
+                engine.open_chat(department="support", question="b", visitor=MINA) as v,
+            ):
+                await bob.accept((await offer_for(bob, v.chat_id)).offer_id)
+                panel = await bob.visitor_panel(v.chat_id)
+                assert (other.chat_id, (), ()) == (
+                    other.chat_id,
+                    panel.recent_chats,
+                    panel.recent_tickets,
+                )
+                assert panel.verified is False
+
+
+def _signed(secret: str, visitor_id: str) -> str:
+    """What the embedding site computes (written out here, not taken from the server's code)."""
+    return hmac.new(secret.encode(), visitor_id.encode(), hashlib.sha256).hexdigest()
+
+
+SECRET = "s3cret-shared-with-the-site"
+
+
+class TestVisitorIdentityOverTheWire:
+    def test_signature_check(self) -> None:
+        """Only the site's HMAC-SHA256 of the id verifies it; upper-case hex is accepted."""
+        good = _signed(SECRET, "v-1")
+        assert verify_visitor_id(SECRET, "v-1", good)
+        assert verify_visitor_id(SECRET, "v-1", good.upper())
+        for secret, visitor_id, signature in (
+            ("", "v-1", _signed("", "v-1")),  # no secret configured: nothing verifies
+            (SECRET, "v-2", good),
+            (SECRET, "v-1", good[:-1]),
+            (SECRET, "v-1", "é" * 64),
+            (SECRET, "v-1", ""),
+        ):
+            assert not verify_visitor_id(secret, visitor_id, signature)
+
+    async def _panel(
+        self, engine: Engine, first: dict[str, str], second: dict[str, str], *, agent: str
+    ) -> Mapping[str, object]:
+        """A chat in sales as `first`, ended; a chat in `second`'s department; its panel."""
+        settings = ServerSettings(identity_secret=SECRET)
+        async with open_gateway(engine, settings) as gw, gw.agent(agent) as a:
+            async with gw.visitor() as v:
+                reply = await v.request(
+                    "open_chat", department="sales", name="Vera", question="one", **first
+                )
+                await accept(a, str(reply["chat_id"]))
+                await a.request("end_chat", chat_id=reply["chat_id"])
+            async with gw.visitor() as v:
+                reply = await v.request("open_chat", name="Mallory", question="two", **second)
+                await accept(a, str(reply["chat_id"]))
+                return await a.request("visitor_panel", chat_id=reply["chat_id"])
+
+    async def test_claimed_id_links_no_history(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """Claiming another visitor's id and email shows them as unverified and links nothing."""
+        vera = {"visitor_id": "v-1", "email": "vera@example.com"}
+        panel = await self._panel(engine, vera, {"department": "sales", **vera}, agent="bob")
+        assert ((), ()) == (panel["previous_tickets"], panel["recent_chats"])
+        visitor = panel["visitor"]
+        assert isinstance(visitor, Mapping)
+        assert ("v-1", False) == (visitor["visitor_id"], visitor["verified"])
+
+    async def test_forged_signature_links_no_history(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """A signature made with another secret is no better than none."""
+        vera = {"visitor_id": "v-1", "visitor_signature": _signed(SECRET, "v-1")}
+        forged = {"visitor_id": "v-1", "visitor_signature": _signed("guess", "v-1")}
+        panel = await self._panel(engine, vera, {"department": "sales", **forged}, agent="bob")
+        assert () == panel["previous_tickets"]
+
+    async def test_signed_id_links_history_of_own_departments(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """A signed id links the visitor's chats, within the agent's departments only."""
+        vera = {"visitor_id": "v-1", "visitor_signature": _signed(SECRET, "v-1")}
+        panel = await self._panel(engine, vera, {"department": "sales", **vera}, agent="bob")
+        assert 1 == len(panel["previous_tickets"])  # type: ignore[arg-type]
+        visitor = panel["visitor"]
+        assert isinstance(visitor, Mapping)
+        assert ("v-1", True) == (visitor["visitor_id"], visitor["verified"])
