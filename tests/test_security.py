@@ -11,12 +11,13 @@ from collections.abc import Awaitable, Mapping
 from pathlib import Path
 
 import pytest
+import trio
 from trio.testing import MockClock
 
 from engine import Engine, EngineError, Visitor
 from engine._store import open_store
 from protocol import ClientError, ServerSettings
-from protocol._visitor import verify_visitor_id
+from protocol._visitor import address_key, verify_visitor_id
 
 from .gateway_harness import accept, open_chat, open_gateway
 from .helpers import offer_for, settle
@@ -253,3 +254,87 @@ class TestVisitorIdentityOverTheWire:
         visitor = panel["visitor"]
         assert isinstance(visitor, Mapping)
         assert ("v-1", True) == (visitor["visitor_id"], visitor["verified"])
+
+
+class TestChatLimits:
+    async def test_per_connection(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """A connection that left three live chats gets too_many_chats and stays open; once
+        they end it may open again."""
+        async with (
+            open_gateway(engine) as gw,
+            gw.agent("ann") as ann,
+            gw.agent("bob") as bob,
+            gw.visitor() as v,
+        ):
+            for agent, question in ((ann, "1"), (ann, "2"), (bob, "3")):
+                await accept(agent, await open_chat(v, question=question))
+                await v.request("leave")  # the chat lives on through the visitor grace
+            with pytest.raises(ClientError) as err:
+                await open_chat(v, question="4")
+            assert err.value.code == "too_many_chats"
+            await v.request("ping")  # still open
+            await trio.sleep(engine.config.visitor_grace + 1)  # the three chats end
+            await open_chat(v, question="5")
+
+    async def test_per_address(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """Connections from one address share its limit; other limits still allow it."""
+        settings = ServerSettings(max_chats_per_address=2)
+        async with (
+            open_gateway(engine, settings) as gw,
+            gw.agent("ann"),
+            gw.visitor() as v1,
+            gw.visitor() as v2,
+            gw.visitor() as v3,
+        ):
+            await open_chat(v1)
+            await open_chat(v2)
+            with pytest.raises(ClientError) as err:
+                await open_chat(v3)
+            assert err.value.code == "too_many_chats"
+            await v1.request("leave")
+            await trio.sleep(engine.config.visitor_grace + 1)
+            await open_chat(v3)
+
+    async def test_per_verified_visitor(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """One verified visitor's chats count together, over any number of connections."""
+        settings = ServerSettings(identity_secret=SECRET, max_chats_per_visitor=1)
+        vera = {"visitor_id": "v-1", "visitor_signature": _signed(SECRET, "v-1")}
+        async with (
+            open_gateway(engine, settings) as gw,
+            gw.agent("ann"),
+            gw.visitor() as v1,
+            gw.visitor() as v2,
+        ):
+            await v1.request("open_chat", department="sales", name="V", question="q", **vera)
+            with pytest.raises(ClientError) as err:
+                await v2.request("open_chat", department="sales", name="V", question="q", **vera)
+            assert err.value.code == "too_many_chats"
+            await v2.request("open_chat", department="sales", name="V", question="q")
+
+    async def test_resumed_connection_counts_with_its_chat(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """A connection that resumed a chat shares the limit of the connection that opened it."""
+        settings = ServerSettings(max_chats_per_connection=2)
+        async with open_gateway(engine, settings) as gw, gw.agent("ann") as ann:
+            async with gw.visitor() as v:
+                await accept(ann, await open_chat(v, question="1"))
+                await v.request("leave")
+                reply = await v.request("open_chat", department="sales", name="V", question="2")
+                await accept(ann, str(reply["chat_id"]))
+            async with gw.visitor(resume_token=reply["resume_token"]) as again:
+                assert again.hello["resumed"] is True
+                await again.request("leave")
+                with pytest.raises(ClientError) as err:
+                    await open_chat(again, question="3")
+                assert err.value.code == "too_many_chats"
+
+    def test_loopback_is_limited_unless_configured(self) -> None:
+        """The per-address key is the peer's host; loopback is exempt only when configured."""
+        limited = ServerSettings()
+        exempt = ServerSettings(limit_loopback=False)
+        assert address_key("127.0.0.1:5000", limited) == "127.0.0.1"
+        assert address_key("::1:5000", limited) == "::1"
+        assert address_key("127.0.0.1:5000", exempt) is None
+        assert address_key("::1:5000", exempt) is None
+        assert address_key("203.0.113.9:5000", exempt) == "203.0.113.9"
