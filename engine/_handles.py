@@ -273,7 +273,11 @@ class AgentConnection:
         return await self._handoff("invite", chat_id, to_agent, "", note)
 
     async def cancel_handoff(self, chat_id: str, *, kind: str = "") -> None:
-        """Withdraw this agent's pending transfer or invite (`kind` names which, "" either)."""
+        """Withdraw this agent's pending transfer or invite (`kind` names which, "" either).
+
+        A chat the agent is neither in nor offered is `not_in_chat`, whatever its handoffs.
+        """
+        await self._ask(lambda r: m.ChatInfo(agent_id=self.agent_id, chat_id=chat_id, reply=r))
         await self._ask(
             lambda r: m.CancelHandoff(agent_id=self.agent_id, chat_id=chat_id, reply=r, kind=kind)
         )
