@@ -112,6 +112,12 @@ class CannedDesk:
         """Messages newest first: all, or those visible to `departments`, or of `category`."""
         return self._call(lambda: self.book.messages(departments=departments, category=category))
 
+    def message(
+        self, message_id: str, *, departments: Collection[str] | None = None
+    ) -> CannedMessage:
+        """One message; with ``departments``, ``not_found`` unless it is visible to them."""
+        return self._call(lambda: self.book.message(message_id, departments=departments))
+
     def suggest(
         self, draft: str, *, departments: Collection[str], agent_id: str, limit: int = 10
     ) -> list[CannedMessage]:
@@ -201,9 +207,21 @@ class CannedDesk:
         self._call(self.book.delete_message, message_id)
         await self._write(_delete_messages([message_id]))
 
-    async def pick(self, message_id: str, *, agent_id: str, values: Mapping[str, str]) -> str:
-        """The agent picked a suggestion: count the use and return its text, placeholders filled."""
-        message = self._call(lambda: self.book.pick(message_id, agent_id=agent_id))
+    async def pick(
+        self,
+        message_id: str,
+        *,
+        agent_id: str,
+        values: Mapping[str, str],
+        departments: Collection[str] | None = None,
+    ) -> str:
+        """The agent picked a suggestion: count the use and return its text, placeholders filled.
+
+        With ``departments`` (the agent's), a message of another department is ``not_found``.
+        """
+        message = self._call(
+            lambda: self.book.pick(message_id, agent_id=agent_id, departments=departments)
+        )
         count = self.book.use_count(message_id, agent_id)
 
         def job(conn: sqlite3.Connection) -> None:

@@ -1575,10 +1575,8 @@ def _push_to(outlet: Outlet, event: Event) -> None:
 
 
 def _same_visitor(a: Visitor, b: Visitor) -> bool:
-    """A returning visitor is recognised by a frontend's visitor id, else by email."""
-    if a.visitor_id and b.visitor_id:
-        return a.visitor_id == b.visitor_id
-    return bool(a.email) and a.email.casefold() == b.email.casefold()
+    """A returning visitor is recognised by its verified identity only (an email is a claim)."""
+    return bool(a.visitor_id) and a.visitor_id == b.visitor_id
 
 
 def _failed_ticket(snapshot: Ticket, chat: _Chat, now: float) -> Ticket:
