@@ -40,12 +40,15 @@ so an agent added a moment ago signs in at once.
 from __future__ import annotations
 
 import errno
+import fcntl
 import gc
 import logging
 import os
 import signal
 import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -277,6 +280,29 @@ def check_db_path(db: str | os.PathLike[str]) -> str | None:
     return str(path.absolute())
 
 
+@contextmanager
+def exclusive_use(db: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the database file for one daemon: a second ``serve`` on it is a DaemonError.
+
+    Two daemons on one SQLite file would each route their own agents and silently split the desk.
+    An ``flock`` on the file says who serves it; the command line (which writes the file directly)
+    and SQLite's own locks, which are of another kind, are not affected. The descriptor stays open
+    until the daemon is done with the file: closing it earlier would also drop SQLite's locks.
+    """
+    fd = os.open(db, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DaemonError(
+                f"another helpline daemon is serving {os.fspath(db)}; stop it first, or give this "
+                "one its own --db (several daemons share one desk only over PostgreSQL)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
 async def _listen(nursery: trio.Nursery, gateway: Gateway, config: DaemonConfig) -> str:
     """Start the gateway; its URL once it listens. A port in use is a DaemonError."""
     try:
@@ -318,7 +344,7 @@ async def run_daemon(
         log.info("database_created", db=where)
     token_shown = False
     try:
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, exclusive_use(db):
             async with open_engine(config.engine, db=db, synchronous="FULL") as engine:
                 await seed_canned(engine, config.canned)
                 _tune_gc()
