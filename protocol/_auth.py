@@ -24,7 +24,7 @@ import hmac
 import secrets
 from typing import Final
 
-from engine import SqliteStore
+from engine import Store
 
 from ._frames import Role
 
@@ -66,7 +66,7 @@ def subject(role: Role, name: str) -> str:
     return f"{role.value}:{name}"
 
 
-async def issue_token(store: SqliteStore, role: Role, name: str, *, now: float) -> str:
+async def issue_token(store: Store, role: Role, name: str, *, now: float) -> str:
     """Revoke ``name``'s tokens for ``role``, store a new one's hash, and return the new token."""
     who = subject(role, name)
     token = new_token()
@@ -77,7 +77,7 @@ async def issue_token(store: SqliteStore, role: Role, name: str, *, now: float) 
     return token
 
 
-async def authenticate(store: SqliteStore, role: Role, token: str) -> str | None:
+async def authenticate(store: Store, role: Role, token: str) -> str | None:
     """The agent id or admin name that ``token`` signs in as ``role``, or None."""
     found = await store.token(hash_token(token))
     if found is None:
