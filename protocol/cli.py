@@ -45,13 +45,14 @@ from engine import (
     Agent,
     Department,
     RoutingMode,
-    SqliteStore,
+    Store,
     StoreError,
     TicketKind,
     open_store,
 )
 
 from ._auth import ADMIN_NAME, issue_token
+from ._cli_store import add_store_commands, add_store_option, file_of
 from ._daemon import LOG_FORMATS, configure_logging, run_daemon
 from ._frames import RATINGS, Role
 from ._settings import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, ConfigError, load_config
@@ -82,6 +83,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"the SQLite database file (default: ./{DEFAULT_DB}; created if missing)",
     )
+    add_store_option(parser)
 
 
 def _existing_db_option(parser: argparse.ArgumentParser) -> None:
@@ -92,6 +94,7 @@ def _existing_db_option(parser: argparse.ArgumentParser) -> None:
         help=f"the daemon's SQLite database file (default: ./{DEFAULT_DB}); it must exist, and "
         "may be in use by a running daemon",
     )
+    add_store_option(parser)
 
 
 def parse_time(text: str) -> float:
@@ -366,6 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _existing_db_option(ratings)
     ratings.set_defaults(run=_ratings)
+    add_store_commands(commands, _db_option)
     return parser
 
 
@@ -433,7 +437,7 @@ def _serve(args: argparse.Namespace) -> int:
 # -- the store ----------------------------------------------------------------------------------
 
 
-def _with_store(args: argparse.Namespace, job: Callable[[SqliteStore], Awaitable[None]]) -> int:
+def _with_store(args: argparse.Namespace, job: Callable[[Store], Awaitable[None]]) -> int:
     async def run() -> None:
         async with open_store(args.db, synchronous="FULL") as store:
             await job(store)
@@ -443,7 +447,7 @@ def _with_store(args: argparse.Namespace, job: Callable[[SqliteStore], Awaitable
 
 
 def _agent_add(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         known = {d.id for d in await store.departments()}
         missing = [d for d in args.departments if d not in known]
         if missing:
@@ -468,7 +472,7 @@ def _agent_add(args: argparse.Namespace) -> int:
 
 
 def _agent_list(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         for a in await store.agents():
             print(
                 f"{a.id}\t{a.name}\t{','.join(a.departments)}\tcapacity={a.capacity}"
@@ -479,7 +483,7 @@ def _agent_list(args: argparse.Namespace) -> int:
 
 
 def _agent_remove(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         if not any(a.id == args.id for a in await store.agents()):
             raise CommandError(f"no agent {args.id!r}")
         await store.revoke_tokens(subject=f"{Role.AGENT.value}:{args.id}")
@@ -490,7 +494,7 @@ def _agent_remove(args: argparse.Namespace) -> int:
 
 
 def _department_add(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         if any(d.id == args.id for d in await store.departments()):
             raise CommandError(f"department {args.id!r} exists already")
         if args.offer_window <= 0 or args.queue_timeout < 0 or args.queue_limit < 0:
@@ -512,7 +516,7 @@ def _department_add(args: argparse.Namespace) -> int:
 
 
 def _department_list(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         for d in await store.departments():
             print(
                 f"{d.id}\t{d.name}\t{d.routing.value}\tchat={'on' if d.chat_enabled else 'off'}"
@@ -524,7 +528,7 @@ def _department_list(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         if args.admin:
             token = await issue_token(store, Role.ADMIN, args.name, now=time.time())
         else:
@@ -541,7 +545,8 @@ def _token(args: argparse.Namespace) -> int:
 
 def _require_db(args: argparse.Namespace) -> None:
     """Refuse a database file that does not exist: reading commands never create one."""
-    if not Path(args.db).is_file():
+    path = file_of(args.db)
+    if path is not None and not Path(path).is_file():
         raise CommandError(
             f"no database file {args.db}; pass the daemon's database with --db PATH "
             f"(the file 'helpline serve --db' uses; default ./{DEFAULT_DB})"
@@ -549,7 +554,7 @@ def _require_db(args: argparse.Namespace) -> None:
 
 
 async def export_tickets(
-    store: SqliteStore,
+    store: Store,
     out: TextIO,
     filters: Mapping[str, Any],
     *,
@@ -600,7 +605,7 @@ def _tickets_export(args: argparse.Namespace) -> int:
         stdout = sys.stdout
         ascii_only = (stdout.encoding or "").lower().replace("-", "") != "utf8"
 
-        async def to_stdout(store: SqliteStore) -> None:
+        async def to_stdout(store: Store) -> None:
             try:
                 await export_tickets(
                     store,
@@ -623,7 +628,7 @@ def _tickets_export(args: argparse.Namespace) -> int:
     try:
         with partial_path.open("w", encoding="utf-8") as out:
 
-            async def to_file(store: SqliteStore) -> None:
+            async def to_file(store: Store) -> None:
                 nonlocal written
                 written = await export_tickets(
                     store, out, filters, since=args.since, until=args.until
@@ -641,7 +646,7 @@ def _tickets_export(args: argparse.Namespace) -> int:
 
 
 def _ratings(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         report = rating_report_record(await store.rating_report(since=args.since, until=args.until))
         if args.json:
             print(json.dumps({**report, "since": args.since, "until": args.until}))
