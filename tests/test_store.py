@@ -714,6 +714,7 @@ class TestConfiguration:
             with pytest.raises(NotFound):
                 await store.remove_agent("ann")
 
+
 class TestTokens:
     async def test_tokens(self, store: SqliteStore) -> None:
         """Token hashes are looked up, counted by role and revoked by subject."""
