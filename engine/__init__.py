@@ -37,7 +37,10 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._store import MAX_PAGE, SqliteStore, StoreError, open_store
+from ._store import MAX_PAGE, SqliteStore, StoreError
+from ._store_contract import Store
+from ._store_copy import CopyReport, copy_store
+from ._store_url import StoreLocation, open_store, parse_store_url
 from ._views import (
     AgentView,
     Availability,
@@ -65,6 +68,7 @@ __all__ = [
     "ChatState",
     "ChatSummary",
     "ChatView",
+    "CopyReport",
     "Department",
     "EndReason",
     "Engine",
@@ -83,7 +87,9 @@ __all__ = [
     "RoutingMode",
     "SqliteStore",
     "StatusChanged",
+    "Store",
     "StoreError",
+    "StoreLocation",
     "SystemEvent",
     "Ticket",
     "TicketKind",
@@ -91,8 +97,10 @@ __all__ = [
     "Visitor",
     "VisitorChat",
     "VisitorPanel",
+    "copy_store",
     "fill_placeholders",
     "open_engine",
     "open_store",
+    "parse_store_url",
     "query_of",
 ]

@@ -23,6 +23,7 @@ import trio
 from . import _messages as m
 from ._errors import EngineError
 from ._outbox import Outbox, Outlet
+from ._store_contract import Store
 
 log = structlog.get_logger("helpline.actors")
 
@@ -105,7 +106,7 @@ class DepartmentActor:
         department_id: str,
         inbox: trio.MemoryReceiveChannel[m.Configure],
         router: trio.MemorySendChannel[m.ToRouter],
-        store: Any,
+        store: Store,
     ) -> None:
         self.department_id = department_id
         self._inbox = inbox

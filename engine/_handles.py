@@ -22,7 +22,8 @@ from ._errors import EngineError
 from ._events import Event
 from ._outbox import Outlet
 from ._records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
-from ._store import MAX_PAGE, AlreadyRated, NotFound, SqliteStore
+from ._store import MAX_PAGE, AlreadyRated, NotFound
+from ._store_contract import Store
 from ._views import Availability, ChatSummary, VisitorPanel
 
 
@@ -48,7 +49,7 @@ async def ask(
     return result
 
 
-async def rate_chat(store: SqliteStore, chat_id: str, rating: Rating | str, comment: str) -> Ticket:
+async def rate_chat(store: Store, chat_id: str, rating: Rating | str, comment: str) -> Ticket:
     """Store a visitor's rating on the chat's ticket, once."""
     try:
         value = Rating(rating)
@@ -81,7 +82,7 @@ class VisitorChat:
         session: trio.MemorySendChannel[m.ToSession],
         outlet: Outlet,
         timeout: float,
-        store: SqliteStore,
+        store: Store,
     ) -> None:
         self.chat_id = chat_id
         self._store = store
@@ -161,7 +162,7 @@ class AgentConnection:
         outlet: Outlet,
         sessions: Mapping[str, trio.MemorySendChannel[m.ToSession]],
         timeout: float,
-        store: SqliteStore,
+        store: Store,
         directory: Directory,
     ) -> None:
         self.agent_id = agent_id

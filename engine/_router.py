@@ -87,6 +87,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
+from ._store_contract import Store
 from ._timers import Timers
 from ._views import AgentView, Availability, ChatSummary, ChatView, LiveChat, RouterView
 
@@ -209,7 +210,7 @@ class Router:
         *,
         inbox: trio.MemoryReceiveChannel[m.ToRouter],
         spawn_session: SpawnSession,
-        store: Any,
+        store: Store,
         wall: Callable[[], float],
         handoff_timeout: float,
         visitor_grace: float,

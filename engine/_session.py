@@ -31,7 +31,7 @@ Theory of operation:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import structlog
 import trio
@@ -42,6 +42,7 @@ from ._events import ChatEnded, ChatMessage, Event, Queued, SystemEvent, Typing
 from ._journal import entries_by_client_id
 from ._outbox import Outbox
 from ._records import EndReason, Entry, Ticket, TicketKind, Visitor
+from ._store_contract import Store
 
 log = structlog.get_logger("helpline.session")
 
@@ -62,7 +63,7 @@ class Session:
         inbox: trio.MemoryReceiveChannel[m.ToSession],
         router: trio.MemorySendChannel[m.ToRouter],
         visitor_outbox: Outbox,
-        store: Any,
+        store: Store,
         wall: Callable[[], float],
         store_retries: int,
         entries: Sequence[Entry] = (),
