@@ -153,7 +153,7 @@ class TestChatsWhoseTicketFails:
         """With the disk full the ended chat's ticket cannot be written: the agent's end_chat
         fails, and still the visitor and the agent get `ended` with reason `crashed`, the agent no
         longer holds the chat, and the failed ticket is stored once the disk has room."""
-        fault = Fault(monkeypatch, engine._store, "_insert_ticket", "database or disk is full")
+        fault = Fault(monkeypatch, engine._store, "insert_ticket", "database or disk is full")
         async with crashing(db_path) as (e, handles):
             ann, v = await active_chat(e, handles)
             await v.send("hello")
