@@ -28,9 +28,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
-from . import _messages as m
-from ._chatstate import ChatState
-from ._records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
+from ..actors import messages as m
+from ..model.chatstate import ChatState
+from ..model.records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
 
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS live_chats (

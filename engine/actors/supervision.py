@@ -20,9 +20,9 @@ from typing import Any
 import structlog
 import trio
 
-from . import _messages as m
-from ._errors import EngineError
-from ._outbox import Outbox, Outlet
+from ..model.errors import EngineError
+from . import messages as m
+from .outbox import Outbox, Outlet
 
 log = structlog.get_logger("helpline.actors")
 

@@ -15,7 +15,9 @@ import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from typing import ParamSpec, TypeVar
 
-from ._canned import (
+from ..model.errors import EngineError
+from ..store.sqlite_store import SqliteStore
+from .book import (
     UNCHANGED,
     CannedBook,
     CannedCategory,
@@ -27,8 +29,6 @@ from ._canned import (
     Unchanged,
     fill_placeholders,
 )
-from ._errors import EngineError
-from ._store import SqliteStore
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS canned_categories (id TEXT PRIMARY KEY, name TEXT NOT NULL)",

@@ -7,7 +7,7 @@ Theory of operation
 missing, and starts ONE writer thread that owns the only writing connection. Every write is a small
 function run in that thread; the thread groups whatever writes are waiting into one transaction
 (group commit) with a savepoint per write, so one failing write undoes only itself, and reports
-each outcome back to trio only after COMMIT returned. The mechanism lives in ``engine._sqlite``;
+each outcome back to trio only after COMMIT returned. The mechanism lives in ``store.sqlite``;
 this module is the schema and the queries.
 
 Two ways to write, for two kinds of caller (DESIGN.md, "The store is a leaf"):
@@ -31,7 +31,7 @@ hashes) and ``schema_version`` complete it. Every statement is ``CREATE ... IF N
 opening a file of an older version adds what it lacks and raises its ``schema_version``.
 
 The journal of live chats (``live_chats``, ``live_entries``, ``live_agents``) is described in
-``engine._journal``. Storing a chat's ticket deletes its live rows in the same transaction, so a
+``store.journal``. Storing a chat's ticket deletes its live rows in the same transaction, so a
 chat is always exactly one of live or ticketed.
 """
 
@@ -48,8 +48,7 @@ from typing import Any, Final
 
 import trio
 
-from . import _journal as journal
-from ._records import (
+from ..model.records import (
     Agent,
     AgentStatus,
     Department,
@@ -62,7 +61,8 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._sqlite import (
+from . import journal
+from .sqlite import (
     SYNCHRONOUS_MODES,
     Database,
     StoreBusy,
