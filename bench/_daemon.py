@@ -96,7 +96,7 @@ def helpline_unavailable() -> str | None:
 
 #: The daemon's settings for the bench: the per-connection request rate limit is lifted, since
 #: the bench measures the engine and the gateway, not the limiter; everything else is default.
-DAEMON_CONFIG = "[server]\nrate = 1000000.0\nburst = 1000000\n"
+DAEMON_CONFIG = "[server]\nrate = 1000000.0\nburst = 1000000\nlimit_loopback = false\n"
 
 
 def prepare_helpline(db: Path, n_agents: int, capacity: int) -> tuple[list[str], list[str]]:

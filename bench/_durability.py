@@ -2,22 +2,30 @@
 
 `journal` runs the in-process throughput scenario twice per round, journal on and journal off, in
 alternating order, each over a fresh SQLite file; the ratio on/off is the journal's price
-(target >= 0.7). `recovery` opens an engine, brings N chats to active (accepted, with a line each),
-stops it without ending them (as a crash would leave them), and times how long `open_engine` takes
-to be ready again with every chat restored; the baseline is the same file's start-up with no live
-chats left, measured in the same run.
+(target >= 0.7). With HELPLINE_BENCH_POSTGRES set to a PostgreSQL URL, `journal-postgresql` runs
+the same journal-on scenario with the store on PostgreSQL (a fresh schema per round), against
+SQLite's journal-on figure of the same run, and records both stores' commit latency (one line
+appended and committed, awaited one after another). `recovery` opens an engine, brings N chats to
+active (accepted, with a line each), stops it without ending them (as a crash would leave them),
+and times how long `open_engine` takes to be ready again with every chat restored; the baseline
+is the same file's start-up with no live chats left, measured in the same run.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
+import statistics
 import time
-from contextlib import AsyncExitStack
+from collections.abc import Iterator
+from contextlib import AsyncExitStack, contextmanager
 from functools import partial
 from pathlib import Path
+from urllib.parse import quote
 
 import trio
 
-from engine import Department, EngineConfig, RoutingMode, open_engine
+from engine import Department, EngineConfig, Entry, RoutingMode, open_engine, open_store
 
 from ._common import SYNCHRONOUS, Result, RunConfig, Target, progress, temp_db
 from ._inproc import _throughput, accept_all, agents_for, open_active_chats
@@ -39,7 +47,7 @@ def journal_cost(config: RunConfig) -> list[Result]:
                 )
             (on if journal else off).append(samples["helpline"][0])
     progress.done()
-    return [
+    results = [
         Result(
             name="journal",
             unit="msg/s",
@@ -50,6 +58,92 @@ def journal_cost(config: RunConfig) -> list[Result]:
             details={"chats": n_chats, "messages": n_messages, "synchronous": SYNCHRONOUS},
         )
     ]
+    server = os.environ.get(POSTGRES_ENV, "")
+    if server:
+        results.append(_journal_postgres(config, server, on, n_chats, n_agents, n_messages))
+    return results
+
+
+POSTGRES_ENV = "HELPLINE_BENCH_POSTGRES"
+
+
+@contextmanager
+def _pg_schema(server: str) -> Iterator[str]:
+    """A store URL on a fresh schema of ``server``, dropped afterwards."""
+    import psycopg
+
+    schema = f"helpline_bench_{secrets.token_hex(6)}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")  # type: ignore[arg-type]
+    try:
+        options = quote(f"-csearch_path={schema}", safe="")
+        yield f"{server}{'&' if '?' in server else '?'}options={options}"
+    finally:
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")  # type: ignore[arg-type]
+
+
+async def _commit_latency(db: str, n: int) -> list[float]:
+    """Seconds for each of ``n`` one-line appends, awaited one after another (no grouping)."""
+    took: list[float] = []
+    async with open_store(db, synchronous=SYNCHRONOUS) as store:
+        for i in range(n):
+            line = Entry(seq=i + 1, at=float(i), kind="message", author="v", text="x")
+            start = time.perf_counter()
+            await store.append_entries("chat", [line])
+            took.append(time.perf_counter() - start)
+    return took
+
+
+def _journal_postgres(
+    config: RunConfig,
+    server: str,
+    sqlite_on: list[float],
+    n_chats: int,
+    n_agents: int,
+    n_messages: int,
+) -> Result:
+    """The journal-on throughput with the store on PostgreSQL, against SQLite's of this run."""
+    samples: list[float] = []
+    n_commits = config.pick(50, 500, 2000)
+    for i in range(config.n_rounds()):
+        progress.update(f"journal: round {i + 1}, PostgreSQL")
+        with _pg_schema(server) as url:
+            got = trio.run(
+                partial(_throughput, journal=True), url, n_chats, n_agents, n_messages, 1
+            )
+        samples.append(got["helpline"][0])
+    progress.update("journal: commit latency, PostgreSQL and SQLite")
+    with _pg_schema(server) as url:
+        pg_latency = trio.run(_commit_latency, url, n_commits)
+    with temp_db() as db:
+        sqlite_latency = trio.run(_commit_latency, str(db), n_commits)
+    progress.done()
+
+    def ms(xs: list[float], q: int) -> float:
+        return round(statistics.quantiles(xs, n=100)[q - 1] * 1000, 3)
+
+    return Result(
+        name="journal-postgresql",
+        unit="msg/s",
+        samples=samples,
+        baseline_samples=sqlite_on,
+        baseline_unit="msg/s, journal on SQLite",
+        details={
+            "chats": n_chats,
+            "messages": n_messages,
+            "commits": n_commits,
+            "commit_latency_ms_p50": {
+                "postgresql": ms(pg_latency, 50),
+                "sqlite": ms(sqlite_latency, 50),
+            },
+            "commit_latency_ms_p99": {
+                "postgresql": ms(pg_latency, 99),
+                "sqlite": ms(sqlite_latency, 99),
+            },
+            "synchronous": SYNCHRONOUS,
+        },
+    )
 
 
 async def _fill(db: Path, n_chats: int) -> None:

@@ -46,7 +46,10 @@ from .model.views import (
     RouterView,
     VisitorPanel,
 )
-from .store.sqlite_store import MAX_PAGE, SqliteStore, StoreError, open_store
+from .store.contract import Store
+from .store.copy import CopyReport, copy_store
+from .store.sqlite_store import MAX_PAGE, SqliteStore, StoreError
+from .store.url import StoreLocation, open_store, parse_store_url
 
 __all__ = [
     "MAX_PAGE",
@@ -65,6 +68,7 @@ __all__ = [
     "ChatState",
     "ChatSummary",
     "ChatView",
+    "CopyReport",
     "Department",
     "EndReason",
     "Engine",
@@ -83,7 +87,9 @@ __all__ = [
     "RoutingMode",
     "SqliteStore",
     "StatusChanged",
+    "Store",
     "StoreError",
+    "StoreLocation",
     "SystemEvent",
     "Ticket",
     "TicketKind",
@@ -91,8 +97,10 @@ __all__ = [
     "Visitor",
     "VisitorChat",
     "VisitorPanel",
+    "copy_store",
     "fill_placeholders",
     "open_engine",
     "open_store",
+    "parse_store_url",
     "query_of",
 ]

@@ -31,14 +31,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import weakref
 from collections.abc import Awaitable, Callable
 from typing import Final
 
 import structlog
 
-from engine import SqliteStore
+from engine import Store
 
 from ._frames import Role
 
@@ -61,7 +60,7 @@ ADMIN_NAME: Final = "admin"
 log = structlog.get_logger("helpline.auth")
 
 CatchUp = Callable[[str], Awaitable[None]]
-_catch_ups: weakref.WeakKeyDictionary[SqliteStore, CatchUp] = weakref.WeakKeyDictionary()
+_catch_ups: weakref.WeakKeyDictionary[Store, CatchUp] = weakref.WeakKeyDictionary()
 
 
 def new_token() -> str:
@@ -86,7 +85,7 @@ def subject(role: Role, name: str) -> str:
     return f"{role.value}:{name}"
 
 
-async def issue_token(store: SqliteStore, role: Role, name: str, *, now: float) -> str:
+async def issue_token(store: Store, role: Role, name: str, *, now: float) -> str:
     """Revoke ``name``'s tokens for ``role``, store a new one's hash, and return the new token."""
     who = subject(role, name)
     token = new_token()
@@ -97,7 +96,7 @@ async def issue_token(store: SqliteStore, role: Role, name: str, *, now: float) 
     return token
 
 
-def before_agent_sign_in(store: SqliteStore, catch_up: CatchUp | None) -> None:
+def before_agent_sign_in(store: Store, catch_up: CatchUp | None) -> None:
     """Have :func:`authenticate` await ``catch_up(agent_id)`` for every valid agent token of
     ``store`` before it answers (None: no longer). A daemon uses it to pick up an agent that the
     command line added a moment ago."""
@@ -107,14 +106,7 @@ def before_agent_sign_in(store: SqliteStore, catch_up: CatchUp | None) -> None:
         _catch_ups[store] = catch_up
 
 
-def _agent_exists(agent_id: str) -> Callable[[sqlite3.Connection], bool]:
-    def select(conn: sqlite3.Connection) -> bool:
-        return conn.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is not None
-
-    return select
-
-
-async def authenticate(store: SqliteStore, role: Role, token: str) -> str | None:
+async def authenticate(store: Store, role: Role, token: str) -> str | None:
     """The agent id or admin name that ``token`` signs in as ``role``, or None.
 
     None whatever the reason; the reason is logged (``sign_in_refused``), never told the client.
@@ -135,7 +127,7 @@ async def authenticate(store: SqliteStore, role: Role, token: str) -> str | None
         catch_up = _catch_ups.get(store)
         if catch_up is not None:
             await catch_up(name)
-        if not await store.read(_agent_exists(name)):
+        if all(agent.id != name for agent in await store.agents()):
             log.info("sign_in_refused", role=role.value, agent_id=name, reason="no such agent")
             return None
     return name

@@ -112,6 +112,7 @@ class Connection:
         self.registry = gateway.registry
         self.ws = ws
         self.role: Role | None = None
+        self.peer = peer  # "host:port" of the remote end (or what the stream knows of it)
         self.log = log.bind(peer=peer)
         self.stack = AsyncExitStack()  # engine handles; unwound by the reader task
         self.close_code: int | None = None

@@ -26,7 +26,7 @@ Changes made by the command line
 --------------------------------
 ``helpline agent add``, ``department chat`` and the like write the database directly, while the
 daemon runs; after each change they call :func:`note_change`, which bumps a counter (one row of
-the ``config_changes`` table). A :class:`ChangeFollower` reads that counter once a second (one
+the store's configuration counter). A :class:`ChangeFollower` reads that counter once a second (one
 tiny read on a reader connection) and, when it moved, brings the running engine in line with the
 database through the engine's own configuration calls, the ones the admin requests use: new or
 changed departments (``add_department`` / ``update_department``), new or changed agents
@@ -40,12 +40,14 @@ so an agent added a moment ago signs in at once.
 from __future__ import annotations
 
 import errno
+import fcntl
 import gc
 import logging
 import os
 import signal
-import sqlite3
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -58,9 +60,10 @@ from engine import (
     CannedMessage,
     Engine,
     EngineError,
-    SqliteStore,
+    Store,
     StoreError,
     open_engine,
+    parse_store_url,
 )
 
 from ._auth import ADMIN_NAME, before_agent_sign_in, issue_token
@@ -141,35 +144,10 @@ async def seed_canned(engine: Engine, messages: tuple[CannedMessage, ...]) -> No
 
 # -- changes made by the command line ------------------------------------------------------------
 
-_CHANGES_TABLE: Final = (
-    "CREATE TABLE IF NOT EXISTS config_changes"
-    " (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)"
-)
 
-
-def _create_changes(conn: sqlite3.Connection) -> None:
-    conn.execute(_CHANGES_TABLE)
-
-
-def _bump(conn: sqlite3.Connection) -> None:
-    conn.execute(_CHANGES_TABLE)
-    conn.execute(
-        "INSERT INTO config_changes (id, version) VALUES (1, 1)"
-        " ON CONFLICT (id) DO UPDATE SET version = version + 1"
-    )
-
-
-def _version(conn: sqlite3.Connection) -> int:
-    try:
-        row = conn.execute("SELECT version FROM config_changes WHERE id = 1").fetchone()
-    except sqlite3.OperationalError:  # no such table: nothing was ever changed
-        return 0
-    return 0 if row is None else int(row[0])
-
-
-async def note_change(store: SqliteStore) -> None:
+async def note_change(store: Store) -> None:
     """Tell a running daemon that departments, agents or canned messages changed in ``store``."""
-    await store.write(_bump)
+    await store.note_config_change()
 
 
 def _settings_of(agent: Agent) -> tuple[object, ...]:
@@ -217,7 +195,7 @@ class ChangeFollower:
     async def catch_up(self) -> list[str]:
         """Apply what changed since the last look, if the counter moved; returns what changed."""
         async with self._lock:
-            version = await self._engine.store.read(_version)
+            version = await self._engine.store.config_version()
             if self._seen is None:
                 self._seen = version  # the engine loaded everything from the store at start
                 return []
@@ -242,7 +220,6 @@ class ChangeFollower:
         """Look every ``interval`` seconds until the scope handed to ``task_status`` is
         cancelled."""
         with trio.CancelScope() as scope:
-            await self._engine.store.write(_create_changes)
             await self.catch_up()
             before_agent_sign_in(self._engine.store, self.before_sign_in)
             task_status.started(scope)
@@ -261,9 +238,12 @@ class ChangeFollower:
 
 
 def check_db_path(db: str | os.PathLike[str]) -> str | None:
-    """None if the database file at ``db`` exists, else the full path where it will be created;
-    DaemonError if its directory does not exist."""
-    path = Path(db)
+    """None if the database file at ``db`` exists (or ``db`` is a PostgreSQL store), else the full
+    path where it will be created; DaemonError if its directory does not exist."""
+    where = parse_store_url(db)
+    if where.kind != "sqlite":
+        return None
+    path = Path(where.target)
     if path.exists():
         if path.is_dir():
             raise DaemonError(f"--db {os.fspath(db)} is a directory; name a database file")
@@ -275,6 +255,33 @@ def check_db_path(db: str | os.PathLike[str]) -> str | None:
             "does not exist (is --db mistyped?)"
         )
     return str(path.absolute())
+
+
+@contextmanager
+def exclusive_use(db: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the database file for one daemon: a second ``serve`` on it is a DaemonError.
+
+    Two daemons on one SQLite file would each route their own agents and silently split the desk.
+    An ``flock`` on the file says who serves it; the command line (which writes the file directly)
+    and SQLite's own locks, which are of another kind, are not affected. The descriptor stays open
+    until the daemon is done with the file: closing it earlier would also drop SQLite's locks.
+    """
+    where = parse_store_url(db)
+    if where.kind != "sqlite":  # several daemons on one PostgreSQL is a later capability
+        yield
+        return
+    fd = os.open(where.target, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DaemonError(
+                f"another helpline daemon is serving {where}; stop it first, or give this "
+                "one its own --db (several daemons share one desk only over PostgreSQL)"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 async def _listen(nursery: trio.Nursery, gateway: Gateway, config: DaemonConfig) -> str:
@@ -318,7 +325,7 @@ async def run_daemon(
         log.info("database_created", db=where)
     token_shown = False
     try:
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, exclusive_use(db):
             async with open_engine(config.engine, db=db, synchronous="FULL") as engine:
                 await seed_canned(engine, config.canned)
                 _tune_gc()
@@ -350,4 +357,4 @@ async def run_daemon(
                 flush=True,
             )
         raise
-    log.info("daemon_stopped", db=os.fspath(db))
+    log.info("daemon_stopped", store=str(parse_store_url(db)))

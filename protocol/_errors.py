@@ -67,6 +67,10 @@ SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
             "does not exist."
         ),
         "rate_limited": "Too many requests; slow down and retry later.",
+        "too_many_chats": (
+            "Too many open chats: per connection, per verified visitor or per address (SPEC.md "
+            "section 11); end one, or wait until one ends. The connection stays open."
+        ),
         "stale_offer": "The offer expired, was withdrawn or was declined before this answer.",
         "offer_taken": "Another agent accepted the offer first.",
         "not_your_offer": "The offer was addressed to another agent.",

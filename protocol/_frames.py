@@ -287,6 +287,7 @@ _TABLE: Final = (
         string("os?"),
         string("location?"),
         string("visitor_id?"),
+        string("visitor_signature?", 128),
     ),
     _req(
         "send",

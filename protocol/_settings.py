@@ -105,6 +105,19 @@ class ServerSettings:
     close_timeout: float = 5.0
     #: Seconds a shutdown waits for connections to close before it drops them.
     shutdown_timeout: float = 10.0
+    #: Live chats one visitor connection may have opened at once (a connection that resumed a
+    #: chat shares the count of the connection that opened it); 0: no limit.
+    max_chats_per_connection: int = 3
+    #: Live chats one verified visitor id may have at once, over all its connections; 0: no limit.
+    max_chats_per_visitor: int = 3
+    #: Live chats opened from one remote address (IP) at once; 0: no limit.
+    max_chats_per_address: int = 20
+    #: Whether the per-address limit applies to loopback addresses too (a local reverse proxy
+    #: makes every visitor come from loopback: set false there, or raise the limit).
+    limit_loopback: bool = True
+    #: The secret the embedding site signs visitor ids with (HMAC-SHA256, SPEC.md section 11);
+    #: empty: no visitor id is verified, so no visitor's history is linked across chats.
+    identity_secret: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:
@@ -123,6 +136,9 @@ class ServerSettings:
                 raise ConfigError(f"{name} must be a positive number of seconds, not {value}")
         if self.outbound_queue < 1 or self.burst < 1:
             raise ConfigError("outbound_queue and burst must be at least 1")
+        for name in ("max_chats_per_connection", "max_chats_per_visitor", "max_chats_per_address"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 (no limit) or more")
 
     @property
     def max_frame_size(self) -> int:

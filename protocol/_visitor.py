@@ -29,24 +29,173 @@ chat is refused as ``unauthorized``.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import ipaddress
+import itertools
+import weakref
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import trio
 
-from engine import ChatEnded, EngineError, Visitor, VisitorChat
+from engine import ChatEnded, Engine, EngineError, Visitor, VisitorChat
 
 from ._auth import hash_token, new_resume_token
 from ._codec import encode_event
 from ._frames import Request
-from ._registry import ChatFacts
+from ._registry import ChatFacts, Registry
+from ._settings import ServerSettings
 from ._wire import Fields
 
 if TYPE_CHECKING:
     from ._connection import Connection
 
-__all__ = ["VisitorRole", "open_visitor"]
+__all__ = [
+    "ChatLimits",
+    "VisitorRole",
+    "address_key",
+    "open_visitor",
+    "sign_visitor_id",
+    "verify_visitor_id",
+]
+
+_CONNECTIONS: Final = itertools.count(1)
+
+
+def sign_visitor_id(secret: str, visitor_id: str) -> str:
+    """The signature an embedding site gives a visitor id: HMAC-SHA256 with the shared secret,
+    over the id's UTF-8 bytes, as lower-case hex (SPEC.md section 11)."""
+    return hmac.new(secret.encode(), visitor_id.encode(), hashlib.sha256).hexdigest()
+
+
+def verify_visitor_id(secret: str, visitor_id: str, signature: str) -> bool:
+    """Whether ``signature`` is the site's signature of ``visitor_id`` (never without a secret)."""
+    if not (secret and visitor_id and signature):
+        return False
+    expected = sign_visitor_id(secret, visitor_id).encode()
+    return hmac.compare_digest(expected, signature.lower().encode())  # bytes: any text compares
+
+
+def address_key(peer: str, settings: ServerSettings) -> str | None:
+    """The key a peer's chats are counted under for the per-address limit, or None if exempt.
+
+    ``peer`` is ``host:port`` (or a word, such as ``memory`` for an in-memory stream, which is
+    counted as one address); loopback hosts are exempt when ``limit_loopback`` is off.
+    """
+    host = peer.rsplit(":", 1)[0] if ":" in peer else peer
+    host = host.strip("[]")
+    if not settings.limit_loopback:
+        try:
+            if ipaddress.ip_address(host).is_loopback:
+                return None
+        except ValueError:
+            pass
+    return host
+
+
+class ChatLimits:
+    """Live chats opened per connection, per verified visitor and per address, for one gateway.
+
+    Each key (``conn:``, ``visitor:`` or ``addr:`` followed by what it counts) holds the ids of
+    the chats opened under it that may still be live. A chat is forgotten when a connection sees
+    it end; chats whose end nobody saw (their connection closed) are found when a key reaches
+    its limit, by asking the engine about each of that key's chats, and by a sweep of every key
+    when the number of chats held has doubled since the last one. So the fast path takes no
+    engine round trip, and memory stays proportional to the live chats.
+
+    Admission is a reservation: ``reserve`` checks every key and counts the chat against each
+    before the chat is opened (no await between the check and the count, so concurrent
+    ``open_chat`` requests cannot pass a limit together); ``commit`` records the chat's id, and
+    ``release`` gives the reservation back if the chat was not opened.
+    """
+
+    def __init__(self) -> None:
+        self._chats: dict[str, set[str]] = {}
+        self._pending: dict[str, int] = {}
+        self._origin: dict[str, str] = {}  # chat id -> the connection key it was opened under
+        self._next_sweep = 256
+
+    def origin(self, chat_id: str) -> str | None:
+        """The connection key a chat was opened under (for a connection that resumes it)."""
+        return self._origin.get(chat_id)
+
+    async def reserve(self, engine: Engine, limits: Sequence[tuple[str, int]]) -> list[str]:
+        """Count one chat against each ``(key, limit)`` (limit 0: none), or ``too_many_chats``."""
+        limits = [(key, limit) for key, limit in limits if limit > 0]
+        if sum(len(chats) for chats in self._chats.values()) >= self._next_sweep:
+            await self._sweep(engine)
+        for key, limit in limits:
+            if self._count(key) >= limit:
+                await self._prune(engine, key)
+        for key, limit in limits:
+            if self._count(key) >= limit:
+                what = key.split(":", 1)[0]
+                raise EngineError(
+                    "too_many_chats",
+                    f"at most {limit} open chats per {_WHAT[what]}; end one first",
+                )
+        keys = [key for key, _ in limits]
+        for key in keys:
+            self._pending[key] = self._pending.get(key, 0) + 1
+        return keys
+
+    def commit(self, keys: Sequence[str], chat_id: str, origin: str) -> None:
+        self.release(keys)
+        for key in keys:
+            self._chats.setdefault(key, set()).add(chat_id)
+        self._origin[chat_id] = origin
+
+    def release(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            left = self._pending[key] - 1
+            if left:
+                self._pending[key] = left
+            else:
+                del self._pending[key]
+
+    def forget(self, chat_id: str) -> None:
+        """The chat ended."""
+        self._origin.pop(chat_id, None)
+        for key in [k for k, chats in self._chats.items() if chat_id in chats]:
+            self._drop(key, chat_id)
+
+    def _count(self, key: str) -> int:
+        return len(self._chats.get(key, ())) + self._pending.get(key, 0)
+
+    def _drop(self, key: str, chat_id: str) -> None:
+        chats = self._chats.get(key)
+        if chats is not None:
+            chats.discard(chat_id)
+            if not chats:
+                del self._chats[key]
+
+    async def _prune(self, engine: Engine, key: str) -> None:
+        for chat_id in list(self._chats.get(key, ())):
+            if await engine.chat_view(chat_id) is None:
+                self.forget(chat_id)
+
+    async def _sweep(self, engine: Engine) -> None:
+        live = {chat.chat_id for chat in await engine.live_chats()}
+        for key, chats in list(self._chats.items()):
+            for chat_id in chats - live:
+                self._origin.pop(chat_id, None)
+                self._drop(key, chat_id)
+        self._next_sweep = max(256, 2 * sum(len(c) for c in self._chats.values()))
+
+
+_WHAT: Final = {"conn": "connection", "visitor": "visitor", "addr": "address"}
+_LIMITS: weakref.WeakKeyDictionary[Registry, ChatLimits] = weakref.WeakKeyDictionary()
+
+
+def chat_limits(registry: Registry) -> ChatLimits:
+    """The chat limits of the gateway that ``registry`` belongs to (one per gateway)."""
+    limits = _LIMITS.get(registry)
+    if limits is None:
+        limits = _LIMITS[registry] = ChatLimits()
+    return limits
 
 
 @dataclass(slots=True, eq=False)
@@ -85,6 +234,8 @@ class VisitorRole:
         self._chat: _Chat | None = None
         self._seq = 0  # the chat's last sequence number, for chat_opened
         self._rateable = ""  # the chat that ended last, which the visitor may rate
+        self._limits = chat_limits(conn.registry)
+        self._limit_key = f"conn:{next(_CONNECTIONS)}"  # or, once resumed, the chat's opener's
         conn.stack.push_async_callback(self._drop_chat)
         self._handlers = {
             "open_chat": self._open_chat,
@@ -129,6 +280,7 @@ class VisitorRole:
                 async for event in chat.handle.events():
                     if isinstance(event, ChatEnded):
                         chat.ended = True
+                        self._limits.forget(chat.chat_id)
                         self._rateable = chat.chat_id
                         self._registry.forget_chat(chat.chat_id)
                         conn.log.info("chat_ended", reason=event.reason)
@@ -166,6 +318,7 @@ class VisitorRole:
             self._registry.forget_chat(chat_id)
             return False
         self._seq = replay[-1].seq if replay else last_seq
+        self._limit_key = self._limits.origin(chat_id) or self._limit_key
         self._chat = _Chat(
             chat_id=chat_id,
             department=facts.department,
@@ -185,15 +338,23 @@ class VisitorRole:
         await self._drop_chat()
         department = request.require("department", str)
         question = request.require("question", str)
+        claimed = request.get("visitor_id", str, "")
+        verified = verify_visitor_id(
+            self._conn.settings.identity_secret,
+            claimed,
+            request.get("visitor_signature", str, ""),
+        )
         visitor = Visitor(
             name=request.require("name", str),
             email=request.get("email", str, ""),
             browser=request.get("browser", str, ""),
             os=request.get("os", str, ""),
             location=request.get("location", str, ""),
-            visitor_id=request.get("visitor_id", str, ""),
+            visitor_id=claimed if verified else "",
+            claimed_id="" if verified else claimed,
         )
         await self._registry.sweep_if_due(self._engine)
+        reserved = await self._limits.reserve(self._engine, self._chat_limits(visitor))
         token = new_resume_token()  # its hash is journaled with the chat: it survives a restart
         stack = AsyncExitStack()
         try:
@@ -206,8 +367,10 @@ class VisitorRole:
                 )
             )
         except BaseException:
+            self._limits.release(reserved)
             await stack.aclose()
             raise
+        self._limits.commit(reserved, handle.chat_id, self._limit_key)
         self._registry.add_chat(
             ChatFacts(
                 chat_id=handle.chat_id,
@@ -232,6 +395,17 @@ class VisitorRole:
         # chat_opened and the pump start on the next tick, after the reply.
         self._conn.start_soon(self._start_later, chat)
         return {"chat_id": chat.chat_id, "resume_token": token, "seq": 0}
+
+    def _chat_limits(self, visitor: Visitor) -> list[tuple[str, int]]:
+        """The limits a new chat counts against (SPEC.md section 11, "Limits on open chats")."""
+        settings = self._conn.settings
+        limits = [(self._limit_key, settings.max_chats_per_connection)]
+        if visitor.visitor_id:  # verified
+            limits.append((f"visitor:{visitor.visitor_id}", settings.max_chats_per_visitor))
+        address = address_key(self._conn.peer, settings)
+        if address is not None:
+            limits.append((f"addr:{address}", settings.max_chats_per_address))
+        return limits
 
     async def _start_later(self, chat: _Chat) -> None:
         if self._chat is chat:

@@ -210,7 +210,8 @@ def visitor_record(visitor: Visitor, *, with_id: bool = True) -> Fields:
         "location": visitor.location,
     }
     if with_id:
-        fields["visitor_id"] = visitor.visitor_id
+        fields["visitor_id"] = visitor.visitor_id or visitor.claimed_id
+        fields["verified"] = bool(visitor.visitor_id)
     return fields
 
 

@@ -55,13 +55,14 @@ from engine import (
     Department,
     EngineError,
     RoutingMode,
-    SqliteStore,
+    Store,
     StoreError,
     TicketKind,
     open_store,
 )
 
 from ._auth import ADMIN_NAME, issue_token
+from ._cli_store import add_store_commands, add_store_option, file_of
 from ._daemon import (
     LOG_FORMATS,
     NEW_TOKEN_HINT,
@@ -102,6 +103,7 @@ def _db_option(parser: argparse.ArgumentParser) -> None:
         help=f"the SQLite database file (default: ./{DEFAULT_DB}); created if missing, but its "
         "directory must exist",
     )
+    add_store_option(parser)
 
 
 def _existing_db_option(parser: argparse.ArgumentParser) -> None:
@@ -112,6 +114,7 @@ def _existing_db_option(parser: argparse.ArgumentParser) -> None:
         help=f"the daemon's SQLite database file (default: ./{DEFAULT_DB}); it must exist "
         "('helpline serve' creates it), and may be in use by a running daemon",
     )
+    add_store_option(parser)
 
 
 def parse_time(text: str) -> float:
@@ -436,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _existing_db_option(ratings)
     ratings.set_defaults(run=_ratings)
+    add_store_commands(commands, _db_option)
     return parser
 
 
@@ -615,7 +619,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _with_store(
     args: argparse.Namespace,
-    job: Callable[[SqliteStore], Awaitable[None]],
+    job: Callable[[Store], Awaitable[None]],
     *,
     changes: bool = False,
 ) -> int:
@@ -633,7 +637,7 @@ def _with_store(
 
 
 def _agent_add(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         known = {d.id for d in await store.departments()}
         missing = [d for d in args.departments if d not in known]
         if missing:
@@ -658,7 +662,7 @@ def _agent_add(args: argparse.Namespace) -> int:
 
 
 def _agent_list(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         for a in await store.agents():
             print(
                 f"{a.id}\t{a.name}\t{','.join(a.departments)}\tcapacity={a.capacity}"
@@ -669,7 +673,7 @@ def _agent_list(args: argparse.Namespace) -> int:
 
 
 def _agent_remove(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         if not any(a.id == args.id for a in await store.agents()):
             raise CommandError(f"no agent {args.id!r}")
         await store.revoke_tokens(subject=f"{Role.AGENT.value}:{args.id}")
@@ -680,7 +684,7 @@ def _agent_remove(args: argparse.Namespace) -> int:
 
 
 def _department_add(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         if any(d.id == args.id for d in await store.departments()):
             raise CommandError(f"department {args.id!r} exists already")
         if args.offer_window <= 0 or args.queue_timeout < 0 or args.queue_limit < 0:
@@ -702,7 +706,7 @@ def _department_add(args: argparse.Namespace) -> int:
 
 
 def _department_list(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         for d in await store.departments():
             print(
                 f"{d.id}\t{d.name}\t{d.routing.value}\tchat={'on' if d.chat_enabled else 'off'}"
@@ -713,7 +717,7 @@ def _department_list(args: argparse.Namespace) -> int:
     return _with_store(args, job)
 
 
-async def _stored_department(store: SqliteStore, dept_id: str) -> Department:
+async def _stored_department(store: Store, dept_id: str) -> Department:
     found = next((d for d in await store.departments() if d.id == dept_id), None)
     if found is None:
         raise CommandError(f"no department {dept_id!r} ('helpline department list' lists them)")
@@ -721,7 +725,7 @@ async def _stored_department(store: SqliteStore, dept_id: str) -> Department:
 
 
 def _department_chat(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         old = await _stored_department(store, args.id)
         await store.save_department(dataclasses.replace(old, chat_enabled=args.state == "on"))
         print(f"department {args.id}: chat {args.state}")
@@ -756,7 +760,7 @@ def _department_set(args: argparse.Namespace) -> int:
     if args.name is not None and not args.name.strip():
         raise CommandError("--name must not be empty")
 
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         old = await _stored_department(store, args.id)
         await store.save_department(dataclasses.replace(old, **changes))
         print(f"changed department {args.id}")
@@ -768,9 +772,9 @@ def _department_set(args: argparse.Namespace) -> int:
 
 
 def _with_canned(
-    args: argparse.Namespace, job: Callable[[SqliteStore, CannedDesk], Awaitable[None]]
+    args: argparse.Namespace, job: Callable[[Store, CannedDesk], Awaitable[None]]
 ) -> int:
-    async def run(store: SqliteStore) -> None:
+    async def run(store: Store) -> None:
         try:
             await job(store, await CannedDesk.open(store, time.time))
         except EngineError as exc:
@@ -787,7 +791,7 @@ def _check_canned_category(desk: CannedDesk, category_id: str) -> None:
         )
 
 
-async def _check_canned_department(store: SqliteStore, department: str | None) -> None:
+async def _check_canned_department(store: Store, department: str | None) -> None:
     if department is not None:
         await _stored_department(store, department)
 
@@ -800,7 +804,7 @@ def _canned_message(desk: CannedDesk, message_id: str) -> CannedMessage:
 
 
 def _canned_category_add(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+    async def job(store: Store, desk: CannedDesk) -> None:
         if args.id and any(c.id == args.id for c in desk.categories()):
             raise CommandError(f"canned category {args.id!r} exists already")
         category = await desk.add_category(args.name, category_id=args.id)
@@ -810,7 +814,7 @@ def _canned_category_add(args: argparse.Namespace) -> int:
 
 
 def _canned_category_list(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+    async def job(store: Store, desk: CannedDesk) -> None:
         for c in sorted(desk.categories(), key=lambda c: c.id):
             held = len(desk.messages(category=c.id))
             print(f"{c.id}\t{c.name}\t{held} message{'' if held == 1 else 's'}")
@@ -819,7 +823,7 @@ def _canned_category_list(args: argparse.Namespace) -> int:
 
 
 def _canned_category_remove(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+    async def job(store: Store, desk: CannedDesk) -> None:
         _check_canned_category(desk, args.id)
         held = len(desk.messages(category=args.id))
         if args.move_to is not None:
@@ -840,7 +844,7 @@ def _canned_category_remove(args: argparse.Namespace) -> int:
 
 
 def _canned_add(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+    async def job(store: Store, desk: CannedDesk) -> None:
         if args.id and any(m.id == args.id for m in desk.messages()):
             raise CommandError(f"canned message {args.id!r} exists already")
         _check_canned_category(desk, args.category)
@@ -854,7 +858,7 @@ def _canned_add(args: argparse.Namespace) -> int:
 
 
 def _canned_list(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+    async def job(store: Store, desk: CannedDesk) -> None:
         if args.category is not None:
             _check_canned_category(desk, args.category)
         await _check_canned_department(store, args.department)
@@ -867,7 +871,7 @@ def _canned_list(args: argparse.Namespace) -> int:
 
 
 def _canned_edit(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+    async def job(store: Store, desk: CannedDesk) -> None:
         _canned_message(desk, args.id)
         if args.text is None and args.category is None and args.department is None:
             if not args.shared:
@@ -889,7 +893,7 @@ def _canned_edit(args: argparse.Namespace) -> int:
 
 
 def _canned_remove(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore, desk: CannedDesk) -> None:
+    async def job(store: Store, desk: CannedDesk) -> None:
         _canned_message(desk, args.id)
         await desk.delete_message(args.id)
         print(f"removed canned message {args.id}")
@@ -901,7 +905,7 @@ def _canned_remove(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         if args.admin:
             token = await issue_token(store, Role.ADMIN, args.name, now=time.time())
         else:
@@ -918,7 +922,8 @@ def _token(args: argparse.Namespace) -> int:
 
 def _require_db(args: argparse.Namespace) -> None:
     """Refuse a database file that does not exist: only ``serve`` creates one."""
-    if not Path(args.db).is_file():
+    path = file_of(args.db)
+    if path is not None and not Path(path).is_file():
         raise CommandError(
             f"no database file {args.db}; pass the daemon's database with --db PATH "
             f"(the file 'helpline serve --db' uses; default ./{DEFAULT_DB}), or run "
@@ -927,7 +932,7 @@ def _require_db(args: argparse.Namespace) -> None:
 
 
 async def export_tickets(
-    store: SqliteStore,
+    store: Store,
     out: TextIO,
     filters: Mapping[str, Any],
     *,
@@ -978,7 +983,7 @@ def _tickets_export(args: argparse.Namespace) -> int:
         stdout = sys.stdout
         ascii_only = (stdout.encoding or "").lower().replace("-", "") != "utf8"
 
-        async def to_stdout(store: SqliteStore) -> None:
+        async def to_stdout(store: Store) -> None:
             try:
                 await export_tickets(
                     store,
@@ -1001,7 +1006,7 @@ def _tickets_export(args: argparse.Namespace) -> int:
     try:
         with partial_path.open("w", encoding="utf-8") as out:
 
-            async def to_file(store: SqliteStore) -> None:
+            async def to_file(store: Store) -> None:
                 nonlocal written
                 written = await export_tickets(
                     store, out, filters, since=args.since, until=args.until
@@ -1019,7 +1024,7 @@ def _tickets_export(args: argparse.Namespace) -> int:
 
 
 def _ratings(args: argparse.Namespace) -> int:
-    async def job(store: SqliteStore) -> None:
+    async def job(store: Store) -> None:
         report = rating_report_record(await store.rating_report(since=args.since, until=args.until))
         if args.json:
             print(json.dumps({**report, "since": args.since, "until": args.until}))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +10,8 @@ import trio
 from trio.testing import MockClock
 
 from engine import Agent, Department, Engine, EngineConfig, RoutingMode, open_engine
+
+from .postgres import fresh_schema
 
 DEPARTMENTS = (
     Department(id="sales", name="Sales", offer_window=30, queue_timeout=120, queue_limit=3),
@@ -53,3 +55,20 @@ async def engine(config: EngineConfig, db_path: Path) -> AsyncIterator[Engine]:
     assert isinstance(trio.lowlevel.current_clock(), MockClock), "add autojump_clock to the test"
     async with open_engine(config, db=db_path, synchronous="NORMAL") as e:
         yield e
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL store URL on a fresh schema (skips without HELPLINE_TEST_POSTGRES)."""
+    with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL for each implementation: a SQLite file, and a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite://{tmp_path / 'helpline.db'}"
+    else:
+        with fresh_schema() as url:
+            yield url

@@ -17,7 +17,7 @@ from engine import open_store
 from protocol import Client, ClientClosed, ClientError, connect
 from protocol._auth import hash_token, new_token
 
-DEADLINE = 20.0
+DEADLINE = 60.0  # a safety net for real processes on a busy machine, not a timing check
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +194,25 @@ class TestStart:
         log = running.log.read_text()
         assert str(tmp_path / "helpline.db") in log
         assert "database_created" in log
+
+    def test_a_second_daemon_on_one_file_is_refused(self, tmp_path: Path) -> None:
+        """A second ``serve`` on a database another daemon serves exits 1 and says so; the first
+        one goes on serving."""
+        first = start_daemon(tmp_path)
+        try:
+            done = subprocess.run(
+                helpline("serve", "--port", "0", "--db", str(first.db)),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert 1 == done.returncode
+            assert f"another helpline daemon is serving {first.db}" in done.stderr
+            assert "Traceback" not in done.stderr
+            assert first.process.poll() is None
+        finally:
+            assert 0 == first.stop()
 
     def test_a_missing_directory_is_a_usage_error(self, tmp_path: Path) -> None:
         """``serve --db`` into a directory that does not exist exits 2 and creates nothing."""

@@ -10,6 +10,7 @@ from engine import Engine, EngineError, TicketKind, Visitor
 from protocol import Client, ClientClosed, ClientError, ServerSettings
 from protocol._agent import AgentRole
 from protocol._registry import ChatFacts, Registry
+from protocol._visitor import sign_visitor_id
 
 from .gateway_harness import (
     Harness,
@@ -495,17 +496,32 @@ class TestAgent:
                 await refused("not_found", ann.request("available_agents", department="mars"))
 
     async def test_visitor_panel(self, engine: Engine, autojump_clock: MockClock) -> None:
-        """The panel shows the chat and the visitor's earlier tickets, newest first."""
-        async with open_gateway(engine) as gw, gw.agent("ann") as ann:
+        """The panel shows the chat and the earlier tickets of a visitor whose id the site
+        signed, newest first."""
+        settings = ServerSettings(identity_secret="site-secret")
+        signed = {"visitor_id": "v-7", "visitor_signature": sign_visitor_id("site-secret", "v-7")}
+
+        async def open_signed(v: Client, question: str) -> str:
+            reply = await v.request(
+                "open_chat",
+                department="sales",
+                name="Vera",
+                email="vera@example.com",
+                question=question,
+                **signed,
+            )
+            return str(reply["chat_id"])
+
+        async with open_gateway(engine, settings) as gw, gw.agent("ann") as ann:
             earlier = []
             for question in ("first", "second"):
                 async with gw.visitor() as v:
-                    chat_id = await open_chat(v, question=question)
+                    chat_id = await open_signed(v, question)
                     await accept(ann, chat_id)
                     await ann.request("end_chat", chat_id=chat_id)
                     earlier.append(chat_id)
             async with gw.visitor() as v:
-                chat_id = await open_chat(v, question="third")
+                chat_id = await open_signed(v, "third")
                 await accept(ann, chat_id)
                 await v.request("send", text="hello")
                 panel = await ann.request("visitor_panel", chat_id=chat_id)

@@ -1,7 +1,8 @@
 """Restarts: every live chat comes back as it was, passed deadlines fire once, nothing twice.
 
 Each test builds chats in an engine, leaves it the way a crash would (`end_chats_on_exit=False`:
-no chat is ended, the actors are cancelled), and opens a new engine on the same file. Handles of the
+no chat is ended, the actors are cancelled), and opens a new engine on the same store. Every test
+runs on SQLite and on PostgreSQL (skipped without HELPLINE_TEST_POSTGRES). Handles of the
 crashed engine are closed only after it is gone, so nothing they say reaches it.
 """
 
@@ -11,7 +12,6 @@ import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 import trio
@@ -36,6 +36,7 @@ from engine import (
     VisitorChat,
     open_engine,
     open_store,
+    parse_store_url,
 )
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
@@ -65,7 +66,7 @@ CONFIG = EngineConfig(
 
 @asynccontextmanager
 async def crashing(
-    db: Path, config: EngineConfig = CONFIG
+    db: str, config: EngineConfig = CONFIG
 ) -> AsyncIterator[tuple[Engine, AsyncExitStack]]:
     """An engine that is left as a crash leaves it; handles on the stack close after it."""
     async with AsyncExitStack() as handles:
@@ -75,7 +76,7 @@ async def crashing(
             yield engine, handles
 
 
-async def all_tickets(db: Path) -> dict[str, list[Ticket]]:
+async def all_tickets(db: str) -> dict[str, list[Ticket]]:
     async with open_store(db) as store:
         tickets = await store.tickets(limit=1000)
     by_chat: dict[str, list[Ticket]] = {}
@@ -84,7 +85,15 @@ async def all_tickets(db: Path) -> dict[str, list[Ticket]]:
     return by_chat
 
 
-async def integrity(db: Path) -> list[tuple[str]]:
+@pytest.fixture
+def db_path(store_url: str) -> str:
+    """The store under test: a SQLite file, or a fresh PostgreSQL schema."""
+    return store_url
+
+
+async def integrity(db: str) -> list[tuple[str]]:
+    if parse_store_url(db).kind != "sqlite":
+        return [("ok",)]  # the server keeps its own pages; there is no file here to check
     async with open_store(db) as store:
         rows: list[tuple[str]] = await store.read(
             lambda c: c.execute("PRAGMA integrity_check").fetchall()
@@ -180,7 +189,7 @@ def same_ownership(before: RouterView, after: RouterView) -> None:
 
 
 class TestRestart:
-    async def test_every_state_comes_back(self, db_path: Path, autojump_clock: MockClock) -> None:
+    async def test_every_state_comes_back(self, db_path: str, autojump_clock: MockClock) -> None:
         """Owner, members, offers, queue order and transcript of every chat are as they were."""
         async with crashing(db_path) as (engine, handles):
             w = await every_state(engine, handles)
@@ -205,7 +214,7 @@ class TestRestart:
         assert await integrity(db_path) == [("ok",)]
 
     async def test_passed_deadlines_fire_once_at_start(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """Deadlines that passed while the engine was down fire at start, once; others keep."""
         async with crashing(db_path) as (engine, handles):
@@ -251,7 +260,7 @@ class TestRestart:
         assert await integrity(db_path) == [("ok",)]
 
     async def test_shutdown_after_restart_tickets_every_chat_once(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """A restored engine that shuts down normally writes one ticket per chat, lines intact."""
         async with crashing(db_path) as (engine, handles):
@@ -277,7 +286,7 @@ class TestRestart:
 
 class TestReconnect:
     async def test_visitor_resumes_from_last_seq_and_resends_once(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """resume_chat works for a restored chat; a message resent with its id is not repeated."""
         async with crashing(db_path) as (engine, handles):
@@ -304,7 +313,7 @@ class TestReconnect:
         assert texts == ["first", "answer one", "answer two", "second"]
 
     async def test_live_chats_keep_their_resume_key(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """What a frontend gave open_chat comes back with the chat, for a restarted gateway."""
         visitor = Visitor(name="Vi", email="vi@example.com")
@@ -322,7 +331,7 @@ class TestReconnect:
             assert await engine.live_chats() == (before,)
 
     async def test_agent_reconnects_within_grace(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """An agent back within its grace is told its chats and keeps them; its offer is shown
         again with what is left of its window, and can be accepted."""
@@ -356,7 +365,7 @@ class TestReconnect:
                 assert second.chat_id not in view.chats  # its offer ran out: a missed chat
                 await ann.send(first.chat_id, "still here")
 
-    async def test_restored_offer_accepted(self, db_path: Path, autojump_clock: MockClock) -> None:
+    async def test_restored_offer_accepted(self, db_path: str, autojump_clock: MockClock) -> None:
         """An offer restored at start is the same offer: accepting it takes the chat."""
         async with crashing(db_path) as (engine, handles):
             ann = await handles.enter_async_context(engine.connect_agent("ann"))
@@ -372,7 +381,7 @@ class TestReconnect:
             check_invariants(view)
 
     async def test_agent_not_back_loses_chats_after_grace(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """An agent that does not come back within its grace has its chats requeued."""
         async with crashing(db_path) as (engine, handles):
@@ -392,7 +401,7 @@ class TestReconnect:
                 assert (view.chats[v.chat_id].state, view.agents["ann"].load) == ("queued", 0)
 
     async def test_new_chats_queue_while_agents_come_back(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """Right after a restart nobody is connected: a new chat waits instead of being missed,
         and is offered once an agent connects."""
@@ -414,7 +423,7 @@ class TestReconnect:
 
 class TestUnrestorable:
     async def test_broken_chats_become_failed_tickets(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """A record that does not parse, one naming a department that is gone, and lines with no
         record each become a FAILED ticket with every line left; the other chats come back."""
@@ -458,7 +467,7 @@ class TestUnrestorable:
 
 class TestJournalOff:
     async def test_nothing_journaled_and_nothing_restored(
-        self, db_path: Path, autojump_clock: MockClock
+        self, db_path: str, autojump_clock: MockClock
     ) -> None:
         """With the journal off, chats work as before, the journal stays empty, and a crash
         loses the live chats (the trade the flag is for)."""

@@ -10,7 +10,12 @@ from engine import Engine, EngineError, TicketKind, Visitor
 from .helpers import offer_for, settle
 
 MINA = Visitor(
-    name="Mina", email="Mina@Example.com", browser="Firefox", os="Linux", location="Osaka"
+    name="Mina",
+    email="Mina@Example.com",
+    browser="Firefox",
+    os="Linux",
+    location="Osaka",
+    visitor_id="u-mina",  # the embedding application signed her in
 )
 
 
@@ -29,12 +34,13 @@ class TestVisitorPanel:
     async def test_panel_shows_visitor_and_history(
         self, engine: Engine, autojump_clock: MockClock
     ) -> None:
-        """The panel has the visitor's details and recent chats and tickets, newest first."""
+        """The panel has the visitor's details and recent chats and tickets (linked by the
+        verified visitor id), newest first."""
         first = await finished_chat(engine, "ann", "shipping", MINA)
         second = await finished_chat(engine, "ann", "returns", MINA)
         async with engine.connect_agent("ann") as ann:
             await ann.set_status("online")
-            again = Visitor(name="Mina", email="mina@example.com", browser="Chrome")
+            again = Visitor(name="Mina", browser="Chrome", visitor_id="u-mina")
             async with engine.open_chat(department="sales", question="invoice", visitor=again) as v:
                 offer = await offer_for(ann, v.chat_id)
                 panel = await ann.visitor_panel(v.chat_id)  # offered, not yet accepted: allowed

@@ -31,7 +31,7 @@ Theory of operation:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import structlog
 import trio
@@ -39,6 +39,7 @@ import trio
 from ..model.errors import EngineError
 from ..model.events import ChatEnded, ChatMessage, Event, Queued, SystemEvent, Typing
 from ..model.records import EndReason, Entry, Ticket, TicketKind, Visitor
+from ..store.contract import Store
 from ..store.journal import entries_by_client_id
 from . import messages as m
 from .outbox import Outbox
@@ -62,7 +63,7 @@ class Session:
         inbox: trio.MemoryReceiveChannel[m.ToSession],
         router: trio.MemorySendChannel[m.ToRouter],
         visitor_outbox: Outbox,
-        store: Any,
+        store: Store,
         wall: Callable[[], float],
         store_retries: int,
         entries: Sequence[Entry] = (),

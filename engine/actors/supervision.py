@@ -21,6 +21,7 @@ import structlog
 import trio
 
 from ..model.errors import EngineError
+from ..store.contract import Store
 from . import messages as m
 from .outbox import Outbox, Outlet
 
@@ -105,7 +106,7 @@ class DepartmentActor:
         department_id: str,
         inbox: trio.MemoryReceiveChannel[m.Configure],
         router: trio.MemorySendChannel[m.ToRouter],
-        store: Any,
+        store: Store,
     ) -> None:
         self.department_id = department_id
         self._inbox = inbox

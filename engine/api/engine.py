@@ -5,11 +5,12 @@
             await ann.set_status("online")
             ...
 
-`open_engine` opens the SQLite store, seeds it with the configured departments and agents, restores
-the live chats the journal holds (see below), starts the router, one actor per department and per
-agent, and a session actor per chat as chats open. Leaving the block ends every live chat (each
-writes its ticket), then stops the actors and the store; with `end_chats_on_exit=False` it stops
-them without ending anything, as a crash would, and the next start restores the chats.
+`open_engine` opens the store (a SQLite file, or PostgreSQL by URL), seeds it with the configured
+departments and agents, restores the live chats the journal holds (see below), starts the router,
+one actor per department and per agent, and a session actor per chat as chats open. Leaving the
+block ends every live chat (each writes its ticket), then stops the actors and the store; with
+`end_chats_on_exit=False` it stops them without ending anything, as a crash would, and the next
+start restores the chats.
 A crash of the router is not swallowed: it propagates out of the block.
 
 Recovery. With `EngineConfig.journal` on (the default) every live chat is journaled before anything
@@ -46,7 +47,8 @@ from ..model.errors import EngineError
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
 from ..model.views import AgentView, ChatView, LiveChat, RouterView
 from ..store import journal
-from ..store.sqlite_store import SqliteStore, open_store
+from ..store.contract import Store
+from ..store.url import open_store
 from .handles import AgentConnection, VisitorChat, ask, rate_chat
 
 log = structlog.get_logger("helpline.engine")
@@ -68,11 +70,12 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Run an engine for the duration of the block (see the module docstring).
 
+    `db` is a SQLite file's path, `sqlite:///path` or `postgresql://user@host/db`.
     `synchronous` is SQLite's pragma: FULL (the default) survives power loss, NORMAL survives a
-    crash of the process, OFF neither. `busy_timeout` is how long a write waits for a lock another
-    process holds before it fails (the next write tries afresh). `end_chats_on_exit=False` leaves
-    the block the way a crash would: no chat is ended, and the next `open_engine` on the same file
-    restores them.
+    crash of the process, OFF neither (on PostgreSQL only OFF changes anything). `busy_timeout` is
+    how long a SQLite write waits for a lock another process holds before it fails (the next write
+    tries afresh). `end_chats_on_exit=False` leaves the block the way a crash would: no chat is
+    ended, and the next `open_engine` on the same store restores them.
     """
     config = config or EngineConfig()
     async with (
@@ -95,7 +98,7 @@ async def open_engine(
 class Engine:
     """A running helpline engine. Get one from `open_engine`."""
 
-    def __init__(self, config: EngineConfig, store: SqliteStore, nursery: trio.Nursery) -> None:
+    def __init__(self, config: EngineConfig, store: Store, nursery: trio.Nursery) -> None:
         self.config = config
         self.store = store
         self._nursery = nursery
@@ -383,7 +386,7 @@ class Engine:
         return ticket
 
     async def tickets(self, **filters: Any) -> list[Ticket]:
-        """Tickets newest first; filters as `SqliteStore.tickets` takes them."""
+        """Tickets newest first; filters as `Store.tickets` takes them."""
         return list(await self._store_call(self.store.tickets, **filters))
 
     async def missed_chats(self, *, limit: int = 20, offset: int = 0) -> list[Ticket]:

@@ -7,8 +7,9 @@ gone means the chat ended or the engine stopped, and becomes a clear EngineError
 
 from __future__ import annotations
 
+import heapq
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -22,7 +23,8 @@ from ..model.errors import EngineError
 from ..model.events import Event
 from ..model.records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
 from ..model.views import Availability, ChatSummary, VisitorPanel
-from ..store.sqlite_store import AlreadyRated, NotFound, SqliteStore
+from ..store.contract import Store
+from ..store.sqlite_store import MAX_PAGE, AlreadyRated, NotFound
 
 
 async def ask(
@@ -47,7 +49,7 @@ async def ask(
     return result
 
 
-async def rate_chat(store: SqliteStore, chat_id: str, rating: Rating | str, comment: str) -> Ticket:
+async def rate_chat(store: Store, chat_id: str, rating: Rating | str, comment: str) -> Ticket:
     """Store a visitor's rating on the chat's ticket, once."""
     try:
         value = Rating(rating)
@@ -80,7 +82,7 @@ class VisitorChat:
         session: trio.MemorySendChannel[m.ToSession],
         outlet: Outlet,
         timeout: float,
-        store: SqliteStore,
+        store: Store,
     ) -> None:
         self.chat_id = chat_id
         self._store = store
@@ -160,7 +162,7 @@ class AgentConnection:
         outlet: Outlet,
         sessions: Mapping[str, trio.MemorySendChannel[m.ToSession]],
         timeout: float,
-        store: SqliteStore,
+        store: Store,
         directory: Directory,
     ) -> None:
         self.agent_id = agent_id
@@ -272,7 +274,11 @@ class AgentConnection:
         return await self._handoff("invite", chat_id, to_agent, "", note)
 
     async def cancel_handoff(self, chat_id: str, *, kind: str = "") -> None:
-        """Withdraw this agent's pending transfer or invite (`kind` names which, "" either)."""
+        """Withdraw this agent's pending transfer or invite (`kind` names which, "" either).
+
+        A chat the agent is neither in nor offered is `not_in_chat`, whatever its handoffs.
+        """
+        await self._ask(lambda r: m.ChatInfo(agent_id=self.agent_id, chat_id=chat_id, reply=r))
         await self._ask(
             lambda r: m.CancelHandoff(agent_id=self.agent_id, chat_id=chat_id, reply=r, kind=kind)
         )
@@ -319,26 +325,28 @@ class AgentConnection:
     async def visitor_panel(
         self, chat_id: str, *, limit: int = 10, offset: int = 0
     ) -> VisitorPanel:
-        """The visitor of a chat this agent is in or is offered, with recent chats and tickets."""
+        """The visitor of a chat this agent is in or is offered, with recent chats and tickets.
+
+        History is linked only by the visitor's verified identity (`Visitor.visitor_id`; a
+        claimed id or an email links nothing), and only what belongs to this agent's departments
+        is shown: their tickets and their live chats.
+        """
         if not 1 <= limit <= 100 or offset < 0:
             raise EngineError("invalid_field", "limit must be 1..100 and offset at least 0")
         visitor, chat, live = await self._ask(
             lambda r: m.ChatInfo(agent_id=self.agent_id, chat_id=chat_id, reply=r)
         )
-        vid, email = visitor.visitor_id, "" if visitor.visitor_id else visitor.email
+        mine = frozenset(self._departments())
         tickets: list[Ticket] = []
         ended: list[Ticket] = []
-        if vid or email:
-            tickets = await self._store.tickets(
-                visitor_id=vid or None, visitor_email=email or None, limit=limit, offset=offset
+        if visitor.visitor_id:
+            tickets = await self._visitor_tickets(visitor.visitor_id, mine, None, limit, offset)
+            ended = await self._visitor_tickets(
+                visitor.visitor_id, mine, TicketKind.TRANSCRIPT, limit, offset
             )
-            ended = await self._store.tickets(
-                kind=TicketKind.TRANSCRIPT,
-                visitor_id=vid or None,
-                visitor_email=email or None,
-                limit=limit,
-                offset=offset,
-            )
+            live = [c for c in live if c.department in mine]
+        else:
+            live = []
         live_first = sorted(live, key=lambda c: c.started_at, reverse=True) if offset == 0 else []
         return VisitorPanel(
             chat_id=chat.chat_id,
@@ -350,16 +358,58 @@ class AgentConnection:
             recent_tickets=tuple(tickets),
         )
 
-    # canned messages
+    async def _visitor_tickets(
+        self,
+        visitor_id: str,
+        departments: Collection[str],
+        kind: TicketKind | None,
+        limit: int,
+        offset: int,
+    ) -> list[Ticket]:
+        """One page of the visitor's tickets in any of `departments`, newest first.
+
+        The store filters by one department at a time: each department's first `offset + limit`
+        tickets are read and merged (a merge of sorted lists is sorted, so the page is exact).
+        """
+
+        async def read(department: str, start: int, count: int) -> list[Ticket]:
+            out: list[Ticket] = []
+            while len(out) < count:
+                want = min(MAX_PAGE, count - len(out))
+                page = await self._store.tickets(
+                    kind=kind,
+                    department=department,
+                    visitor_id=visitor_id,
+                    limit=want,
+                    offset=start + len(out),
+                )
+                out.extend(page)
+                if len(page) < want:
+                    break
+            return out
+
+        ordered = sorted(departments)
+        if len(ordered) == 1:
+            return await read(ordered[0], offset, limit)
+        heads = [await read(d, 0, offset + limit) for d in ordered]
+        merged = list(heapq.merge(*heads, key=lambda t: (-t.ended_at, -(t.id or 0))))
+        return merged[offset : offset + limit]
+
+    # canned messages: every read sees this agent's departments' messages and the shared ones;
+    # another department's message is not_found, as an unknown id is
     async def canned_suggest(self, draft: str, *, limit: int = 10) -> list[CannedMessage]:
-        """Canned messages for the `#` query at the end of a draft, from this agent's
-        departments and the shared ones, best first."""
-        me = self._directory.agent_record(self.agent_id)
-        if me is None:
-            raise EngineError("not_found", "this agent was removed")
+        """Canned messages for the `#` query at the end of a draft, best first."""
         return self._directory.canned.suggest(
-            draft, departments=me.departments, agent_id=self.agent_id, limit=limit
+            draft, departments=self._departments(), agent_id=self.agent_id, limit=limit
         )
+
+    async def canned_messages(self, *, category: str | None = None) -> list[CannedMessage]:
+        """The canned messages this agent may use (of `category`, if given), newest first."""
+        return self._directory.canned.messages(departments=self._departments(), category=category)
+
+    async def canned_message(self, message_id: str) -> CannedMessage:
+        """One canned message this agent may use; `not_found` for another department's."""
+        return self._directory.canned.message(message_id, departments=self._departments())
 
     async def canned_pick(self, message_id: str, chat_id: str) -> str:
         """Pick a suggestion for a chat: counts a use and returns its text, placeholders filled."""
@@ -374,7 +424,18 @@ class AgentConnection:
             "agent.name": me.name if me else "",
             "department.name": dept.name if dept else "",
         }
-        return await self._directory.canned.pick(message_id, agent_id=self.agent_id, values=values)
+        return await self._directory.canned.pick(
+            message_id,
+            agent_id=self.agent_id,
+            values=values,
+            departments=me.departments if me else (),
+        )
+
+    def _departments(self) -> tuple[str, ...]:
+        me = self._directory.agent_record(self.agent_id)
+        if me is None:
+            raise EngineError("not_found", "this agent was removed")
+        return me.departments
 
     def _session(self, chat_id: str) -> trio.MemorySendChannel[m.ToSession]:
         session = self._sessions.get(chat_id)

@@ -584,9 +584,15 @@ class CannedBook:
 
     # -- messages -----------------------------------------------------------------------------
 
-    def message(self, message_id: str) -> CannedMessage:
-        """The message ``message_id``."""
-        return self._check_message(message_id).message
+    def message(
+        self, message_id: str, *, departments: Collection[str] | None = None
+    ) -> CannedMessage:
+        """The message ``message_id``; with ``departments``, only if it is visible to them.
+
+        A message of another department is answered exactly as an unknown id is (``not_found``),
+        so that its existence is not revealed.
+        """
+        return self._check_message(message_id, departments).message
 
     def messages(
         self, *, departments: Collection[str] | None = None, category: str | None = None
@@ -682,9 +688,14 @@ class CannedBook:
 
     # -- uses ---------------------------------------------------------------------------------
 
-    def pick(self, message_id: str, *, agent_id: str) -> CannedMessage:
-        """Count one use of a message by an agent, who picked it; return the message."""
-        entry = self._check_message(message_id)
+    def pick(
+        self, message_id: str, *, agent_id: str, departments: Collection[str] | None = None
+    ) -> CannedMessage:
+        """Count one use of a message by an agent, who picked it; return the message.
+
+        With ``departments`` (the agent's), a message not visible to them is ``not_found``.
+        """
+        entry = self._check_message(message_id, departments)
         _check_text(agent_id, "an agent id")
         counts = self._uses.setdefault(agent_id, {})
         counts[message_id] = counts.get(message_id, 0) + 1
@@ -793,8 +804,12 @@ class CannedBook:
             raise CannedError("invalid", "departments must be a collection of ids, not one string")
         return frozenset(departments)
 
-    def _check_message(self, message_id: str) -> _Entry:
+    def _check_message(self, message_id: str, departments: Collection[str] | None = None) -> _Entry:
         entry = self._entries.get(message_id)
+        if entry is not None and departments is not None:
+            department = entry.message.department
+            if department is not None and department not in self._department_set(departments):
+                entry = None  # another department's: answered as if it did not exist
         if entry is None:
             raise CannedError("not_found", f"no canned message {message_id!r}")
         return entry

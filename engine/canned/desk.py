@@ -1,4 +1,4 @@
-"""Canned messages for the engine: the in-memory `CannedBook`, written through to SQLite.
+"""Canned messages for the engine: the in-memory `CannedBook`, written through to the store.
 
 Theory of operation: the book answers suggestions from memory (a lookup never touches the disk);
 every change is applied to the book first, which validates it, and then written to the store in
@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-import sqlite3
 from collections.abc import Callable, Collection, Mapping
 from typing import ParamSpec, TypeVar
 
 from ..model.errors import EngineError
-from ..store.sqlite_store import SqliteStore
+from ..store.contract import Connection, Store
 from .book import (
     UNCHANGED,
     CannedBook,
@@ -38,17 +37,17 @@ _SCHEMA = (
     " count INTEGER NOT NULL, PRIMARY KEY (agent_id, message_id))",
 )
 
-Job = Callable[[sqlite3.Connection], None]
+Job = Callable[[Connection], None]
 P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _create(conn: sqlite3.Connection) -> None:
+def _create(conn: Connection) -> None:
     for statement in _SCHEMA:
         conn.execute(statement)
 
 
-def _load(conn: sqlite3.Connection) -> CannedSnapshot:
+def _load(conn: Connection) -> CannedSnapshot:
     return CannedSnapshot(
         categories=tuple(
             CannedCategory(id=i, name=n)
@@ -68,10 +67,12 @@ def _load(conn: sqlite3.Connection) -> CannedSnapshot:
 
 
 def _put_message(msg: CannedMessage) -> Job:
-    def job(conn: sqlite3.Connection) -> None:
+    def job(conn: Connection) -> None:
         conn.execute(
-            "INSERT OR REPLACE INTO canned_messages (id, text, category, department, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO canned_messages (id, text, category, department, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET text = excluded.text,"
+            " category = excluded.category, department = excluded.department,"
+            " created_at = excluded.created_at",
             (msg.id, msg.text, msg.category, msg.department, msg.created_at),
         )
 
@@ -79,7 +80,7 @@ def _put_message(msg: CannedMessage) -> Job:
 
 
 def _delete_messages(ids: Collection[str]) -> Job:
-    def job(conn: sqlite3.Connection) -> None:
+    def job(conn: Connection) -> None:
         for message_id in ids:
             conn.execute("DELETE FROM canned_uses WHERE message_id = ?", (message_id,))
             conn.execute("DELETE FROM canned_messages WHERE id = ?", (message_id,))
@@ -90,13 +91,13 @@ def _delete_messages(ids: Collection[str]) -> Job:
 class CannedDesk:
     """Canned messages and categories, their suggestions and use counts, kept in the store."""
 
-    def __init__(self, store: SqliteStore, book: CannedBook, now: Callable[[], float]) -> None:
+    def __init__(self, store: Store, book: CannedBook, now: Callable[[], float]) -> None:
         self._store = store
         self._now = now
         self.book = book
 
     @classmethod
-    async def open(cls, store: SqliteStore, now: Callable[[], float]) -> CannedDesk:
+    async def open(cls, store: Store, now: Callable[[], float]) -> CannedDesk:
         """Create the tables if needed and load every canned message into memory."""
         await store.write(_create)
         return cls(store, CannedBook.from_snapshot(await store.read(_load)), now)
@@ -111,6 +112,12 @@ class CannedDesk:
     ) -> list[CannedMessage]:
         """Messages newest first: all, or those visible to `departments`, or of `category`."""
         return self._call(lambda: self.book.messages(departments=departments, category=category))
+
+    def message(
+        self, message_id: str, *, departments: Collection[str] | None = None
+    ) -> CannedMessage:
+        """One message; with ``departments``, ``not_found`` unless it is visible to them."""
+        return self._call(lambda: self.book.message(message_id, departments=departments))
 
     def suggest(
         self, draft: str, *, departments: Collection[str], agent_id: str, limit: int = 10
@@ -127,7 +134,7 @@ class CannedDesk:
     async def add_category(self, name: str, *, category_id: str = "") -> CannedCategory:
         category = self._call(self.book.add_category, category_id or _new_id(), name)
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO canned_categories (id, name) VALUES (?, ?)", (category.id, name)
             )
@@ -138,7 +145,7 @@ class CannedDesk:
     async def rename_category(self, category_id: str, name: str) -> CannedCategory:
         category = self._call(self.book.rename_category, category_id, name)
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Connection) -> None:
             conn.execute("UPDATE canned_categories SET name = ? WHERE id = ?", (name, category_id))
 
         await self._write(job)
@@ -153,7 +160,7 @@ class CannedDesk:
             lambda: self.book.delete_category(category_id, messages=messages, move_to=move_to)
         )
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Connection) -> None:
             if move_to is not None:
                 conn.execute(
                     "UPDATE canned_messages SET category = ? WHERE category = ?",
@@ -201,12 +208,24 @@ class CannedDesk:
         self._call(self.book.delete_message, message_id)
         await self._write(_delete_messages([message_id]))
 
-    async def pick(self, message_id: str, *, agent_id: str, values: Mapping[str, str]) -> str:
-        """The agent picked a suggestion: count the use and return its text, placeholders filled."""
-        message = self._call(lambda: self.book.pick(message_id, agent_id=agent_id))
+    async def pick(
+        self,
+        message_id: str,
+        *,
+        agent_id: str,
+        values: Mapping[str, str],
+        departments: Collection[str] | None = None,
+    ) -> str:
+        """The agent picked a suggestion: count the use and return its text, placeholders filled.
+
+        With ``departments`` (the agent's), a message of another department is ``not_found``.
+        """
+        message = self._call(
+            lambda: self.book.pick(message_id, agent_id=agent_id, departments=departments)
+        )
         count = self.book.use_count(message_id, agent_id)
 
-        def job(conn: sqlite3.Connection) -> None:
+        def job(conn: Connection) -> None:
             conn.execute(
                 "INSERT INTO canned_uses (agent_id, message_id, count) VALUES (?, ?, ?)"
                 " ON CONFLICT (agent_id, message_id) DO UPDATE SET count = excluded.count",

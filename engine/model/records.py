@@ -57,14 +57,22 @@ class Rating(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Visitor:
-    """Who opened a chat, as the visitor's widget reported it."""
+    """Who opened a chat, as the visitor's widget reported it.
+
+    Everything a visitor says about itself is a claim, shown to agents and never trusted, except
+    `visitor_id`: an identity that whoever opened the chat vouches for (the embedding application
+    for a user it signed in; the daemon for an id signed by the embedding site). The visitor
+    panel links a visitor's chats and tickets by `visitor_id` alone, so leave it empty for
+    anything the visitor merely typed and put such an id in `claimed_id`.
+    """
 
     name: str
     email: str = ""
     browser: str = ""
     os: str = ""
     location: str = ""
-    visitor_id: str = ""
+    visitor_id: str = ""  # verified: links history
+    claimed_id: str = ""  # an id the visitor gave that nobody verified: shown, links nothing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -87,7 +87,8 @@ class ChatSummary:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VisitorPanel:
-    """What an agent sees beside a chat: the visitor, the question, and the visitor's history."""
+    """What an agent sees beside a chat: the visitor, the question, and the visitor's history
+    (linked by its verified identity only, within the agent's departments)."""
 
     chat_id: str
     department: str
@@ -96,3 +97,8 @@ class VisitorPanel:
     visitor: Visitor
     recent_chats: tuple[ChatSummary, ...]  # newest first, live ones included
     recent_tickets: tuple[Ticket, ...]  # newest first
+
+    @property
+    def verified(self) -> bool:
+        """Whether the visitor has a verified identity; without one no history is linked."""
+        return bool(self.visitor.visitor_id)

@@ -23,14 +23,16 @@ Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ..actors import messages as m
 from ..model.chatstate import ChatState
 from ..model.records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
+
+if TYPE_CHECKING:
+    from .contract import Connection
 
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS live_chats (
@@ -271,7 +273,7 @@ class JournalBatch:
     forget: tuple[str, ...] = ()
 
 
-def write_batch(conn: sqlite3.Connection, batch: JournalBatch) -> None:
+def write_batch(conn: Connection, batch: JournalBatch) -> None:
     """Write the router's records, graces and presence (failed tickets are the store's part)."""
     conn.executemany(
         "INSERT INTO live_chats (chat_id, record) SELECT ?, ?"
@@ -299,7 +301,7 @@ def write_batch(conn: sqlite3.Connection, batch: JournalBatch) -> None:
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id
 
 
-def append_entries(conn: sqlite3.Connection, rows: Sequence[EntryRow]) -> None:
+def append_entries(conn: Connection, rows: Sequence[EntryRow]) -> None:
     """Store live chats' new lines (writing a line again with the same number replaces it)."""
     conn.executemany(
         "INSERT INTO live_entries (chat_id, seq, at, kind, author, text, client_msg_id)"
@@ -310,7 +312,7 @@ def append_entries(conn: sqlite3.Connection, rows: Sequence[EntryRow]) -> None:
     )
 
 
-def forget(conn: sqlite3.Connection, chat_id: str) -> None:
+def forget(conn: Connection, chat_id: str) -> None:
     """Delete a chat's live rows (with the write that stores its ticket, or of a refused chat)."""
     conn.execute("DELETE FROM live_chats WHERE chat_id = ?", (chat_id,))
     conn.execute("DELETE FROM live_entries WHERE chat_id = ?", (chat_id,))
@@ -336,7 +338,7 @@ class LiveState:
     graces: dict[str, float]
 
 
-def load(conn: sqlite3.Connection) -> LiveState:
+def load(conn: Connection) -> LiveState:
     """Read every live chat with its lines in order, and the running disconnect graces."""
     records = dict(conn.execute("SELECT chat_id, record FROM live_chats ORDER BY chat_id"))
     entries: dict[str, list[Entry]] = {}

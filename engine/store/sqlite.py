@@ -53,8 +53,11 @@ Errors that SQLite raises inside a job or a read reach the caller as ``StoreErro
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -132,6 +135,7 @@ def connect_writer(
     if mode not in SYNCHRONOUS_MODES:
         allowed = sorted(SYNCHRONOUS_MODES)
         raise ValueError(f"synchronous must be one of {allowed}, not {synchronous!r}")
+    _private_file(path)
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
@@ -151,6 +155,23 @@ def connect_writer(
         conn.close()
         raise
     return conn
+
+
+def _private_file(path: str) -> None:
+    """Create the database file readable and writable by its owner only (0600), or narrow an
+    existing one to that; SQLite gives the -wal and -shm files it creates the database's mode."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_IMODE(os.stat(path + suffix).st_mode) & 0o077:
+                os.chmod(path + suffix, 0o600)
 
 
 def _connect_reader(path: str, busy_timeout: float) -> sqlite3.Connection:

@@ -3,32 +3,37 @@
 Theory of operation
 ===================
 
-``open_store(path)`` opens (or creates) the file, puts it in WAL mode, creates the schema if it is
-missing, and starts ONE writer thread that owns the only writing connection. Every write is a small
-function run in that thread; the thread groups whatever writes are waiting into one transaction
-(group commit) with a savepoint per write, so one failing write undoes only itself, and reports
-each outcome back to trio only after COMMIT returned. The mechanism lives in ``store.sqlite``;
-this module is the schema and the queries.
+``open_store(path)`` opens (or creates) the file, puts it in WAL mode, applies the schema
+migrations it lacks (``engine.store.migrate``), and starts ONE writer thread that owns the only
+writing connection. Every write is a small function run in that thread; the thread groups whatever
+writes are waiting into one transaction (group commit) with a savepoint per write, so one failing
+write undoes only itself, and reports each outcome back to trio only after COMMIT returned. The
+mechanism lives in ``engine.store.sqlite``; this module is the queries.
+
+The queries (``StoreQueries``) are written once for SQLite and PostgreSQL: ``?`` placeholders and
+SQL both databases understand, run through the backend's ``write``, ``read`` and ``submit``.
+``SqliteStore`` and ``engine.store.postgres.PostgresStore`` add only the machinery under them; both
+honour the contract of ``engine.store.contract``.
 
 Two ways to write, for two kinds of caller (DESIGN.md, "The store is a leaf"):
 
 * ``await store.save_ticket(t)`` (and every other ``async`` write) returns once the write is
   committed; sessions and agents use these.
-* ``store.submit_ticket(t, on_done)`` (and the generic ``store.submit(fn, on_done)``) never blocks
-  and never awaits. ``on_done`` is called later in the trio thread, outside any task, with the
-  result or the exception; the router uses these and turns the callback into a message.
+* ``store.submit_journal(batch, on_done)`` (and the generic ``store.submit(fn, on_done)``) never
+  blocks and never awaits. ``on_done`` is called later in the trio thread, outside any task, with
+  the result or the exception; the router uses it and turns the callback into a message.
 
 Reads run on separate reader connections in worker threads, each inside one read transaction.
 
 Schema
 ------
 
-``tickets`` has one row per chat: the visitor's fields as real columns (plus the lower-cased email
-in an indexed column), entries and handoffs as JSON text, and ``UNIQUE(chat_id)`` so that a second
-ticket for a chat is refused by SQLite itself. ``ticket_agents`` lists who handled each ticket, in
-order, indexed by agent. ``departments``, ``agents`` with ``agent_departments``, ``tokens`` (only
-hashes) and ``schema_version`` complete it. Every statement is ``CREATE ... IF NOT EXISTS``, so
-opening a file of an older version adds what it lacks and raises its ``schema_version``.
+The schema lives in ``engine/store/migrations/sqlite/*.sql``. ``tickets`` has one row per chat: the
+visitor's fields as real columns (plus the lower-cased email in an indexed column), entries and
+handoffs as JSON text, and ``UNIQUE(chat_id)`` so that a second ticket for a chat is refused by the
+database itself. ``ticket_agents`` lists who handled each ticket, in order, indexed by agent.
+``departments``, ``agents`` with ``agent_departments``, ``tokens`` (only hashes), the canned
+messages' tables and ``schema_version`` complete it.
 
 The journal of live chats (``live_chats``, ``live_entries``, ``live_agents``) is described in
 ``store.journal``. Storing a chat's ticket deletes its live rows in the same transaction, so a
@@ -42,9 +47,9 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
@@ -62,6 +67,8 @@ from ..model.records import (
     Visitor,
 )
 from . import journal
+from .contract import Connection, RatingReport
+from .migrate import latest, migrate
 from .sqlite import (
     SYNCHRONOUS_MODES,
     Database,
@@ -78,14 +85,15 @@ __all__ = [
     "StoreBusy",
     "StoreClosed",
     "StoreError",
+    "StoreQueries",
     "TicketExists",
     "open_store",
 ]
 
-SCHEMA_VERSION: Final = 2  # 2: the journal of live chats (live_chats, live_entries, live_agents)
-MAX_PAGE: Final = 1000
+T = TypeVar("T")
 
-RatingReport = dict[str, dict[str, dict[str, int]]]
+SCHEMA_VERSION: Final = latest("sqlite")
+MAX_PAGE: Final = 1000
 
 
 class TicketExists(StoreError):
@@ -106,93 +114,6 @@ class AlreadyRated(StoreError):
     code = "already_rated"
 
 
-_SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS tickets (
-        id INTEGER PRIMARY KEY,
-        chat_id TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        department TEXT NOT NULL,
-        question TEXT NOT NULL,
-        visitor_name TEXT NOT NULL,
-        visitor_email TEXT NOT NULL,
-        visitor_email_lower TEXT NOT NULL,
-        visitor_browser TEXT NOT NULL,
-        visitor_os TEXT NOT NULL,
-        visitor_location TEXT NOT NULL,
-        visitor_id TEXT NOT NULL,
-        entries TEXT NOT NULL,
-        handoffs TEXT NOT NULL,
-        started_at REAL NOT NULL,
-        accepted_at REAL,
-        ended_at REAL NOT NULL,
-        end_reason TEXT NOT NULL,
-        rating TEXT CHECK (rating IN ('good', 'neutral', 'bad')),
-        rating_comment TEXT NOT NULL,
-        handled INTEGER NOT NULL,
-        owner TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS tickets_by_end ON tickets (ended_at, id)",
-    "CREATE INDEX IF NOT EXISTS tickets_by_kind ON tickets (kind, ended_at, id)",
-    "CREATE INDEX IF NOT EXISTS tickets_by_department ON tickets (department, ended_at, id)",
-    "CREATE INDEX IF NOT EXISTS tickets_by_email ON tickets (visitor_email_lower, ended_at, id)",
-    "CREATE INDEX IF NOT EXISTS tickets_by_visitor ON tickets (visitor_id, ended_at, id)",
-    """CREATE TABLE IF NOT EXISTS ticket_agents (
-        ticket_id INTEGER NOT NULL REFERENCES tickets (id) ON DELETE CASCADE,
-        position INTEGER NOT NULL,
-        agent TEXT NOT NULL,
-        PRIMARY KEY (ticket_id, position)
-    )""",
-    "CREATE INDEX IF NOT EXISTS ticket_agents_by_agent ON ticket_agents (agent, ticket_id)",
-    """CREATE TABLE IF NOT EXISTS departments (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        chat_enabled INTEGER NOT NULL,
-        routing TEXT NOT NULL,
-        offer_window REAL NOT NULL,
-        queue_timeout REAL NOT NULL,
-        queue_limit INTEGER NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS agents (
-        id TEXT PRIMARY KEY,
-        name TEXT NOT NULL,
-        capacity INTEGER NOT NULL,
-        status TEXT NOT NULL,
-        ringtone INTEGER NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS agent_departments (
-        agent_id TEXT NOT NULL REFERENCES agents (id) ON DELETE CASCADE,
-        position INTEGER NOT NULL,
-        department TEXT NOT NULL,
-        PRIMARY KEY (agent_id, position)
-    )""",
-    """CREATE TABLE IF NOT EXISTS tokens (
-        token_hash TEXT PRIMARY KEY,
-        role TEXT NOT NULL,
-        subject TEXT NOT NULL,
-        created_at REAL NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS tokens_by_subject ON tokens (subject)",
-    "CREATE INDEX IF NOT EXISTS tokens_by_role ON tokens (role)",
-    *journal.SCHEMA,
-)
-
-
-def _create_schema(conn: sqlite3.Connection) -> None:
-    for statement in _SCHEMA:
-        conn.execute(statement)
-    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    if row[0] is None:
-        conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-    elif row[0] < SCHEMA_VERSION:  # every newer table was created above, IF NOT EXISTS
-        conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-    elif row[0] > SCHEMA_VERSION:
-        raise StoreError(
-            f"the database has schema version {row[0]}; this helpline knows {SCHEMA_VERSION}",
-            code="schema_too_new",
-        )
-
-
 # -- tickets: rows <-> records --------------------------------------------------------------------
 
 _TICKET_COLUMNS: Final = (
@@ -208,45 +129,49 @@ def _dumps(items: Sequence[Entry] | Sequence[Handoff]) -> str:
     )
 
 
-def _insert_ticket(conn: sqlite3.Connection, ticket: Ticket) -> Ticket:
+def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:
+    """Insert a ticket (with its id when it has one) and forget the chat's live rows.
+
+    ``TicketExists`` if the chat has a ticket: the schema's ``UNIQUE(chat_id)`` decides, and the
+    conflict is taken without an error, so the transaction around stays usable on both databases.
+    """
     v = ticket.visitor
-    try:
-        cursor = conn.execute(
-            "INSERT INTO tickets (chat_id, kind, department, question, visitor_name,"
-            " visitor_email, visitor_email_lower, visitor_browser, visitor_os, visitor_location,"
-            " visitor_id, entries, handoffs, started_at, accepted_at, ended_at, end_reason,"
-            " rating, rating_comment, handled, owner)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                ticket.chat_id,
-                ticket.kind.value,
-                ticket.department,
-                ticket.question,
-                v.name,
-                v.email,
-                v.email.lower(),
-                v.browser,
-                v.os,
-                v.location,
-                v.visitor_id,
-                _dumps(sorted(ticket.entries, key=lambda e: e.seq)),
-                _dumps(ticket.handoffs),
-                ticket.started_at,
-                ticket.accepted_at,
-                ticket.ended_at,
-                ticket.end_reason.value,
-                None if ticket.rating is None else ticket.rating.value,
-                ticket.rating_comment,
-                int(ticket.handled),
-                ticket.owner,
-            ),
-        )
-    except sqlite3.IntegrityError as exc:
-        if "tickets.chat_id" in str(exc):
-            raise TicketExists(f"a ticket for chat {ticket.chat_id!r} is already stored") from exc
-        raise
-    ticket_id = cursor.lastrowid
-    assert ticket_id is not None
+    values = (
+        ticket.chat_id,
+        ticket.kind.value,
+        ticket.department,
+        ticket.question,
+        v.name,
+        v.email,
+        v.email.lower(),
+        v.browser,
+        v.os,
+        v.location,
+        v.visitor_id,
+        _dumps(sorted(ticket.entries, key=lambda e: e.seq)),
+        _dumps(ticket.handoffs),
+        ticket.started_at,
+        ticket.accepted_at,
+        ticket.ended_at,
+        ticket.end_reason.value,
+        None if ticket.rating is None else ticket.rating.value,
+        ticket.rating_comment,
+        int(ticket.handled),
+        ticket.owner,
+    )
+    keep_id = ticket.id is not None  # a copy keeps its ids; a new ticket gets the next one
+    row = conn.execute(
+        f"INSERT INTO tickets ({'id, ' if keep_id else ''}chat_id, kind, department, question,"
+        " visitor_name, visitor_email, visitor_email_lower, visitor_browser, visitor_os,"
+        " visitor_location, visitor_id, entries, handoffs, started_at, accepted_at, ended_at,"
+        " end_reason, rating, rating_comment, handled, owner)"
+        f" VALUES ({', '.join('?' * (len(values) + keep_id))})"
+        " ON CONFLICT (chat_id) DO NOTHING RETURNING id",
+        (ticket.id, *values) if keep_id else values,
+    ).fetchone()
+    if row is None:
+        raise TicketExists(f"a ticket for chat {ticket.chat_id!r} is already stored")
+    ticket_id = int(row[0])
     conn.executemany(
         "INSERT INTO ticket_agents (ticket_id, position, agent) VALUES (?, ?, ?)",
         [(ticket_id, position, agent) for position, agent in enumerate(ticket.agents)],
@@ -255,11 +180,11 @@ def _insert_ticket(conn: sqlite3.Connection, ticket: Ticket) -> Ticket:
     return dataclasses.replace(ticket, id=ticket_id)
 
 
-def _write_router_batch(conn: sqlite3.Connection, batch: journal.JournalBatch) -> None:
+def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
     journal.write_batch(conn, batch)
     for ticket in batch.tickets:
         try:
-            _insert_ticket(conn, ticket)
+            insert_ticket(conn, ticket)
         except TicketExists:
             pass  # the chat's ticket was stored after all; the failed one is not needed
 
@@ -316,7 +241,7 @@ def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
     )
 
 
-def _select_tickets(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[Ticket]:
+def _select_tickets(conn: Connection, where: str, params: Sequence[object]) -> list[Ticket]:
     """Tickets matching ``where`` (which may end in ORDER BY / LIMIT), with their agents."""
     rows = conn.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets {where}", params).fetchall()
     if not rows:
@@ -333,7 +258,7 @@ def _select_tickets(conn: sqlite3.Connection, where: str, params: Sequence[objec
     return [_ticket_from_row(row, tuple(agents[row[0]])) for row in rows]
 
 
-def _one_ticket(conn: sqlite3.Connection, column: str, value: object) -> Ticket:
+def _one_ticket(conn: Connection, column: str, value: object) -> Ticket:
     found = _select_tickets(conn, f"WHERE {column} = ?", (value,))
     if not found:
         raise NotFound(f"no ticket with {column} {value!r}")
@@ -362,7 +287,7 @@ def _period(since: float | None, until: float | None) -> tuple[list[str], list[o
 # -- agents -------------------------------------------------------------------------------------
 
 
-def _upsert_agent(conn: sqlite3.Connection, a: Agent) -> None:
+def _upsert_agent(conn: Connection, a: Agent) -> None:
     conn.execute(
         "INSERT INTO agents (id, name, capacity, status, ringtone) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET name = excluded.name, capacity = excluded.capacity,"
@@ -376,7 +301,7 @@ def _upsert_agent(conn: sqlite3.Connection, a: Agent) -> None:
     )
 
 
-def _select_agents(conn: sqlite3.Connection) -> list[Agent]:
+def _select_agents(conn: Connection) -> list[Agent]:
     departments: dict[str, list[str]] = {}
     for agent_id, dept in conn.execute(
         "SELECT agent_id, department FROM agent_departments ORDER BY agent_id, position"
@@ -397,18 +322,7 @@ def _select_agents(conn: sqlite3.Connection) -> list[Agent]:
     ]
 
 
-def _update_presence(
-    conn: sqlite3.Connection, agent_id: str, status: AgentStatus, ringtone: bool
-) -> None:
-    cursor = conn.execute(
-        "UPDATE agents SET status = ?, ringtone = ? WHERE id = ?",
-        (status.value, int(ringtone), agent_id),
-    )
-    if cursor.rowcount == 0:
-        raise NotFound(f"no agent {agent_id!r}")
-
-
-def _delete(conn: sqlite3.Connection, table: str, key: str, what: str) -> None:
+def _delete(conn: Connection, table: str, key: str, what: str) -> None:
     if conn.execute(f"DELETE FROM {table} WHERE id = ?", (key,)).rowcount == 0:
         raise NotFound(f"no {what} {key!r}")
 
@@ -423,7 +337,7 @@ class _Lines:
         self.error: BaseException | None = None
         self._lock = lock
 
-    def write(self, conn: sqlite3.Connection) -> None:  # in the writer thread
+    def write(self, conn: Connection) -> None:  # in the writer thread
         with self._lock:
             self.taken = True
             rows = self.rows
@@ -439,42 +353,74 @@ class _Lines:
         self.done.set()
 
 
-class SqliteStore(Database):
-    """Tickets, departments, agents and tokens in SQLite; get one from ``open_store``.
+class LineQueue:
+    """Gathers the lines of every chat that arrive before the writer takes the job into that job.
 
-    ``write``, ``submit`` and ``read`` (from ``Database``) are the generic mechanism; the methods
-    below are built on them. Every ``async`` write returns only after its COMMIT.
+    Many sessions share one job as well as one transaction, which keeps the writer thread's work
+    per line, and its turns at the GIL, small.
     """
 
-    def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
-        super().__init__(conn, **kwargs)
+    def __init__(self) -> None:
         self._lines: _Lines | None = None
-        self._lines_lock = threading.Lock()
+        self._lock = threading.Lock()
+
+    async def append(
+        self,
+        submit: Callable[[Callable[[Connection], None], Callable[[object], None]], None],
+        rows: Sequence[journal.EntryRow],
+    ) -> None:
+        with self._lock:
+            lines = self._lines
+            fresh = lines is None or lines.taken
+            if fresh:
+                lines = self._lines = _Lines(self._lock)
+            assert lines is not None
+            lines.rows.extend(rows)
+        if fresh:
+            submit(lines.write, lines.finish)
+        await lines.done.wait()
+        if lines.error is not None:
+            raise lines.error
+
+
+class _Backend(Protocol):
+    """What ``StoreQueries`` needs from the machinery under it."""
+
+    line_queue: LineQueue
+
+    def write(self, fn: Callable[[Connection], T]) -> Awaitable[T]: ...
+
+    def read(self, fn: Callable[[Connection], T]) -> Awaitable[T]: ...
+
+    def submit(
+        self, fn: Callable[[Connection], T], on_done: Callable[[T | BaseException], None]
+    ) -> None: ...
+
+
+class StoreQueries:
+    """The contract's methods (``engine.store.contract.Store``), over a backend's machinery.
+
+    Mixed into ``SqliteStore`` and ``PostgresStore``, each of which provides ``write``, ``read``,
+    ``submit`` and a ``line_queue``. Every ``async`` write returns only after its COMMIT.
+    """
 
     # -- tickets ------------------------------------------------------------------------------
 
-    async def save_ticket(self, ticket: Ticket) -> Ticket:
+    async def save_ticket(self: _Backend, ticket: Ticket) -> Ticket:
         """Store a new ticket and return it with its id; ``TicketExists`` if the chat has one."""
         _check_new(ticket)
-        return await self.write(lambda conn: _insert_ticket(conn, ticket))
+        return await self.write(lambda conn: insert_ticket(conn, ticket))
 
-    def submit_ticket(
-        self, ticket: Ticket, on_done: Callable[[Ticket | BaseException], None]
-    ) -> None:
-        """Like ``save_ticket`` without waiting: ``on_done`` later gets the ticket or the error."""
-        _check_new(ticket)
-        self.submit(lambda conn: _insert_ticket(conn, ticket), on_done)
-
-    async def ticket(self, ticket_id: int) -> Ticket:
+    async def ticket(self: _Backend, ticket_id: int) -> Ticket:
         """The ticket with that id; ``NotFound`` if there is none."""
         return await self.read(lambda conn: _one_ticket(conn, "id", ticket_id))
 
-    async def ticket_for_chat(self, chat_id: str) -> Ticket:
+    async def ticket_for_chat(self: _Backend, chat_id: str) -> Ticket:
         """The ticket of that chat; ``NotFound`` if there is none."""
         return await self.read(lambda conn: _one_ticket(conn, "chat_id", chat_id))
 
     async def tickets(
-        self,
+        self: _Backend,
         *,
         kind: TicketKind | None = None,
         department: str | None = None,
@@ -517,23 +463,19 @@ class SqliteStore(Database):
         params += [limit, offset]
         return await self.read(lambda conn: _select_tickets(conn, where, params))
 
-    async def missed_chats(self, *, limit: int = 20, offset: int = 0) -> list[Ticket]:
-        """One page of missed-chat tickets, newest first."""
-        return await self.tickets(kind=TicketKind.MISSED, limit=limit, offset=offset)
-
-    async def mark_handled(self, ticket_id: int) -> Ticket:
+    async def mark_handled(self: _Backend, ticket_id: int) -> Ticket:
         """Mark a ticket as followed up (idempotent) and return it; ``NotFound`` if none."""
 
-        def mark(conn: sqlite3.Connection) -> Ticket:
+        def mark(conn: Connection) -> Ticket:
             conn.execute("UPDATE tickets SET handled = 1 WHERE id = ?", (ticket_id,))
             return _one_ticket(conn, "id", ticket_id)
 
         return await self.write(mark)
 
-    async def rate(self, chat_id: str, rating: Rating, comment: str = "") -> Ticket:
+    async def rate(self: _Backend, chat_id: str, rating: Rating, comment: str = "") -> Ticket:
         """Record the visitor's rating once; then ``AlreadyRated``. ``NotFound`` if no ticket."""
 
-        def rate(conn: sqlite3.Connection) -> Ticket:
+        def rate(conn: Connection) -> Ticket:
             cursor = conn.execute(
                 "UPDATE tickets SET rating = ?, rating_comment = ?"
                 " WHERE chat_id = ? AND rating IS NULL",
@@ -547,7 +489,7 @@ class SqliteStore(Database):
         return await self.write(rate)
 
     async def rating_report(
-        self, *, since: float | None = None, until: float | None = None
+        self: _Backend, *, since: float | None = None, until: float | None = None
     ) -> RatingReport:
         """Counts of good / neutral / bad ratings per owning agent and per department.
 
@@ -557,7 +499,7 @@ class SqliteStore(Database):
         clauses, params = _period(since, until)
         where = " AND ".join(["rating IS NOT NULL", *clauses])
 
-        def report(conn: sqlite3.Connection) -> RatingReport:
+        def report(conn: Connection) -> RatingReport:
             result: RatingReport = {"agents": {}, "departments": {}}
             for key, column in (("agents", "owner"), ("departments", "department")):
                 for name, rating, count in conn.execute(
@@ -566,47 +508,31 @@ class SqliteStore(Database):
                     params,
                 ):
                     counts = result[key].setdefault(name, {r.value: 0 for r in Rating})
-                    counts[rating] = count
+                    counts[rating] = int(count)
             return result
 
         return await self.read(report)
 
     # -- the journal of live chats ------------------------------------------------------------
 
-    async def append_entries(self, chat_id: str, entries: Sequence[Entry]) -> None:
-        """Store a live chat's new lines; returns once committed.
-
-        The lines of every chat that arrive before the writer takes the job go in that one job
-        (one statement): many sessions share one job as well as one transaction, which keeps the
-        writer thread's work per line, and its turns at the GIL, small.
-        """
+    async def append_entries(self: _Backend, chat_id: str, entries: Sequence[Entry]) -> None:
+        """Store a live chat's new lines; returns once committed (see ``LineQueue``)."""
         rows = [(chat_id, e.seq, e.at, e.kind, e.author, e.text, e.client_msg_id) for e in entries]
-        with self._lines_lock:
-            lines = self._lines
-            fresh = lines is None or lines.taken
-            if fresh:
-                lines = self._lines = _Lines(self._lines_lock)
-            assert lines is not None
-            lines.rows.extend(rows)
-        if fresh:
-            self.submit(lines.write, lines.finish)
-        await lines.done.wait()
-        if lines.error is not None:
-            raise lines.error
+        await self.line_queue.append(self.submit, rows)
 
     def submit_journal(
-        self, batch: journal.JournalBatch, on_done: Callable[[object], None]
+        self: _Backend, batch: journal.JournalBatch, on_done: Callable[[object], None]
     ) -> None:
         """Hand the router's batch over without waiting; ``on_done`` gets None or the error."""
         self.submit(lambda conn: _write_router_batch(conn, batch), on_done)
 
-    async def live_state(self) -> journal.LiveState:
+    async def live_state(self: _Backend) -> journal.LiveState:
         """Every live chat the journal holds, with its lines, and the running agent graces."""
         return await self.read(journal.load)
 
     # -- departments and agents ---------------------------------------------------------------
 
-    async def save_department(self, d: Department) -> None:
+    async def save_department(self: _Backend, d: Department) -> None:
         """Insert or replace a department's settings."""
         await self.write(
             lambda conn: conn.execute(
@@ -628,10 +554,10 @@ class SqliteStore(Database):
             )
         )
 
-    async def departments(self) -> list[Department]:
+    async def departments(self: _Backend) -> list[Department]:
         """Every department, by id."""
 
-        def select(conn: sqlite3.Connection) -> list[Department]:
+        def select(conn: Connection) -> list[Department]:
             rows = conn.execute(
                 "SELECT id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit"
                 " FROM departments ORDER BY id"
@@ -651,60 +577,40 @@ class SqliteStore(Database):
 
         return await self.read(select)
 
-    async def remove_department(self, dept_id: str) -> None:
-        """Delete a department; ``NotFound`` if there is none. Agents keep their lists."""
-        await self.write(lambda conn: _delete(conn, "departments", dept_id, "department"))
-
-    async def save_agent(self, a: Agent) -> None:
+    async def save_agent(self: _Backend, a: Agent) -> None:
         """Insert or replace an agent's settings, departments, status and ringtone."""
         await self.write(lambda conn: _upsert_agent(conn, a))
 
-    async def agents(self) -> list[Agent]:
+    async def agents(self: _Backend) -> list[Agent]:
         """Every agent, by id."""
         return await self.read(_select_agents)
 
-    async def remove_agent(self, agent_id: str) -> None:
+    async def remove_agent(self: _Backend, agent_id: str) -> None:
         """Delete an agent; ``NotFound`` if there is none."""
         await self.write(lambda conn: _delete(conn, "agents", agent_id, "agent"))
-
-    async def set_presence(self, agent_id: str, *, status: AgentStatus, ringtone: bool) -> None:
-        """Store an agent's status and ringtone; returns once committed. ``NotFound`` if none."""
-        await self.write(lambda conn: _update_presence(conn, agent_id, status, ringtone))
-
-    def submit_presence(
-        self,
-        agent_id: str,
-        *,
-        status: AgentStatus,
-        ringtone: bool,
-        on_done: Callable[[BaseException | None], None],
-    ) -> None:
-        """Like ``set_presence`` without waiting: ``on_done`` later gets None or the error."""
-        self.submit(lambda conn: _update_presence(conn, agent_id, status, ringtone), on_done)
 
     # -- access tokens (hashes only) ----------------------------------------------------------
 
     async def save_token(
-        self, *, token_hash: str, role: str, subject: str, created_at: float
+        self: _Backend, *, token_hash: str, role: str, subject: str, created_at: float
     ) -> None:
         """Store a token's hash with its role and subject; ``StoreError`` if the hash exists."""
 
-        def insert(conn: sqlite3.Connection) -> None:
-            try:
-                conn.execute(
-                    "INSERT INTO tokens (token_hash, role, subject, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (token_hash, role, subject, created_at),
-                )
-            except sqlite3.IntegrityError as exc:
-                raise StoreError("that token is already stored", code="token_exists") from exc
+        def insert(conn: Connection) -> None:
+            cursor = conn.execute(
+                "INSERT INTO tokens (token_hash, role, subject, created_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (token_hash) DO NOTHING",
+                (token_hash, role, subject, created_at),
+            )
+            if cursor.rowcount == 0:
+                raise StoreError("that token is already stored", code="token_exists")
 
         await self.write(insert)
 
-    async def token(self, token_hash: str) -> tuple[str, str] | None:
+    async def token(self: _Backend, token_hash: str) -> tuple[str, str] | None:
         """``(role, subject)`` of the token with that hash, or None."""
 
-        def select(conn: sqlite3.Connection) -> tuple[str, str] | None:
+        def select(conn: Connection) -> tuple[str, str] | None:
             row = conn.execute(
                 "SELECT role, subject FROM tokens WHERE token_hash = ?", (token_hash,)
             ).fetchone()
@@ -712,25 +618,60 @@ class SqliteStore(Database):
 
         return await self.read(select)
 
-    async def revoke_tokens(self, *, subject: str) -> int:
+    async def revoke_tokens(self: _Backend, *, subject: str) -> int:
         """Delete every token of ``subject``; returns how many there were."""
         return await self.write(
             lambda conn: conn.execute("DELETE FROM tokens WHERE subject = ?", (subject,)).rowcount
         )
 
-    async def count_tokens(self, *, role: str) -> int:
+    async def count_tokens(self: _Backend, *, role: str) -> int:
         """How many tokens have that role."""
 
-        def count(conn: sqlite3.Connection) -> int:
+        def count(conn: Connection) -> int:
             (n,) = conn.execute("SELECT count(*) FROM tokens WHERE role = ?", (role,)).fetchone()
             return int(n)
 
         return await self.read(count)
 
+    # -- changes made outside the daemon -------------------------------------------------------
+
+    async def note_config_change(self: _Backend) -> None:
+        """Bump the configuration counter, committed (see ``config_version``)."""
+
+        def bump(conn: Connection) -> None:
+            conn.execute("UPDATE config_changes SET version = version + 1 WHERE id = 1")
+
+        await self.write(bump)
+
+    async def config_version(self: _Backend) -> int:
+        """A counter that grows whenever a command changed departments, agents or canned messages
+        in the store directly; a running daemon compares it to reload what changed."""
+
+        def read(conn: Connection) -> int:
+            (version,) = conn.execute("SELECT version FROM config_changes WHERE id = 1").fetchone()
+            return int(version)
+
+        return await self.read(read)
+
 
 def _check_new(ticket: Ticket) -> None:
     if ticket.id is not None:
         raise ValueError(f"ticket {ticket.id} was stored already; the store assigns ids")
+
+
+class SqliteStore(StoreQueries, Database):
+    """Tickets, departments, agents and tokens in SQLite; get one from ``open_store``.
+
+    ``write``, ``submit`` and ``read`` (from ``Database``) are the generic mechanism; the queries
+    come from ``StoreQueries``. Every ``async`` write returns only after its COMMIT.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, *, versions: tuple[int, int], **kwargs: Any
+    ) -> None:
+        super().__init__(conn, **kwargs)
+        self.line_queue = LineQueue()
+        self.migrated_from, self.schema_version = versions
 
 
 @asynccontextmanager
@@ -744,21 +685,28 @@ async def open_store(
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating if needed) the store at ``path`` for the duration of the block.
 
-    On exit, writes already handed over finish and are delivered before the writer stops.
-    ``synchronous`` is SQLite's pragma (OFF, NORMAL, FULL or EXTRA); ``batch_max`` bounds a group
-    commit; ``max_pending`` bounds the writes queued at once.
+    Migrations the file lacks are applied first, in one transaction; a file written by a newer
+    helpline is refused (``StoreError("schema_too_new")``). On exit, writes already handed over
+    finish and are delivered before the writer stops. ``synchronous`` is SQLite's pragma (OFF,
+    NORMAL, FULL or EXTRA); ``batch_max`` bounds a group commit; ``max_pending`` bounds the
+    writes queued at once.
     """
     if synchronous.upper() not in SYNCHRONOUS_MODES:
         raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
     path_str = os.fspath(path)
+    versions: list[tuple[int, int]] = []
     conn = await trio.to_thread.run_sync(
         lambda: connect_writer(
-            path_str, synchronous=synchronous, busy_timeout=busy_timeout, setup=_create_schema
+            path_str,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            setup=lambda c: versions.append(migrate(c, "sqlite")),
         )
     )
     try:
         store = SqliteStore(
             conn,
+            versions=versions[0],
             path=path_str,
             busy_timeout=busy_timeout,
             batch_max=batch_max,

@@ -142,7 +142,5 @@ class Inspection(Durability):
 
 
 def _same_visitor(a: Visitor, b: Visitor) -> bool:
-    """A returning visitor is recognised by a frontend's visitor id, else by email."""
-    if a.visitor_id and b.visitor_id:
-        return a.visitor_id == b.visitor_id
-    return bool(a.email) and a.email.casefold() == b.email.casefold()
+    """A returning visitor is recognised by its verified identity only (an email is a claim)."""
+    return bool(a.visitor_id) and a.visitor_id == b.visitor_id

@@ -10,7 +10,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import structlog
 import trio
@@ -28,6 +28,7 @@ from ...model.records import (
     TicketKind,
     Visitor,
 )
+from ...store.contract import Store
 from .. import messages as m
 from ..effects import Effects
 from ..outbox import Outbox
@@ -150,7 +151,7 @@ class RouterState:
         *,
         inbox: trio.MemoryReceiveChannel[m.ToRouter],
         spawn_session: SpawnSession,
-        store: Any,
+        store: Store,
         wall: Callable[[], float],
         handoff_timeout: float,
         visitor_grace: float,

@@ -1,0 +1,238 @@
+"""The store's contract: what the engine, the journal and the command line may rely on.
+
+Theory of operation
+===================
+
+A store keeps tickets, departments, agents, access tokens, canned messages and the journal of live
+chats. Two implementations honour this contract, SQLite (``engine.store.sqlite_store``) and
+PostgreSQL (``engine.store.postgres``); ``tests/test_store_contract.py`` runs one suite against
+both.
+
+Promise 1: a write that returns (or whose callback reports success) has been committed. Writes go
+through one writer with group commit: many writes share one transaction, each under its own
+savepoint, so a write that fails undoes only itself.
+
+Promise 2: a read that starts after a write returned sees that write, and sees one committed
+snapshot throughout.
+
+Promise 3: the schema guards what it can, whatever the code above it does: one ticket per chat
+(``UNIQUE(chat_id)``), one live line per chat and number, one client message id per chat, one chat
+per open offer id.
+
+Failures are ``StoreError`` (``engine.StoreError``) carrying a wire ``code``:
+
+========================  =====================================================================
+``store_failed``          the database refused or failed (its own error is the ``__cause__``)
+``store_closed``          the store was closed before the request reached it
+``store_busy``            too many writes are pending (``submit_journal`` only; writes wait)
+``not_found``             no such ticket or agent (``NotFound``)
+``ticket_exists``         the chat has a ticket already (``TicketExists``)
+``already_rated``         the chat was rated before (``AlreadyRated``)
+``token_exists``          that token hash is stored already
+``schema_too_new``        the database was written by a newer helpline (raised when opening)
+========================  =====================================================================
+
+``write`` and ``read`` run a function on the store's own connection, for code that keeps its own
+tables (the canned messages). That SQL is written once for both databases: ``?`` placeholders, and
+only what SQLite and PostgreSQL both understand (``INSERT ... ON CONFLICT``, ``RETURNING``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar
+
+from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind
+from .journal import JournalBatch, LiveState
+
+__all__ = ["Connection", "Cursor", "RatingReport", "Store"]
+
+T = TypeVar("T")
+
+RatingReport = dict[str, dict[str, dict[str, int]]]
+
+
+class Cursor(Protocol):
+    """The part of a DB-API cursor the store's SQL uses."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A connection taking ``?`` placeholders: ``sqlite3.Connection``, or PostgreSQL's adapter."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Sequence[Sequence[Any]], /) -> Cursor: ...
+
+
+class Store(Protocol):
+    """A helpline store; ``engine.open_store(url)`` opens one for the duration of a block."""
+
+    #: The schema version of the database now, and the one it had when it was opened (lower when
+    #: opening it applied migrations).
+    schema_version: int
+    migrated_from: int
+
+    # -- generic --------------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in the writer's transaction, under its own savepoint; return once committed.
+
+        If ``fn`` raises, only its changes are undone and its exception is raised here (a database
+        error as ``StoreError("store_failed")``). ``StoreClosed`` if the store is closed. Waits for
+        room when too many writes are pending. If the caller is cancelled the write still runs.
+        """
+        ...
+
+    async def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in one read-only transaction on a reader connection and return its result.
+
+        Sees every write acknowledged before the call. Database errors are ``StoreError``.
+        """
+        ...
+
+    # -- tickets --------------------------------------------------------------------------------
+
+    async def save_ticket(self, ticket: Ticket) -> Ticket:
+        """Store a new ticket, and delete the chat's live rows, in one committed transaction.
+
+        Returns the ticket with the id the store assigned. ``TicketExists`` if the chat has a
+        ticket (the first stays as it was); ``ValueError`` if ``ticket.id`` is set.
+        """
+        ...
+
+    async def ticket(self, ticket_id: int) -> Ticket:
+        """The ticket with that id; ``NotFound`` if there is none."""
+        ...
+
+    async def ticket_for_chat(self, chat_id: str) -> Ticket:
+        """The ticket of that chat; ``NotFound`` if there is none."""
+        ...
+
+    async def tickets(
+        self,
+        *,
+        kind: TicketKind | None = None,
+        department: str | None = None,
+        agent: str | None = None,
+        visitor_email: str | None = None,
+        visitor_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        handled: bool | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> list[Ticket]:
+        """One page of the tickets matching every filter, newest (``ended_at``, then id) first.
+
+        ``agent`` matches anyone who handled the chat; ``visitor_email`` ignores case; the period
+        is ``since <= ended_at < until``. ``ValueError`` unless ``0 <= limit <= MAX_PAGE`` and
+        ``offset >= 0``.
+        """
+        ...
+
+    async def mark_handled(self, ticket_id: int) -> Ticket:
+        """Mark a ticket as followed up (idempotent), committed; ``NotFound`` if there is none."""
+        ...
+
+    async def rate(self, chat_id: str, rating: Rating, comment: str = "") -> Ticket:
+        """Record the visitor's rating, committed, once; then ``AlreadyRated`` (nothing changes).
+
+        ``NotFound`` if the chat has no ticket. Of ratings sent at once, exactly one wins.
+        """
+        ...
+
+    async def rating_report(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> RatingReport:
+        """Counts of good / neutral / bad per owning agent and per department.
+
+        ``{"agents": {id: {"good": n, ...}}, "departments": {...}}``; only rated tickets that
+        ended in ``since <= ended_at < until`` count, and only names with a rating appear.
+        """
+        ...
+
+    # -- the journal of live chats --------------------------------------------------------------
+
+    async def append_entries(self, chat_id: str, entries: Sequence[Entry]) -> None:
+        """Store a live chat's new lines; returns once committed.
+
+        A line written again with the same number replaces it. A client message id already
+        stored in the chat under another number is refused (``StoreError``).
+        """
+        ...
+
+    def submit_journal(self, batch: JournalBatch, on_done: Callable[[object], None]) -> None:
+        """Hand the router's batch over without blocking or awaiting; all of it or none commits.
+
+        ``on_done`` is called later, in the trio thread outside any task, after the COMMIT, with
+        None or the exception (``StoreClosed``, ``StoreBusy`` when too many writes are pending,
+        ``StoreError``); never re-entrantly from this call. A record of a chat that has a ticket
+        is not written; a failed ticket of the batch that finds the chat ticketed is dropped.
+        """
+        ...
+
+    async def live_state(self) -> LiveState:
+        """Every live chat the journal holds, with its lines in order, and the running graces."""
+        ...
+
+    # -- departments and agents -----------------------------------------------------------------
+
+    async def save_department(self, d: Department) -> None:
+        """Insert or replace a department's settings; returns once committed."""
+        ...
+
+    async def departments(self) -> list[Department]:
+        """Every department, by id."""
+        ...
+
+    async def save_agent(self, a: Agent) -> None:
+        """Insert or replace an agent with its departments (in order), status and ringtone."""
+        ...
+
+    async def agents(self) -> list[Agent]:
+        """Every agent, by id, with its departments in order."""
+        ...
+
+    async def remove_agent(self, agent_id: str) -> None:
+        """Delete an agent and its department list, committed; ``NotFound`` if there is none."""
+        ...
+
+    # -- access tokens (hashes only) ------------------------------------------------------------
+
+    async def save_token(
+        self, *, token_hash: str, role: str, subject: str, created_at: float
+    ) -> None:
+        """Store a token's hash, committed; ``StoreError("token_exists")`` if the hash is stored."""
+        ...
+
+    async def token(self, token_hash: str) -> tuple[str, str] | None:
+        """``(role, subject)`` of the token with that hash, or None."""
+        ...
+
+    async def revoke_tokens(self, *, subject: str) -> int:
+        """Delete every token of ``subject``, committed; returns how many there were."""
+        ...
+
+    async def count_tokens(self, *, role: str) -> int:
+        """How many tokens have that role."""
+        ...
+
+    # -- changes made outside the daemon -------------------------------------------------------
+
+    async def note_config_change(self) -> None:
+        """Bump the configuration counter, committed: a running daemon reloads departments,
+        agents and canned messages when it sees the counter move."""
+        ...
+
+    async def config_version(self) -> int:
+        """The configuration counter (0 in a new store)."""
+        ...
