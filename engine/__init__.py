@@ -3,13 +3,14 @@
 Import from here; the underscored modules are private.
 """
 
-from ._canned import CannedCategory, CannedMessage, fill_placeholders, query_of
-from ._canned_desk import CannedDesk
-from ._chatstate import ChatState
-from ._config import EngineConfig
-from ._engine import Engine, open_engine
-from ._errors import EngineError
-from ._events import (
+from .api.engine import Engine, open_engine
+from .api.handles import AgentConnection, VisitorChat
+from .canned.book import CannedCategory, CannedMessage, fill_placeholders, query_of
+from .canned.desk import CannedDesk
+from .model.chatstate import ChatState
+from .model.config import EngineConfig
+from .model.errors import EngineError
+from .model.events import (
     ChatAssigned,
     ChatEnded,
     ChatMessage,
@@ -23,8 +24,7 @@ from ._events import (
     SystemEvent,
     Typing,
 )
-from ._handles import AgentConnection, VisitorChat
-from ._records import (
+from .model.records import (
     Agent,
     AgentStatus,
     Department,
@@ -37,11 +37,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._store import MAX_PAGE, SqliteStore, StoreError
-from ._store_contract import Store
-from ._store_copy import CopyReport, copy_store
-from ._store_url import StoreLocation, open_store, parse_store_url
-from ._views import (
+from .model.views import (
     AgentView,
     Availability,
     ChatSummary,
@@ -50,6 +46,10 @@ from ._views import (
     RouterView,
     VisitorPanel,
 )
+from .store.contract import Store
+from .store.copy import CopyReport, copy_store
+from .store.sqlite_store import MAX_PAGE, SqliteStore, StoreError
+from .store.url import StoreLocation, open_store, parse_store_url
 
 __all__ = [
     "MAX_PAGE",

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine._canned import (
+from engine.canned.book import (
     CannedBook,
     CannedCategory,
     CannedError,

@@ -19,8 +19,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-import engine._journal
-import engine._store
+import engine.store.journal
+import engine.store.sqlite_store
 from engine import (
     ChatAssigned,
     ChatMessage,
@@ -31,7 +31,7 @@ from engine import (
     VisitorChat,
     open_engine,
 )
-from engine._session import Session
+from engine.actors.session import Session
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
 from .test_recovery import CONFIG, all_tickets, crashing, integrity
@@ -89,7 +89,7 @@ class TestStoreFaults:
     ) -> None:
         """A message the store cannot take is answered store_unavailable and shown to nobody;
         the engine goes on, and once the store is back a resend is stored once."""
-        fault = Fault(monkeypatch, engine._journal, "append_entries", error)
+        fault = Fault(monkeypatch, engine.store.journal, "append_entries", error)
         async with crashing(db_path) as (e, handles):
             ann, v = await active_chat(e, handles)
             before = await v.send("one", client_msg_id="v-1")
@@ -121,7 +121,7 @@ class TestStoreFaults:
     ) -> None:
         """An accept whose record cannot be written is answered store_unavailable; the decision
         stands, a repeated accept says so, and the record is written once the store is back."""
-        fault = Fault(monkeypatch, engine._journal, "write_batch")
+        fault = Fault(monkeypatch, engine.store.journal, "write_batch")
         async with crashing(db_path) as (e, handles):
             ann = await handles.enter_async_context(e.connect_agent("ann"))
             await ann.set_status("online")
@@ -152,7 +152,7 @@ class TestStoreFaults:
     ) -> None:
         """Records whose write failed are written again by a timer, with no request to carry
         them."""
-        fault = Fault(monkeypatch, engine._journal, "write_batch")
+        fault = Fault(monkeypatch, engine.store.journal, "write_batch")
         async with crashing(db_path) as (e, handles):
             ann = await handles.enter_async_context(e.connect_agent("ann"))
             await ann.set_status("online")
@@ -178,7 +178,7 @@ class TestStoreFaults:
     ) -> None:
         """open_chat fails with store_unavailable; the chat, which nobody holds, is dropped: no
         ticket is written for a request the visitor was told failed."""
-        fault = Fault(monkeypatch, engine._journal, "write_batch")
+        fault = Fault(monkeypatch, engine.store.journal, "write_batch")
         async with crashing(db_path) as (e, handles):
             ann = await handles.enter_async_context(e.connect_agent("ann"))
             await ann.set_status("online")
@@ -201,8 +201,8 @@ class TestStoreFaults:
     ) -> None:
         """With every third line write and every fourth router write failing, clients that
         resend until acknowledged end with every message exactly once, across a crash too."""
-        lines = Fault(monkeypatch, engine._journal, "append_entries", every=3)
-        router = Fault(monkeypatch, engine._journal, "write_batch", every=4)
+        lines = Fault(monkeypatch, engine.store.journal, "append_entries", every=3)
+        router = Fault(monkeypatch, engine.store.journal, "write_batch", every=4)
         acked: dict[str, list[tuple[int, str]]] = {}
         async with crashing(db_path) as (e, handles):
             ann = await handles.enter_async_context(e.connect_agent("ann"))
@@ -267,7 +267,7 @@ class TestCrashedActors:
     ) -> None:
         """A chat ended while tickets cannot be written is closing in the journal; the next start
         writes its ticket, once."""
-        fault = Fault(monkeypatch, engine._store, "insert_ticket")
+        fault = Fault(monkeypatch, engine.store.sqlite_store, "insert_ticket")
         async with crashing(db_path) as (e, handles):
             ann, v = await active_chat(e, handles)
             await v.send("please end it")

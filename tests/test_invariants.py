@@ -38,8 +38,8 @@ from engine import (
     open_engine,
     open_store,
 )
-from engine import _messages as m
-from engine._handles import ask
+from engine.actors import messages as m
+from engine.api.handles import ask
 
 from .conftest import AGENTS, DEPARTMENTS
 from .helpers import check_invariants

@@ -17,8 +17,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-import engine._journal
-import engine._store
+import engine.store.journal
+import engine.store.sqlite_store
 from engine import (
     ChatEnded,
     ChatMessage,
@@ -153,7 +153,9 @@ class TestChatsWhoseTicketFails:
         """With the disk full the ended chat's ticket cannot be written: the agent's end_chat
         fails, and still the visitor and the agent get `ended` with reason `crashed`, the agent no
         longer holds the chat, and the failed ticket is stored once the disk has room."""
-        fault = Fault(monkeypatch, engine._store, "insert_ticket", "database or disk is full")
+        fault = Fault(
+            monkeypatch, engine.store.sqlite_store, "insert_ticket", "database or disk is full"
+        )
         async with crashing(db_path) as (e, handles):
             ann, v = await active_chat(e, handles)
             await v.send("hello")
@@ -244,7 +246,7 @@ class TestRefusedOpenChat:
         """With the disk full open_chat is refused store_unavailable, also when nobody is online
         (the chat would end at once as missed): no ticket and no live chat is left of it, and the
         visitor's retry once the disk has room makes exactly one missed-chat ticket."""
-        fault = Fault(monkeypatch, engine._journal, "write_batch", "database or disk is full")
+        fault = Fault(monkeypatch, engine.store.journal, "write_batch", "database or disk is full")
         async with crashing(db_path) as (e, _):
             fault.on = True
             with pytest.raises(EngineError) as err:
@@ -271,7 +273,7 @@ class TestRefusedOpenChat:
     ) -> None:
         """The agent offered a chat whose opening was refused sees the offer withdrawn; nothing is
         stored for it, and after a restart nothing of it comes back."""
-        fault = Fault(monkeypatch, engine._journal, "write_batch", "database or disk is full")
+        fault = Fault(monkeypatch, engine.store.journal, "write_batch", "database or disk is full")
         async with crashing(db_path) as (e, handles):
             ann = await handles.enter_async_context(e.connect_agent("ann"))
             await ann.set_status("online")

@@ -15,7 +15,7 @@ import trio
 from trio.testing import MockClock
 
 from engine import Engine, EngineError, Visitor
-from engine._store import open_store
+from engine.store.sqlite_store import open_store
 from protocol import ClientError, ServerSettings
 from protocol._visitor import address_key, verify_visitor_id
 

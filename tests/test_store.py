@@ -12,7 +12,7 @@ import pytest
 import trio
 import trio.testing
 
-from engine._records import (
+from engine.model.records import (
     Agent,
     Department,
     EndReason,
@@ -24,7 +24,7 @@ from engine._records import (
     TicketKind,
     Visitor,
 )
-from engine._store import (
+from engine.store.sqlite_store import (
     MAX_PAGE,
     SCHEMA_VERSION,
     AlreadyRated,

@@ -1,4 +1,4 @@
-"""The store contract (engine._store_contract), run against every implementation.
+"""The store contract (engine.store.contract), run against every implementation.
 
 Each test gets a store opened from `store_url`: a SQLite file, and a fresh PostgreSQL schema
 (skipped without HELPLINE_TEST_POSTGRES). What one store promises, the other keeps.
@@ -29,11 +29,11 @@ from engine import (
     Visitor,
     open_store,
 )
-from engine._journal import JournalBatch
-from engine._migrations import latest
-from engine._store import MAX_PAGE, AlreadyRated, NotFound, TicketExists
-from engine._store_contract import Connection
-from engine._store_url import parse_store_url
+from engine.store.contract import Connection
+from engine.store.journal import JournalBatch
+from engine.store.migrate import latest
+from engine.store.sqlite_store import MAX_PAGE, AlreadyRated, NotFound, TicketExists
+from engine.store.url import parse_store_url
 
 
 def make_ticket(

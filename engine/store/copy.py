@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ._sqlite import StoreError
-from ._store_contract import Connection, Store
+from .contract import Connection, Store
+from .sqlite import StoreError
 
 __all__ = ["TABLES", "CopyReport", "copy_store"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._records import Agent, Department
+from .records import Agent, Department
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

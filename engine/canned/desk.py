@@ -14,7 +14,9 @@ import secrets
 from collections.abc import Callable, Collection, Mapping
 from typing import ParamSpec, TypeVar
 
-from ._canned import (
+from ..model.errors import EngineError
+from ..store.contract import Connection, Store
+from .book import (
     UNCHANGED,
     CannedBook,
     CannedCategory,
@@ -26,8 +28,6 @@ from ._canned import (
     Unchanged,
     fill_placeholders,
 )
-from ._errors import EngineError
-from ._store_contract import Connection, Store
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS canned_categories (id TEXT PRIMARY KEY, name TEXT NOT NULL)",

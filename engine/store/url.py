@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from urllib.parse import unquote, urlsplit
 
-from . import _store
-from ._store_contract import Store
+from . import sqlite_store
+from .contract import Store
 
 __all__ = ["StoreLocation", "open_store", "parse_store_url"]
 
@@ -69,17 +69,17 @@ async def open_store(
     """Open the store ``url`` names for the duration of the block (see the module docstring).
 
     ``synchronous`` is SQLite's pragma for a file; on PostgreSQL only OFF changes anything (see
-    ``engine._postgres.open_store``). ``busy_timeout`` is how long a SQLite write waits for a lock
-    another process holds.
+    ``engine.store.postgres.open_store``). ``busy_timeout`` is how long a SQLite write waits for a
+    lock another process holds.
     """
     where = parse_store_url(url)
     if where.kind == "postgresql":
-        from . import _postgres
+        from . import postgres
 
-        async with _postgres.open_store(where.target, synchronous=synchronous) as pg:
+        async with postgres.open_store(where.target, synchronous=synchronous) as pg:
             yield pg
     else:
-        async with _store.open_store(
+        async with sqlite_store.open_store(
             where.target, synchronous=synchronous, busy_timeout=busy_timeout
         ) as sqlite:
             yield sqlite

@@ -4,8 +4,9 @@ Theory of operation
 ===================
 
 A store keeps tickets, departments, agents, access tokens, canned messages and the journal of live
-chats. Two implementations honour this contract, SQLite (``engine._store``) and PostgreSQL
-(``engine._postgres``); ``tests/test_store_contract.py`` runs one suite against both.
+chats. Two implementations honour this contract, SQLite (``engine.store.sqlite_store``) and
+PostgreSQL (``engine.store.postgres``); ``tests/test_store_contract.py`` runs one suite against
+both.
 
 Promise 1: a write that returns (or whose callback reports success) has been committed. Writes go
 through one writer with group commit: many writes share one transaction, each under its own
@@ -41,8 +42,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
-from ._journal import JournalBatch, LiveState
-from ._records import Agent, Department, Entry, Rating, Ticket, TicketKind
+from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind
+from .journal import JournalBatch, LiveState
 
 __all__ = ["Connection", "Cursor", "RatingReport", "Store"]
 

@@ -20,10 +20,10 @@ from typing import Any
 import structlog
 import trio
 
-from . import _messages as m
-from ._errors import EngineError
-from ._outbox import Outbox, Outlet
-from ._store_contract import Store
+from ..model.errors import EngineError
+from ..store.contract import Store
+from . import messages as m
+from .outbox import Outbox, Outlet
 
 log = structlog.get_logger("helpline.actors")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._records import Visitor
+from .records import Visitor
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,12 +27,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from . import _messages as m
-from ._chatstate import ChatState
-from ._records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
+from ..actors import messages as m
+from ..model.chatstate import ChatState
+from ..model.records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
 
 if TYPE_CHECKING:
-    from ._store_contract import Connection
+    from .contract import Connection
 
 SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS live_chats (

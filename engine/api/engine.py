@@ -14,7 +14,7 @@ start restores the chats.
 A crash of the router is not swallowed: it propagates out of the block.
 
 Recovery. With `EngineConfig.journal` on (the default) every live chat is journaled before anything
-about it is acknowledged (engine._journal). At start each is rebuilt as it was: its state, owner,
+about it is acknowledged (store.journal). At start each is rebuilt as it was: its state, owner,
 members, transcript, queue place, open offers and pending deadlines. A deadline that passed while
 the engine was down fires once, right at start. Nobody is connected yet, so every agent who was
 online or held chats gets its disconnect grace (counting as online for routing, so new chats
@@ -36,20 +36,20 @@ from typing import Any, TypeVar
 import structlog
 import trio
 
-from . import _journal as journal
-from . import _messages as m
-from ._actors import AgentActor, DepartmentActor, supervise
-from ._canned_desk import CannedDesk
-from ._config import EngineConfig
-from ._errors import EngineError
-from ._handles import AgentConnection, VisitorChat, ask, rate_chat
-from ._outbox import Outbox, Outlet
-from ._records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
-from ._router import Members, Router, _Chat
-from ._session import Session
-from ._store_contract import Store
-from ._store_url import open_store
-from ._views import AgentView, ChatView, LiveChat, RouterView
+from ..actors import messages as m
+from ..actors.outbox import Outbox, Outlet
+from ..actors.router import Chat, Members, Router
+from ..actors.session import Session
+from ..actors.supervision import AgentActor, DepartmentActor, supervise
+from ..canned.desk import CannedDesk
+from ..model.config import EngineConfig
+from ..model.errors import EngineError
+from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
+from ..model.views import AgentView, ChatView, LiveChat, RouterView
+from ..store import journal
+from ..store.contract import Store
+from ..store.url import open_store
+from .handles import AgentConnection, VisitorChat, ask, rate_chat
 
 log = structlog.get_logger("helpline.engine")
 T = TypeVar("T")
@@ -203,7 +203,7 @@ class Engine:
         self._nursery.start_soon(supervise, "department", dept_id, actor.run, self._router_send)
 
     def _spawn_session(
-        self, chat: _Chat, visitor: Outbox, entries: Sequence[Entry], members: Members
+        self, chat: Chat, visitor: Outbox, entries: Sequence[Entry], members: Members
     ) -> trio.MemorySendChannel[m.ToSession]:
         send, recv = trio.open_memory_channel[m.ToSession](self.config.mailbox_size)
         session = Session(

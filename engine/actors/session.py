@@ -36,13 +36,13 @@ from typing import Final
 import structlog
 import trio
 
-from . import _messages as m
-from ._errors import EngineError
-from ._events import ChatEnded, ChatMessage, Event, Queued, SystemEvent, Typing
-from ._journal import entries_by_client_id
-from ._outbox import Outbox
-from ._records import EndReason, Entry, Ticket, TicketKind, Visitor
-from ._store_contract import Store
+from ..model.errors import EngineError
+from ..model.events import ChatEnded, ChatMessage, Event, Queued, SystemEvent, Typing
+from ..model.records import EndReason, Entry, Ticket, TicketKind, Visitor
+from ..store.contract import Store
+from ..store.journal import entries_by_client_id
+from . import messages as m
+from .outbox import Outbox
 
 log = structlog.get_logger("helpline.session")
 

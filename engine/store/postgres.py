@@ -4,7 +4,7 @@ Theory of operation
 ===================
 
 psycopg's async API runs only on asyncio, so this store drives synchronous connections from
-threads, the way the SQLite store keeps the event loop free (``engine._sqlite``):
+threads, the way the SQLite store keeps the event loop free (``engine.store.sqlite``):
 
 Rule 1: one connection writes, owned by one plain ``threading.Thread``. A write is a job, a
 function ``fn(connection) -> result`` with a callback, put on a ``queue.SimpleQueue`` (which never
@@ -32,11 +32,11 @@ large as the pool) on connections of a small ``psycopg_pool.ConnectionPool``, ea
 ``REPEATABLE READ READ ONLY`` transaction: one committed snapshot, which includes every write
 acknowledged before the read began.
 
-The SQL comes from ``engine._store`` and ``engine._journal``, written with ``?`` placeholders;
-``PgConnection`` turns them into psycopg's ``%s``. Opening the store applies the migrations of
-``engine/migrations/postgresql`` under an advisory lock, so several daemons starting at once on one
-database migrate it once. psycopg errors reach callers as ``StoreError`` (code
-``"store_failed"``) with the psycopg error as ``__cause__``.
+The SQL comes from ``engine.store.sqlite_store`` and ``engine.store.journal``, written with ``?``
+placeholders; ``PgConnection`` turns them into psycopg's ``%s``. Opening the store applies the
+migrations of ``engine/store/migrations/postgresql`` under an advisory lock, so several daemons
+starting at once on one database migrate it once. psycopg errors reach callers as ``StoreError``
+(code ``"store_failed"``) with the psycopg error as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ import trio
 import trio.lowlevel
 from psycopg_pool import ConnectionPool
 
-from ._migrations import migrate
-from ._sqlite import ClockHold, StoreBusy, StoreClosed, StoreError
-from ._store import LineQueue, StoreQueries
+from .migrate import migrate
+from .sqlite import ClockHold, StoreBusy, StoreClosed, StoreError
+from .sqlite_store import LineQueue, StoreQueries
 
 __all__ = ["PgConnection", "PostgresStore", "open_store"]
 

@@ -4,16 +4,16 @@ Theory of operation
 ===================
 
 ``open_store(path)`` opens (or creates) the file, puts it in WAL mode, applies the schema
-migrations it lacks (``engine._migrations``), and starts ONE writer thread that owns the only
+migrations it lacks (``engine.store.migrate``), and starts ONE writer thread that owns the only
 writing connection. Every write is a small function run in that thread; the thread groups whatever
 writes are waiting into one transaction (group commit) with a savepoint per write, so one failing
 write undoes only itself, and reports each outcome back to trio only after COMMIT returned. The
-mechanism lives in ``engine._sqlite``; this module is the queries.
+mechanism lives in ``engine.store.sqlite``; this module is the queries.
 
 The queries (``StoreQueries``) are written once for SQLite and PostgreSQL: ``?`` placeholders and
 SQL both databases understand, run through the backend's ``write``, ``read`` and ``submit``.
-``SqliteStore`` and ``engine._postgres.PostgresStore`` add only the machinery under them; both
-honour the contract of ``engine._store_contract``.
+``SqliteStore`` and ``engine.store.postgres.PostgresStore`` add only the machinery under them; both
+honour the contract of ``engine.store.contract``.
 
 Two ways to write, for two kinds of caller (DESIGN.md, "The store is a leaf"):
 
@@ -28,7 +28,7 @@ Reads run on separate reader connections in worker threads, each inside one read
 Schema
 ------
 
-The schema lives in ``engine/migrations/sqlite/*.sql``. ``tickets`` has one row per chat: the
+The schema lives in ``engine/store/migrations/sqlite/*.sql``. ``tickets`` has one row per chat: the
 visitor's fields as real columns (plus the lower-cased email in an indexed column), entries and
 handoffs as JSON text, and ``UNIQUE(chat_id)`` so that a second ticket for a chat is refused by the
 database itself. ``ticket_agents`` lists who handled each ticket, in order, indexed by agent.
@@ -36,7 +36,7 @@ database itself. ``ticket_agents`` lists who handled each ticket, in order, inde
 messages' tables and ``schema_version`` complete it.
 
 The journal of live chats (``live_chats``, ``live_entries``, ``live_agents``) is described in
-``engine._journal``. Storing a chat's ticket deletes its live rows in the same transaction, so a
+``store.journal``. Storing a chat's ticket deletes its live rows in the same transaction, so a
 chat is always exactly one of live or ticketed.
 """
 
@@ -53,9 +53,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
-from . import _journal as journal
-from ._migrations import latest, migrate
-from ._records import (
+from ..model.records import (
     Agent,
     AgentStatus,
     Department,
@@ -68,7 +66,10 @@ from ._records import (
     TicketKind,
     Visitor,
 )
-from ._sqlite import (
+from . import journal
+from .contract import Connection, RatingReport
+from .migrate import latest, migrate
+from .sqlite import (
     SYNCHRONOUS_MODES,
     Database,
     StoreBusy,
@@ -76,7 +77,6 @@ from ._sqlite import (
     StoreError,
     connect_writer,
 )
-from ._store_contract import Connection, RatingReport
 
 __all__ = [
     "AlreadyRated",
@@ -398,7 +398,7 @@ class _Backend(Protocol):
 
 
 class StoreQueries:
-    """The contract's methods (``engine._store_contract.Store``), over a backend's machinery.
+    """The contract's methods (``engine.store.contract.Store``), over a backend's machinery.
 
     Mixed into ``SqliteStore`` and ``PostgresStore``, each of which provides ``write``, ``read``,
     ``submit`` and a ``line_queue``. Every ``async`` write returns only after its COMMIT.

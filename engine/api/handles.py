@@ -15,16 +15,16 @@ from typing import Any, Protocol
 
 import trio
 
-from . import _messages as m
-from ._canned import CannedMessage
-from ._canned_desk import CannedDesk
-from ._errors import EngineError
-from ._events import Event
-from ._outbox import Outlet
-from ._records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
-from ._store import MAX_PAGE, AlreadyRated, NotFound
-from ._store_contract import Store
-from ._views import Availability, ChatSummary, VisitorPanel
+from ..actors import messages as m
+from ..actors.outbox import Outlet
+from ..canned.book import CannedMessage
+from ..canned.desk import CannedDesk
+from ..model.errors import EngineError
+from ..model.events import Event
+from ..model.records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
+from ..model.views import Availability, ChatSummary, VisitorPanel
+from ..store.contract import Store
+from ..store.sqlite_store import MAX_PAGE, AlreadyRated, NotFound
 
 
 async def ask(

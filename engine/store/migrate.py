@@ -3,8 +3,8 @@
 Theory of operation
 ===================
 
-``engine/migrations/<backend>/NNNN_name.sql`` holds the migrations of one backend (``sqlite`` or
-``postgresql``), numbered from 1 without gaps; each backend counts its own versions. The table
+``engine/store/migrations/<backend>/NNNN_name.sql`` holds the migrations of one backend (``sqlite``
+or ``postgresql``), numbered from 1 without gaps; each backend counts its own versions. The table
 ``schema_version`` holds one row, the number of the last migration applied.
 
 ``migrate(conn, backend)`` runs inside the transaction that opens the store: it reads the version
@@ -22,8 +22,8 @@ from functools import cache
 from importlib import resources
 from typing import Final
 
-from ._sqlite import StoreError
-from ._store_contract import Connection
+from .contract import Connection
+from .sqlite import StoreError
 
 __all__ = ["Migration", "latest", "migrate", "migrations"]
 
@@ -57,7 +57,7 @@ def split(script: str) -> tuple[str, ...]:
 @cache
 def migrations(backend: str) -> tuple[Migration, ...]:
     """Every migration of ``backend``, in order; ValueError if the numbering has a gap."""
-    folder = resources.files("engine") / "migrations" / backend
+    folder = resources.files("engine.store") / "migrations" / backend
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)

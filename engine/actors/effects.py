@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
-from . import _messages as m
-from ._errors import EngineError
+from ..model.errors import EngineError
+from . import messages as m
 
 _PENDING = object()  # a batch's outcome while its write is in flight
 

@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ._records import AgentStatus, Department, Handoff, Ticket, TicketKind, Visitor
+from ..model.records import AgentStatus, Department, Handoff, Ticket, TicketKind, Visitor
 
 if TYPE_CHECKING:
-    from ._outbox import Outbox, Outlet
+    from .outbox import Outbox, Outlet
 
 
 class Reply:

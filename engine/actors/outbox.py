@@ -15,8 +15,8 @@ from collections.abc import AsyncIterator, Iterable
 
 import trio
 
-from ._errors import EngineError
-from ._events import Event
+from ..model.errors import EngineError
+from ..model.events import Event
 
 
 class Outlet:

@@ -1,0 +1,157 @@
+"""Decided, then durable, then seen (Rules 5 and 6): the journal write of each loop iteration.
+
+The records a handler changed are collected (`touch`), written in one job at the end of the
+iteration, and the effects the iteration held back are released once that job has committed. A
+failed write keeps what it covered and writes it again when the retry timer fires.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import structlog
+import trio
+
+from ...model.chatstate import ChatState
+from ...store import journal
+from ..effects import Batch
+from .state import (
+    Chat,
+    RouterState,
+    Unwritten,
+)
+
+log = structlog.get_logger("helpline.router")
+
+_JOURNAL_RETRY = 1.0  # seconds before records whose journal write failed are written again
+
+
+class Durability(RouterState):
+    """Write what each iteration changed, and release its effects once that is committed."""
+
+    def _flush(self) -> None:
+        """End of an iteration: write what changed; its effects wait for the commit.
+
+        Effects that wait for no write go out at once if nothing before them is still waiting
+        (releasing a committed batch changes nothing the journal holds).
+        """
+        job = self._journal_job()
+        batch = self._effects.seal(job)
+        if batch is not None:
+            assert job is not None
+            self._store.submit_journal(job, partial(self._effects.committed, batch))
+        elif self._effects.ready():
+            self._release_due()
+
+    def _journal_job(self) -> journal.JournalBatch | None:
+        if not (self._journal and (self._touched or self._touched_agents or self._forgotten)):
+            self._touched.clear()  # not journaled: nothing to write for them
+            self._touched_agents.clear()
+            self._forgotten.clear()
+            if not (self._presence or self._failed_tickets):
+                return None
+        chats: tuple[tuple[str, str], ...] = ()
+        graces: tuple[tuple[str, float | None], ...] = ()
+        if self._journal:
+            chats = tuple(
+                (chat_id, journal.dumps(self._record_of(self._chats[chat_id])))
+                for chat_id in self._touched
+                if chat_id in self._chats
+            )
+            graces = tuple((a, self._grace_until(a)) for a in self._touched_agents)
+        presence = tuple(
+            (a.id, a.status, a.ringtone)
+            for a in map(self._agents.get, self._presence)
+            if a is not None
+        )
+        tickets = tuple(self._failed_tickets.values())
+        forget = tuple(sorted(self._forgotten))
+        self._touched.clear()
+        self._touched_agents.clear()
+        self._presence.clear()
+        self._failed_tickets.clear()
+        self._forgotten.clear()
+        if not (chats or graces or presence or tickets or forget):
+            return None
+        return journal.JournalBatch(
+            chats=chats, graces=graces, presence=presence, tickets=tickets, forget=forget
+        )
+
+    def _release_due(self) -> None:
+        for batch in self._effects.due():
+            if batch.failed:
+                self._journal_failed(batch)
+            self._effects.release(batch)
+
+    def _journal_failed(self, batch: Batch) -> None:
+        """Keep what the write covered, to be written again when the retry timer fires.
+
+        Not at once: the store is failing, and rewriting in the iteration the failure wakes
+        would spin. A new change to a chat writes that chat's record again anyway.
+        """
+        job = batch.job
+        assert isinstance(job, journal.JournalBatch)
+        log.error("journal_write_failed", error=repr(batch.outcome), chats=len(job.chats))
+        u = self._unwritten
+        u.chats.update(chat_id for chat_id, _ in job.chats)
+        u.agents.update(agent_id for agent_id, _ in job.graces)
+        u.presence.update(agent_id for agent_id, _, _ in job.presence)
+        u.tickets.update((t.chat_id, t) for t in job.tickets)
+        u.forgotten.update(job.forget)
+        if ("retry", "") not in self._timers:
+            self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
+
+    def _retry_journal(self) -> None:
+        """Mark what failed to be written as changed again: it goes with this iteration's write."""
+        u, self._unwritten = self._unwritten, Unwritten()
+        self._touched |= u.chats
+        self._touched_agents |= u.agents
+        self._presence |= u.presence
+        self._forgotten |= u.forgotten
+        for chat_id, ticket in u.tickets.items():
+            self._failed_tickets.setdefault(chat_id, ticket)
+
+    def _grace_until(self, agent_id: str) -> float | None:
+        agent = self._agents.get(agent_id)
+        return self._to_wall(("agent", agent_id)) if agent is not None and agent.grace else None
+
+    def _record_of(self, chat: Chat) -> journal.ChatRecord:
+        return journal.ChatRecord(
+            chat_id=chat.id,
+            department=chat.department,
+            question=chat.question,
+            visitor=chat.visitor,
+            started_at=chat.started_at,
+            resume_key=chat.resume_key,
+            state=chat.state,
+            owner=chat.owner,
+            members=tuple(chat.members),
+            ever=tuple(chat.ever),
+            tried=tuple(sorted(chat.tried)),
+            handoffs=tuple(chat.handoffs),
+            accepted_at=chat.accepted_at,
+            queue_key=chat.queue_key if chat.state is ChatState.QUEUED else None,
+            offer=self._offer_record(chat.offer),
+            handoff=self._offer_record(chat.handoff),
+            queue_deadline=self._to_wall(("queue", chat.id)),
+            end_deadline=self._to_wall(("end", chat.id)),
+            visitor_deadline=self._to_wall(("visitor", chat.id)),
+            finish=chat.final,
+        )
+
+    def _offer_record(self, offer_id: str) -> journal.OfferRecord | None:
+        offer = self._offers.get(offer_id) if offer_id else None
+        if offer is None:
+            return None
+        deadline = self._to_wall(("offer", offer.id))
+        return journal.OfferRecord(
+            id=offer.id,
+            kind=offer.kind,
+            agents=tuple(sorted(offer.agents)),
+            offered=tuple(sorted(offer.offered)),
+            from_agent=offer.from_agent,
+            to_department=offer.to_department,
+            target=offer.target,
+            note=offer.note,
+            deadline=self._wall() if deadline is None else deadline,
+        )

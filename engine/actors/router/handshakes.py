@@ -1,0 +1,201 @@
+"""The agents' handshakes: accepting or declining an offer, and starting or cancelling a transfer
+or an invite. A transfer or invite changes nothing until its target accepts (invariant 4).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import structlog
+import trio
+
+from ...model.chatstate import ChatState, check
+from ...model.errors import EngineError
+from ...model.events import (
+    ChatAssigned,
+    ChatRemoved,
+    HandoffResult,
+)
+from .. import messages as m
+from .routing import Routing
+from .state import (
+    AgentState,
+    Chat,
+    PendingOffer,
+)
+
+log = structlog.get_logger("helpline.router")
+
+
+class Handshakes(Routing):
+    """Accept and decline offers; start and cancel transfers and invites."""
+
+    def _accept(self, msg: m.Accept) -> None:
+        closed = self._closed_offers.get(msg.offer_id)
+        if closed is not None and closed.taker == msg.agent_id:
+            # The agent took this offer already (perhaps told store_unavailable): the same answer
+            # again, once the chat's record is written with this iteration.
+            chat = self._chats.get(closed.chat_id)
+            if chat is not None and msg.agent_id in chat.members:
+                self._touch(chat)
+                self._answer_after_tells(chat, msg.reply, chat.id)
+                return
+        offer = self._check_offer(msg.agent_id, msg.offer_id)
+        if isinstance(offer, EngineError):
+            self._answer(msg.reply, offer)
+            return
+        chat = self._chats[offer.chat_id]
+        agent = self._agents[msg.agent_id]
+        self._touch(chat)
+        self._close_offer(offer, "taken", keep=agent.id)
+        agent.offers.discard(offer.id)
+        agent.chats.add(chat.id)
+        now = self._wall()
+        if offer.kind == "chat":
+            chat.offer = ""
+            self._timers.cancel(("queue", chat.id))
+            chat.state = check(chat.state, ChatState.ACTIVE)
+            chat.owner = agent.id
+            chat.accepted_at = chat.accepted_at or now
+            self._join(chat, agent, "joined", "")
+            role = "owner"
+        else:
+            source = self._agents[offer.from_agent]
+            chat.handoff = ""
+            chat.handoffs.append(self._handoff_record(offer, agent.id, "accepted", now))
+            if offer.kind == "transfer":
+                chat.owner = agent.id
+                chat.members.remove(source.id)
+                source.chats.discard(chat.id)
+                source.idle_since = trio.current_time()
+                self._dirty.update(source.departments)
+                self._join(chat, agent, "transferred", offer.note, replaces=source.id)
+                self._push(source, ChatRemoved(chat_id=chat.id, reason="transferred"))
+                role = "owner"
+            else:
+                self._join(chat, agent, "invited", offer.note)
+                role = "invitee"
+            self._push(
+                source,
+                HandoffResult(
+                    chat_id=chat.id, kind=offer.kind, outcome="accepted", target=agent.id
+                ),
+            )
+        self._push(agent, ChatAssigned(chat_id=chat.id, role=role))
+        log.info(
+            "offer_accepted",
+            chat_id=chat.id,
+            agent_id=agent.id,
+            department=chat.department,
+            kind=offer.kind,
+        )
+        self._answer_after_tells(chat, msg.reply, chat.id)
+
+    def _join(
+        self, chat: Chat, agent: AgentState, event: str, detail: str, replaces: str = ""
+    ) -> None:
+        chat.members.append(agent.id)
+        if agent.id not in chat.ever:
+            chat.ever.append(agent.id)
+        self._touch(chat)
+        self._tell(
+            chat,
+            m.Join(
+                agent_id=agent.id,
+                name=agent.name,
+                outbox=agent.outbox,
+                event=event,
+                detail=detail,
+                replaces=replaces,
+            ),
+        )
+
+    def _decline(self, msg: m.Decline) -> None:
+        offer = self._check_offer(msg.agent_id, msg.offer_id)
+        if isinstance(offer, EngineError):
+            self._answer(msg.reply, offer)
+            return
+        self._offer_lapsed(offer, {msg.agent_id}, "declined")
+        self._answer(msg.reply, None)
+
+    def _start_handoff(self, msg: m.StartHandoff) -> None:
+        result = self._plan_handoff(msg)
+        if isinstance(result, EngineError):
+            self._answer(msg.reply, result)
+            return
+        chat, targets = result
+        offer = PendingOffer(
+            id=secrets.token_hex(8),
+            chat_id=chat.id,
+            kind=msg.kind,
+            agents={a.id for a in targets},
+            from_agent=msg.agent_id,
+            to_department=msg.to_department,
+            target=msg.to_agent or msg.to_department,
+            note=msg.note,
+        )
+        chat.handoff = offer.id
+        self._make_offer(offer, chat, self._handoff_timeout)
+        self._answer(msg.reply, offer.id)
+
+    def _plan_handoff(self, msg: m.StartHandoff) -> tuple[Chat, list[AgentState]] | EngineError:
+        chat = self._chats.get(msg.chat_id)
+        if chat is None or msg.agent_id not in chat.members:
+            return EngineError("not_in_chat", "you are not in that chat")
+        if msg.kind == "transfer" and chat.owner != msg.agent_id:
+            return EngineError("not_owner", "only the agent who holds the chat can transfer it")
+        if chat.state is not ChatState.ACTIVE:
+            return EngineError("invalid_state", f"the chat is {chat.state}; it cannot be handed on")
+        if chat.handoff:
+            return EngineError(
+                "handoff_pending", "a transfer or invite is already waiting; cancel it"
+            )
+        if msg.to_department:
+            dept = self._depts.get(msg.to_department)
+            if dept is None:
+                return EngineError("not_found", f"no department {msg.to_department!r}")
+            if not dept.config.chat_enabled:
+                return EngineError("chat_off", f"chat is switched off for {msg.to_department}")
+        if msg.to_agent:
+            target = self._agents.get(msg.to_agent)
+            if target is None:
+                return EngineError("not_found", f"no agent {msg.to_agent!r}")
+            if msg.to_department and msg.to_department not in target.departments:
+                return EngineError(
+                    "invalid_field", f"{msg.to_agent} is not in department {msg.to_department}"
+                )
+            if target.id in chat.members:
+                return EngineError("invalid_state", f"{msg.to_agent} is already in this chat")
+            if not target.can_take():
+                return EngineError(
+                    "agent_unavailable",
+                    f"{msg.to_agent} is offline or has no free capacity; pick another agent",
+                )
+            return chat, [target]
+        if not msg.to_department:
+            return EngineError("missing_field", "name an agent or a department to hand over to")
+        targets = [
+            a
+            for a in self._members_of(msg.to_department)
+            if a.can_take() and a.id not in chat.members
+        ]
+        if not targets:
+            return EngineError(
+                "agent_unavailable", f"nobody in {msg.to_department} can take a chat right now"
+            )
+        return chat, targets
+
+    def _cancel_handoff(self, msg: m.CancelHandoff) -> None:
+        chat = self._chats.get(msg.chat_id)
+        offer = self._offers.get(chat.handoff) if chat is not None and chat.handoff else None
+        if chat is None or offer is None or msg.kind not in ("", offer.kind):
+            what = f"no {msg.kind}" if msg.kind else "no transfer or invite"
+            self._answer(msg.reply, EngineError("no_handoff", f"{what} is waiting"))
+            return
+        if offer.from_agent != msg.agent_id:
+            self._answer(
+                msg.reply, EngineError("forbidden", "only its sender can cancel a handoff")
+            )
+            return
+        self._end_handoff(chat, "cancelled")
+        self._answer(msg.reply, None)

@@ -1,0 +1,93 @@
+"""The per-department waiting queue, kept by the router (taking a chat off it and reserving an
+agent's capacity for it must be one decision). Its order survives a restart as a key per chat.
+
+Work that follows from freed capacity (offering the head of a queue) is collected in `_dirty`
+while a message is handled and done once at the end of the iteration (Rule 4).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import structlog
+import trio
+
+from ...model.chatstate import ChatState, check
+from ...model.records import (
+    RoutingMode,
+)
+from .. import messages as m
+from .offers import Offers
+from .state import (
+    AgentState,
+    Chat,
+    DeptState,
+    PendingOffer,
+)
+
+log = structlog.get_logger("helpline.router")
+
+
+class Queues(Offers):
+    """Queue waiting chats, tell visitors their place, and offer the head when capacity frees."""
+
+    def _enqueue(self, chat: Chat, dept: DeptState, *, front: bool) -> None:
+        chat.state = check(chat.state, ChatState.QUEUED)
+        self._touch(chat)
+        head = self._chats[dept.queue[0]].queue_key if dept.queue else None
+        if front and head is not None:
+            chat.queue_key = head - 1
+            dept.queue.appendleft(chat.id)
+        else:
+            self._queue_seq += 1
+            chat.queue_key = self._queue_seq
+            if front:
+                dept.queue.appendleft(chat.id)
+            else:
+                dept.queue.append(chat.id)
+        if not front or ("queue", chat.id) not in self._timers:
+            self._timers.set(("queue", chat.id), trio.current_time() + dept.config.queue_timeout)
+        self._tell_positions(dept)
+        log.info("chat_queued", chat_id=chat.id, department=dept.config.id, length=len(dept.queue))
+
+    def _offer_chat(self, chat: Chat, dept: DeptState, eligible: list[AgentState]) -> None:
+        if dept.config.routing is RoutingMode.ASSIGNED:
+            eligible = [min(eligible, key=lambda a: (a.load, a.idle_since, a.id))]
+        offer = PendingOffer(
+            id=secrets.token_hex(8), chat_id=chat.id, kind="chat", agents={a.id for a in eligible}
+        )
+        chat.state = check(chat.state, ChatState.OFFERED)
+        chat.offer = offer.id
+        self._make_offer(offer, chat, dept.config.offer_window)
+
+    def _tell_positions(self, dept: DeptState) -> None:
+        for position, chat_id in enumerate(dept.queue, start=1):
+            chat = self._chats[chat_id]
+            if chat.told_position != position:
+                chat.told_position = position
+                self._tell(chat, m.QueuePosition(position=position))
+
+    def _dispatch_dirty(self) -> None:
+        while self._dirty:
+            dept = self._depts.get(self._dirty.pop())
+            if dept is not None:
+                self._dispatch(dept)
+
+    def _dispatch(self, dept: DeptState) -> None:
+        """Offer queued chats, head first, while the department has agents with room."""
+        moved = False
+        while dept.queue:
+            chat = self._chats[dept.queue[0]]
+            eligible = [
+                a
+                for a in self._members_of(dept.config.id)
+                if a.can_take() and a.id not in chat.tried
+            ]
+            if not eligible or not dept.config.chat_enabled:
+                break
+            dept.queue.popleft()
+            chat.told_position = 0
+            moved = True
+            self._offer_chat(chat, dept, eligible)
+        if moved:
+            self._tell_positions(dept)
