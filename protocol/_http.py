@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import unquote
 
-import trio
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -250,8 +249,8 @@ async def _file(root: Path, relative: str, cache: str) -> HttpReply:
     path = _inside(root, unquote(relative))
     if path is None:
         return text_reply(404, "not found")
-    try:
-        body = await trio.Path(path).read_bytes()
+    try:  # built pages and assets are small and in the page cache: read them in this thread
+        body = path.read_bytes()
     except OSError:
         return text_reply(404, "not found")
     return HttpReply(status=200, body=body, content_type=content_type(path), cache=cache)

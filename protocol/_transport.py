@@ -129,9 +129,9 @@ class Transport:
         """How the WebSocket ended (the peer's close frame first), or None while it is open."""
         protocol = self._protocol
         if protocol.close_rcvd is not None:
-            return CloseInfo(code=protocol.close_rcvd.code, reason=protocol.close_rcvd.reason)
+            return CloseInfo(code=int(protocol.close_rcvd.code), reason=protocol.close_rcvd.reason)
         if protocol.close_sent is not None:
-            return CloseInfo(code=protocol.close_sent.code, reason=protocol.close_sent.reason)
+            return CloseInfo(code=int(protocol.close_sent.code), reason=protocol.close_sent.reason)
         if protocol.state is CLOSED or self._broken:
             return CloseInfo(code=ABNORMAL)
         return None
