@@ -102,10 +102,21 @@ class Transport:
                 self._take(events[1:])  # frames sent before the answer, kept for receive
                 return request
             if protocol.state is not CONNECTING or protocol.handshake_exc is not None:
-                await self._flush()  # e.g. 431 for oversized headers
+                await self._refuse_unparsed()
                 return None
             if not await self._read():
                 return None
+
+    async def _refuse_unparsed(self) -> None:
+        """Write what the protocol answered a request it could not parse: its own response (431,
+        414), or 400 where it would only close."""
+        protocol = self._protocol
+        async with self._sending:
+            writes = protocol.data_to_send()
+            if writes == [SEND_EOF]:
+                refusal = protocol.reject(400, "this is not an HTTP/1.1 request without a body\n")
+                writes = [refusal.serialize(), SEND_EOF]
+            await self._write(writes)
 
     def accept(self, request: Request) -> Response:
         """The answer to an upgrade request: 101, or 403 for an origin not on the list, or 400."""
