@@ -37,6 +37,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
+from ._stats import Histogram, Stats
 from ._store import MAX_PAGE, SqliteStore, StoreError, open_store
 from ._views import (
     AgentView,
@@ -74,6 +75,7 @@ __all__ = [
     "Event",
     "Handoff",
     "HandoffResult",
+    "Histogram",
     "LiveChat",
     "Offer",
     "OfferWithdrawn",
@@ -82,6 +84,7 @@ __all__ = [
     "RouterView",
     "RoutingMode",
     "SqliteStore",
+    "Stats",
     "StatusChanged",
     "StoreError",
     "SystemEvent",

@@ -44,6 +44,7 @@ from ._outbox import Outbox, Outlet
 from ._records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
 from ._router import Members, Router, _Chat
 from ._session import Session
+from ._stats import Stats
 from ._store import SqliteStore, open_store
 from ._views import AgentView, ChatView, LiveChat, RouterView
 
@@ -106,12 +107,30 @@ class Engine:
         self._agent_records: dict[str, Agent] = {}
         self._department_records: dict[str, Department] = {}
         self.canned: CannedDesk
+        #: counters and histograms for operators (see engine._stats); read them, never write
+        self.stats = Stats()
+        store.on_commit = self._observe_commit
 
     # --- clock ----------------------------------------------------------------------------------
 
     def now(self) -> float:
         """Wall-clock seconds, advanced by trio's clock (so tests under autojump see time pass)."""
         return self._wall_origin + trio.current_time()
+
+    def _observe_commit(self, seconds: float, jobs: int) -> None:
+        self.stats.commit_seconds.observe(seconds)
+        self.stats.commit_batch.observe(jobs)
+
+    def mailbox_depths(self) -> dict[str, int]:
+        """How many messages wait in the deepest mailbox of each kind of actor, right now."""
+        depth = {"router": self._router_send.statistics().current_buffer_used}
+        for kind, boxes in (
+            ("session", self._sessions.values()),
+            ("agent", self._agent_inboxes.values()),
+            ("department", self._dept_inboxes.values()),
+        ):
+            depth[kind] = max((b.statistics().current_buffer_used for b in boxes), default=0)
+        return depth
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -134,6 +153,7 @@ class Engine:
             visitor_grace=config.visitor_grace,
             agent_grace=config.agent_grace,
             journal=config.journal,
+            stats=self.stats,
         )
         self._router = router
         departments = await store.departments()

@@ -78,6 +78,7 @@ from ._records import (
     TicketKind,
     Visitor,
 )
+from ._stats import Stats
 from ._timers import Timers
 from ._views import AgentView, Availability, ChatSummary, ChatView, LiveChat, RouterView
 
@@ -203,7 +204,9 @@ class Router:
         visitor_grace: float,
         agent_grace: float,
         journal: bool = True,
+        stats: Stats | None = None,
     ) -> None:
+        self.stats = stats or Stats()
         self._inbox = inbox
         self._spawn_session = spawn_session
         self._store = store
@@ -398,6 +401,7 @@ class Router:
                         msg = await inbox.receive()
                     self._waiting = None
             self._release_due()
+            self.stats.loop_turns += 1
             if msg is not None:
                 mark, touches = effects.mark(), self._touches
                 handlers[type(msg)](msg)
@@ -714,6 +718,7 @@ class Router:
 
     def _make_offer(self, offer: _Offer, chat: _Chat, window: float) -> None:
         offer.offered = frozenset(offer.agents)
+        self.stats.offers["made"] += len(offer.agents)
         self._offers[offer.id] = offer
         self._timers.set(("offer", offer.id), trio.current_time() + window)
         self._touch(chat)
@@ -985,6 +990,8 @@ class Router:
             self._timers.cancel(("queue", chat.id))
             chat.state = check(chat.state, ChatState.ACTIVE)
             chat.owner = agent.id
+            if chat.accepted_at is None:
+                self.stats.accept_wait.observe(max(0.0, now - chat.started_at))
             chat.accepted_at = chat.accepted_at or now
             self._join(chat, agent, "joined", "")
             role = "owner"
@@ -1011,6 +1018,7 @@ class Router:
                 ),
             )
         self._push(agent, ChatAssigned(chat_id=chat.id, role=role))
+        self.stats.offers["accepted"] += 1
         log.info(
             "offer_accepted",
             chat_id=chat.id,
@@ -1060,6 +1068,8 @@ class Router:
 
     def _offer_lapsed(self, offer: _Offer, agents: set[str], why: str) -> None:
         """Some of an offer's agents declined, timed out or went away; move on if none are left."""
+        outcome = why if why in ("declined", "expired") else "withdrawn"
+        self.stats.offers[outcome] += len(agents & offer.agents)
         for agent_id in agents:
             agent = self._agents[agent_id]
             agent.offers.discard(offer.id)
@@ -1097,6 +1107,7 @@ class Router:
         if chat is not None:
             self._touch(chat)
         for agent_id in offer.agents - {keep}:
+            self.stats.offers["withdrawn"] += 1
             agent = self._agents[agent_id]
             agent.offers.discard(offer.id)
             self._dirty.update(agent.departments)
@@ -1281,6 +1292,7 @@ class Router:
             agent.idle_since = now
             self._dirty.update(agent.departments)
         chat.state = check(chat.state, ChatState.CLOSING)
+        self.stats.tickets[kind.value] += 1
         log.info(
             "chat_finished",
             chat_id=chat.id,
