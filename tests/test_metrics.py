@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 from trio.testing import MockClock
@@ -82,3 +85,18 @@ def test_histogram_buckets_are_cumulative() -> None:
         h.observe(value)
     assert h.cumulative() == [(1.0, 2), (2.0, 3), (float("inf"), 4)]
     assert (h.count, h.sum) == (4, 12.0)
+
+
+async def test_ops_docs_name_only_real_metrics(engine: Engine, autojump_clock: MockClock) -> None:
+    """Every metric the alert rules and the dashboard in docs/ops use is one a scrape exports."""
+    text = await render_metrics(engine, ServerStats(), [], {})
+    exported = set()
+    for family in text_string_to_metric_families(text.decode()):
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+        exported |= {family.name + s for s in suffixes.get(family.type, [""])}
+    docs = Path(__file__).parent.parent / "docs" / "ops"
+    used = set()
+    for path in (docs / "alerts.yml", docs / "grafana-dashboard.json"):
+        used |= set(re.findall(r"\bhelpline_[a-z_]+", path.read_text()))
+    assert used, "docs/ops names no metric"
+    assert used - exported == set()
