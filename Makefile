@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine protocol tests bench
-	$(BIN)/ruff format --check engine protocol tests bench
+	$(BIN)/ruff check engine protocol replay tests bench
+	$(BIN)/ruff format --check engine protocol replay tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
