@@ -60,6 +60,7 @@ from engine import (
     TicketKind,
     open_store,
 )
+from replay.cli import register as register_replay
 
 from ._auth import ADMIN_NAME, issue_token
 from ._daemon import (
@@ -436,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _existing_db_option(ratings)
     ratings.set_defaults(run=_ratings)
+    register_replay(commands)
     return parser
 
 
