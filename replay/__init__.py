@@ -2,10 +2,12 @@
 clock, against another configuration (more or fewer agents, other capacities, another routing).
 
 ``helpline replay --help`` explains the command; the modules, in the order a replay uses them:
-`traffic` (what is replayed), `desk` (what it is replayed against), `simulate` (the run),
-`report` (the figures, side by side with the recorded ones), `sweep` (a table over agent counts).
+`traffic` (what is replayed), `desk` (what it is replayed against), `simulate` (the run, on the
+virtual clock of `clock`), `report` (the figures, side by side with the recorded ones), `sweep` (a
+table over agent counts).
 """
 
+from .clock import VirtualClock
 from .desk import Changes, Desk, generated_desk, recorded_desk
 from .simulate import Run, run, simulate
 from .traffic import DayProfile, Outcome, Request, Traffic, generate_day, read_jsonl, read_store
@@ -18,6 +20,7 @@ __all__ = [
     "Request",
     "Run",
     "Traffic",
+    "VirtualClock",
     "generate_day",
     "generated_desk",
     "read_jsonl",

@@ -17,14 +17,13 @@ seeded with the desk's departments and agents. Then, on a virtual clock:
   recorded day's is: ``accepted_at - started_at`` is the wait, a missed chat's ``end_reason`` the
   reason.
 
-The clock. Trio runs the simulation on ``trio.testing.MockClock(autojump_threshold=0)``: when
-every task is blocked, virtual time jumps to the next deadline, so hours of routing run in
-seconds and nothing waits for real time. Why trio's clock and not one of our own: the engine's
-store works in threads, and a task waiting for a thread counts as blocked, so an autojumping clock
-would leap ahead in the middle of a commit. The store prevents that by keeping one task runnable
-while it works, but only under a MockClock (which it recognises); a clock of our own would be
-blind to the store's threads, and trio's ``Clock`` interface offers no way to see them. MockClock
-is final, so it is used as it is. `simulate` refuses to run under any other clock.
+The clock. `run` runs the simulation on a `VirtualClock` (``replay.clock``): when every task is
+blocked, virtual time jumps to the next deadline, so hours of routing run in seconds and nothing
+waits for real time. The clock is held still while the engine starts and the agents go online
+(the store writes their presence), and from the last visitor on (the tickets are read back and
+the engine stops); the module docstring of ``replay.clock`` says why it may run free in between.
+`simulate` also runs under trio's ``MockClock(autojump_threshold=0)``, as tests do (pytest-trio's
+``autojump_clock``); the engine then keeps that clock from jumping while its store works.
 """
 
 from __future__ import annotations
@@ -59,6 +58,7 @@ from engine import (
     open_engine,
 )
 
+from .clock import VirtualClock
 from .desk import Desk
 from .traffic import Outcome, Request, Traffic
 
@@ -92,10 +92,12 @@ def run(
     db: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> Run:
-    """`simulate` in a trio run of its own, on an autojumping MockClock."""
+    """`simulate` in a trio run of its own, on a `VirtualClock`."""
+    clock = VirtualClock()
     result: Run = trio.run(
         lambda: simulate(traffic, desk, db=db, progress=progress),
-        clock=MockClock(autojump_threshold=0),
+        clock=clock,
+        instruments=[clock],
     )
     return result
 
@@ -107,25 +109,37 @@ async def simulate(
     db: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
 ) -> Run:
-    """Replay `traffic` against `desk` (module docstring); must run under an autojumping MockClock.
+    """Replay `traffic` against `desk` (see the module docstring).
 
+    It must run under a `VirtualClock` or ``trio.testing.MockClock(autojump_threshold=0)``.
     `db` keeps the engine's database (it must not exist yet); by default it is a temporary file.
     """
     clock = trio.lowlevel.current_clock()
-    if not isinstance(clock, MockClock) or clock.autojump_threshold != 0:
-        raise RuntimeError("simulate needs trio.testing.MockClock(autojump_threshold=0)")
+    if isinstance(clock, VirtualClock):
+        pause, resume = clock.pause, clock.resume
+    elif isinstance(clock, MockClock) and clock.autojump_threshold == 0:
+        pause = resume = _nothing
+    else:
+        raise RuntimeError(
+            "simulate needs a virtual clock: replay.clock.VirtualClock, or "
+            "trio.testing.MockClock(autojump_threshold=0)"
+        )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="helpline-replay-") as tmp:
         path = Path(db) if db is not None else Path(tmp) / "replay.db"
         if path.exists():
             raise FileExistsError(f"{os.fspath(path)} exists already; a replay writes a new one")
         config = EngineConfig(departments=desk.departments, agents=desk.agents, journal=False)
-        async with open_engine(config, db=path, synchronous="OFF") as engine:
-            sim = _Simulation(engine, traffic, desk)
-            t0 = trio.current_time()
-            await sim.run(progress)
-            simulated = trio.current_time() - t0
-            outcomes = await sim.outcomes()
+        pause()
+        try:
+            async with open_engine(config, db=path, synchronous="OFF") as engine:
+                sim = _Simulation(engine, traffic, desk)
+                t0 = trio.current_time()
+                await sim.run(progress, ready=resume, done=pause)
+                simulated = trio.current_time() - t0
+                outcomes = await sim.outcomes()
+        finally:
+            resume()
     return Run(
         desk=desk,
         outcomes=outcomes,
@@ -143,10 +157,14 @@ class _Simulation:
         self.desk = desk
         self.requests = {r.key: r for r in traffic.requests}
 
-    async def run(self, progress: Progress | None) -> None:
+    async def run(
+        self, progress: Progress | None, *, ready: Callable[[], None], done: Callable[[], None]
+    ) -> None:
+        """Bring the agents online, call `ready`, play the traffic, call `done`, let them go."""
         async with trio.open_nursery() as agents:
             for agent in self.desk.agents:
                 await agents.start(self._agent, agent.id)
+            ready()
             t0 = trio.current_time()
             total = len(self.traffic.requests)
             async with trio.open_nursery() as visitors:
@@ -155,6 +173,7 @@ class _Simulation:
                     visitors.start_soon(self._visitor, request)
                     if progress is not None and n % 100 == 0:
                         progress(n, total)
+            done()
             if progress is not None:
                 progress(total, total)
             agents.cancel_scope.cancel()
@@ -252,6 +271,10 @@ class _Simulation:
             offset += len(page)
             if len(page) < MAX_PAGE:
                 return found
+
+
+def _nothing() -> None:
+    pass
 
 
 def outcome_of(ticket: Ticket) -> Outcome:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ from replay import (
     generated_desk,
     read_store,
     recorded_desk,
+    run,
     simulate,
 )
+from replay.clock import VirtualClock
 from replay.report import Figures, figures, percentile
 from replay.sweep import parse_sweep
 
@@ -256,3 +259,49 @@ class TestCommand:
         assert 1 == done.returncode, done.stdout
         assert message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+class TestClock:
+    def test_jumps_to_the_next_deadline_when_all_is_blocked(self) -> None:
+        """An hour of sleeping takes no real time, and the clock lands on the deadline."""
+        clock = VirtualClock()
+        seen: list[float] = []
+
+        async def main() -> None:
+            await trio.sleep(3600)
+            seen.append(trio.current_time())
+
+        started = time.perf_counter()
+        trio.run(main, clock=clock, instruments=[clock])
+        assert [3600.0] == seen
+        assert time.perf_counter() - started < 5
+
+    def test_held_time_waits_for_a_thread(self) -> None:
+        """While held, a task waiting for a worker thread does not let time jump."""
+        clock = VirtualClock()
+        seen: list[float] = []
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep, 10)
+                with clock.hold():
+                    await trio.to_thread.run_sync(time.sleep, 0.05)
+                    seen.append(trio.current_time())
+                await trio.to_thread.run_sync(time.sleep, 0.05)
+                seen.append(trio.current_time())
+
+        trio.run(main, clock=clock, instruments=[clock])
+        assert 0.0 == seen[0]
+        assert 10.0 == seen[1]  # free again, it jumped while the thread slept
+
+    def test_a_replay_gives_the_same_figures_on_either_clock(self) -> None:
+        """The replay's own clock and trio's autojump clock give the same outcome per chat."""
+        day = generate_day(200, seed=5, profile=PROFILE)
+        desk = generated_desk(day, PROFILE)
+        own = run(day, desk)
+        mock = trio.run(simulate, day, desk, clock=MockClock(autojump_threshold=0))
+        assert own.outcomes.keys() == mock.outcomes.keys()
+        for key, outcome in own.outcomes.items():
+            other = mock.outcomes[key]
+            assert (outcome.missed, outcome.agents) == (other.missed, other.agents), key
+            assert close(outcome.wait or 0.0, other.wait or 0.0), key
