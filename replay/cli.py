@@ -178,8 +178,9 @@ def register(commands: Any) -> None:
     whatif.add_argument(
         "--sweep",
         metavar="agents=A..B[:STEP]",
-        help="replay once per number of agents from A to B (in every replayed department, each "
-        "on its own) and print a table of waits and missed chats against agents",
+        help="replay once per number of agents from A to B (that many in every replayed "
+        "department at once; choose them with --department) and print a table of waits and "
+        "missed chats against agents",
     )
     whatif.add_argument(
         "--png",
@@ -401,7 +402,7 @@ def _sweep(
         out.write(json.dumps({"source": traffic.source, "sweep": sweep_json(rows)}, indent=2))
         out.write("\n")
     else:
-        where = f" ({', '.join(args.department)})" if args.department else ""
+        where = f", department {', '.join(args.department)}" if args.department else ""
         out.write(
             f"swept {len(rows)} replays of {len(traffic.requests):,} chats from {traffic.source}"
             f"{where}, {duration(traffic.span)} of traffic each, in {spent:.1f} s; waits in "

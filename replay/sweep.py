@@ -1,8 +1,8 @@
 """A sweep: the same traffic replayed with 4, 5, ... 12 agents, as a table and as a chart.
 
 ``--sweep agents=4..12`` (or ``agents=4..12:2`` for every second count) replays the traffic once
-per agent count, with that many agents in every replayed department (each department on its own,
-with `--department`), everything else as the replay's other options say. Each row gives, per
+per agent count, with that many agents in every replayed department at once (`--department`
+chooses them), everything else as the replay's other options say. Each row gives, per
 department, the p50, p90 and p99 waits and the missed chats. ``--png FILE`` draws the p90 wait and
 the missed chats against the number of agents, with matplotlib (the ``bench`` extra).
 """

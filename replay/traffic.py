@@ -318,4 +318,4 @@ def generate_day(n: int, *, seed: int = 1, profile: DayProfile | None = None) ->
                 key=f"r{i:06d}", at=t - first, department=dept, handle=handle, patience=patience
             )
         )
-    return Traffic(requests=tuple(requests), source=f"a generated day of {n} chats (seed {seed})")
+    return Traffic(requests=tuple(requests), source=f"a generated day of {n:,} chats (seed {seed})")
