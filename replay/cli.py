@@ -411,7 +411,7 @@ def _sweep(
         out.write(format_sweep(rows) + "\n")
     if args.png:
         try:
-            draw_png(rows, args.png, f"{len(traffic.requests):,} chats from {traffic.source}")
+            draw_png(rows, args.png, f"replay of {traffic.source}")
         except ImportError:
             print(f"helpline replay: {MATPLOTLIB_MISSING}", file=sys.stderr)
             return 1

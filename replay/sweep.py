@@ -127,6 +127,7 @@ def draw_png(rows: Sequence[SweepRow], path: str | os.PathLike[str], title: str)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # type: ignore[import-not-found, unused-ignore]
+    from matplotlib.ticker import MaxNLocator  # type: ignore[import-not-found, unused-ignore]
 
     agents = [row.agents for row in rows]
     fig, (waits, missed) = plt.subplots(1, 2, figsize=(10, 4))
@@ -136,6 +137,7 @@ def draw_png(rows: Sequence[SweepRow], path: str | os.PathLike[str], title: str)
     waits.set(xlabel="agents", ylabel="p90 wait (s)", title="p90 wait")
     missed.set(xlabel="agents", ylabel="missed chats", title="missed chats")
     for ax in (waits, missed):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle(title)
