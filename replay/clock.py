@@ -18,13 +18,16 @@ sees every task step. Its answer:
 Trio's own ``MockClock(autojump_threshold=0)`` behaves alike, with one difference that matters
 here: a task that waits for a worker thread counts as blocked, so virtual time may jump while the
 thread works. The engine guards its store against that by keeping a task busy while a store
-operation runs, but only under a MockClock, and that busy loop costs about half of a replay's CPU
-time. With this clock a replay holds time still itself where it waits for the store
-(starting the engine, agents going online, reading the tickets back, stopping) and lets it run
-free in between. Then the only store work in flight is the writing of tickets (the journal of live
-chats is off), which comes after every decision about its chat: the router freed the agents'
-capacity when it ended the chat, and the ticket's times were taken before the write. A jump during
-that write only delays, in virtual time, when the participants hear that the chat ended.
+operation runs, but only under a MockClock, and that busy loop cost a replay of 1,000 chats a
+third of its CPU time (measured: 4.3 s under MockClock, 2.7 s under this clock). With this clock
+a replay holds time still itself where it waits for the store (starting the engine, agents going
+online, reading the tickets back, stopping) and lets it run free in between. Then the only store
+work in flight is the writing of tickets (the journal of live chats is off), which comes after
+every decision about its chat: the router freed the agents' capacity when it ended the chat, and
+the ticket's times were taken before the write. A jump during that write only delays, in virtual
+time, when the participants hear that the chat ended (an agent's ``end_chat`` may then be
+answered ``busy``, which the simulated agent ignores). A test checks that a replay gives the same
+outcome for every chat on either clock.
 """
 
 from __future__ import annotations
