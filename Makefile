@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench demo clean
+WEB_DIST := web/dist/index.html
+WEB_SOURCES := $(shell find web/src -type f 2>/dev/null) web/build.mjs web/package.json web/package-lock.json
+
+.PHONY: run test lint typecheck bench demo clean web
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +15,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# The browser side (web/dist), rebuilt only when it is missing or older than its sources.
+web: $(WEB_DIST)
+
+$(WEB_DIST): $(WEB_SOURCES)
+	cd web && npm ci && npm run build
+
+run: $(STAMP) web
 	$(BIN)/helpline serve
 
-test: $(STAMP)
+test: $(STAMP) web
+	cd web && npm test
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -29,7 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/dist web/node_modules test-output
 
 demo: $(STAMP)
 	$(BIN)/python -c "from protocol._demo import main; main()"

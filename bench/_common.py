@@ -278,7 +278,15 @@ def environment(config: RunConfig) -> dict[str, Any]:
         "platform": platform.platform(),
         "sqlite": sqlite3.sqlite_version,
     }
-    for dist in ("helpline", "trio", "trio-websocket", "wsproto", "msgpack", "structlog"):
+    for dist in (
+        "helpline",
+        "trio",
+        "websockets",
+        "trio-websocket",
+        "wsproto",
+        "msgpack",
+        "structlog",
+    ):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -38,11 +38,13 @@ from .model.records import (
     TicketKind,
     Visitor,
 )
+from .model.stats import Histogram, Stats
 from .model.views import (
     AgentView,
     Availability,
     ChatSummary,
     ChatView,
+    Health,
     LiveChat,
     RouterView,
     VisitorPanel,
@@ -80,6 +82,8 @@ __all__ = [
     "Event",
     "Handoff",
     "HandoffResult",
+    "Health",
+    "Histogram",
     "LiveChat",
     "Offer",
     "OfferWithdrawn",
@@ -88,6 +92,7 @@ __all__ = [
     "RouterView",
     "RoutingMode",
     "SqliteStore",
+    "Stats",
     "StatusChanged",
     "Store",
     "StoreError",

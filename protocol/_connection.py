@@ -7,8 +7,11 @@ A connection is three tasks around one bounded queue of outgoing frames:
 - the **reader** takes WebSocket messages one at a time, decodes each with the codec, and handles
   it to the end (a request's reply is queued before the next message is read, so one client's
   requests never run concurrently and a client cannot make the server hold more than one
-  request of its own);
-- the **writer** is the only task that sends: it takes frames off the queue and writes them;
+  request of its own). It reads nothing more while the queue is more than half full: a client
+  that pipelines requests faster than it reads the replies is slowed down (TCP backpressure),
+  not dropped;
+- the **writer** sends the frames: it takes everything queued (without waiting for more) and
+  writes the batch with one write;
 - the **heartbeat** pings every ``heartbeat_interval`` and closes with 4001 when a pong does not
   come back within ``heartbeat_timeout``.
 
@@ -16,15 +19,18 @@ Role handlers (``_visitor.py``, ``_agent.py``, ``_admin.py``) add one more task 
 that moves the handle's events onto the queue (a "pump").
 
 Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
-``send_nowait``. A full queue means the client does not read fast enough: the connection is closed
-with 4000 at once and the engine's disconnect grace takes over. The engine's own outlet behind a
+``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
+replies to half of it, so what fills it is events): the connection is closed with 4000 at once
+and the engine's disconnect grace takes over. The engine's own outlet behind a
 pump therefore never fills (the pump drains it at the speed of encoding), and one slow reader never
 slows a chat (DESIGN.md, "Fan-out never waits").
 
 Rule 2: **the first close wins.** :meth:`Connection.close` records a code and either lets the
 writer flush what is queued first (an error event, a ``shutdown`` event) or skips the queue
-(4000, 4001). The connection's main task then runs the WebSocket closing handshake, bounded by
-``close_timeout``, and cancels the tasks. Leaving the reader's exit stack releases the engine
+(4000, 4001). The connection's main task then closes the transport, bounded by ``close_timeout``:
+once the writer's batch in flight is written it stops the tasks, writes the close frame, shuts
+the write side and drains what the client still sends (``Transport.aclose``), so the client
+reads its close code. Leaving the reader's exit stack releases the engine
 handles: a visitor's chat waits for its grace period, an agent's chats for the agent's.
 
 Rule 3: **a fault stays in its connection.** An unexpected exception in any of the tasks is
@@ -32,7 +38,7 @@ logged, answered with ``internal`` when a request was being served, and closes t
 with 1011; the gateway and the other connections carry on.
 
 Refusals follow SPEC.md section 3: a frame without a readable ref gets an ``error`` event and close
-1008 (1009 for an oversized frame, which trio-websocket itself refuses before the codec sees it);
+1008 (1009 for an oversized frame, which the transport refuses on its header, before the codec);
 a frame with a ref gets an error reply. Before a successful hello every refusal closes with 1008.
 """
 
@@ -45,15 +51,15 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import structlog
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from engine import EngineError, Event, StoreError
+from engine import ChatMessage, EngineError, Event, StoreError
 
 from ._admin import open_admin
 from ._agent import open_agent
 from ._codec import decode_request, encode_error, encode_event, encode_reply_error, encode_reply_ok
 from ._errors import ERROR_CODES, ProtocolError
 from ._frames import PROTOCOL_VERSION, Request, Role
+from ._transport import ConnectionClosed, Transport
 from ._visitor import open_visitor
 from ._wire import Fields, wire_event
 
@@ -105,11 +111,12 @@ class TokenBucket:
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
-    def __init__(self, gateway: Gateway, ws: WebSocketConnection, peer: str) -> None:
+    def __init__(self, gateway: Gateway, ws: Transport, peer: str) -> None:
         self.gateway = gateway
         self.engine = gateway.engine
         self.settings = gateway.settings
         self.registry = gateway.registry
+        self._stats = gateway.stats
         self.ws = ws
         self.role: Role | None = None
         self.peer = peer  # "host:port" of the remote end (or what the stream knows of it)
@@ -120,6 +127,9 @@ class Connection:
         self._handler: RoleHandler | None = None
         self._send, self._recv = trio.open_memory_channel[Any](self.settings.outbound_queue)
         self._closing = False
+        self._skip_queue = False  # a close that drops what is queued (Rule 2)
+        self._high_water = self.settings.outbound_queue // 2  # the reader pauses above it
+        self._room = trio.Event()  # set by the writer each time it takes frames off the queue
         self._done = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._bucket = TokenBucket(self.settings.rate, self.settings.burst, trio.current_time())
@@ -140,6 +150,8 @@ class Connection:
         """Queue the wire event for one engine event."""
         name, fields = wire_event(event, self.gateway.name_of)
         self.put(encode_event(name, **fields))
+        if self.role is Role.AGENT and isinstance(event, ChatMessage) and event.author == "visitor":
+            self._stats.delivery.observe(max(0.0, self.engine.now() - event.at))
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a task for this connection; it is cancelled when the connection closes."""
@@ -152,12 +164,14 @@ class Connection:
             return
         self._closing = True
         self.close_code, self.close_reason = code, reason
+        self._stats.closes[code] += 1
         if flush:
             try:
                 self._send.send_nowait(_FLUSH)
                 return
             except trio.WouldBlock:
                 pass
+        self._skip_queue = True
         self._done.set()
 
     def shutdown(self, reason: str) -> None:
@@ -173,20 +187,33 @@ class Connection:
         self.log.debug("connection_opened")
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                nursery.start_soon(self._guarded, self._writer)
-                nursery.start_soon(self._guarded, self._heartbeat)
-                nursery.start_soon(self._guarded, self._reader)
+                await nursery.start(self._serve)
                 await self._done.wait()
-                if self.close_code is not None:
-                    with trio.move_on_after(self.settings.close_timeout):
-                        await self.ws.aclose(self.close_code, self.close_reason)
+                with trio.move_on_after(self.settings.close_timeout):
+                    await self.ws.aclose(
+                        self.close_code,
+                        self.close_reason,
+                        stop=self._stop_tasks,
+                        drain_bytes=self.settings.close_drain_bytes,
+                    )
                 nursery.cancel_scope.cancel()
         finally:
             self.registry.connections.discard(self)
             if self.close_code is None and self.ws.closed is not None:
-                self.close_code = int(self.ws.closed.code)
+                self.close_code = self.ws.closed.code
             self.log.info("connection_closed", code=self.close_code, reason=self.close_reason)
+
+    async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._guarded, self._writer)
+            nursery.start_soon(self._guarded, self._heartbeat)
+            nursery.start_soon(self._guarded, self._reader)
+            task_status.started()
+
+    def _stop_tasks(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
 
     async def _guarded(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Rule 3: a fault in one task closes this connection with 1011, and nothing else."""
@@ -200,21 +227,33 @@ class Connection:
         if not self._closing:
             self._closing = True
             closed = self.ws.closed
-            self.close_code = None if closed is None else int(closed.code)
-            self.close_reason = "" if closed is None or closed.reason is None else closed.reason
+            self.close_code = None if closed is None else closed.code
+            self.close_reason = "" if closed is None else closed.reason
         self._done.set()
 
     async def _writer(self) -> None:
         async with self._recv:
-            async for frame in self._recv:
-                if frame is _FLUSH:
-                    break
+            while True:
+                batch = [await self._recv.receive()]
+                while True:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                self._room.set()
+                if self._skip_queue:
+                    return
+                flush = _FLUSH in batch
+                if flush:
+                    batch = batch[: batch.index(_FLUSH)]
                 try:
-                    await self.ws.send_message(frame)
+                    await self.ws.send(batch)
                 except ConnectionClosed:
                     self._peer_closed()
                     return
-        self._done.set()
+                if flush:
+                    self._done.set()
+                    return
 
     async def _heartbeat(self) -> None:
         settings = self.settings
@@ -232,8 +271,11 @@ class Connection:
                 return
 
     async def _receive(self) -> bytes | str | None:
+        while self._send.statistics().current_buffer_used > self._high_water:
+            self._room = trio.Event()
+            await self._room.wait()
         try:
-            return await self.ws.get_message()
+            return await self.ws.receive()
         except ConnectionClosed:
             self._peer_closed()
             return None
@@ -278,6 +320,7 @@ class Connection:
 
     def _refuse(self, error: ProtocolError) -> None:
         self.log.info("frame_refused", code=error.code, ref=error.ref)
+        self._stats.errors[error.code] += 1
         self.put(encode_error(error))
         if error.ref is None:
             code = 1009 if error.code == "frame_too_large" else 1008
@@ -290,6 +333,7 @@ class Connection:
         if code not in ERROR_CODES:
             message = f"{code}: {message}"
             code = "internal"
+        self._stats.errors[code] += 1
         self.put(encode_reply_error(ref, code, message))
 
     async def _dispatch(self, request: Request, handler: RoleHandler) -> None:

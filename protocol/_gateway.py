@@ -1,20 +1,25 @@
-"""The WebSocket gateway: accept connections, bind each to engine handles, shut down cleanly.
+"""The gateway: one port for WebSocket and plain HTTP; bind each WebSocket to engine handles.
 
 Theory of operation
 -------------------
-The gateway is a thin adapter between trio-websocket and the engine, as trio-websocket is around
-wsproto. It takes any trio stream (a TCP connection from :meth:`Gateway.serve`, or one end of an
-in-memory stream pair in tests), and for each one:
+The gateway takes any trio stream (a TCP connection from :meth:`Gateway.serve`, or one end of an
+in-memory stream pair in tests) and wraps it in a :class:`~protocol._transport.Transport`, the
+thin adapter around the ``websockets`` library's sans-I/O server protocol. For each stream it:
 
-1. runs the WebSocket opening handshake under ``handshake_timeout``; a peer too slow to finish
-   it is dropped without a close frame;
-2. checks the ``Origin`` header against the allowlist (an empty list allows any) and refuses a
-   stranger with HTTP 403;
-3. hands the open WebSocket to a :class:`~protocol._connection.Connection`, which serves it until
-   it closes. trio-websocket enforces the frame size limit: a larger message is closed with 1009
-   before the codec ever sees it.
+1. reads the opening request under ``handshake_timeout``; a peer too slow to send it is dropped
+   without an answer;
+2. answers a request that is not a WebSocket upgrade from the HTTP route table
+   (:mod:`protocol._http`: health checks and the built web pages), then closes;
+3. refuses an upgrade while shutting down (503) and one whose ``Origin`` is not on the allowlist
+   (403; an empty list allows any), and accepts the others;
+4. hands the open WebSocket to a :class:`~protocol._connection.Connection`, which serves it until
+   it closes. The protocol enforces the frame size limit on each frame's header: a larger message
+   is closed with 1009 before its payload is read and before the codec sees anything.
 
-An exception escaping one connection is logged and ends that connection only.
+Every answer ends the same way: the response or close frame is written, the write side is shut,
+and what the peer still sends is drained (bounded) before the socket closes, so the peer reads
+its answer instead of a TCP reset. An exception escaping one connection is logged and ends that
+connection only.
 
 Restart: :meth:`Gateway.serve` first asks the engine for the chats it restored from its journal
 (:meth:`Gateway.restore`), so their visitors resume them with the tokens they already hold.
@@ -29,17 +34,21 @@ normally, which ends every live chat and writes its ticket.
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 from typing import Final
 
 import structlog
 import trio
-from trio_websocket import WebSocketConnection, WebSocketRequest, wrap_server_stream
+from websockets.http11 import Request
 
 from engine import Engine
 
 from ._connection import Connection
+from ._http import DEFAULT_WEB_DIR, Routes, default_routes, web_dir_missing
+from ._metrics import ServerStats, metrics_route
 from ._registry import Registry
 from ._settings import ServerSettings
+from ._transport import Transport
 
 __all__ = ["Gateway", "serve"]
 
@@ -60,6 +69,12 @@ class Gateway:
         self._accepting: trio.CancelScope | None = None
         self._handshakes: set[trio.CancelScope] = set()  # connections still in the handshake
         self._connections: trio.Nursery | None = None
+        self.web_dir = Path(self.settings.web_dir) if self.settings.web_dir else DEFAULT_WEB_DIR
+        #: The plain HTTP route table; add endpoints with ``routes.add``.
+        self.routes: Routes = default_routes(engine, lambda: self._stopping, self.web_dir)
+        #: What the connections count for ``/metrics`` (written from trio's thread only).
+        self.stats = ServerStats()
+        metrics_route(self.routes, engine, self.registry, self.stats)
 
     def name_of(self, agent_id: str) -> str:
         """An agent's display name, or its id once it was removed."""
@@ -71,47 +86,45 @@ class Gateway:
     async def handle_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one client on ``stream`` (a TCP connection, or an in-memory stream in tests)."""
         peer = _peer(stream)
+        settings = self.settings
         try:
-            async with trio.open_nursery() as nursery:
-                ws = await self._open(nursery, stream, peer)
-                if ws is not None:
-                    await Connection(self, ws, peer).run()
-                nursery.cancel_scope.cancel()
+            transport = Transport(
+                stream, max_size=settings.max_frame_size, origins=settings.origins
+            )
+            answered = await self._open(transport, peer)
+            if answered is True:
+                await Connection(self, transport, peer).run()
+            elif answered is False:  # an HTTP response or a refusal was written: let it arrive
+                with trio.move_on_after(settings.close_timeout):
+                    await transport.aclose(drain_bytes=settings.close_drain_bytes)
         except Exception:
             log.exception("connection_crashed", peer=peer)
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _open(
-        self, nursery: trio.Nursery, stream: trio.abc.Stream, peer: str
-    ) -> WebSocketConnection | None:
-        """The opening handshake, under its deadline; None if it failed or was refused."""
-        settings = self.settings
-        with trio.move_on_after(settings.handshake_timeout) as scope:
+    async def _open(self, transport: Transport, peer: str) -> bool | None:
+        """The opening request, under its deadline: True once a WebSocket is open, False after
+        another answer, None if the peer was dropped without one."""
+        with trio.move_on_after(self.settings.handshake_timeout) as scope:
             self._handshakes.add(scope)
             try:
-                request = await wrap_server_stream(
-                    nursery, stream, max_message_size=settings.max_frame_size
-                )
-                if self._stopping:
-                    await request.reject(503, body=b"the server is shutting down")
+                request = await transport.request()
+                if request is None:
                     return None
-                if not self._origin_allowed(request):
-                    log.info("origin_refused", peer=peer)
-                    await request.reject(403, body=b"this origin may not connect")
-                    return None
-                return await request.accept()
+                if not _is_upgrade(request):
+                    response = await self.routes.answer(request)
+                    log.debug("http", peer=peer, path=request.path, status=response.status_code)
+                elif self._stopping:
+                    response = transport.reject(503, "the server is shutting down")
+                else:
+                    response = transport.accept(request)
+                    if response.status_code == 403:
+                        log.info("origin_refused", peer=peer)
+                return await transport.respond(response)
             finally:
                 self._handshakes.discard(scope)
         log.info("handshake_dropped", peer=peer, stopping=self._stopping)
         return None
-
-    def _origin_allowed(self, request: WebSocketRequest) -> bool:
-        allowed = self.settings.origins
-        if not allowed:
-            return True
-        origins = [v for k, v in request.headers if k.lower() == b"origin"]
-        return len(origins) == 1 and origins[0].decode("latin-1") in allowed
 
     async def restore(self) -> None:
         """Learn the chats the engine restored at start, so their visitors can resume them."""
@@ -126,6 +139,12 @@ class Gateway:
         """
         settings = self.settings
         await self.restore()
+        if web_dir_missing(self.web_dir):
+            log.warning(
+                "web_pages_missing",
+                web_dir=str(self.web_dir),
+                hint="run `make web` to build them; until then the pages answer 503",
+            )
         listeners = await trio.open_tcp_listeners(settings.port, host=settings.host)
         host, port = listeners[0].socket.getsockname()[:2]
         self.url = f"ws://{f'[{host}]' if ':' in host else host}:{port}"
@@ -178,6 +197,11 @@ async def serve(
     async with trio.open_nursery() as nursery:
         await nursery.start(gateway.serve)
         task_status.started(gateway)
+
+
+def _is_upgrade(request: Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (any other request is plain HTTP)."""
+    return any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
 
 
 def _peer(stream: trio.abc.Stream) -> str:

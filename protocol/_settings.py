@@ -103,6 +103,11 @@ class ServerSettings:
     burst: int = 60
     #: Seconds a closing handshake may take before the TCP connection is dropped.
     close_timeout: float = 5.0
+    #: Bytes read and discarded after the server's close frame (or an HTTP response) while it
+    #: waits for the peer to close, so the close frame is not lost to a TCP reset.
+    close_drain_bytes: int = 1_048_576
+    #: The built web folder served over plain HTTP; empty: web/dist in the helpline checkout.
+    web_dir: str = ""
     #: Seconds a shutdown waits for connections to close before it drops them.
     shutdown_timeout: float = 10.0
     #: Live chats one visitor connection may have opened at once (a connection that resumed a

@@ -145,6 +145,7 @@ class RawPeer:
         self.frames: list[ServerFrame] = []
         self.closed = False
         self.code: int | None = None
+        self._pieces: list[bytes] = []
 
     async def handshake(self, headers: list[tuple[bytes, bytes]] | None = None) -> object:
         """The opening handshake; returns wsproto's AcceptConnection or RejectConnection."""
@@ -189,8 +190,11 @@ class RawPeer:
                 self.closed, self.code = True, int(event.code)
             elif isinstance(event, Ping):
                 self.pings += 1
-            elif isinstance(event, Message):
-                self.frames.append(decode_server_frame(event.data))
+            elif isinstance(event, Message):  # wsproto hands over a message in pieces
+                self._pieces.append(bytes(event.data))
+                if event.message_finished:
+                    self.frames.append(decode_server_frame(b"".join(self._pieces)))
+                    self._pieces.clear()
 
     async def _events(self) -> list[object]:
         data = await self.stream.receive_some(65536)

@@ -39,6 +39,7 @@ class Endings(Queues):
     ) -> None:
         """End a chat: free everything it held and tell its session to write the one ticket."""
         self._move(chat, event)  # to CLOSING, releasing what the chat's state held
+        self.stats.tickets[kind.value] += 1
         log.info(
             "chat_finished",
             chat_id=chat.id,

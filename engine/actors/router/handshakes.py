@@ -55,6 +55,8 @@ class Handshakes(Routing):
             chat.offer = ""
             self._move(chat, ChatEvent.ACCEPT)  # stops the queue timer
             chat.owner = agent.id
+            if chat.accepted_at is None:
+                self.stats.accept_wait.observe(max(0.0, now - chat.started_at))
             chat.accepted_at = chat.accepted_at or now
             self._join(chat, agent, "joined", "")
             role = "owner"
@@ -81,6 +83,7 @@ class Handshakes(Routing):
                 ),
             )
         self._push(agent, ChatAssigned(chat_id=chat.id, role=role))
+        self.stats.offers["accepted"] += 1
         log.info(
             "offer_accepted",
             chat_id=chat.id,

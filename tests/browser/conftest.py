@@ -1,0 +1,208 @@
+"""Browser tests: Debian's Chromium, driven by Playwright, against a real ``helpline serve``.
+
+The daemon serves the built pages (web/dist) on the same port as its WebSocket. The suite builds
+web/dist when it is missing (``npm ci`` and ``npm run build`` in web/). Playwright never
+downloads a browser here: it starts /usr/bin/chromium (or ``HELPLINE_CHROMIUM``).
+
+Without Chromium, Playwright, npm or the built pages the tests skip and say how to enable them;
+with ``HELPLINE_REQUIRE_BROWSER=1`` in the environment a skip is a failure instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench._daemonproc import Daemon, helpline, start_daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+WEB = ROOT / "web"
+DIST = WEB / "dist"
+OUTPUT = ROOT / "test-output"
+CHROMIUM = Path(os.environ.get("HELPLINE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+HOW_TO_ENABLE = (
+    "install Chromium (apt-get install chromium), the dev extra (pip install -e '.[dev]'), "
+    "and node/npm to build web/dist (make web)"
+)
+
+CONFIG = """
+[engine]
+handoff_timeout = 30
+visitor_grace = 20
+agent_grace = 3
+
+[[departments]]
+id = "support"
+name = "Support"
+offer_window = 30
+
+[[departments]]
+id = "sales"
+name = "Sales"
+
+[[departments]]
+id = "billing"
+name = "Billing"
+
+[[agents]]
+id = "ann"
+name = "Ann Archer"
+departments = ["support", "sales"]
+
+[[agents]]
+id = "bob"
+name = "Bob Baker"
+departments = ["support"]
+
+[[agents]]
+id = "dee"
+name = "Dee Dunn"
+departments = ["billing"]
+
+[[canned]]
+id = "thanks"
+text = "Thanks for waiting, {visitor.name}!"
+category = "greetings"
+
+[[canned]]
+id = "shipping"
+text = "We ship to Japan within five working days."
+category = "shipping"
+department = "support"
+"""
+
+
+def unavailable(reason: str) -> None:
+    """Skip with how to enable the tests, or fail when they are required."""
+    if os.environ.get("HELPLINE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser tests required (HELPLINE_REQUIRE_BROWSER=1) but {reason}")
+    pytest.skip(f"browser tests skipped: {reason}; to run them, {HOW_TO_ENABLE}")
+
+
+def _dist_is_built() -> bool:
+    return all((DIST / name).is_file() for name in ("console.html", "demo.html", "widget.js"))
+
+
+@pytest.fixture(scope="session")
+def web_dist() -> Path:
+    """web/dist, built first when missing."""
+    if not _dist_is_built():
+        npm = shutil.which("npm")
+        if npm is None:
+            unavailable("web/dist is not built and npm is not installed")
+        for step in (["ci"], ["run", "build"]):
+            done = subprocess.run(
+                [npm or "npm", *step], cwd=WEB, capture_output=True, text=True, timeout=600
+            )
+            if done.returncode != 0:
+                unavailable(f"`npm {' '.join(step)}` failed in web/:\n{done.stderr[-2000:]}")
+    return DIST
+
+
+@pytest.fixture(scope="session")
+def browser(web_dist: Path) -> Iterator[Any]:
+    """Debian's Chromium, headless, started by Playwright (which downloads nothing)."""
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} does not exist")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("the playwright package is not installed")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@dataclass
+class Desk:
+    """A running daemon with its pages, and sign-in tokens for its agents and its admin."""
+
+    daemon: Daemon
+    base: str  # http://127.0.0.1:PORT
+    tokens: dict[str, str]
+    admin_token: str
+
+
+@pytest.fixture(scope="module")
+def desk(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[Desk]:
+    root = tmp_path_factory.mktemp("browser")
+    config = root / "helpline.toml"
+    config.write_text(CONFIG)
+    daemon = start_daemon(root, "--config", str(config))
+    try:
+        tokens = {
+            agent: subprocess.run(
+                helpline("token", agent, "--db", str(daemon.db)),
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            for agent in ("ann", "bob", "dee")
+        }
+        assert daemon.admin_token is not None
+        base = daemon.url.replace("ws://", "http://").rstrip("/")
+        yield Desk(daemon=daemon, base=base, tokens=tokens, admin_token=daemon.admin_token)
+    finally:
+        daemon.kill()
+
+
+@dataclass
+class Tab:
+    """One browser context and its page, with what the page did that it should not have."""
+
+    page: Any
+    dialogs: list[str]
+    errors: list[str]
+
+    def shot(self, name: str) -> Path:
+        OUTPUT.mkdir(exist_ok=True)
+        path = OUTPUT / f"{name}.png"
+        self.page.screenshot(path=str(path))
+        return path
+
+
+@pytest.fixture
+def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
+    """Opens a fresh browser context (its own sessionStorage) and records dialogs and errors."""
+    contexts: list[Any] = []
+
+    def opener(width: int = 1360, height: int = 820) -> Tab:
+        context = browser.new_context(viewport={"width": width, "height": height})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        tab = Tab(page=page, dialogs=[], errors=[])
+
+        def on_dialog(dialog: Any) -> None:
+            tab.dialogs.append(dialog.message)
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda error: tab.errors.append(str(error)))
+        return tab
+
+    yield opener
+    for context in contexts:
+        context.close()

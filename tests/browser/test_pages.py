@@ -1,0 +1,353 @@
+"""The agent console, the visitor widget and the admin page, driven in Chromium.
+
+Each test opens its own browser contexts (a visitor on /demo, agents on /console) against one
+daemon for the module, and saves a screenshot under test-output/.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from .conftest import Desk, Tab
+
+pytest.importorskip("playwright", reason="the playwright package is not installed")
+from playwright.sync_api import expect
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+# -- the agent's side -------------------------------------------------------------------------
+
+
+def sign_in(tab: Tab, desk: Desk, agent: str) -> Any:
+    page = tab.page
+    page.goto(f"{desk.base}/console")
+    page.fill("#token", desk.tokens[agent])
+    page.click("button:has-text('Sign in')")
+    expect(page.locator(".topbar")).to_be_visible()
+    return page
+
+
+def set_online(page: Any, online: bool = True) -> None:
+    switch = page.locator("#status-switch")
+    expect(switch).to_be_enabled()
+    if switch.is_checked() != online:
+        page.click("label[for=status-switch]")
+    expect(switch).to_be_checked(checked=online)
+
+
+def accept_offer(page: Any, text: str) -> None:
+    offer = page.locator(".offer", has_text=text)
+    expect(offer).to_be_visible()
+    offer.locator("button:has-text('Accept')").click()
+    expect(offer).to_have_count(0)
+
+
+def agent_says(page: Any, text: str) -> None:
+    page.fill(".composer-input", text)
+    page.press(".composer-input", "Enter")
+    expect(page.locator(".transcript .entry.mine", has_text=text)).to_be_visible()
+
+
+# -- the visitor's side -----------------------------------------------------------------------
+
+
+def open_widget_chat(tab: Tab, url: str, name: str, question: str, email: str = "") -> Any:
+    page = tab.page
+    page.goto(url)
+    page.click(".launcher")
+    page.fill("input[name=name]", name)
+    if email:
+        page.fill("input[name=email]", email)
+    page.fill("textarea[name=question]", question)
+    page.click("button:has-text('Start chat')")
+    return page
+
+
+def visitor_says(page: Any, text: str) -> None:
+    page.fill(".composer textarea", text)
+    page.press(".composer textarea", "Enter")
+    expect(page.locator(".line.mine[data-seq]", has_text=text).last).to_be_visible()
+
+
+class TestAChat:
+    def test_from_offer_to_rating_and_ticket(
+        self, desk: Desk, open_tab: Callable[..., Tab]
+    ) -> None:
+        """Offer, accept, typing and messages both ways, a canned reply, a transfer, the end,
+        a rating, and the ticket with all of it."""
+        ann_tab, bob_tab, visitor_tab = open_tab(), open_tab(), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        bob = sign_in(bob_tab, desk, "bob")
+        set_online(ann)
+        set_online(bob)
+
+        visitor = open_widget_chat(
+            visitor_tab, f"{desk.base}/demo", "Mina", "Do you ship to Osaka?", "mina@example.com"
+        )
+        expect(visitor.locator(".status-line")).to_contain_text("Waiting")
+        expect(ann.locator(".offer", has_text="Do you ship to Osaka?")).to_contain_text("Mina")
+        expect(ann.locator(".offer .countdown")).to_have_text(re.compile(r"\d+ s"))
+        ann_tab.shot("console-offer")
+        accept_offer(ann, "Do you ship to Osaka?")
+        expect(bob.locator(".offer")).to_have_count(0)  # withdrawn: ann took it
+
+        # the visitor panel
+        panel = ann.locator(".visitor-panel")
+        expect(panel).to_contain_text("mina@example.com")
+        expect(panel).to_contain_text("Chrome")
+        expect(panel).to_contain_text("Linux")
+        expect(visitor.locator("header .title")).to_have_text("Ann Archer")
+
+        # typing, both ways, then messages both ways
+        visitor.locator(".composer textarea").press_sequentially("Hel")
+        expect(ann.locator(".typing-line")).to_contain_text("Mina is typing")
+        visitor_says(visitor, "Hello, is anyone there?")
+        expect(
+            ann.locator(".transcript .entry.theirs", has_text="Hello, is anyone there?")
+        ).to_be_visible()
+        ann.locator(".composer-input").press_sequentially("Hi")
+        expect(visitor.locator(".typing")).to_contain_text("Ann Archer is typing")
+        ann.fill(".composer-input", "")
+        agent_says(ann, "Hi Mina, let me check.")
+        expect(visitor.locator(".line.theirs", has_text="Hi Mina, let me check.")).to_be_visible()
+
+        # a canned reply: # opens the suggestions, arrows move, Enter inserts with Mina's name
+        ann.locator(".composer-input").press_sequentially("#than")
+        expect(ann.locator(".canned li", has_text="Thanks for waiting")).to_be_visible()
+        ann_tab.shot("console-canned")
+        ann.press(".composer-input", "Enter")
+        expect(ann.locator(".composer-input")).to_have_value("Thanks for waiting, Mina!")
+        ann.locator(".composer-input").press_sequentially("#ship")
+        expect(ann.locator(".canned li")).to_have_count(1)
+        ann.press(".composer-input", "Escape")
+        expect(ann.locator(".canned")).to_be_hidden()
+        ann.fill(".composer-input", "Thanks for waiting, Mina!")
+        ann.press(".composer-input", "Enter")
+        expect(
+            visitor.locator(".line.theirs", has_text="Thanks for waiting, Mina!")
+        ).to_be_visible()
+        ann_tab.shot("console-chat")
+        visitor_tab.shot("widget-chat")
+
+        # transfer to bob with a note; bob accepts
+        ann.click(".chat-actions button:has-text('Transfer')")
+        dialog = ann.locator("dialog.handoff-dialog")
+        dialog.locator("select[name=agent]").select_option("bob")
+        dialog.locator("textarea[name=note]").fill("Osaka shipping, over to you")
+        dialog.locator("button[type=submit]").click()
+        expect(ann.locator(".bar.handoff")).to_contain_text("waiting for an answer")
+        offer = bob.locator(".offer-transfer")
+        expect(offer).to_contain_text("Osaka shipping, over to you")
+        bob_tab.shot("console-transfer-offer")
+        accept_offer(bob, "Do you ship to Osaka?")
+        expect(ann.locator(".bar.handoff")).to_contain_text("accepted")
+        expect(bob.locator(".transcript")).to_contain_text("Hello, is anyone there?")
+        expect(visitor.locator("header .title")).to_have_text("Bob Baker")
+        agent_says(bob, "Bob here: yes, we ship to Osaka.")
+        expect(visitor.locator(".line.theirs", has_text="we ship to Osaka")).to_be_visible()
+
+        # bob ends the chat; the visitor rates it
+        bob.click("button:has-text('End now')")
+        expect(bob.locator(".bar.ended")).to_contain_text("Ticket #")
+        expect(visitor.locator(".ratings")).to_be_visible()
+        visitor_tab.shot("widget-rating")
+        visitor.fill(".ended textarea", "Quick and kind.")
+        visitor.click(".rating.good")
+        expect(visitor.locator(".body")).to_contain_text("Thank you for your feedback")
+
+        # the ticket in bob's tickets view, with its transcript and rating
+        bob.click(".view-tab[data-view=tickets]")
+        row = bob.locator("table.tickets tr", has_text="Do you ship to Osaka?")
+        expect(row).to_be_visible()
+        row.locator("button:has-text('Open')").click()
+        modal = bob.locator("dialog.modal.wide")
+        expect(modal).to_contain_text("Bob here: yes, we ship to Osaka.")
+        expect(modal).to_contain_text("Quick and kind.")
+        expect(modal).to_contain_text("transfer from ann to bob: accepted")
+        bob_tab.shot("console-ticket")
+        assert [] == ann_tab.errors + bob_tab.errors + visitor_tab.errors
+
+    def test_a_reload_resumes_with_nothing_lost(
+        self, desk: Desk, open_tab: Callable[..., Tab]
+    ) -> None:
+        """The visitor reloads mid-chat; lines said meanwhile appear, none twice, and it goes on."""
+        ann_tab, visitor_tab = open_tab(), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        set_online(ann)
+        visitor = open_widget_chat(
+            visitor_tab, f"{desk.base}/demo", "Ren", "Where is my order 1234?"
+        )
+        accept_offer(ann, "Where is my order 1234?")
+        visitor_says(visitor, "It was due on Monday.")
+        agent_says(ann, "Let me look it up.")
+        expect(visitor.locator(".line.theirs", has_text="Let me look it up.")).to_be_visible()
+
+        visitor.goto("about:blank")  # the visitor is away...
+        agent_says(ann, "Found it: it left the warehouse today.")  # ...while ann answers
+        agent_says(ann, "Tracking number 99-1234.")
+        visitor.go_back()
+        lines = visitor.locator(".lines .line.theirs")
+        expect(lines).to_have_count(3)
+        expect(lines.nth(1)).to_have_text(re.compile("Found it"))
+        expect(lines.nth(2)).to_have_text(re.compile("Tracking number 99-1234"))
+        expect(visitor.locator(".line.mine", has_text="It was due on Monday.")).to_have_count(1)
+        expect(visitor.locator("header .title")).to_have_text("Ann Archer")
+        visitor_says(visitor, "Thank you!")
+        expect(ann.locator(".transcript .entry.theirs", has_text="Thank you!")).to_be_visible()
+        visitor_tab.shot("widget-resumed")
+        ann.click("button:has-text('End now')")
+        expect(visitor.locator(".ratings")).to_be_visible()
+
+    def test_a_delayed_end_can_be_cancelled(self, desk: Desk, open_tab: Callable[..., Tab]) -> None:
+        """End later shows a countdown to both sides; cancel keeps the chat open."""
+        ann_tab, visitor_tab = open_tab(), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        set_online(ann)
+        visitor = open_widget_chat(
+            visitor_tab, f"{desk.base}/demo", "Kai", "Can I change my address?"
+        )
+        accept_offer(ann, "Can I change my address?")
+        ann.select_option(".end-delay", "60")
+        ann.click("button:has-text('End later')")
+        expect(ann.locator(".bar.ending")).to_contain_text("This chat ends in")
+        expect(visitor.locator(".line.system", has_text="will close in 60 seconds")).to_be_visible()
+        ann_tab.shot("console-ending")
+        ann.click("button:has-text('Cancel ending')")
+        expect(ann.locator(".bar.ending")).to_have_count(0)
+        expect(visitor.locator(".line.system", has_text="The chat stays open")).to_be_visible()
+        ann.click("button:has-text('End now')")
+        expect(visitor.locator(".ratings")).to_be_visible()
+
+
+@pytest.fixture
+def other_site() -> Iterator[Callable[[str], str]]:
+    """Serves one HTML page from another loopback origin; gives its URL."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def serve(html: str) -> str:
+        body = html.encode()
+
+        class Page(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/shop"
+
+    yield serve
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+class TestMissedChats:
+    def test_no_agent_online_becomes_a_missed_chat(
+        self, desk: Desk, open_tab: Callable[..., Tab], other_site: Callable[[str], str]
+    ) -> None:
+        """With nobody online the widget says so and keeps the question: a missed chat."""
+        dee_tab, visitor_tab = open_tab(), open_tab(1100, 760)
+        dee = sign_in(dee_tab, desk, "dee")
+        set_online(dee, False)
+        # another site, on another origin, embeds the widget with its attributes
+        shop = other_site(
+            "<!doctype html><title>Shop</title><h1>Billing help</h1>"
+            f'<script src="{desk.base}/widget.js" data-department="billing"'
+            f' data-server="{desk.daemon.url}"></script>'
+        )
+        visitor = open_widget_chat(
+            visitor_tab, shop, "Noa", "Why was I charged twice?", "noa@example.com"
+        )
+        expect(visitor.locator(".offline")).to_contain_text("No one is online right now")
+        expect(visitor.locator(".offline")).to_contain_text("Why was I charged twice?")
+        visitor_tab.shot("widget-offline")
+
+        dee.click(".view-tab[data-view=missed]")
+        row = dee.locator("table.tickets tr", has_text="Why was I charged twice?")
+        expect(row).to_contain_text("no agent online")
+        expect(row).to_contain_text("noa@example.com")
+        dee_tab.shot("console-missed")
+        row.locator("button:has-text('Mark handled')").click()
+        expect(row).to_have_count(0)  # handled ones are hidden unless asked for
+        dee.click("label[for=show-handled]")
+        expect(
+            dee.locator("table.tickets tr", has_text="Why was I charged twice?")
+        ).to_contain_text("handled")
+
+
+class TestSafety:
+    def test_visitor_html_is_shown_as_text(self, desk: Desk, open_tab: Callable[..., Tab]) -> None:
+        """A visitor's name, question and message of HTML show as text, and nothing runs."""
+        ann_tab, visitor_tab = open_tab(), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        set_online(ann)
+        visitor = open_widget_chat(visitor_tab, f"{desk.base}/demo", XSS, XSS, "x@example.com")
+        offer = ann.locator(".offer", has_text=XSS)
+        expect(offer.locator(".offer-visitor")).to_have_text(XSS)
+        accept_offer(ann, XSS)
+        visitor_says(visitor, XSS)
+        expect(ann.locator(".transcript .entry.theirs p", has_text=XSS)).to_have_text(XSS)
+        expect(ann.locator(".chat-tab .tab-name")).to_have_text(XSS)
+        expect(ann.locator(".visitor-panel .panel-name")).to_have_text(XSS)
+        agent_says(ann, XSS)
+        expect(visitor.locator(".line.theirs p", has_text=XSS)).to_have_text(XSS)
+        ann_tab.shot("console-xss")
+        assert 0 == ann.locator("img[src=x]").count()
+        assert 0 == visitor.locator("img[src=x]").count()
+        ann.wait_for_timeout(300)
+        assert [] == ann_tab.dialogs + visitor_tab.dialogs
+        ann.click("button:has-text('End now')")
+
+
+class TestAdmin:
+    def test_manage_the_desk(self, desk: Desk, open_tab: Callable[..., Tab]) -> None:
+        """Add a department, an agent (its token shown once), a canned message; the ratings."""
+        tab = open_tab(1280, 1500)
+        page = tab.page
+        page.goto(f"{desk.base}/admin")
+        page.fill("#token", desk.admin_token)
+        page.click("button:has-text('Sign in')")
+        expect(page.locator("#departments tr[data-department=support]")).to_be_visible()
+
+        departments = page.locator("#departments")
+        departments.locator("input[name=id]").fill("returns")
+        departments.locator("input[name=name]").fill("Returns")
+        departments.locator("button:has-text('Add department')").click()
+        expect(page.locator("tr[data-department=returns]")).to_be_visible()
+        row = page.locator("tr[data-department=returns]")
+        row.locator("select").select_option("assigned")
+        row.locator("button:has-text('Save')").click()
+        expect(page.locator("tr[data-department=returns] select")).to_have_value("assigned")
+
+        agents = page.locator("#agents")
+        agents.locator("input[name=id]").fill("eve")
+        agents.locator("input[name=name]").fill("Eve Evans")
+        agents.locator("label:has-text('Returns') input").check()
+        agents.locator("button:has-text('Add agent')").click()
+        expect(page.locator("tr[data-agent=eve]")).to_contain_text("returns")
+        expect(page.locator(".issued-token")).to_have_text(re.compile(r"^\S{20,}$"))
+
+        canned = page.locator("#canned")
+        canned.locator("textarea[name=text]").fill("Returns are free within 30 days.")
+        canned.locator("select[name=category]").select_option(label="shipping")
+        canned.locator("select[name=department]").select_option("returns")
+        canned.locator("button:has-text('Add message')").click()
+        expect(canned.locator("tr", has_text="Returns are free")).to_be_visible()
+        expect(page.locator("#ratings .stat.good .value")).to_have_text(re.compile(r"^\d+$"))
+        tab.shot("admin")
+        assert [] == tab.errors

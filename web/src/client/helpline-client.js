@@ -1,0 +1,349 @@
+/**
+ * helpline-client: the wire protocol of protocol/SPEC.md for browsers (and any runtime with a
+ * WebSocket).
+ *
+ * Theory of operation
+ * -------------------
+ * One HelplineClient holds one logical connection to the daemon. `connect()` opens a WebSocket,
+ * sends the hello for its role and resolves with the hello reply. Requests are promises matched by
+ * `ref` (replies may come in any order) and rejected with a RequestError after a timeout. Events
+ * are delivered to callbacks registered with `on(name, fn)`; besides the server's events (by their
+ * SPEC name) the client emits `open` (a hello succeeded, also after a reconnect), `close` (the
+ * socket closed), `reconnecting` (a retry is scheduled) and `fatal` (the server refused us: no
+ * retry).
+ *
+ * Liveness: browsers answer the server's WebSocket pings by themselves. On top of that the client
+ * sends a `ping` request every `heartbeat_interval` seconds (the hello reply says how often); a
+ * ping that gets no reply in time closes the socket, which starts a reconnect.
+ *
+ * Reconnecting: after a drop (any close but 1008, a close we asked for, or 1000 because another
+ * connection resumed the chat) the client retries with exponential backoff and jitter (1 s,
+ * doubling, at most 30 s, as SPEC section 9 suggests). A visitor resumes its chat: the client
+ * remembers the chat id, the resume token and the last `seq` it delivered, and the next hello
+ * carries them, so the server replays every line after it (SPEC section 10). With a `storage`
+ * (sessionStorage) the same state survives a page reload. Lines at or below the last seq are not
+ * delivered twice.
+ */
+import { decode, encode } from "@msgpack/msgpack";
+
+export const PROTOCOL_VERSION = 1;
+
+/** An error reply (or a local failure such as a timeout); `code` is a SPEC section 8 code. */
+export class RequestError extends Error {
+  constructor(code, message) {
+    super(message || code);
+    this.name = "RequestError";
+    this.code = code;
+  }
+}
+
+/** The daemon's WebSocket URL at the origin of `loc` (a Location or URL): ws(s)://host/. */
+export function defaultServerUrl(loc = globalThis.location) {
+  const secure = loc.protocol === "https:";
+  return `${secure ? "wss" : "ws"}://${loc.host}/`;
+}
+
+const NO_RETRY_CODES = new Set([1008]);
+const RESUME_KEYS = ["chat_id", "resume_token", "last_seq"];
+
+export class HelplineClient {
+  /**
+   * @param {object} options
+   * @param {string} options.url           the daemon's WebSocket URL
+   * @param {"visitor"|"agent"|"admin"} options.role
+   * @param {string} [options.token]       agents and admins: the sign-in token
+   * @param {Storage} [options.storage]    visitors: where the resume state is kept (sessionStorage)
+   * @param {string} [options.storageKey]
+   * @param {number} [options.requestTimeout]  ms before a request is given up (default 10000)
+   * @param {boolean} [options.reconnect]  retry after a drop (default true)
+   * @param {number} [options.backoffInitial] ms (default 1000)
+   * @param {number} [options.backoffMax]  ms (default 30000)
+   * @param {Function} [options.WebSocket] a WebSocket constructor (tests pass a fake)
+   * @param {Function} [options.random]    Math.random replacement (tests)
+   */
+  constructor(options) {
+    this.url = options.url;
+    this.role = options.role;
+    this.token = options.token;
+    this.storage = options.storage || null;
+    this.storageKey = options.storageKey || "helpline.resume";
+    this.requestTimeout = options.requestTimeout ?? 10000;
+    this.reconnect = options.reconnect ?? true;
+    this.backoffInitial = options.backoffInitial ?? 1000;
+    this.backoffMax = options.backoffMax ?? 30000;
+    this.WebSocket = options.WebSocket || globalThis.WebSocket;
+    this.random = options.random || Math.random;
+    this.handlers = new Map();
+    this.pending = new Map();
+    this.nextRef = 1;
+    this.socket = null;
+    this.state = "idle"; // idle | connecting | open | waiting | closed
+    this.attempt = 0;
+    this.retryTimer = null;
+    this.pingTimer = null;
+    this.hello = null;
+    this.resume = this.loadResume();
+  }
+
+  /** Calls `fn(fields)` for every event `name`; returns a function that unsubscribes. */
+  on(name, fn) {
+    if (!this.handlers.has(name)) this.handlers.set(name, new Set());
+    this.handlers.get(name).add(fn);
+    return () => this.handlers.get(name)?.delete(fn);
+  }
+
+  emit(name, fields) {
+    for (const fn of [...(this.handlers.get(name) || [])]) {
+      try {
+        fn(fields);
+      } catch (error) {
+        console.error(`helpline: a handler of ${name} failed`, error);
+      }
+    }
+    for (const fn of [...(this.handlers.get("*") || [])]) fn(name, fields);
+  }
+
+  /** Opens the connection and says hello; resolves with the hello reply. */
+  connect() {
+    this.closedByUs = false;
+    clearTimeout(this.retryTimer);
+    return this.open();
+  }
+
+  open() {
+    this.state = "connecting";
+    return new Promise((resolve, reject) => {
+      let socket;
+      try {
+        socket = new this.WebSocket(this.url);
+      } catch (error) {
+        this.state = "closed";
+        reject(new RequestError("disconnected", String(error)));
+        this.scheduleRetry();
+        return;
+      }
+      socket.binaryType = "arraybuffer";
+      this.socket = socket;
+      let settled = false;
+      socket.onopen = () => {
+        this.sendHello().then(
+          (reply) => {
+            settled = true;
+            this.attempt = 0;
+            this.state = "open";
+            this.startHeartbeat(reply.heartbeat_interval);
+            resolve(reply);
+            this.emit("open", reply);
+          },
+          (error) => {
+            settled = true;
+            reject(error);
+          },
+        );
+      };
+      socket.onmessage = (event) => this.receive(event.data);
+      socket.onclose = (event) => {
+        if (this.socket !== socket) return;
+        this.socket = null;
+        this.stopHeartbeat();
+        this.failPending(new RequestError("disconnected", "the connection closed"));
+        const wasOpen = this.state === "open";
+        this.state = "closed";
+        const info = { code: event.code, reason: event.reason, wasOpen };
+        this.emit("close", info);
+        if (!settled) {
+          settled = true;
+          reject(new RequestError("disconnected", `closed with ${event.code}`));
+        }
+        if (NO_RETRY_CODES.has(event.code)) {
+          this.emit("fatal", info);
+        } else if (event.code === 1000 && this.role === "visitor" && wasOpen) {
+          this.emit("replaced", info); // another connection resumed the chat
+        } else {
+          this.scheduleRetry();
+        }
+      };
+      socket.onerror = () => {};
+    });
+  }
+
+  sendHello() {
+    const fields = { version: PROTOCOL_VERSION, role: this.role };
+    if (this.token) fields.token = this.token;
+    if (this.role === "visitor" && this.resume) {
+      fields.resume_token = this.resume.resume_token;
+      fields.last_seq = this.resume.last_seq;
+      fields.chat_id = this.resume.chat_id;
+    }
+    return this.request("hello", fields, { beforeHello: true }).then((reply) => {
+      this.hello = reply;
+      if (this.role === "visitor" && this.resume && !reply.resumed) this.setResume(null);
+      return reply;
+    });
+  }
+
+  /**
+   * Sends a request; resolves with the reply's fields, rejects with a RequestError.
+   * @param {string} type
+   * @param {object} [fields]  undefined and null values are left out
+   * @param {{timeout?: number}} [options]
+   */
+  request(type, fields = {}, options = {}) {
+    if (!this.socket || (this.state !== "open" && !options.beforeHello)) {
+      return Promise.reject(new RequestError("disconnected", "not connected"));
+    }
+    const ref = this.nextRef++;
+    const frame = { type, ref };
+    for (const [key, value] of Object.entries(fields)) {
+      if (value !== undefined && value !== null) frame[key] = value;
+    }
+    return new Promise((resolve, reject) => {
+      const timeout = options.timeout ?? this.requestTimeout;
+      const timer = setTimeout(() => {
+        this.pending.delete(ref);
+        reject(new RequestError("timeout", `${type} got no reply within ${timeout} ms`));
+      }, timeout);
+      this.pending.set(ref, { resolve, reject, timer, type });
+      try {
+        this.socket.send(encode(frame));
+      } catch (error) {
+        clearTimeout(timer);
+        this.pending.delete(ref);
+        reject(new RequestError("disconnected", String(error)));
+      }
+    });
+  }
+
+  receive(data) {
+    let frame;
+    try {
+      frame = decode(data instanceof ArrayBuffer ? new Uint8Array(data) : data);
+    } catch (error) {
+      console.error("helpline: an undecodable frame", error);
+      return;
+    }
+    if (!frame || typeof frame !== "object") return;
+    if (frame.type === "reply") {
+      const waiting = this.pending.get(frame.ref);
+      if (!waiting) return;
+      this.pending.delete(frame.ref);
+      clearTimeout(waiting.timer);
+      if (frame.ok) {
+        const { type: _type, ref: _ref, ok: _ok, ...result } = frame;
+        if (waiting.type === "open_chat") this.track("chat_opened", result);
+        waiting.resolve(result);
+      } else {
+        const error = frame.error || {};
+        waiting.reject(new RequestError(error.code || "internal", error.message));
+      }
+    } else if (frame.type === "event") {
+      const { type: _type, event: name, ...fields } = frame;
+      if (this.role === "visitor" && !this.track(name, fields)) return;
+      this.emit(name, fields);
+    }
+  }
+
+  /** Keeps a visitor's resume state; returns false for a line already delivered. */
+  track(name, fields) {
+    if (name === "chat_opened") {
+      const lastSeq = this.resume?.chat_id === fields.chat_id ? this.resume.last_seq : fields.seq;
+      this.setResume({
+        chat_id: fields.chat_id,
+        resume_token: fields.resume_token,
+        last_seq: Math.min(lastSeq ?? 0, fields.seq ?? 0),
+      });
+    } else if (name === "message" || name === "system") {
+      if (this.resume && this.resume.chat_id === fields.chat_id) {
+        if (fields.seq <= this.resume.last_seq) return false;
+        this.setResume({ ...this.resume, last_seq: fields.seq });
+      }
+    } else if (name === "ended") {
+      if (this.resume && this.resume.chat_id === fields.chat_id) this.setResume(null);
+    }
+    return true;
+  }
+
+  /** Forgets the visitor's chat (after `leave`, or when the page wants a fresh start). */
+  forgetChat() {
+    this.setResume(null);
+  }
+
+  setResume(resume) {
+    this.resume = resume;
+    if (!this.storage) return;
+    try {
+      if (resume) this.storage.setItem(this.storageKey, JSON.stringify(resume));
+      else this.storage.removeItem(this.storageKey);
+    } catch {
+      // storage full or denied: the chat still resumes while the page lives
+    }
+  }
+
+  loadResume() {
+    if (!this.storage) return null;
+    try {
+      const saved = JSON.parse(this.storage.getItem(this.storageKey) || "null");
+      if (saved && RESUME_KEYS.every((key) => key in saved)) return saved;
+    } catch {
+      // unreadable: start afresh
+    }
+    return null;
+  }
+
+  startHeartbeat(intervalSeconds) {
+    this.stopHeartbeat();
+    const every = Math.max(1, Number(intervalSeconds) || 20) * 1000;
+    this.pingTimer = setInterval(() => {
+      this.request("ping", {}, { timeout: Math.min(every, this.requestTimeout) }).catch((error) => {
+        if (error.code === "timeout" && this.socket) this.socket.close(4001, "ping timeout");
+      });
+    }, every);
+  }
+
+  stopHeartbeat() {
+    clearInterval(this.pingTimer);
+    this.pingTimer = null;
+  }
+
+  failPending(error) {
+    for (const waiting of this.pending.values()) {
+      clearTimeout(waiting.timer);
+      waiting.reject(error);
+    }
+    this.pending.clear();
+  }
+
+  /** The delay before retry number `attempt` (0-based), in ms: doubling, capped, jittered. */
+  backoff(attempt) {
+    const ceiling = Math.min(this.backoffMax, this.backoffInitial * 2 ** attempt);
+    return Math.round(ceiling / 2 + (this.random() * ceiling) / 2);
+  }
+
+  scheduleRetry() {
+    if (this.closedByUs || !this.reconnect) return;
+    const delay = this.backoff(this.attempt++);
+    this.state = "waiting";
+    this.emit("reconnecting", { delay, attempt: this.attempt });
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => {
+      this.open().catch(() => {});
+    }, delay);
+  }
+
+  /** Closes the connection for good (no reconnect). */
+  close(code = 1000, reason = "") {
+    this.closedByUs = true;
+    clearTimeout(this.retryTimer);
+    this.stopHeartbeat();
+    const socket = this.socket;
+    this.state = "closed";
+    if (socket) socket.close(code, reason);
+  }
+}
+
+/** Opens a client and says hello: `await connect({url, role, token})`. */
+export async function connect(options) {
+  const client = new HelplineClient(options);
+  await client.connect();
+  return client;
+}

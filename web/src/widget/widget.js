@@ -1,0 +1,622 @@
+/**
+ * The visitor widget, embedded with one tag:
+ *
+ *   <script src="https://help.example.com/widget.js" data-department="support" async></script>
+ *
+ * Attributes: `data-server` (the daemon's WebSocket URL; default: the origin the script came
+ * from), `data-department` (the department chats open in), `data-departments` ("sales:Sales,
+ * support:Support": the visitor chooses; SPEC gives visitors no department list), `data-title`.
+ *
+ * Theory of operation
+ * -------------------
+ * The widget lives in a shadow root, so the site's styles and the widget's do not mix. It is a
+ * small state machine: `form` -> `waiting` (queue position) -> `chat` (an agent joined) ->
+ * `ended` (rating) or `offline` (nobody could take the chat: the question became a missed-chat
+ * ticket). The client keeps the chat's resume token and last seq in sessionStorage, so a reload
+ * resumes the chat and the server replays every line since. Messages are sent with a
+ * client_msg_id and shown as "sending" until their `message` event comes back; a message not yet
+ * acknowledged when the connection drops is sent again after the resume (stored once).
+ * Everything a person typed is put on screen as text, never as HTML.
+ */
+import { HelplineClient } from "../client/helpline-client.js";
+import { clock, h, randomId, replace } from "../shared/dom.js";
+import { describeAgent, describeLocation } from "../shared/useragent.js";
+import css from "./widget.css";
+
+const OPEN_KEY = "helpline.widget.open";
+const VISITOR_KEY = "helpline.visitor_id";
+const RESUME_KEY = "helpline.widget.resume";
+const QUESTION_KEY = "helpline.widget.question";
+const LINES_KEY = "helpline.widget.lines";
+const KEPT_LINES = 300;
+const OFFLINE_REASONS = new Set(["no_agent_online", "chat_off", "queue_full", "queue_timeout", "offer_timeout", "all_declined"]);
+const RATINGS = [
+  ["good", "Good", "M8 14.5c1 1.6 2.4 2.4 4 2.4s3-.8 4-2.4"],
+  ["neutral", "Okay", "M8.5 15.5h7"],
+  ["bad", "Bad", "M8 16.5c1-1.6 2.4-2.4 4-2.4s3 .8 4 2.4"],
+];
+
+/** A drawn face (no emoji font needed): a circle, two eyes and the given mouth. */
+function face(mouth) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("class", "face");
+  svg.setAttribute("aria-hidden", "true");
+  const parts = [
+    ["circle", { cx: 12, cy: 12, r: 10 }],
+    ["circle", { cx: 9, cy: 10, r: 1.2, class: "eye" }],
+    ["circle", { cx: 15, cy: 10, r: 1.2, class: "eye" }],
+    ["path", { d: mouth }],
+  ];
+  for (const [tag, attributes] of parts) {
+    const node = document.createElementNS(ns, tag);
+    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
+    svg.append(node);
+  }
+  return svg;
+}
+
+function scriptTag() {
+  return document.currentScript || document.querySelector('script[src*="widget.js"]');
+}
+
+function settings(script) {
+  const data = script?.dataset || {};
+  let origin = location.origin;
+  try {
+    origin = new URL(script.src, location.href).origin;
+  } catch {
+    // inline or missing src: the page's own origin
+  }
+  const server = data.server || origin.replace(/^http/, "ws") + "/";
+  const departments = (data.departments || "")
+    .split(",")
+    .map((pair) => pair.trim())
+    .filter(Boolean)
+    .map((pair) => {
+      const [id, name] = pair.split(":");
+      return { id: id.trim(), name: (name || id).trim() };
+    });
+  const department = data.department || departments[0]?.id || "support";
+  return { server, department, departments, title: data.title || "Chat with us" };
+}
+
+function visitorId() {
+  try {
+    let id = localStorage.getItem(VISITOR_KEY);
+    if (!id) {
+      id = randomId("v");
+      localStorage.setItem(VISITOR_KEY, id);
+    }
+    return id;
+  } catch {
+    return "";
+  }
+}
+
+class Widget {
+  constructor(config) {
+    this.config = config;
+    this.state = "form";
+    this.lines = new Map(); // seq -> message or system line
+    this.outbox = new Map(); // client_msg_id -> text, until acknowledged by its message event
+    this.agentName = "";
+    this.agentTyping = false;
+    this.position = null;
+    this.endReason = "";
+    this.client = new HelplineClient({ url: config.server, role: "visitor", storage: sessionStorage, storageKey: RESUME_KEY });
+    this.bindClient();
+
+    const host = h("div", { id: "helpline-widget" });
+    this.shadow = host.attachShadow({ mode: "open" });
+    const style = document.createElement("style");
+    style.textContent = css;
+    this.launcher = h(
+      "button",
+      { class: "launcher", "aria-label": "Open chat", onclick: () => this.toggle() },
+      h("span", { class: "launcher-icon", "aria-hidden": "true" }),
+      h("span", { class: "launcher-badge", hidden: true }),
+    );
+    this.title = h("div", { class: "title" }, config.title);
+    this.subtitle = h("div", { class: "subtitle" }, "We usually reply in a few minutes");
+    this.body = h("div", { class: "body" });
+    this.panel = h(
+      "section",
+      { class: "panel", role: "dialog", "aria-label": config.title, hidden: true },
+      h(
+        "header",
+        {},
+        h("span", { class: "agent-dot", "aria-hidden": "true" }),
+        h("div", { class: "titles" }, this.title, this.subtitle),
+        h("button", { class: "icon close", "aria-label": "Minimise chat", onclick: () => this.toggle(false) }, "–"),
+      ),
+      this.body,
+    );
+    this.shadow.append(style, this.panel, this.launcher);
+    document.body.append(host);
+
+    if (this.client.resume) {
+      this.state = "waiting";
+      this.question = sessionStorage.getItem(QUESTION_KEY) || "";
+      this.restoreLines();
+      this.connect();
+      if (sessionStorage.getItem(OPEN_KEY) === "1") this.toggle(true);
+    }
+    this.render();
+  }
+
+  // -- connection ---------------------------------------------------------------------------
+
+  connect() {
+    if (this.connecting) return this.connecting;
+    this.connecting = this.client.connect().catch(() => {});
+    return this.connecting;
+  }
+
+  bindClient() {
+    const c = this.client;
+    c.on("open", (reply) => {
+      this.online = true;
+      if (reply.resumed === false && (this.state === "waiting" || this.state === "chat")) {
+        // the chat ended while we were away (or the server forgot it)
+        this.state = this.lines.size ? "ended" : "form";
+        this.endReason = "visitor_left";
+      }
+      for (const [client_msg_id, text] of this.outbox) this.transmit(text, client_msg_id);
+      this.render();
+    });
+    c.on("close", () => {
+      this.online = false;
+      this.renderStatus();
+    });
+    c.on("chat_opened", () => {
+      if (this.state === "form" || this.state === "waiting") this.state = this.agentName ? "chat" : "waiting";
+      this.render();
+    });
+    c.on("queued", ({ position }) => {
+      this.position = position;
+      this.render();
+    });
+    c.on("message", (line) => {
+      if (line.client_msg_id) this.outbox.delete(line.client_msg_id);
+      this.lines.set(line.seq, { ...line, kind: "message" });
+      if (line.author !== "visitor") {
+        this.agentTyping = false;
+        if (this.panel.hidden) this.unread = (this.unread || 0) + 1;
+      }
+      this.render();
+    });
+    c.on("system", (line) => {
+      this.lines.set(line.seq, line);
+      if (["joined", "transferred"].includes(line.kind)) {
+        this.agentName = line.agent_name || line.agent || "";
+        this.state = "chat";
+        this.position = null;
+      } else if (line.kind === "requeued") {
+        this.agentName = "";
+        this.state = "waiting";
+      }
+      this.render();
+    });
+    c.on("typing", ({ author, on }) => {
+      if (author === "visitor") return;
+      this.agentTyping = on;
+      this.renderTyping();
+    });
+    c.on("ended", ({ reason }) => {
+      this.endReason = reason;
+      this.agentTyping = false;
+      this.outbox.clear();
+      this.state = OFFLINE_REASONS.has(reason) && !this.agentName ? "offline" : "ended";
+      this.render();
+    });
+  }
+
+  // -- actions ------------------------------------------------------------------------------
+
+  toggle(open = this.panel.hidden) {
+    this.panel.hidden = !open;
+    this.launcher.classList.toggle("open", open);
+    this.launcher.setAttribute("aria-label", open ? "Close chat" : "Open chat");
+    sessionStorage.setItem(OPEN_KEY, open ? "1" : "0");
+    if (open) {
+      this.unread = 0;
+      this.connect();
+      this.render();
+      this.focusInput();
+    } else {
+      this.renderBadge();
+    }
+  }
+
+  async openChat(form) {
+    const data = new FormData(form);
+    const error = form.querySelector(".error");
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    error.textContent = "";
+    const { browser, os } = describeAgent();
+    await this.connect();
+    try {
+      this.lines.clear();
+      this.agentName = "";
+      this.position = null;
+      this.visitorName = String(data.get("name")).trim();
+      this.question = String(data.get("question")).trim();
+      sessionStorage.setItem(QUESTION_KEY, this.question);
+      this.state = "waiting";
+      this.render();
+      await this.client.request("open_chat", {
+        department: String(data.get("department") || this.config.department),
+        name: this.visitorName,
+        email: String(data.get("email") || "").trim() || undefined,
+        question: this.question,
+        browser,
+        os,
+        location: describeLocation(),
+        visitor_id: visitorId(),
+      });
+    } catch (failure) {
+      this.state = "form";
+      this.render();
+      const texts = {
+        not_found: "This help desk is not set up for chat yet.",
+        shutting_down: "The chat service is restarting. Please try again in a minute.",
+        disconnected: "Could not reach the chat service. Please try again.",
+      };
+      const formError = this.body.querySelector(".error");
+      if (formError) formError.textContent = texts[failure.code] || "Something went wrong. Please try again.";
+    }
+  }
+
+  send(text) {
+    const client_msg_id = randomId("v");
+    this.outbox.set(client_msg_id, text);
+    this.stopTyping();
+    this.transmit(text, client_msg_id);
+    this.renderTranscript();
+  }
+
+  transmit(text, client_msg_id) {
+    this.client.request("send", { text, client_msg_id }).catch((error) => {
+      if (error.code === "chat_ended" || error.code === "invalid_state") this.outbox.delete(client_msg_id);
+      // otherwise it stays in the outbox and goes again after the reconnect
+      this.renderTranscript();
+    });
+  }
+
+  typing() {
+    const now = Date.now();
+    if (!this.typingSince || now - this.typingSince > 2500) {
+      this.typingSince = now;
+      this.client.request("typing", { on: true }).catch(() => {});
+    }
+    clearTimeout(this.typingTimer);
+    this.typingTimer = setTimeout(() => this.stopTyping(), 3000);
+  }
+
+  stopTyping() {
+    clearTimeout(this.typingTimer);
+    if (this.typingSince) this.client.request("typing", { on: false }).catch(() => {});
+    this.typingSince = 0;
+  }
+
+  async leave() {
+    try {
+      await this.client.request("leave");
+    } catch {
+      // nothing open any more: the end is the same
+    }
+    this.client.forgetChat();
+    this.endReason = "visitor_left";
+    this.state = this.agentName ? "ended" : "offline-left";
+    this.render();
+  }
+
+  async rate(rating, comment, status) {
+    status.textContent = "Sending…";
+    // after `leave`, an active chat ends only when the visitor grace runs out: retry until then
+    for (let attempt = 0; attempt < 20; attempt++) {
+      try {
+        await this.client.request("rate", { rating, comment: comment || undefined });
+        this.state = "rated";
+        this.render();
+        return;
+      } catch (error) {
+        if (error.code === "already_rated") {
+          this.state = "rated";
+          this.render();
+          return;
+        }
+        if (error.code !== "invalid_state") break;
+        status.textContent = "Your rating is saved as soon as the chat has closed…";
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+      }
+    }
+    status.textContent = "Sorry, the rating could not be saved.";
+  }
+
+  restart() {
+    this.client.forgetChat();
+    this.lines.clear();
+    this.outbox.clear();
+    this.agentName = "";
+    this.state = "form";
+    this.render();
+    this.focusInput();
+  }
+
+  /** The lines seen so far stay in sessionStorage: after a reload only newer ones are replayed. */
+  saveLines() {
+    try {
+      if (this.state === "waiting" || this.state === "chat") {
+        const kept = [...this.lines.values()].sort((a, b) => a.seq - b.seq).slice(-KEPT_LINES);
+        sessionStorage.setItem(LINES_KEY, JSON.stringify({ agentName: this.agentName, lines: kept }));
+      } else {
+        sessionStorage.removeItem(LINES_KEY);
+      }
+    } catch {
+      // storage full: a reload then shows only the lines replayed
+    }
+  }
+
+  restoreLines() {
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(LINES_KEY) || "null");
+      if (!saved) return;
+      for (const line of saved.lines || []) this.lines.set(line.seq, line);
+      this.agentName = saved.agentName || "";
+      if (this.agentName) this.state = "chat";
+    } catch {
+      // unreadable: the replay still brings what is newer than the last seq
+    }
+  }
+
+  // -- drawing ------------------------------------------------------------------------------
+
+  render() {
+    this.saveLines();
+    this.renderHeader();
+    this.renderBadge();
+    const views = {
+      form: () => this.formView(),
+      waiting: () => this.chatView(),
+      chat: () => this.chatView(),
+      ended: () => this.endedView(),
+      offline: () => this.offlineView(),
+      "offline-left": () => this.offlineView(true),
+      rated: () => this.ratedView(),
+    };
+    const chatLike = this.state === "waiting" || this.state === "chat";
+    if (chatLike && this.body.dataset.view === "chat") {
+      this.renderTranscript();
+      this.renderStatus();
+      this.renderTyping();
+      return;
+    }
+    this.body.dataset.view = chatLike ? "chat" : this.state;
+    replace(this.body, views[this.state]());
+    if (chatLike) {
+      this.renderTranscript();
+      this.renderTyping();
+    }
+    this.focusInput();
+  }
+
+  renderHeader() {
+    if (this.agentName && (this.state === "chat" || this.state === "ended")) {
+      this.title.textContent = this.agentName;
+      this.subtitle.textContent = this.state === "chat" ? "is helping you" : "Chat ended";
+      this.panel.classList.add("with-agent");
+    } else {
+      this.title.textContent = this.config.title;
+      this.subtitle.textContent = this.state === "waiting" ? "Connecting you with an agent…" : "We usually reply in a few minutes";
+      this.panel.classList.remove("with-agent");
+    }
+  }
+
+  renderBadge() {
+    const badge = this.launcher.querySelector(".launcher-badge");
+    badge.hidden = !this.unread || !this.panel.hidden;
+    badge.textContent = String(this.unread || "");
+  }
+
+  formView() {
+    const departments = this.config.departments;
+    const form = h(
+      "form",
+      {
+        class: "prechat",
+        onsubmit: (event) => {
+          event.preventDefault();
+          this.openChat(event.target);
+        },
+      },
+      h("p", { class: "intro" }, "Hi! Tell us who you are and what you need; an agent will be with you shortly."),
+      h("label", {}, "Your name", h("input", { name: "name", required: true, maxlength: 100, autocomplete: "name" })),
+      h("label", {}, "Email ", h("span", { class: "optional" }, "(so we can reply if we miss you)"), h("input", { name: "email", type: "email", maxlength: 254, autocomplete: "email" })),
+      departments.length > 1
+        ? h(
+            "label",
+            {},
+            "Department",
+            h("select", { name: "department" }, departments.map((d) => h("option", { value: d.id, selected: d.id === this.config.department }, d.name))),
+          )
+        : null,
+      h("label", {}, "How can we help?", h("textarea", { name: "question", required: true, rows: 3, maxlength: 2000 })),
+      h("p", { class: "error", role: "alert" }),
+      h("button", { class: "primary", type: "submit" }, "Start chat"),
+    );
+    return form;
+  }
+
+  chatView() {
+    this.transcript = h("ol", { class: "lines", "aria-live": "polite" });
+    this.statusLine = h("div", { class: "status-line", role: "status" });
+    this.typingLine = h("div", { class: "typing" });
+    this.input = h("textarea", {
+      rows: 1,
+      placeholder: "Write a message…",
+      "aria-label": "Message",
+      maxlength: 8000,
+      oninput: () => this.typing(),
+      onkeydown: (event) => {
+        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+          event.preventDefault();
+          this.submitInput();
+        }
+      },
+    });
+    return [
+      this.statusLine,
+      this.transcript,
+      this.typingLine,
+      h(
+        "div",
+        { class: "composer" },
+        this.input,
+        h("button", { class: "send", "aria-label": "Send", onclick: () => this.submitInput() }, h("span", { class: "send-icon", "aria-hidden": "true" })),
+      ),
+      h("div", { class: "footer" }, h("button", { class: "link", onclick: () => this.leave() }, "End chat")),
+    ];
+  }
+
+  submitInput() {
+    const text = this.input.value.trim();
+    if (!text) return;
+    this.input.value = "";
+    this.send(text);
+  }
+
+  renderStatus() {
+    if (!this.statusLine) return;
+    let text = "";
+    if (this.online === false && (this.state === "waiting" || this.state === "chat")) text = "Reconnecting…";
+    else if (this.state === "waiting") {
+      text = this.position ? `You are number ${this.position} in line. An agent will be with you soon.` : "Waiting for an agent…";
+    }
+    this.statusLine.textContent = text;
+    this.statusLine.hidden = !text;
+  }
+
+  renderTranscript() {
+    if (!this.transcript?.isConnected) return;
+    const items = [];
+    if (this.question) items.push(h("li", { class: "line mine" }, h("p", {}, this.question)));
+    for (const line of [...this.lines.values()].sort((a, b) => a.seq - b.seq)) {
+      if (line.kind === "message") {
+        const mine = line.author === "visitor";
+        items.push(
+          h(
+            "li",
+            { class: `line ${mine ? "mine" : "theirs"}`, dataset: { seq: line.seq } },
+            mine ? null : h("span", { class: "who" }, line.author_name || "Agent"),
+            h("p", {}, line.text),
+            h("time", {}, clock(line.at)),
+          ),
+        );
+      } else {
+        const text = {
+          joined: `${line.agent_name || "An agent"} joined the chat`,
+          transferred: `${line.agent_name || "Another agent"} is now helping you`,
+          invited: `${line.agent_name || "Another agent"} joined the chat`,
+          left: `${line.agent_name || "An agent"} left the chat`,
+          requeued: "Finding another agent for you…",
+          ending: `This chat will close in ${Math.round(line.delay || 0)} seconds`,
+          ending_cancelled: "The chat stays open",
+          ended: "The chat has ended",
+        }[line.kind];
+        if (text) items.push(h("li", { class: "line system" }, text));
+      }
+    }
+    for (const text of this.outbox.values()) items.push(h("li", { class: "line mine pending" }, h("p", {}, text), h("time", {}, "sending…")));
+    replace(this.transcript, items);
+    this.transcript.scrollTop = this.transcript.scrollHeight;
+  }
+
+  renderTyping() {
+    if (!this.typingLine) return;
+    replace(this.typingLine, this.agentTyping ? [h("span", { class: "dots" }, h("i"), h("i"), h("i")), `${this.agentName || "The agent"} is typing…`] : null);
+  }
+
+  endedView() {
+    const status = h("p", { class: "rate-status", role: "status" });
+    const comment = h("textarea", { rows: 2, maxlength: 2000, placeholder: "Anything you'd like to add? (optional)", "aria-label": "Comment" });
+    // SPEC rates good / neutral / bad with a comment (no numeric score): three faces, no mapping
+    return h(
+      "div",
+      { class: "ended" },
+      this.lines.size ? h("ol", { class: "lines compact" }, this.summaryLines()) : null,
+      h("h2", {}, "Thanks for chatting with us"),
+      h("p", { class: "muted" }, "How was your chat?"),
+      h(
+        "div",
+        { class: "ratings", role: "group", "aria-label": "Rating" },
+        RATINGS.map(([value, label, mouth]) =>
+          h(
+            "button",
+            { class: `rating ${value}`, dataset: { rating: value }, onclick: () => this.rate(value, comment.value.trim(), status) },
+            face(mouth),
+            label,
+          ),
+        ),
+      ),
+      comment,
+      status,
+      h("button", { class: "link", onclick: () => this.restart() }, "Start a new chat"),
+    );
+  }
+
+  summaryLines() {
+    return [...this.lines.values()]
+      .filter((line) => line.kind === "message")
+      .sort((a, b) => a.seq - b.seq)
+      .slice(-3)
+      .map((line) => h("li", { class: `line ${line.author === "visitor" ? "mine" : "theirs"}` }, h("p", {}, line.text)));
+  }
+
+  offlineView(left = false) {
+    const messages = {
+      no_agent_online: "No one is online right now.",
+      chat_off: "Chat is closed at the moment.",
+      queue_full: "All our agents are busy right now.",
+      queue_timeout: "Sorry, no agent could take your chat in time.",
+      offer_timeout: "Sorry, no agent could take your chat in time.",
+      all_declined: "Sorry, no agent could take your chat right now.",
+    };
+    return h(
+      "div",
+      { class: "offline" },
+      h("div", { class: "offline-icon", "aria-hidden": "true" }, "✉"),
+      h("h2", {}, left ? "You left the chat" : messages[this.endReason] || "No one is available right now."),
+      h("p", {}, "We have your message and will get back to you by email as soon as we can."),
+      this.question ? h("blockquote", {}, this.question) : null,
+      h("button", { class: "primary", onclick: () => this.restart() }, "Start a new chat"),
+    );
+  }
+
+  ratedView() {
+    return h(
+      "div",
+      { class: "offline" },
+      h("div", { class: "offline-icon", "aria-hidden": "true" }, "♥"),
+      h("h2", {}, "Thank you for your feedback!"),
+      h("button", { class: "link", onclick: () => this.restart() }, "Start a new chat"),
+    );
+  }
+
+  focusInput() {
+    if (this.panel.hidden) return;
+    const target = this.body.querySelector("textarea, input");
+    if (target && this.shadow.activeElement !== target) target.focus({ preventScroll: true });
+  }
+}
+
+const script = scriptTag();
+function start() {
+  if (window.__helplineWidget) return;
+  window.__helplineWidget = new Widget(settings(script));
+}
+if (document.body) start();
+else document.addEventListener("DOMContentLoaded", start);

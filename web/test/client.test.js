@@ -1,0 +1,335 @@
+// The client against a fake WebSocket that speaks msgpack frames encoded with the library.
+import assert from "node:assert/strict";
+import { afterEach, beforeEach, describe, it, mock } from "node:test";
+
+import { decode, encode } from "@msgpack/msgpack";
+
+import {
+  HelplineClient,
+  RequestError,
+  defaultServerUrl,
+} from "../src/client/helpline-client.js";
+
+/** A WebSocket stand-in: records what the client sends, lets the test push frames and close. */
+class FakeSocket {
+  static made = [];
+  constructor(url) {
+    this.url = url;
+    this.sent = [];
+    this.closed = null;
+    FakeSocket.made.push(this);
+  }
+  send(bytes) {
+    this.sent.push(decode(bytes));
+  }
+  close(code = 1000, reason = "") {
+    if (this.closed) return;
+    this.closed = { code, reason };
+    queueMicrotask(() => this.onclose?.({ code, reason }));
+  }
+  // test side
+  open() {
+    this.onopen?.();
+  }
+  push(frame) {
+    const bytes = encode(frame);
+    this.onmessage?.({ data: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) });
+  }
+  drop(code) {
+    this.closed = { code };
+    this.onclose?.({ code, reason: "" });
+  }
+  last() {
+    return this.sent[this.sent.length - 1];
+  }
+  reply(fields = {}) {
+    this.push({ type: "reply", ref: this.last().ref, ok: true, ...fields });
+  }
+}
+
+class MemoryStorage {
+  constructor() {
+    this.items = new Map();
+  }
+  getItem(key) {
+    return this.items.has(key) ? this.items.get(key) : null;
+  }
+  setItem(key, value) {
+    this.items.set(key, String(value));
+  }
+  removeItem(key) {
+    this.items.delete(key);
+  }
+}
+
+const flush = () => new Promise((resolve) => setImmediate(resolve));
+
+function client(options = {}) {
+  return new HelplineClient({
+    url: "ws://help.example/",
+    role: "visitor",
+    WebSocket: FakeSocket,
+    random: () => 1,
+    ...options,
+  });
+}
+
+async function connected(options = {}, helloReply = { resumed: false }) {
+  const c = client(options);
+  const opened = c.connect();
+  const socket = FakeSocket.made.at(-1);
+  socket.open();
+  await flush();
+  socket.reply({ version: 1, role: c.role, heartbeat_interval: 20, ...helloReply });
+  await opened;
+  return { c, socket };
+}
+
+beforeEach(() => {
+  FakeSocket.made = [];
+  mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+});
+afterEach(() => mock.timers.reset());
+
+describe("hello", () => {
+  it("says hello first with the protocol version, role and token", async () => {
+    const { socket } = await connected({ role: "agent", token: "hlt_x" });
+    const { ref, ...hello } = socket.sent[0];
+    assert.equal(typeof ref, "number");
+    assert.deepEqual(hello, { type: "hello", version: 1, role: "agent", token: "hlt_x" });
+  });
+
+  it("rejects connect() with the server's error code when the hello is refused", async () => {
+    const c = client({ role: "agent", token: "bad" });
+    const opened = c.connect();
+    const socket = FakeSocket.made[0];
+    socket.open();
+    await flush();
+    socket.push({
+      type: "reply",
+      ref: socket.last().ref,
+      ok: false,
+      error: { code: "unauthorized", message: "unknown token" },
+    });
+    await assert.rejects(opened, (error) => error instanceof RequestError && error.code === "unauthorized");
+  });
+});
+
+describe("requests", () => {
+  it("match replies by ref, in any order", async () => {
+    const { c, socket } = await connected();
+    const first = c.request("ping");
+    const second = c.request("typing", { on: true });
+    const [ping, typing] = socket.sent.slice(-2);
+    socket.push({ type: "reply", ref: typing.ref, ok: true });
+    socket.push({ type: "reply", ref: ping.ref, ok: true, at: 5.5 });
+    assert.deepEqual(await first, { at: 5.5 });
+    assert.deepEqual(await second, {});
+  });
+
+  it("leave out undefined and null fields", async () => {
+    const { c, socket } = await connected();
+    c.request("send", { text: "hi", client_msg_id: undefined, extra: null });
+    const { ref: _ref, ...frame } = socket.last();
+    assert.deepEqual(frame, { type: "send", text: "hi" });
+  });
+
+  it("reject with the error reply's code", async () => {
+    const { c, socket } = await connected();
+    const sent = c.request("send", { text: "hi" });
+    socket.push({
+      type: "reply",
+      ref: socket.last().ref,
+      ok: false,
+      error: { code: "invalid_state", message: "no open chat" },
+    });
+    await assert.rejects(sent, { code: "invalid_state" });
+  });
+
+  it("time out when no reply comes", async () => {
+    const { c } = await connected({ requestTimeout: 500 });
+    const sent = c.request("ping");
+    mock.timers.tick(500);
+    await assert.rejects(sent, { code: "timeout" });
+  });
+
+  it("fail at once while disconnected", async () => {
+    const c = client();
+    await assert.rejects(c.request("ping"), { code: "disconnected" });
+  });
+});
+
+describe("events", () => {
+  it("reach every callback of their name, without the envelope", async () => {
+    const { c, socket } = await connected({ role: "agent", token: "t" });
+    const seen = [];
+    c.on("offer", (fields) => seen.push(fields));
+    const off = c.on("offer", () => seen.push("second"));
+    socket.push({ type: "event", event: "offer", offer_id: "o-1", chat_id: "c-1" });
+    off();
+    socket.push({ type: "event", event: "offer", offer_id: "o-2", chat_id: "c-2" });
+    assert.deepEqual(seen, [
+      { offer_id: "o-1", chat_id: "c-1" },
+      "second",
+      { offer_id: "o-2", chat_id: "c-2" },
+    ]);
+  });
+
+  it("ignore unknown frame types", async () => {
+    const { c, socket } = await connected();
+    const seen = [];
+    c.on("*", (name) => seen.push(name));
+    socket.push({ type: "future", x: 1 });
+    assert.deepEqual(seen, []);
+  });
+});
+
+describe("heartbeat", () => {
+  it("sends a ping request every heartbeat interval", async () => {
+    const { socket } = await connected();
+    mock.timers.tick(20000);
+    assert.equal(socket.last().type, "ping");
+  });
+
+  it("closes the socket when a ping gets no reply, and reconnects", async () => {
+    const { c, socket } = await connected({ requestTimeout: 5000 });
+    const retries = [];
+    c.on("reconnecting", (info) => retries.push(info.delay));
+    mock.timers.tick(20000);
+    mock.timers.tick(5000);
+    await flush();
+    assert.equal(socket.closed.code, 4001);
+    assert.deepEqual(retries, [1000]);
+  });
+});
+
+describe("reconnect", () => {
+  it("backs off exponentially up to the ceiling", () => {
+    const c = client({ random: () => 1 });
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((n) => c.backoff(n)), [
+      1000, 2000, 4000, 8000, 16000, 30000, 30000,
+    ]);
+    const low = client({ random: () => 0 });
+    assert.equal(low.backoff(2), 2000);
+  });
+
+  it("reconnects after a drop and says hello again", async () => {
+    const { c, socket } = await connected({ role: "agent", token: "t" });
+    const opened = [];
+    c.on("open", (reply) => opened.push(reply.role));
+    socket.drop(1006);
+    mock.timers.tick(1000);
+    const again = FakeSocket.made.at(-1);
+    assert.notEqual(again, socket);
+    again.open();
+    await flush();
+    assert.equal(again.last().type, "hello");
+    again.reply({ role: "agent" });
+    await flush();
+    assert.deepEqual(opened, ["agent"]);
+  });
+
+  it("does not retry after 1008 (a refused hello or a removed agent)", async () => {
+    const { c, socket } = await connected({ role: "agent", token: "t" });
+    const fatal = [];
+    c.on("fatal", (info) => fatal.push(info.code));
+    socket.drop(1008);
+    mock.timers.tick(60000);
+    assert.deepEqual(fatal, [1008]);
+    assert.equal(FakeSocket.made.length, 1);
+  });
+
+  it("does not retry after close()", async () => {
+    const { c } = await connected();
+    c.close();
+    await flush();
+    mock.timers.tick(60000);
+    assert.equal(FakeSocket.made.length, 1);
+  });
+
+  it("rejects requests in flight when the socket drops", async () => {
+    const { c, socket } = await connected();
+    const sent = c.request("send", { text: "hi" });
+    socket.drop(1006);
+    await assert.rejects(sent, { code: "disconnected" });
+  });
+});
+
+describe("visitor resume", () => {
+  it("resumes with the token and the last seq seen, and drops replayed duplicates", async () => {
+    const storage = new MemoryStorage();
+    const { c, socket } = await connected({ storage });
+    const lines = [];
+    c.on("message", (fields) => lines.push(fields.seq));
+    const opened = c.request("open_chat", { department: "d", name: "Ada", question: "?" });
+    socket.reply({ chat_id: "c-1", resume_token: "hlr_1", seq: 0 });
+    await opened;
+    socket.push({ type: "event", event: "message", chat_id: "c-1", seq: 1, text: "a" });
+    socket.push({ type: "event", event: "message", chat_id: "c-1", seq: 3, text: "b" });
+    socket.drop(1006);
+    mock.timers.tick(1000);
+    const again = FakeSocket.made.at(-1);
+    again.open();
+    await flush();
+    const { ref: _ref, ...hello } = again.last();
+    assert.deepEqual(hello, {
+      type: "hello",
+      version: 1,
+      role: "visitor",
+      resume_token: "hlr_1",
+      last_seq: 3,
+      chat_id: "c-1",
+    });
+    again.reply({ resumed: true });
+    await flush();
+    again.push({ type: "event", event: "chat_opened", chat_id: "c-1", resume_token: "hlr_1", seq: 4 });
+    again.push({ type: "event", event: "message", chat_id: "c-1", seq: 3, text: "b" });
+    again.push({ type: "event", event: "message", chat_id: "c-1", seq: 4, text: "c" });
+    assert.deepEqual(lines, [1, 3, 4]);
+  });
+
+  it("keeps the resume state in storage, so a reloaded page resumes", async () => {
+    const storage = new MemoryStorage();
+    const { c, socket } = await connected({ storage });
+    socket.push({ type: "event", event: "chat_opened", chat_id: "c-9", resume_token: "hlr_9", seq: 0 });
+    socket.push({ type: "event", event: "system", chat_id: "c-9", seq: 2, kind: "joined" });
+    c.close();
+    const reloaded = client({ storage });
+    reloaded.connect();
+    const socket2 = FakeSocket.made.at(-1);
+    socket2.open();
+    await flush();
+    assert.equal(socket2.last().resume_token, "hlr_9");
+    assert.equal(socket2.last().last_seq, 2);
+  });
+
+  it("forgets the chat when it ends, and when the server did not resume it", async () => {
+    const storage = new MemoryStorage();
+    const { socket } = await connected({ storage });
+    socket.push({ type: "event", event: "chat_opened", chat_id: "c-1", resume_token: "t", seq: 0 });
+    assert.ok(storage.getItem("helpline.resume"));
+    socket.push({ type: "event", event: "ended", chat_id: "c-1", reason: "agent_ended" });
+    assert.equal(storage.getItem("helpline.resume"), null);
+
+    storage.setItem("helpline.resume", JSON.stringify({ chat_id: "c-2", resume_token: "x", last_seq: 1 }));
+    await connected({ storage }, { resumed: false });
+    assert.equal(storage.getItem("helpline.resume"), null);
+  });
+
+  it("does not retry when another connection resumed the chat (close 1000)", async () => {
+    const { c, socket } = await connected();
+    const replaced = [];
+    c.on("replaced", (info) => replaced.push(info.code));
+    socket.drop(1000);
+    mock.timers.tick(60000);
+    assert.deepEqual(replaced, [1000]);
+    assert.equal(FakeSocket.made.length, 1);
+  });
+});
+
+describe("defaultServerUrl", () => {
+  it("is the page's own host, over wss on https", () => {
+    assert.equal(defaultServerUrl(new URL("http://localhost:8765/console")), "ws://localhost:8765/");
+    assert.equal(defaultServerUrl(new URL("https://help.example.com/demo")), "wss://help.example.com/");
+  });
+});
