@@ -51,6 +51,7 @@ from .model.views import (
 )
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
+from .store.sqlite import hold_clock_for_store
 from .store.sqlite_store import SqliteStore, StoreError
 from .store.tickets import MAX_PAGE
 from .store.url import StoreLocation, open_store, parse_store_url
@@ -106,6 +107,7 @@ __all__ = [
     "VisitorPanel",
     "copy_store",
     "fill_placeholders",
+    "hold_clock_for_store",
     "open_engine",
     "open_store",
     "parse_store_url",

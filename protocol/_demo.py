@@ -24,6 +24,7 @@ from engine import (
     RoutingMode,
     Ticket,
     Visitor,
+    hold_clock_for_store,
     open_engine,
 )
 
@@ -126,4 +127,5 @@ def main(db: str | os.PathLike[str] = "helpline-demo.db") -> None:
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(f"{db}{suffix}"):
             os.remove(f"{db}{suffix}")
-    trio.run(run_demo, db, clock=MockClock(autojump_threshold=0))
+    with hold_clock_for_store():
+        trio.run(run_demo, db, clock=MockClock(autojump_threshold=0))

@@ -30,6 +30,7 @@ from engine import (
     Ticket,
     TicketKind,
     Visitor,
+    hold_clock_for_store,
     open_engine,
     open_store,
 )
@@ -447,7 +448,8 @@ async def _run_chats(db: Path) -> None:
 
 def make_tickets(db: Path) -> None:
     """Run the chats of CHATS through the engine, a minute apart (virtual time), over ``db``."""
-    trio.run(_run_chats, db, clock=MockClock(autojump_threshold=0))
+    with hold_clock_for_store():
+        trio.run(_run_chats, db, clock=MockClock(autojump_threshold=0))
 
 
 def stored(db: Path) -> list[dict[str, Any]]:

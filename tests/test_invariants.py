@@ -35,6 +35,7 @@ from engine import (
     SystemEvent,
     Visitor,
     VisitorChat,
+    hold_clock_for_store,
     open_engine,
     open_store,
 )
@@ -311,7 +312,7 @@ def test_invariants_hold_under_random_operations(
     online: set[str], operations: list[tuple[Any, ...]]
 ) -> None:
     """Any sequence of operations keeps ownership, capacity, offers, tickets and order sound."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, hold_clock_for_store():
         trio.run(
             scenario,
             Path(tmp) / "h.db",

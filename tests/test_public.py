@@ -58,6 +58,7 @@ ENGINE = {
     "VisitorPanel",
     "copy_store",
     "fill_placeholders",
+    "hold_clock_for_store",
     "open_engine",
     "open_store",
     "parse_store_url",
