@@ -51,6 +51,7 @@ from .model.views import (
 )
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
+from .store.exclusive import exclusive_use
 from .store.sqlite_store import SqliteStore, StoreError
 from .store.tickets import MAX_PAGE
 from .store.url import StoreLocation, open_store, parse_store_url
@@ -105,6 +106,7 @@ __all__ = [
     "VisitorChat",
     "VisitorPanel",
     "copy_store",
+    "exclusive_use",
     "fill_placeholders",
     "open_engine",
     "open_store",
