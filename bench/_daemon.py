@@ -104,6 +104,8 @@ def prepare_helpline(db: Path, n_agents: int, capacity: int) -> tuple[list[str],
     command (before the daemon starts); returns the daemon's command line and the tokens."""
     from protocol.cli import main as helpline
 
+    trio.run(_create_db, db)  # only `helpline serve` creates a database; the other commands refuse
+
     def command(*args: str) -> str:
         out = io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
@@ -142,6 +144,14 @@ def prepare_helpline(db: Path, n_agents: int, capacity: int) -> tuple[list[str],
     config = db.with_name("bench.toml")
     config.write_text(DAEMON_CONFIG)
     return helpline_argv(db, config), tokens
+
+
+async def _create_db(db: Path) -> None:
+    """Create the database file with the engine's schema, as the daemon's first start would."""
+    from engine import open_store
+
+    async with open_store(db):
+        pass
 
 
 def helpline_argv(db: Path, config: Path) -> list[str]:
