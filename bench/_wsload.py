@@ -9,8 +9,10 @@ Theory of operation:
   Both processes' CPU seconds are read around every phase, which says which one saturated.
 - A `Fleet` is the set of connections to one server: agents first, then visitors, each visitor
   tied to one agent (round robin) and, for helpline, with its chat open and accepted. A dialect
-  says how to connect, what a visitor sends and how an agent recognises a delivered message; the
-  relay's clients send the very same frames as helpline's, so the bytes on the wire match.
+  says how to connect, how a frame is carried, what a visitor sends and how an agent recognises a
+  delivered message; the relay's clients send the very same frames as helpline's, so the bytes on
+  the wire match, and the socket.io peer (`bench._socketio`) carries those frames as binary
+  socket.io events.
 - A phase sends messages and counts them at the agents by their ``client_msg_id``: sent,
   delivered, duplicated, lost, and each message's delay. A *max* phase keeps a window of
   messages in flight per visitor (a message leaves the window when its agent got it); a *rate*
@@ -163,8 +165,26 @@ class Dialect(Protocol):
 
     async def on_agent_frame(self, ws: WebSocketConnection, frame: dict[str, Any]) -> None: ...
 
+    async def send(self, ws: WebSocketConnection, frame: bytes) -> None:
+        """Send one msgpack frame the way this server carries it."""
+        ...
 
-class RelayDialect:
+    async def receive(self, ws: WebSocketConnection) -> bytes | str:
+        """The next message for the client (a server's own housekeeping is answered here)."""
+        ...
+
+
+class PlainFrames:
+    """One msgpack frame is one binary WebSocket message (the relay and helpline)."""
+
+    async def send(self, ws: WebSocketConnection, frame: bytes) -> None:
+        await ws.send_message(frame)
+
+    async def receive(self, ws: WebSocketConnection) -> bytes | str:
+        return await ws.get_message()
+
+
+class RelayDialect(PlainFrames):
     """The bare relay: agents and visitors are told apart by the path; frames pass unchanged."""
 
     name = "relay"
@@ -204,7 +224,7 @@ async def request(ws: WebSocketConnection, frame: dict[str, Any]) -> dict[str, A
             return reply
 
 
-class HelplineDialect:
+class HelplineDialect(PlainFrames):
     """helpline's wire protocol (protocol/SPEC.md): hello, then agents go online and accept."""
 
     name = "helpline"
@@ -414,10 +434,10 @@ class Fleet:
         return sum(v.ended.is_set() for v in self.visitors)
 
     async def _agent_reader(self, ws: WebSocketConnection) -> None:
-        delivered = self.dialect.delivered
+        delivered, receive = self.dialect.delivered, self.dialect.receive
         try:
             while True:
-                frame = unpack(await ws.get_message())
+                frame = unpack(await receive(ws))
                 msg_id = delivered(frame)
                 if msg_id is not None:
                     self._on_delivered(msg_id)
@@ -429,9 +449,10 @@ class Fleet:
                 self._reached.set()
 
     async def _visitor_reader(self, visitor: _Visitor) -> None:
+        receive = self.dialect.receive
         try:
             while True:  # replies and the visitor's own lines: read and dropped
-                data = await visitor.ws.get_message()
+                data = await receive(visitor.ws)
                 if self.watch_ended and unpack(data).get("event") == "ended":
                     visitor.ended.set()
         except ConnectionClosed as exc:
@@ -468,7 +489,7 @@ class Fleet:
     async def _send(self, visitor: _Visitor, msg_id: str, due: float) -> None:
         self._pending[msg_id] = (due, visitor)
         visitor.ref += 1
-        await visitor.ws.send_message(send_frame(visitor.ref, msg_id))
+        await self.dialect.send(visitor.ws, send_frame(visitor.ref, msg_id))
         self._outcome.sent += 1
 
     async def _finish(self, out: Outcome, start: float, drain: float) -> None:
