@@ -495,7 +495,7 @@ def soak(config: RunConfig) -> list[Result]:
     if result.skipped is not None:
         return [result]
 
-    async def load(server: ServerProcess, tokens: list[str]) -> tuple[Outcome, int]:
+    async def load(server: ServerProcess, tokens: list[str]) -> tuple[Outcome, int, int]:
         async with trio.open_nursery() as nursery:
             dialect = HelplineDialect(tokens, "bench")
             fleet = Fleet(dialect, server, n_agents, n_visitors)
@@ -504,17 +504,17 @@ def soak(config: RunConfig) -> list[Result]:
             out = await fleet.run_rate(rate, duration, drain=30)
             progress.update("soak: the agents end every chat; each becomes a ticket")
             fleet.watch_ended = True
-            await dialect.end_chats()
+            orphaned = await dialect.end_chats()
             ended = await fleet.wait_ended()
             await fleet.aclose()
             nursery.cancel_scope.cancel()
-        return out, ended
+        return out, ended, orphaned
 
     try:
         with temp_db() as db:
             argv, tokens = prepare_helpline(db, n_agents, _capacity(n_visitors, n_agents))
             with server_process(argv) as server:
-                out, ended = trio.run(load, server, tokens)
+                out, ended, orphaned = trio.run(load, server, tokens)
             stored, stored_twice = count_stored(db)
     except Unavailable as exc:
         result.skipped = str(exc)
@@ -530,6 +530,8 @@ def soak(config: RunConfig) -> list[Result]:
         lost=lost,
         duplicated=out.duplicates + stored_twice,
         chats_ended=ended,
+        chats_not_ended=orphaned,
+        errors=out.errors[:5],
         **{k: v for k, v in out.summary().items() if k.endswith(("_ms", "busy"))},
     )
     return [result]

@@ -285,12 +285,21 @@ class HelplineDialect(PlainFrames):
             return msg_id
         return None
 
-    async def end_chats(self) -> None:
-        """Every agent ends every chat it accepted (each becomes a transcript ticket)."""
+    async def end_chats(self) -> int:
+        """Every agent ends every chat it accepted (each becomes a transcript ticket).
+
+        Returns how many chats could not be ended because their agent's connection was closed
+        (a slow reader is closed by the server; its chats end after the agent's grace instead).
+        """
+        orphaned = 0
         for ws, chat_id in self.owned:
             end = {"type": "end_chat", "ref": self._next_ref(), "chat_id": chat_id}
-            await ws.send_message(pack(end))
+            try:
+                await ws.send_message(pack(end))
+            except ConnectionClosed:
+                orphaned += 1
         self.owned.clear()
+        return orphaned
 
     async def on_agent_frame(self, ws: WebSocketConnection, frame: dict[str, Any]) -> None:
         if frame.get("type") == "reply" and frame.get("ok") and "owner" in frame:
@@ -427,9 +436,10 @@ class Fleet:
                 await ws.aclose()
 
     async def wait_ended(self, wait: float = 30.0) -> int:
-        """Wait up to `wait` seconds until every visitor's chat ended; returns how many did."""
-        for v in self.visitors:
-            with trio.move_on_after(wait):
+        """Wait up to `wait` seconds in all until every visitor's chat ended; returns how many
+        did."""
+        with trio.move_on_after(wait):
+            for v in self.visitors:
                 await v.ended.wait()
         return sum(v.ended.is_set() for v in self.visitors)
 
