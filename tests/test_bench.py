@@ -53,7 +53,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a shared machine can be slow; the smoke sizes take about a minute
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
