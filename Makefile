@@ -29,8 +29,8 @@ test: $(STAMP) web
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine protocol replay tests bench
-	$(BIN)/ruff format --check engine protocol replay tests bench
+	$(BIN)/ruff check engine protocol replay tests bench examples
+	$(BIN)/ruff format --check engine protocol replay tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -47,4 +47,4 @@ clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/dist web/node_modules test-output
 
 demo: $(STAMP)
-	$(BIN)/python -c "from protocol._demo import main; main()"
+	$(BIN)/python examples/demo.py

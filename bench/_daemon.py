@@ -91,7 +91,7 @@ def helpline_unavailable() -> str | None:
         found = importlib.util.find_spec("protocol.cli") is not None
     except ImportError:
         found = False
-    return None if found else f"{NEEDS_SERVE} (protocol/cli.py is not there)"
+    return None if found else f"{NEEDS_SERVE} (protocol/cli/ is not there)"
 
 
 #: The daemon's settings for the bench: the per-connection request rate limit is lifted, since
