@@ -7,6 +7,7 @@ from .api.engine import Engine, open_engine
 from .api.handles import AgentConnection, VisitorChat
 from .canned.book import CannedCategory, CannedMessage, fill_placeholders, query_of
 from .canned.desk import CannedDesk
+from .model.audit import AUDIT_ACTIONS, AuditEntry
 from .model.chatstate import ChatState
 from .model.config import EngineConfig
 from .model.errors import EngineError
@@ -52,11 +53,13 @@ from .store.sqlite_store import MAX_PAGE, SqliteStore, StoreError
 from .store.url import StoreLocation, open_store, parse_store_url
 
 __all__ = [
+    "AUDIT_ACTIONS",
     "MAX_PAGE",
     "Agent",
     "AgentConnection",
     "AgentStatus",
     "AgentView",
+    "AuditEntry",
     "Availability",
     "CannedCategory",
     "CannedDesk",

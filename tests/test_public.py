@@ -8,10 +8,12 @@ import engine
 import protocol
 
 ENGINE = {
+    "AUDIT_ACTIONS",
     "Agent",
     "AgentConnection",
     "AgentStatus",
     "AgentView",
+    "AuditEntry",
     "Availability",
     "CannedCategory",
     "CannedDesk",
