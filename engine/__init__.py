@@ -5,17 +5,20 @@ Import from here; the underscored modules are private.
 
 from .api.engine import Engine, open_engine
 from .api.handles import AgentConnection, VisitorChat
+from .api.supervision import SupervisorConnection
 from .canned.book import CannedCategory, CannedMessage, fill_placeholders, query_of
 from .canned.desk import CannedDesk
 from .model.audit import AUDIT_ACTIONS, AuditEntry
 from .model.chatstate import ChatState
 from .model.config import EngineConfig
+from .model.desk import DeskChat, DeskQueue, DeskSnapshot
 from .model.errors import EngineError
 from .model.events import (
     ChatAssigned,
     ChatEnded,
     ChatMessage,
     ChatRemoved,
+    DeskChanged,
     Event,
     HandoffResult,
     Offer,
@@ -24,6 +27,7 @@ from .model.events import (
     StatusChanged,
     SystemEvent,
     Typing,
+    WhisperMessage,
 )
 from .model.records import (
     Agent,
@@ -73,6 +77,10 @@ __all__ = [
     "ChatView",
     "CopyReport",
     "Department",
+    "DeskChanged",
+    "DeskChat",
+    "DeskQueue",
+    "DeskSnapshot",
     "EndReason",
     "Engine",
     "EngineConfig",
@@ -93,6 +101,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocation",
+    "SupervisorConnection",
     "SystemEvent",
     "Ticket",
     "TicketKind",
@@ -100,6 +109,7 @@ __all__ = [
     "Visitor",
     "VisitorChat",
     "VisitorPanel",
+    "WhisperMessage",
     "copy_store",
     "fill_placeholders",
     "open_engine",
