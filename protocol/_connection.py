@@ -59,6 +59,7 @@ from ._agent import open_agent
 from ._codec import decode_request, encode_error, encode_event, encode_reply_error, encode_reply_ok
 from ._errors import ERROR_CODES, ProtocolError
 from ._frames import PROTOCOL_VERSION, Request, Role
+from ._supervisor import open_supervisor
 from ._transport import ConnectionClosed, Transport
 from ._visitor import open_visitor
 from ._wire import Fields, wire_event
@@ -389,4 +390,9 @@ class Connection:
 
 _ROLES: Final[
     Mapping[Role, Callable[[Connection, Request], Awaitable[tuple[RoleHandler, Fields]]]]
-] = {Role.VISITOR: open_visitor, Role.AGENT: open_agent, Role.ADMIN: open_admin}
+] = {
+    Role.VISITOR: open_visitor,
+    Role.AGENT: open_agent,
+    Role.ADMIN: open_admin,
+    Role.SUPERVISOR: open_supervisor,
+}

@@ -27,7 +27,7 @@ from ..model.audit import AuditEntry
 from ..model.desk import DeskSnapshot
 from ..model.errors import EngineError
 from ..model.events import Event
-from ..model.views import ChatView
+from ..model.views import Availability, ChatView
 from ..store.contract import Store
 from .handles import ask
 
@@ -233,6 +233,13 @@ class SupervisorConnection:
         after = {"to_agent": to_agent, "to_department": to_department, "offer_id": offer_id}
         await self._audit("reassign", chat_id, before=before, after=after)
         return offer_id
+
+    async def available_agents(self, department: str = "") -> tuple[Availability, ...]:
+        """Who could take a reassigned chat now (of `department`, if given)."""
+        agents: tuple[Availability, ...] = await self._ask_router(
+            lambda r: m.AvailableAgents(department=department, reply=r)
+        )
+        return agents
 
     # -- helpers ---------------------------------------------------------------------------------
 
