@@ -88,7 +88,9 @@ class Harness:
             yield client
 
     @asynccontextmanager
-    async def supervisor(self, name: str, *departments: str) -> AsyncIterator[Client]:
+    async def supervisor(
+        self, name: str, *departments: str, **options: Any
+    ) -> AsyncIterator[Client]:
         """A supervisor of ``departments`` signed in."""
         token = await issue_token(
             self.engine.store,
@@ -97,7 +99,7 @@ class Harness:
             now=self.engine.now(),
             departments=departments,
         )
-        async with self.connect(role="supervisor", token=token) as client:
+        async with self.connect(role="supervisor", token=token, **options) as client:
             yield client
 
     @asynccontextmanager
