@@ -42,11 +42,13 @@ from .model.records import (
     TicketKind,
     Visitor,
 )
+from .model.stats import Histogram, Stats
 from .model.views import (
     AgentView,
     Availability,
     ChatSummary,
     ChatView,
+    Health,
     LiveChat,
     RouterView,
     VisitorPanel,
@@ -89,6 +91,8 @@ __all__ = [
     "Event",
     "Handoff",
     "HandoffResult",
+    "Health",
+    "Histogram",
     "LiveChat",
     "Offer",
     "OfferWithdrawn",
@@ -97,6 +101,7 @@ __all__ = [
     "RouterView",
     "RoutingMode",
     "SqliteStore",
+    "Stats",
     "StatusChanged",
     "Store",
     "StoreError",

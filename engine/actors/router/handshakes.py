@@ -56,6 +56,8 @@ class Handshakes(Routing):
             self._timers.cancel(("queue", chat.id))
             chat.state = check(chat.state, ChatState.ACTIVE)
             chat.owner = agent.id
+            if chat.accepted_at is None:
+                self.stats.accept_wait.observe(max(0.0, now - chat.started_at))
             chat.accepted_at = chat.accepted_at or now
             self._join(chat, agent, "joined", "")
             role = "owner"
@@ -82,6 +84,7 @@ class Handshakes(Routing):
                 ),
             )
         self._push(agent, ChatAssigned(chat_id=chat.id, role=role))
+        self.stats.offers["accepted"] += 1
         log.info(
             "offer_accepted",
             chat_id=chat.id,
