@@ -66,6 +66,7 @@ from ..wire.frames import PROTOCOL_VERSION, Request, Role
 from ..wire.records import Fields, wire_event
 from .roles.admin import open_admin
 from .roles.agent import open_agent
+from .roles.supervisor import open_supervisor
 from .roles.visitor import open_visitor
 from .transport import ConnectionClosed, Transport
 
@@ -401,4 +402,9 @@ class Connection:
 
 _ROLES: Final[
     Mapping[Role, Callable[[Connection, Request], Awaitable[tuple[RoleHandler, Fields]]]]
-] = {Role.VISITOR: open_visitor, Role.AGENT: open_agent, Role.ADMIN: open_admin}
+] = {
+    Role.VISITOR: open_visitor,
+    Role.AGENT: open_agent,
+    Role.ADMIN: open_admin,
+    Role.SUPERVISOR: open_supervisor,
+}
