@@ -3,19 +3,22 @@ tickets and ratings.
 
 Theory of operation
 -------------------
-``helpline serve`` runs the daemon (``_daemon.py``) until SIGINT or SIGTERM; it creates its
+``helpline serve`` runs the daemon (``server/daemon.py``) until SIGINT or SIGTERM; it creates its
 database file when there is none (and says so), but not a missing directory. The other commands
 open the SQLite store directly, do one thing and exit; SQLite's WAL mode lets them run while the
 daemon runs. They refuse a database file that does not exist instead of creating an empty one (a
 mistyped ``--db`` would otherwise pass silently). Tokens they issue work at once (the daemon reads
 tokens at every hello); after changing departments, agents or canned messages they bump the
-database's change counter (``_daemon.note_change``), and a running daemon applies the change
+database's change counter (``server.daemon.note_change``), and a running daemon applies the change
 within a second, through the same engine calls as the admin requests (SPEC.md section 6.4).
 
 The department and canned-message commands mirror the admin requests: ``department chat`` and
 ``department set`` are ``department_update``; ``canned category add|list|remove`` and ``canned
 add|list|edit|remove`` are ``canned_category_add``, ``canned_list``, ``canned_category_delete``,
 ``canned_add``, ``canned_edit`` and ``canned_delete``, with the same checks.
+
+Every change the commands make is written to the audit log with the actor ``cli``;
+``helpline audit`` lists the log (``_cli_audit.py``).
 
 ``helpline tickets export`` writes one JSON object per line, each the Ticket record of SPEC.md
 section 5 with its whole transcript, newest first. It reads the store a page of ``EXPORT_PAGE``
@@ -62,9 +65,8 @@ from engine import (
 )
 from replay.cli import register as register_replay
 
-from ._auth import ADMIN_NAME, issue_token
-from ._cli_store import add_store_commands, add_store_option, file_of
-from ._daemon import (
+from ..server.auth import ADMIN_NAME, issue_token
+from ..server.daemon import (
     LOG_FORMATS,
     NEW_TOKEN_HINT,
     DaemonError,
@@ -73,9 +75,18 @@ from ._daemon import (
     note_change,
     run_daemon,
 )
-from ._frames import RATINGS, Role
-from ._settings import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, ConfigError, load_config
-from ._wire import rating_report_record, ticket_record
+from ..server.settings import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, ConfigError, load_config
+from ..wire.frames import RATINGS, Role
+from ..wire.records import (
+    audit_agent,
+    canned_category_record,
+    canned_message_record,
+    department_record,
+    rating_report_record,
+    ticket_record,
+)
+from .audit import add_audit_command, format_audit, record
+from .store import add_store_commands, add_store_option, file_of
 
 __all__ = ["main"]
 
@@ -365,6 +376,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.add_argument("agent", nargs="?", help="the agent to issue a token for")
     token.add_argument(
+        "--supervisor",
+        metavar="NAME",
+        help="issue a supervisor's token instead, for the departments given with --department",
+    )
+    token.add_argument(
+        "--department",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="with --supervisor: a department it supervises (repeat for several)",
+    )
+    token.add_argument(
         "--admin",
         action="store_true",
         help="issue an administrator's token instead of an agent's",
@@ -440,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _existing_db_option(ratings)
     ratings.set_defaults(run=_ratings)
+    add_audit_command(commands, _existing_db_option, parse_time, _audit)
     add_store_commands(commands, _db_option)
     register_replay(commands)
     return parser
@@ -554,8 +578,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``helpline`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "token" and bool(args.agent) == bool(args.admin):
-        parser.error("token: name an agent, or pass --admin (not both)")
+    if args.command == "token":
+        if [bool(args.agent), bool(args.admin), bool(args.supervisor)].count(True) != 1:
+            parser.error("token: name an agent, or pass --admin or --supervisor NAME (one)")
+        if bool(args.supervisor) != bool(args.department):
+            parser.error("token: --supervisor NAME goes with at least one --department ID")
     since, until = getattr(args, "since", None), getattr(args, "until", None)
     if since is not None and until is not None and since >= until:
         parser.error("--since must be earlier than --until")
@@ -650,14 +677,14 @@ def _agent_add(args: argparse.Namespace) -> int:
             raise CommandError(f"agent {args.id!r} exists already")
         if args.capacity < 0:
             raise CommandError("--capacity must not be negative")
-        await store.save_agent(
-            Agent(
-                id=args.id,
-                name=args.name,
-                departments=tuple(dict.fromkeys(args.departments)),
-                capacity=args.capacity,
-            )
+        agent = Agent(
+            id=args.id,
+            name=args.name,
+            departments=tuple(dict.fromkeys(args.departments)),
+            capacity=args.capacity,
         )
+        await store.save_agent(agent)
+        await record(store, "agent_added", args.id, None, audit_agent(agent))
         print(f"added agent {args.id}")
 
     return _with_store(args, job, changes=True)
@@ -676,10 +703,12 @@ def _agent_list(args: argparse.Namespace) -> int:
 
 def _agent_remove(args: argparse.Namespace) -> int:
     async def job(store: Store) -> None:
-        if not any(a.id == args.id for a in await store.agents()):
+        old = next((a for a in await store.agents() if a.id == args.id), None)
+        if old is None:
             raise CommandError(f"no agent {args.id!r}")
         await store.revoke_tokens(subject=f"{Role.AGENT.value}:{args.id}")
         await store.remove_agent(args.id)
+        await record(store, "agent_removed", args.id, audit_agent(old), None)
         print(f"removed agent {args.id}")
 
     return _with_store(args, job, changes=True)
@@ -691,17 +720,17 @@ def _department_add(args: argparse.Namespace) -> int:
             raise CommandError(f"department {args.id!r} exists already")
         if args.offer_window <= 0 or args.queue_timeout < 0 or args.queue_limit < 0:
             raise CommandError("--offer-window must be positive; the others not negative")
-        await store.save_department(
-            Department(
-                id=args.id,
-                name=args.name,
-                chat_enabled=not args.chat_off,
-                routing=RoutingMode(args.routing),
-                offer_window=args.offer_window,
-                queue_timeout=args.queue_timeout,
-                queue_limit=args.queue_limit,
-            )
+        department = Department(
+            id=args.id,
+            name=args.name,
+            chat_enabled=not args.chat_off,
+            routing=RoutingMode(args.routing),
+            offer_window=args.offer_window,
+            queue_timeout=args.queue_timeout,
+            queue_limit=args.queue_limit,
         )
+        await store.save_department(department)
+        await record(store, "department_added", args.id, None, department_record(department))
         print(f"added department {args.id}")
 
     return _with_store(args, job, changes=True)
@@ -726,10 +755,18 @@ async def _stored_department(store: Store, dept_id: str) -> Department:
     return found
 
 
+async def _department_changed(store: Store, old: Department, new: Department) -> None:
+    await record(
+        store, "department_changed", new.id, department_record(old), department_record(new)
+    )
+
+
 def _department_chat(args: argparse.Namespace) -> int:
     async def job(store: Store) -> None:
         old = await _stored_department(store, args.id)
-        await store.save_department(dataclasses.replace(old, chat_enabled=args.state == "on"))
+        new = dataclasses.replace(old, chat_enabled=args.state == "on")
+        await store.save_department(new)
+        await _department_changed(store, old, new)
         print(f"department {args.id}: chat {args.state}")
 
     return _with_store(args, job, changes=True)
@@ -764,7 +801,9 @@ def _department_set(args: argparse.Namespace) -> int:
 
     async def job(store: Store) -> None:
         old = await _stored_department(store, args.id)
-        await store.save_department(dataclasses.replace(old, **changes))
+        new = dataclasses.replace(old, **changes)
+        await store.save_department(new)
+        await _department_changed(store, old, new)
         print(f"changed department {args.id}")
 
     return _with_store(args, job, changes=True)
@@ -810,6 +849,7 @@ def _canned_category_add(args: argparse.Namespace) -> int:
         if args.id and any(c.id == args.id for c in desk.categories()):
             raise CommandError(f"canned category {args.id!r} exists already")
         category = await desk.add_category(args.name, category_id=args.id)
+        await record(store, "canned_changed", category.id, None, canned_category_record(category))
         print(category.id)
 
     return _with_canned(args, job)
@@ -840,6 +880,7 @@ def _canned_category_remove(args: argparse.Namespace) -> int:
             )
         else:
             await desk.delete_category(args.id)
+        await record(store, "canned_changed", args.id, {"category": args.id, "messages": held})
         print(f"removed canned category {args.id}")
 
     return _with_canned(args, job)
@@ -854,6 +895,7 @@ def _canned_add(args: argparse.Namespace) -> int:
         message = await desk.add_message(
             args.text, category=args.category, department=args.department, message_id=args.id
         )
+        await record(store, "canned_changed", message.id, None, canned_message_record(message))
         print(message.id)
 
     return _with_canned(args, job)
@@ -874,7 +916,7 @@ def _canned_list(args: argparse.Namespace) -> int:
 
 def _canned_edit(args: argparse.Namespace) -> int:
     async def job(store: Store, desk: CannedDesk) -> None:
-        _canned_message(desk, args.id)
+        old = _canned_message(desk, args.id)
         if args.text is None and args.category is None and args.department is None:
             if not args.shared:
                 raise CommandError(
@@ -889,6 +931,14 @@ def _canned_edit(args: argparse.Namespace) -> int:
             )
         else:
             await desk.edit_message(args.id, text=args.text, category=args.category)
+        new = _canned_message(desk, args.id)
+        await record(
+            store,
+            "canned_changed",
+            args.id,
+            canned_message_record(old),
+            canned_message_record(new),
+        )
         print(f"changed canned message {args.id}")
 
     return _with_canned(args, job)
@@ -896,8 +946,9 @@ def _canned_edit(args: argparse.Namespace) -> int:
 
 def _canned_remove(args: argparse.Namespace) -> int:
     async def job(store: Store, desk: CannedDesk) -> None:
-        _canned_message(desk, args.id)
+        old = _canned_message(desk, args.id)
         await desk.delete_message(args.id)
+        await record(store, "canned_changed", args.id, canned_message_record(old), None)
         print(f"removed canned message {args.id}")
 
     return _with_canned(args, job)
@@ -908,12 +959,25 @@ def _canned_remove(args: argparse.Namespace) -> int:
 
 def _token(args: argparse.Namespace) -> int:
     async def job(store: Store) -> None:
+        after: dict[str, Any] = {}
         if args.admin:
-            token = await issue_token(store, Role.ADMIN, args.name, now=time.time())
+            role, name = Role.ADMIN, args.name
+            token = await issue_token(store, role, name, now=time.time())
+        elif args.supervisor:
+            role, name = Role.SUPERVISOR, args.supervisor
+            departments = tuple(dict.fromkeys(args.department))
+            for department in departments:
+                await _stored_department(store, department)
+            token = await issue_token(store, role, name, now=time.time(), departments=departments)
+            after["departments"] = sorted(departments)
         else:
+            role, name = Role.AGENT, args.agent
             if not any(a.id == args.agent for a in await store.agents()):
                 raise CommandError(f"no agent {args.agent!r}")
-            token = await issue_token(store, Role.AGENT, args.agent, now=time.time())
+            token = await issue_token(store, role, name, now=time.time())
+        await record(
+            store, "token_issued", f"{role.value}:{name}", None, {"role": role.value, **after}
+        )
         print(token)
 
     return _with_store(args, job)
@@ -1032,6 +1096,19 @@ def _ratings(args: argparse.Namespace) -> int:
             print(json.dumps({**report, "since": args.since, "until": args.until}))
         else:
             print(format_ratings(report, since=args.since, until=args.until), end="")
+
+    return _with_store(args, job)
+
+
+def _audit(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= 1000:
+        raise CommandError("--limit must be 1..1000")
+
+    async def job(store: Store) -> None:
+        entries = await store.audit(
+            since=args.since, actor=args.actor, action=args.action, limit=args.limit
+        )
+        print(format_audit(entries, as_json=args.json), end="")
 
     return _with_store(args, job)
 
