@@ -397,19 +397,15 @@ def salvage(chat: LiveChat, now: float) -> Ticket:
     started = number("started_at")
     if started is None:
         started = chat.entries[0].at if chat.entries else now
-    return Ticket(
+    finish = Finish.crashed(owner=text("owner"), agents=agents, accepted_at=number("accepted_at"))
+    return finish.ticket(
         chat_id=chat.chat_id,
-        kind=TicketKind.FAILED,
         department=text("department"),
         question=text("question"),
         visitor=Visitor(**{"name": "", **visitor}),
         entries=chat.entries,
-        agents=agents,
         started_at=started,
-        accepted_at=number("accepted_at"),
         ended_at=now,
-        end_reason=EndReason.CRASHED,
-        owner=text("owner"),
     )
 
 
