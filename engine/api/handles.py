@@ -355,7 +355,7 @@ class AgentConnection:
             question=chat.question,
             started_at=chat.started_at,
             visitor=visitor,
-            recent_chats=tuple(live_first + [_summary_of(t) for t in ended])[:limit],
+            recent_chats=tuple(live_first + [ChatSummary.of_ticket(t) for t in ended])[:limit],
             recent_tickets=tuple(tickets),
         )
 
@@ -446,15 +446,3 @@ class AgentConnection:
 
     async def _ask(self, build: Callable[[m.Reply], m.ToAgent]) -> Any:
         return await ask(self._inbox, build, self._timeout, "this agent was removed")
-
-
-def _summary_of(ticket: Ticket) -> ChatSummary:
-    return ChatSummary(
-        chat_id=ticket.chat_id,
-        department=ticket.department,
-        question=ticket.question,
-        started_at=ticket.started_at,
-        state="ended",
-        agents=ticket.agents,
-        ticket_id=ticket.id,
-    )

@@ -330,7 +330,7 @@ def forget(conn: Connection, chat_id: str) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LiveChat:
+class JournaledChat:
     """One chat as the journal holds it: its record (None if only lines are left) and lines."""
 
     chat_id: str
@@ -342,7 +342,7 @@ class LiveChat:
 class LiveState:
     """Everything the journal holds, read at start."""
 
-    chats: tuple[LiveChat, ...]
+    chats: tuple[JournaledChat, ...]
     graces: dict[str, float]
 
 
@@ -358,14 +358,14 @@ def load(conn: Connection) -> LiveState:
             Entry(seq=seq, at=at, kind=kind, author=author, text=text, client_msg_id=client_msg_id)
         )
     chats = tuple(
-        LiveChat(chat_id=c, record=records.get(c), entries=tuple(entries.get(c, ())))
+        JournaledChat(chat_id=c, record=records.get(c), entries=tuple(entries.get(c, ())))
         for c in sorted(records.keys() | entries.keys())
     )
     graces = dict(conn.execute("SELECT agent_id, grace_until FROM live_agents"))
     return LiveState(chats=chats, graces=graces)
 
 
-def salvage(chat: LiveChat, now: float) -> Ticket:
+def salvage(chat: JournaledChat, now: float) -> Ticket:
     """A FAILED ticket holding whatever can be read of a chat that cannot be restored."""
     doc: dict[str, Any] = {}
     if chat.record is not None:
