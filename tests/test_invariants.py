@@ -101,7 +101,7 @@ class World:
         readers: list[tuple[str, Any]] = [(a, c) for a, c in self.agents.items()]
         readers += [(f"visitor:{cid}", v) for cid, v in self.chats.items()]
         for name, handle in readers:
-            for event in handle._outlet.pending():
+            for event in handle.pending_events():
                 if isinstance(event, Offer) and name in self.offers:
                     self.offers[name].append(event.offer_id)
                 if isinstance(event, ChatMessage | SystemEvent):

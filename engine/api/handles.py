@@ -110,6 +110,10 @@ class VisitorChat:
         """The next event; raises trio.EndOfChannel after the last one."""
         return await self._outlet.receive()
 
+    def pending_events(self) -> list[Event]:
+        """Everything queued for this visitor right now, without waiting."""
+        return self._outlet.pending()
+
     async def send(self, text: str, *, client_msg_id: str = "") -> int:
         """Write a message; returns its sequence number. A resent client_msg_id is not repeated."""
         seq: int = await self._ask(
