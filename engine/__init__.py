@@ -1,6 +1,7 @@
 """helpline's engine: actors that route help-desk chats to agents and keep every chat as a ticket.
 
-Import from here; the underscored modules are private.
+Import from here; the modules under the layer folders (model, store, canned, actors, api) are
+internal and may move.
 """
 
 from .api.engine import Engine, open_engine
