@@ -29,8 +29,8 @@ test: $(STAMP) web
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine protocol tests bench examples
-	$(BIN)/ruff format --check engine protocol tests bench examples
+	$(BIN)/ruff check engine protocol replay tests bench examples
+	$(BIN)/ruff format --check engine protocol replay tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

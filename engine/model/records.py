@@ -146,3 +146,16 @@ class Ticket:
     rating_comment: str = ""
     handled: bool = False  # a missed-chat ticket somebody followed up
     owner: str = field(default="")  # the agent holding the chat when it ended
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finish:
+    """How a closing chat's one ticket is to be written (the router decides it, the session writes
+    it, the journal keeps it until then)."""
+
+    kind: TicketKind
+    reason: str
+    owner: str
+    agents: tuple[str, ...]
+    handoffs: tuple[Handoff, ...]
+    accepted_at: float | None

@@ -60,6 +60,7 @@ from engine import (
     TicketKind,
     open_store,
 )
+from replay.cli import register as register_replay
 
 from ..server.auth import ADMIN_NAME, issue_token
 from ..server.daemon import (
@@ -440,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _existing_db_option(ratings)
     ratings.set_defaults(run=_ratings)
     add_store_commands(commands, _db_option)
+    register_replay(commands)
     return parser
 
 
