@@ -18,6 +18,10 @@ A connection is three tasks around one bounded queue of outgoing frames:
 Role handlers (``roles/visitor.py``, ``roles/agent.py``, ``roles/admin.py``) add one more task
 per engine handle that moves the handle's events onto the queue (a "pump").
 
+A hello's role picks its handler from the gateway's role table (``roles/__init__.py``). The
+connection knows the roles only as :class:`RoleHandler` and the gateway only as :class:`Host`, so
+it imports neither: the role modules and the gateway import it.
+
 Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
 ``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
 replies to half of it, so what fills it is events): the connection is closed with 4000 at once
@@ -47,12 +51,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 import trio
 
-from engine import ChatMessage, EngineError, Event, StoreError
+from engine import ChatMessage, Engine, EngineError, Event, StoreError
 
 from ..wire.codec import (
     decode_request,
@@ -64,15 +68,12 @@ from ..wire.codec import (
 from ..wire.errors import ERROR_CODES, ProtocolError
 from ..wire.frames import PROTOCOL_VERSION, Request, Role
 from ..wire.records import Fields, wire_event
-from .roles.admin import open_admin
-from .roles.agent import open_agent
-from .roles.visitor import open_visitor
+from .metrics import ServerStats
+from .registry import Registry
+from .settings import ServerSettings
 from .transport import ConnectionClosed, Transport
 
-if TYPE_CHECKING:
-    from .gateway import Gateway
-
-__all__ = ["Connection", "RoleHandler", "TokenBucket"]
+__all__ = ["Connection", "Host", "RoleHandler", "RoleOpener", "TokenBucket"]
 
 log = structlog.get_logger("helpline.gateway")
 
@@ -93,6 +94,23 @@ class RoleHandler(Protocol):
 
     async def handle(self, request: Request) -> Fields:
         """Serve one request; return the reply's result fields or raise an error with a code."""
+
+
+RoleOpener = Callable[["Connection", Request], Awaitable[tuple[RoleHandler, Fields]]]
+"""Signs a hello in as one role: the role's handler and the hello reply's extra fields."""
+
+
+class Host(Protocol):
+    """What a connection needs from the gateway that accepted it."""
+
+    engine: Engine
+    settings: ServerSettings
+    registry: Registry
+    stats: ServerStats
+    roles: Mapping[Role, RoleOpener]  # the role table (``roles/``)
+
+    def name_of(self, agent_id: str) -> str:
+        """An agent's display name, or its id once it was removed."""
 
 
 class TokenBucket:
@@ -117,7 +135,7 @@ class TokenBucket:
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
-    def __init__(self, gateway: Gateway, ws: Transport, peer: str) -> None:
+    def __init__(self, gateway: Host, ws: Transport, peer: str) -> None:
         self.gateway = gateway
         self.engine = gateway.engine
         self.settings = gateway.settings
@@ -378,7 +396,7 @@ class Connection:
             return
         role = Role(request.require("role", str))
         try:
-            handler, fields = await _ROLES[role](self, request)
+            handler, fields = await self.gateway.roles[role](self, request)
         except (EngineError, ProtocolError) as exc:
             self.log.info("hello_refused", role=role.value, code=exc.code)
             self._reply_error(request.ref, exc.code, exc.message)
@@ -397,8 +415,3 @@ class Connection:
         )
         self.log.info("hello", role=role.value)
         handler.start()
-
-
-_ROLES: Final[
-    Mapping[Role, Callable[[Connection, Request], Awaitable[tuple[RoleHandler, Fields]]]]
-] = {Role.VISITOR: open_visitor, Role.AGENT: open_agent, Role.ADMIN: open_admin}
