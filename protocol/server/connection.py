@@ -65,7 +65,7 @@ from ..wire.codec import (
     encode_reply_error,
     encode_reply_ok,
 )
-from ..wire.errors import ERROR_CODES, ProtocolError
+from ..wire.errors import ProtocolError, wire_error
 from ..wire.frames import PROTOCOL_VERSION, Request, Role
 from ..wire.records import Fields, wire_event
 from .metrics import ServerStats
@@ -78,12 +78,6 @@ __all__ = ["Connection", "Host", "RoleHandler", "RoleOpener", "TokenBucket"]
 log = structlog.get_logger("helpline.gateway")
 
 _FLUSH: Final = object()  # queued behind the last frame of a flushing close
-_STORE_CODES: Final = frozenset({"not_found", "already_rated"})  # passed through from the store
-_WIRE_CODES: Final = {  # the store's own codes, as the wire names them (SPEC.md section 8)
-    "store_busy": "busy",
-    "store_closed": "store_unavailable",
-    "store_failed": "store_unavailable",
-}
 
 
 class RoleHandler(Protocol):
@@ -353,10 +347,6 @@ class Connection:
             self.close(1008, "hello failed")
 
     def _reply_error(self, ref: int, code: str, message: str) -> None:
-        code = _WIRE_CODES.get(code, code)
-        if code not in ERROR_CODES:
-            message = f"{code}: {message}"
-            code = "internal"
         self._stats.errors[code] += 1
         self.put(encode_reply_error(ref, code, message))
 
@@ -366,13 +356,15 @@ class Connection:
         try:
             result = await handler.handle(request)
         except (EngineError, ProtocolError, StoreError) as exc:
-            code = exc.code
-            if isinstance(exc, StoreError) and code not in _STORE_CODES:
-                code = "store_unavailable"
+            error = wire_error(exc)
             self.log.info(
-                "request_refused", type=request.type, ref=request.ref, chat_id=chat_id, code=code
+                "request_refused",
+                type=request.type,
+                ref=request.ref,
+                chat_id=chat_id,
+                code=error.code,
             )
-            self._reply_error(request.ref, code, exc.message)
+            self._reply_error(request.ref, error.code, error.message)
         except Exception:
             self.log.exception("request_failed", type=request.type, ref=request.ref)
             self._reply_error(request.ref, "internal", "the server failed to serve this request")
@@ -399,7 +391,8 @@ class Connection:
             handler, fields = await self.gateway.roles[role](self, request)
         except (EngineError, ProtocolError) as exc:
             self.log.info("hello_refused", role=role.value, code=exc.code)
-            self._reply_error(request.ref, exc.code, exc.message)
+            error = wire_error(exc)
+            self._reply_error(request.ref, error.code, error.message)
             self.close(1008, "hello failed")
             return
         self.role, self._handler = role, handler
