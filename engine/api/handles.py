@@ -133,8 +133,9 @@ class VisitorChat:
             await self._tell(m.Detach(outlet=self._outlet, leaving=True))
 
     async def rate(self, rating: Rating | str, comment: str = "") -> Ticket:
-        """Rate the chat once it has ended (good, neutral or bad, with an optional comment)."""
-        return await rate_chat(self._store, self.chat_id, rating, comment)
+        """Rate the chat once it has ended (good, neutral or bad, with an optional comment);
+        returns the ticket as the visitor may see it (`Ticket.for_visitor`)."""
+        return (await rate_chat(self._store, self.chat_id, rating, comment)).for_visitor()
 
     async def _attach(self, last_seq: int) -> int:
         seq: int = await self._ask(

@@ -12,6 +12,8 @@ from typing import Any
 from engine import Agent, Store
 
 from ..wire.frames import Role
+from ..wire.records import audit_agent
+from .audit import record
 from .common import CommandError, existing_db_option, with_store
 
 __all__ = ["add_commands"]
@@ -75,14 +77,14 @@ def _agent_add(args: argparse.Namespace) -> int:
             raise CommandError(f"agent {args.id!r} exists already")
         if args.capacity < 0:
             raise CommandError("--capacity must not be negative")
-        await store.save_agent(
-            Agent(
-                id=args.id,
-                name=args.name,
-                departments=tuple(dict.fromkeys(args.departments)),
-                capacity=args.capacity,
-            )
+        agent = Agent(
+            id=args.id,
+            name=args.name,
+            departments=tuple(dict.fromkeys(args.departments)),
+            capacity=args.capacity,
         )
+        await store.save_agent(agent)
+        await record(store, "agent_added", args.id, None, audit_agent(agent))
         print(f"added agent {args.id}")
 
     return with_store(args, job, changes=True)
@@ -101,10 +103,12 @@ def _agent_list(args: argparse.Namespace) -> int:
 
 def _agent_remove(args: argparse.Namespace) -> int:
     async def job(store: Store) -> None:
-        if not any(a.id == args.id for a in await store.agents()):
+        old = next((a for a in await store.agents() if a.id == args.id), None)
+        if old is None:
             raise CommandError(f"no agent {args.id!r}")
         await store.revoke_tokens(subject=f"{Role.AGENT.value}:{args.id}")
         await store.remove_agent(args.id)
+        await record(store, "agent_removed", args.id, audit_agent(old), None)
         print(f"removed agent {args.id}")
 
     return with_store(args, job, changes=True)

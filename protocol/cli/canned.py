@@ -15,6 +15,8 @@ from typing import Any
 
 from engine import CannedDesk, CannedMessage, EngineError, Store
 
+from ..wire.records import canned_category_record, canned_message_record
+from .audit import record
 from .common import CommandError, existing_db_option, stored_department, with_store
 
 __all__ = ["add_commands"]
@@ -163,6 +165,7 @@ def _canned_category_add(args: argparse.Namespace) -> int:
         if args.id and any(c.id == args.id for c in desk.categories()):
             raise CommandError(f"canned category {args.id!r} exists already")
         category = await desk.add_category(args.name, category_id=args.id)
+        await record(store, "canned_changed", category.id, None, canned_category_record(category))
         print(category.id)
 
     return _with_canned(args, job)
@@ -193,6 +196,7 @@ def _canned_category_remove(args: argparse.Namespace) -> int:
             )
         else:
             await desk.delete_category(args.id)
+        await record(store, "canned_changed", args.id, {"category": args.id, "messages": held})
         print(f"removed canned category {args.id}")
 
     return _with_canned(args, job)
@@ -207,6 +211,7 @@ def _canned_add(args: argparse.Namespace) -> int:
         message = await desk.add_message(
             args.text, category=args.category, department=args.department, message_id=args.id
         )
+        await record(store, "canned_changed", message.id, None, canned_message_record(message))
         print(message.id)
 
     return _with_canned(args, job)
@@ -227,7 +232,7 @@ def _canned_list(args: argparse.Namespace) -> int:
 
 def _canned_edit(args: argparse.Namespace) -> int:
     async def job(store: Store, desk: CannedDesk) -> None:
-        _canned_message(desk, args.id)
+        old = _canned_message(desk, args.id)
         if args.text is None and args.category is None and args.department is None:
             if not args.shared:
                 raise CommandError(
@@ -242,6 +247,14 @@ def _canned_edit(args: argparse.Namespace) -> int:
             )
         else:
             await desk.edit_message(args.id, text=args.text, category=args.category)
+        new = _canned_message(desk, args.id)
+        await record(
+            store,
+            "canned_changed",
+            args.id,
+            canned_message_record(old),
+            canned_message_record(new),
+        )
         print(f"changed canned message {args.id}")
 
     return _with_canned(args, job)
@@ -249,8 +262,9 @@ def _canned_edit(args: argparse.Namespace) -> int:
 
 def _canned_remove(args: argparse.Namespace) -> int:
     async def job(store: Store, desk: CannedDesk) -> None:
-        _canned_message(desk, args.id)
+        old = _canned_message(desk, args.id)
         await desk.delete_message(args.id)
+        await record(store, "canned_changed", args.id, canned_message_record(old), None)
         print(f"removed canned message {args.id}")
 
     return _with_canned(args, job)

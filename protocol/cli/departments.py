@@ -13,6 +13,8 @@ from typing import Any
 
 from engine import Department, RoutingMode, Store
 
+from ..wire.records import department_record
+from .audit import record
 from .common import CommandError, existing_db_option, stored_department, with_store
 
 __all__ = ["add_commands"]
@@ -125,17 +127,17 @@ def _department_add(args: argparse.Namespace) -> int:
             raise CommandError(f"department {args.id!r} exists already")
         if args.offer_window <= 0 or args.queue_timeout < 0 or args.queue_limit < 0:
             raise CommandError("--offer-window must be positive; the others not negative")
-        await store.save_department(
-            Department(
-                id=args.id,
-                name=args.name,
-                chat_enabled=not args.chat_off,
-                routing=RoutingMode(args.routing),
-                offer_window=args.offer_window,
-                queue_timeout=args.queue_timeout,
-                queue_limit=args.queue_limit,
-            )
+        department = Department(
+            id=args.id,
+            name=args.name,
+            chat_enabled=not args.chat_off,
+            routing=RoutingMode(args.routing),
+            offer_window=args.offer_window,
+            queue_timeout=args.queue_timeout,
+            queue_limit=args.queue_limit,
         )
+        await store.save_department(department)
+        await record(store, "department_added", args.id, None, department_record(department))
         print(f"added department {args.id}")
 
     return with_store(args, job, changes=True)
@@ -153,10 +155,18 @@ def _department_list(args: argparse.Namespace) -> int:
     return with_store(args, job)
 
 
+async def _department_changed(store: Store, old: Department, new: Department) -> None:
+    await record(
+        store, "department_changed", new.id, department_record(old), department_record(new)
+    )
+
+
 def _department_chat(args: argparse.Namespace) -> int:
     async def job(store: Store) -> None:
         old = await stored_department(store, args.id)
-        await store.save_department(dataclasses.replace(old, chat_enabled=args.state == "on"))
+        new = dataclasses.replace(old, chat_enabled=args.state == "on")
+        await store.save_department(new)
+        await _department_changed(store, old, new)
         print(f"department {args.id}: chat {args.state}")
 
     return with_store(args, job, changes=True)
@@ -191,7 +201,9 @@ def _department_set(args: argparse.Namespace) -> int:
 
     async def job(store: Store) -> None:
         old = await stored_department(store, args.id)
-        await store.save_department(dataclasses.replace(old, **changes))
+        new = dataclasses.replace(old, **changes)
+        await store.save_department(new)
+        await _department_changed(store, old, new)
         print(f"changed department {args.id}")
 
     return with_store(args, job, changes=True)

@@ -5,11 +5,13 @@ Theory of operation
 ``build_parser`` asks each subject module to add its subcommands, in the order ``helpline --help``
 lists them: ``serve`` (run the daemon, ``serve.py``), ``agent`` (``agents.py``), ``department``
 (``departments.py``), ``canned`` (``canned.py``), ``token`` (``tokens.py``), ``tickets``
-(``tickets.py``), ``ratings`` (``ratings.py``), ``migrate`` and ``store`` (``store.py``), and
-``replay`` (registered by the replay package, ``replay/cli.py``). Each subcommand names its
-function as the parser's ``run`` default; ``main`` parses, checks what argparse cannot (``token``
-names an agent or passes ``--admin``; ``--since`` is before ``--until``) and runs it. What the
-commands share (the database options, opening the store, exit statuses) is in ``common.py``.
+(``tickets.py``), ``ratings`` (``ratings.py``), ``audit`` (``audit.py``), ``migrate`` and
+``store`` (``store.py``), and ``replay`` (registered by the replay package, ``replay/cli.py``).
+Each subcommand names its function as the parser's ``run`` default; ``main`` parses, checks what
+argparse cannot (``token`` names one of an agent, ``--admin`` or ``--supervisor``; ``--since`` is
+before ``--until``) and runs it. What the commands share (the database options, opening the
+store, exit statuses) is in ``common.py``; every change they make is written to the audit log
+with the actor ``cli`` (``audit.py``).
 
 Every command prints its result on standard output (a token alone on its line, so a script can
 capture it) and its errors on standard error. Exit status: 0 on success, 1 when the command failed,
@@ -29,7 +31,8 @@ from replay.cli import register as register_replay
 from ..server.daemon import DaemonError
 from ..server.settings import ConfigError
 from . import agents, canned, departments, ratings, serve, tickets, tokens
-from .common import EXIT_FAILED, CommandError, db_option
+from .audit import add_audit_command, run_audit
+from .common import EXIT_FAILED, CommandError, db_option, existing_db_option, parse_time
 from .store import add_store_commands
 
 __all__ = ["build_parser", "main"]
@@ -47,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for subject in (serve, agents, departments, canned, tokens, tickets, ratings):
         subject.add_commands(commands)
+    add_audit_command(commands, existing_db_option, parse_time, run_audit)
     add_store_commands(commands, db_option)
     register_replay(commands)
     return parser
@@ -56,8 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``helpline`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "token" and bool(args.agent) == bool(args.admin):
-        parser.error("token: name an agent, or pass --admin (not both)")
+    if args.command == "token":
+        if [bool(args.agent), bool(args.admin), bool(args.supervisor)].count(True) != 1:
+            parser.error("token: name an agent, or pass --admin or --supervisor NAME (one)")
+        if bool(args.supervisor) != bool(args.department):
+            parser.error("token: --supervisor NAME goes with at least one --department ID")
     since, until = getattr(args, "since", None), getattr(args, "until", None)
     if since is not None and until is not None and since >= until:
         parser.error("--since must be earlier than --until")

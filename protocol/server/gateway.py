@@ -80,9 +80,13 @@ class Gateway:
         metrics_route(self.routes, engine, self.registry, self.stats)
 
     def name_of(self, agent_id: str) -> str:
-        """An agent's display name, or its id once it was removed."""
+        """An agent's display name, or its id once it was removed; a supervisor's name (its
+        participant id is ``supervisor:NAME``, or ``admin:NAME``)."""
         record = self.engine.agent_record(agent_id)
-        return agent_id if record is None else record.name
+        if record is not None:
+            return record.name
+        role, _, name = agent_id.partition(":")
+        return name if name and role in ("supervisor", "admin") else agent_id
 
     # -- one connection ----------------------------------------------------------------------------
 
