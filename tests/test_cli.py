@@ -35,7 +35,11 @@ from engine import (
     open_store,
 )
 from protocol import ConfigError, load_config
-from protocol.cli.main import build_parser, export_tickets, format_ratings, main, parse_time
+from protocol.cli import main
+from protocol.cli.common import parse_time
+from protocol.cli.main import build_parser
+from protocol.cli.ratings import format_ratings
+from protocol.cli.tickets import export_tickets
 from protocol.server.auth import authenticate
 from protocol.server.settings import DEFAULT_PORT, parse_config
 from protocol.wire.frames import Role

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import trio
-from protocol.server.auth import authenticate_supervisor
 
 from engine import open_store
+from protocol.server.auth import authenticate_supervisor
 
 from .test_cli import empty_db, run
 
