@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from .hours import Hours
+
 
 class RoutingMode(enum.StrEnum):
     """How a department offers a chat: to every eligible agent at once, or to one at a time."""
@@ -45,6 +47,8 @@ class EndReason(enum.StrEnum):
     ALL_DECLINED = "all_declined"
     SHUTDOWN = "shutdown"
     CRASHED = "crashed"
+    OVERFLOW = "overflow"
+    CLOSED_HOURS = "closed_hours"
 
 
 class Rating(enum.StrEnum):
@@ -86,6 +90,19 @@ class Department:
     offer_window: float = 30.0
     queue_timeout: float = 300.0
     queue_limit: int = 50
+    #: Overflow: a chat that would wait longer than `overflow_wait` seconds (estimated), or behind
+    #: `overflow_queue` others, goes to the `overflow_to` departments in order, or is missed with
+    #: reason overflow when there are none (0: that test is off).
+    overflow_wait: float = 0.0
+    overflow_queue: int = 0
+    overflow_to: tuple[str, ...] = ()
+    #: Seconds the owner may leave a visitor's message unanswered before the chat is re-offered
+    #: to the department's other agents (0: off).
+    silence_timeout: float = 0.0
+    #: Seconds a chat that requires skills waits for an agent who has them before any agent of
+    #: the department may take it.
+    skills_wait: float = 60.0
+    hours: Hours = Hours()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +115,7 @@ class Agent:
     capacity: int = 3
     status: AgentStatus = AgentStatus.OFFLINE
     ringtone: bool = True
+    skills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,3 +164,4 @@ class Ticket:
     rating_comment: str = ""
     handled: bool = False  # a missed-chat ticket somebody followed up
     owner: str = field(default="")  # the agent holding the chat when it ended
+    tags: tuple[str, ...] = ()  # labels agents gave the chat, in the order given

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..actors import messages as m
 from ..model.chatstate import ChatState
 from ..model.records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
+from . import traces as trace_rows
 
 if TYPE_CHECKING:
     from .contract import Connection
@@ -102,6 +103,11 @@ class ChatRecord:
     end_deadline: float | None
     visitor_deadline: float | None
     finish: m.Finish | None  # set once the chat is closing: how its ticket is to be written
+    # routing (records written before these existed read as the defaults)
+    skills: tuple[str, ...] = ()
+    relaxed: bool = False
+    tags: tuple[str, ...] = ()
+    overflowed: tuple[str, ...] = ()
 
 
 def dumps(record: ChatRecord) -> str:
@@ -127,6 +133,10 @@ def dumps(record: ChatRecord) -> str:
         "end_deadline": record.end_deadline,
         "visitor_deadline": record.visitor_deadline,
         "finish": None if record.finish is None else _finish_doc(record.finish),
+        "skills": list(record.skills),
+        "relaxed": record.relaxed,
+        "tags": list(record.tags),
+        "overflowed": list(record.overflowed),
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
@@ -139,6 +149,9 @@ def _finish_doc(f: m.Finish) -> dict[str, Any]:
         "agents": list(f.agents),
         "handoffs": [asdict(h) for h in f.handoffs],
         "accepted_at": f.accepted_at,
+        "department": f.department,
+        "tags": list(f.tags),
+        "opens_at": f.opens_at,
     }
 
 
@@ -169,6 +182,10 @@ def loads(chat_id: str, text: str) -> ChatRecord:
             end_deadline=_num_or_none(doc, "end_deadline"),
             visitor_deadline=_num_or_none(doc, "visitor_deadline"),
             finish=_finish(doc["finish"]),
+            skills=_strs(doc, "skills") if "skills" in doc else (),
+            relaxed=bool(doc.get("relaxed", False)),
+            tags=_strs(doc, "tags") if "tags" in doc else (),
+            overflowed=_strs(doc, "overflowed") if "overflowed" in doc else (),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"chat {chat_id}: {exc!r}") from exc
@@ -250,6 +267,9 @@ def _finish(doc: Any) -> m.Finish | None:
         agents=_strs(doc, "agents"),
         handoffs=_handoffs(doc["handoffs"]),
         accepted_at=_num_or_none(doc, "accepted_at"),
+        department=doc["department"] if isinstance(doc.get("department"), str) else "",
+        tags=_strs(doc, "tags") if "tags" in doc else (),
+        opens_at=_num_or_none(doc, "opens_at") if "opens_at" in doc else None,
     )
 
 
@@ -263,7 +283,8 @@ class JournalBatch:
     `chats` are (chat id, record JSON); `graces` are (agent id, wall-clock deadline, or None when
     the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
     tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
-    opening was refused, of which nothing may be left.
+    opening was refused, of which nothing may be left; `traces` are finished chats' routing
+    traces (`store.traces`).
     """
 
     chats: tuple[tuple[str, str], ...] = ()
@@ -271,6 +292,7 @@ class JournalBatch:
     presence: tuple[tuple[str, AgentStatus, bool], ...] = ()
     tickets: tuple[Ticket, ...] = ()
     forget: tuple[str, ...] = ()
+    traces: tuple[trace_rows.TraceRow, ...] = ()
 
 
 def write_batch(conn: Connection, batch: JournalBatch) -> None:
@@ -296,6 +318,8 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
     )
     for chat_id in batch.forget:
         forget(conn, chat_id)
+    if batch.traces:
+        trace_rows.write(conn, batch.traces)
 
 
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id

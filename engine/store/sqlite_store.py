@@ -67,6 +67,7 @@ from ..model.records import (
     Visitor,
 )
 from . import journal
+from . import routing_rows as rr
 from .contract import Connection, RatingReport
 from .migrate import latest, migrate
 from .sqlite import (
@@ -176,6 +177,7 @@ def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:
         "INSERT INTO ticket_agents (ticket_id, position, agent) VALUES (?, ?, ?)",
         [(ticket_id, position, agent) for position, agent in enumerate(ticket.agents)],
     )
+    rr.insert_tags(conn, ticket_id, ticket.tags)
     journal.forget(conn, ticket.chat_id)  # the chat is ticketed now, no longer live
     return dataclasses.replace(ticket, id=ticket_id)
 
@@ -189,7 +191,9 @@ def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
             pass  # the chat's ticket was stored after all; the failed one is not needed
 
 
-def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
+def _ticket_from_row(
+    row: Sequence[Any], agents: tuple[str, ...], tags: tuple[str, ...] = ()
+) -> Ticket:
     (
         ticket_id,
         chat_id,
@@ -238,6 +242,7 @@ def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
         rating_comment=rating_comment,
         handled=bool(handled),
         owner=owner,
+        tags=tags,
     )
 
 
@@ -255,7 +260,8 @@ def _select_tickets(conn: Connection, where: str, params: Sequence[object]) -> l
         ids,
     ):
         agents[ticket_id].append(agent)
-    return [_ticket_from_row(row, tuple(agents[row[0]])) for row in rows]
+    tags = rr.select_tags(conn, ids)
+    return [_ticket_from_row(row, tuple(agents[row[0]]), tags.get(row[0], ())) for row in rows]
 
 
 def _one_ticket(conn: Connection, column: str, value: object) -> Ticket:
@@ -289,10 +295,11 @@ def _period(since: float | None, until: float | None) -> tuple[list[str], list[o
 
 def _upsert_agent(conn: Connection, a: Agent) -> None:
     conn.execute(
-        "INSERT INTO agents (id, name, capacity, status, ringtone) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO agents (id, name, capacity, status, ringtone, skills)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET name = excluded.name, capacity = excluded.capacity,"
-        " status = excluded.status, ringtone = excluded.ringtone",
-        (a.id, a.name, a.capacity, a.status.value, int(a.ringtone)),
+        " status = excluded.status, ringtone = excluded.ringtone, skills = excluded.skills",
+        (a.id, a.name, a.capacity, a.status.value, int(a.ringtone), rr.skills_json(a.skills)),
     )
     conn.execute("DELETE FROM agent_departments WHERE agent_id = ?", (a.id,))
     conn.executemany(
@@ -315,9 +322,10 @@ def _select_agents(conn: Connection) -> list[Agent]:
             capacity=capacity,
             status=AgentStatus(status),
             ringtone=bool(ringtone),
+            skills=rr.skills_of(skills),
         )
-        for agent_id, name, capacity, status, ringtone in conn.execute(
-            "SELECT id, name, capacity, status, ringtone FROM agents ORDER BY id"
+        for agent_id, name, capacity, status, ringtone, skills in conn.execute(
+            "SELECT id, name, capacity, status, ringtone, skills FROM agents ORDER BY id"
         )
     ]
 
@@ -432,6 +440,7 @@ class StoreQueries:
         handled: bool | None = None,
         limit: int = 20,
         offset: int = 0,
+        tag: str | None = None,
     ) -> list[Ticket]:
         """One page of the tickets that match every filter given, newest (by ``ended_at``) first.
 
@@ -458,6 +467,9 @@ class StoreQueries:
         if handled is not None:
             clauses.append("handled = ?")
             params.append(int(handled))
+        if tag is not None:
+            clauses.append("id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ?)")
+            params.append(tag)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         where += " ORDER BY ended_at DESC, id DESC LIMIT ? OFFSET ?"
         params += [limit, offset]
@@ -537,11 +549,11 @@ class StoreQueries:
         await self.write(
             lambda conn: conn.execute(
                 "INSERT INTO departments (id, name, chat_enabled, routing, offer_window,"
-                " queue_timeout, queue_limit) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " queue_timeout, queue_limit, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
                 " chat_enabled = excluded.chat_enabled, routing = excluded.routing,"
                 " offer_window = excluded.offer_window, queue_timeout = excluded.queue_timeout,"
-                " queue_limit = excluded.queue_limit",
+                " queue_limit = excluded.queue_limit, options = excluded.options",
                 (
                     d.id,
                     d.name,
@@ -550,6 +562,7 @@ class StoreQueries:
                     d.offer_window,
                     d.queue_timeout,
                     d.queue_limit,
+                    rr.options_json(d),
                 ),
             )
         )
@@ -559,18 +572,21 @@ class StoreQueries:
 
         def select(conn: Connection) -> list[Department]:
             rows = conn.execute(
-                "SELECT id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit"
-                " FROM departments ORDER BY id"
+                "SELECT id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit,"
+                " options FROM departments ORDER BY id"
             )
             return [
-                Department(
+                rr.with_options(
+                    Department(
                     id=row[0],
                     name=row[1],
                     chat_enabled=bool(row[2]),
                     routing=RoutingMode(row[3]),
                     offer_window=row[4],
                     queue_timeout=row[5],
-                    queue_limit=row[6],
+                        queue_limit=row[6],
+                    ),
+                    row[7],
                 )
                 for row in rows
             ]
