@@ -24,6 +24,7 @@ from .model.events import (
     SystemEvent,
     Typing,
 )
+from .model.hours import Hours
 from .model.records import (
     Agent,
     AgentStatus,
@@ -37,6 +38,7 @@ from .model.records import (
     TicketKind,
     Visitor,
 )
+from .model.trace import Candidate, RoutingTrace, TraceStep
 from .model.views import (
     AgentView,
     Availability,
@@ -59,6 +61,7 @@ __all__ = [
     "AgentView",
     "Availability",
     "CannedCategory",
+    "Candidate",
     "CannedDesk",
     "CannedMessage",
     "ChatAssigned",
@@ -78,12 +81,14 @@ __all__ = [
     "Event",
     "Handoff",
     "HandoffResult",
+    "Hours",
     "LiveChat",
     "Offer",
     "OfferWithdrawn",
     "Queued",
     "Rating",
     "RouterView",
+    "RoutingTrace",
     "RoutingMode",
     "SqliteStore",
     "StatusChanged",
@@ -93,6 +98,7 @@ __all__ = [
     "SystemEvent",
     "Ticket",
     "TicketKind",
+    "TraceStep",
     "Typing",
     "Visitor",
     "VisitorChat",

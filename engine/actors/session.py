@@ -69,6 +69,7 @@ class Session:
         entries: Sequence[Entry] = (),
         members: dict[str, tuple[str, Outbox]] | None = None,
         journal: bool = True,
+        watch_silence: Callable[[], bool] | None = None,
     ) -> None:
         self.chat_id = chat_id
         self.department = department
@@ -88,6 +89,9 @@ class Session:
         self._unsaved: list[Entry] = []  # lines not in the journal yet (the newest lines)
         self._held: list[tuple[Entry, Event, list[Outbox]]] = []  # lines waiting for their write
         self._log = log.bind(chat_id=chat_id, department=department)
+        # Whether the router wants to hear that the visitor waits for an answer (see `_awaiting`).
+        self._watch_silence = watch_silence or (lambda: False)
+        self._waiting = False
 
     async def run(self) -> None:
         async with self._inbox:
@@ -162,8 +166,8 @@ class Session:
                 self._members.pop(agent_id, None)
             case m.Notice(event=event, agent=agent, detail=detail):
                 self._system(event, agent=agent, detail=detail)
-            case m.QueuePosition(position=position):
-                self._visitor.push(Queued(chat_id=self.chat_id, position=position))
+            case m.QueuePosition(position=position, eta=eta):
+                self._visitor.push(Queued(chat_id=self.chat_id, position=position, eta=eta))
             case m.History(reader=reader, after_seq=after):
                 if reader != "visitor" and reader not in self._members:
                     m.answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
@@ -181,6 +185,7 @@ class Session:
             self._deliver()
             for reply, result in results:
                 m.answer(reply, result)
+            await self._awaiting(says, results)
             return
         new = self.entries[first:]  # not stored: as if they never came
         del self.entries[first:]
@@ -196,6 +201,19 @@ class Session:
         for reply, result in results:
             failed = isinstance(result, int) and result > last
             m.answer(reply, refused if failed else result)
+
+    async def _awaiting(
+        self, says: list[m.Say], results: list[tuple[m.Reply, int | EngineError]]
+    ) -> None:
+        """Tell the router when the visitor starts waiting for an answer and when an agent gives
+        one (only the changes, and only while its department reassigns silent chats)."""
+        waiting = self._waiting
+        for say, (_, result) in zip(says, results, strict=True):
+            if isinstance(result, int):
+                waiting = say.author == "visitor"
+        if waiting != self._waiting and (self._waiting or self._watch_silence()):
+            self._waiting = waiting
+            await self._router.send(m.AwaitingReply(chat_id=self.chat_id, waiting=waiting))
 
     def _say(self, msg: m.Say) -> int | EngineError:
         if msg.author != "visitor" and msg.author not in self._members:
@@ -330,13 +348,17 @@ class Session:
         self._log.info("ticket_stored", ticket_id=ticket_id, kind=msg.kind.value)
         self._unsaved.clear()
         self._deliver()
-        self._tell_ended(msg.reason, ticket_id)
+        self._tell_ended(msg.reason, ticket_id, msg.opens_at)
         await self._router.send(m.SessionClosed(chat_id=self.chat_id, ticket_id=ticket_id))
 
-    def _tell_ended(self, reason: str, ticket_id: int | None) -> None:
+    def _tell_ended(
+        self, reason: str, ticket_id: int | None, opens_at: float | None = None
+    ) -> None:
         """Tell the visitor and every agent in the chat that it is over, and let the visitor go."""
         self._held.clear()  # after a crash, lines still waiting for their write are not shown
-        self._fan_out(ChatEnded(chat_id=self.chat_id, reason=reason, ticket_id=ticket_id))
+        self._fan_out(
+            ChatEnded(chat_id=self.chat_id, reason=reason, ticket_id=ticket_id, opens_at=opens_at)
+        )
         for outlet in self._visitor.outlets:
             outlet.close()
 
@@ -345,7 +367,7 @@ class Session:
         return Ticket(
             chat_id=self.chat_id,
             kind=msg.kind,
-            department=self.department,
+            department=msg.department or self.department,
             question=self.question,
             visitor=self.visitor,
             entries=tuple(self.entries),
@@ -356,6 +378,7 @@ class Session:
             ended_at=self._wall(),
             end_reason=EndReason(msg.reason),
             owner=msg.owner,
+            tags=msg.tags,
         )
 
     def snapshot(self) -> Ticket:

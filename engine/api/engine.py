@@ -45,8 +45,10 @@ from ..canned.desk import CannedDesk
 from ..model.config import EngineConfig
 from ..model.errors import EngineError
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
+from ..model.trace import RoutingTrace
 from ..model.views import AgentView, ChatView, LiveChat, RouterView
 from ..store import journal
+from ..store import traces as trace_rows
 from ..store.contract import Store
 from ..store.url import open_store
 from .handles import AgentConnection, VisitorChat, ask, rate_chat
@@ -145,8 +147,11 @@ class Engine:
             visitor_grace=config.visitor_grace,
             agent_grace=config.agent_grace,
             journal=config.journal,
+            trace_steps=config.trace_steps,
         )
         self._router = router
+        oldest = self.now() - config.trace_days * 86_400
+        await store.write(lambda conn: trace_rows.prune(conn, oldest))
         departments = await store.departments()
         agents = await store.agents()
         self._agent_records = {a.id: a for a in agents}
@@ -192,6 +197,7 @@ class Engine:
             departments=agent.departments,
             capacity=agent.capacity,
             outbox=outbox,
+            skills=agent.skills,
         )
 
     def _start_department(self, dept_id: str) -> None:
@@ -221,6 +227,7 @@ class Engine:
             entries=entries,
             members=members,
             journal=self.config.journal,
+            watch_silence=lambda: self._silence_on(chat),
         )
         self._sessions[chat.id] = send
 
@@ -232,16 +239,30 @@ class Engine:
         )
         return send
 
+    def _silence_on(self, chat: Chat) -> bool:
+        """Whether the chat's department re-offers chats whose owner is silent (read by its
+        session; the department can change when the chat overflows)."""
+        dept = self._department_records.get(chat.department)
+        return dept is not None and dept.silence_timeout > 0
+
     # --- visitors and agents --------------------------------------------------------------------
 
     @asynccontextmanager
     async def open_chat(
-        self, *, department: str, question: str, visitor: Visitor, resume_key: str = ""
+        self,
+        *,
+        department: str,
+        question: str,
+        visitor: Visitor,
+        resume_key: str = "",
+        skills: Sequence[str] = (),
     ) -> AsyncIterator[VisitorChat]:
         """Open a chat as a visitor; leaving the block without `leave()` counts as a disconnect.
 
         `resume_key` is kept with the chat, journaled with it, for the frontend to find the chat
-        again after a restart (`live_chats`); a gateway passes its resume token's hash.
+        again after a restart (`live_chats`); a gateway passes its resume token's hash. `skills`
+        are what the agent must know: the chat is offered only to agents who have them all until
+        the department's `skills_wait` has passed, then to any of its agents.
         """
         outbox = Outbox()
         outlet = Outlet(self.config.outbound_size)
@@ -254,6 +275,7 @@ class Engine:
                 outbox=outbox,
                 reply=r,
                 resume_key=resume_key,
+                skills=tuple(skills),
             )
         )
         chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout, self.store)
@@ -327,6 +349,7 @@ class Engine:
                 departments=agent.departments,
                 capacity=agent.capacity,
                 outbox=None,
+                skills=agent.skills,
             )
         else:
             change = self._start_agent(agent)
@@ -369,6 +392,20 @@ class Engine:
             lambda r: m.Inspect(reply=r, agent_id=agent_id)
         )
         return view
+
+    async def routing_trace(self, chat_id: str) -> RoutingTrace | None:
+        """Why a chat went where it went (model.trace): the router's steps while it holds them,
+        else the stored trace of the finished chat (kept for `EngineConfig.trace_days`), else
+        None."""
+        live: RoutingTrace | None = await self._ask_router(
+            lambda r: m.TraceOf(chat_id=chat_id, reply=r)
+        )
+        if live is not None:
+            return live
+        stored: RoutingTrace | None = await self._store_call(
+            self.store.read, lambda conn: trace_rows.read(conn, chat_id)
+        )
+        return stored
 
     async def inspect(self) -> RouterView:
         """A consistent picture of ownership, capacity, offers and queues."""
@@ -437,4 +474,5 @@ def _with_presence(agent: Agent, stored: Agent) -> Agent:
         capacity=agent.capacity,
         status=stored.status,
         ringtone=stored.ringtone,
+        skills=agent.skills,
     )

@@ -15,9 +15,9 @@ import trio
 from ...model.chatstate import ChatState
 from ...store import journal
 from ..effects import Batch
+from .recorder import Recorder
 from .state import (
     Chat,
-    RouterState,
     Unwritten,
 )
 
@@ -26,7 +26,7 @@ log = structlog.get_logger("helpline.router")
 _JOURNAL_RETRY = 1.0  # seconds before records whose journal write failed are written again
 
 
-class Durability(RouterState):
+class Durability(Recorder):
     """Write what each iteration changed, and release its effects once that is committed."""
 
     def _flush(self) -> None:
@@ -48,7 +48,7 @@ class Durability(RouterState):
             self._touched.clear()  # not journaled: nothing to write for them
             self._touched_agents.clear()
             self._forgotten.clear()
-            if not (self._presence or self._failed_tickets):
+            if not (self._presence or self._failed_tickets or self._trace_rows):
                 return None
         chats: tuple[tuple[str, str], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
@@ -66,15 +66,21 @@ class Durability(RouterState):
         )
         tickets = tuple(self._failed_tickets.values())
         forget = tuple(sorted(self._forgotten))
+        traces = self._take_trace_rows()
         self._touched.clear()
         self._touched_agents.clear()
         self._presence.clear()
         self._failed_tickets.clear()
         self._forgotten.clear()
-        if not (chats or graces or presence or tickets or forget):
+        if not (chats or graces or presence or tickets or forget or traces):
             return None
         return journal.JournalBatch(
-            chats=chats, graces=graces, presence=presence, tickets=tickets, forget=forget
+            chats=chats,
+            graces=graces,
+            presence=presence,
+            tickets=tickets,
+            forget=forget,
+            traces=traces,
         )
 
     def _release_due(self) -> None:
@@ -98,6 +104,7 @@ class Durability(RouterState):
         u.presence.update(agent_id for agent_id, _, _ in job.presence)
         u.tickets.update((t.chat_id, t) for t in job.tickets)
         u.forgotten.update(job.forget)
+        u.traces.update((row[0], row) for row in job.traces)
         if ("retry", "") not in self._timers:
             self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
@@ -110,6 +117,8 @@ class Durability(RouterState):
         self._forgotten |= u.forgotten
         for chat_id, ticket in u.tickets.items():
             self._failed_tickets.setdefault(chat_id, ticket)
+        for chat_id, row in u.traces.items():
+            self._trace_rows.setdefault(chat_id, row)
 
     def _grace_until(self, agent_id: str) -> float | None:
         agent = self._agents.get(agent_id)
@@ -137,6 +146,10 @@ class Durability(RouterState):
             end_deadline=self._to_wall(("end", chat.id)),
             visitor_deadline=self._to_wall(("visitor", chat.id)),
             finish=chat.final,
+            skills=chat.skills,
+            relaxed=chat.relaxed,
+            tags=tuple(chat.tags),
+            overflowed=tuple(chat.overflowed),
         )
 
     def _offer_record(self, offer_id: str) -> journal.OfferRecord | None:

@@ -29,9 +29,11 @@ log = structlog.get_logger("helpline.router")
 class Endings(Queues):
     """End, schedule the end of, or leave a chat; finish a chat into its ticket."""
 
-    def _finish(self, chat: Chat, kind: TicketKind, reason: EndReason) -> None:
+    def _finish(
+        self, chat: Chat, kind: TicketKind, reason: EndReason, opens_at: float | None = None
+    ) -> None:
         """End a chat: free everything it held and tell its session to write the one ticket."""
-        for key in ("queue", "end", "visitor"):
+        for key in ("queue", "end", "visitor", "skills", "silence"):
             self._timers.cancel((key, chat.id))
         if chat.offer:
             self._close_offer(self._offers[chat.offer], "chat_ended")
@@ -49,6 +51,10 @@ class Endings(Queues):
             agent.idle_since = now
             self._dirty.update(agent.departments)
         chat.state = check(chat.state, ChatState.CLOSING)
+        if kind is TicketKind.TRANSCRIPT:
+            self._note_handle_time(chat)
+        self._step(chat, "missed" if kind is TicketKind.MISSED else "ended", reason.value)
+        self._trace_finished(chat)
         log.info(
             "chat_finished",
             chat_id=chat.id,
@@ -64,6 +70,9 @@ class Endings(Queues):
             agents=tuple(chat.ever),
             handoffs=tuple(chat.handoffs),
             accepted_at=chat.accepted_at,
+            department=chat.department,
+            tags=tuple(chat.tags),
+            opens_at=opens_at,
         )
         self._touch(chat)
         self._tell(chat, chat.final)
@@ -135,6 +144,7 @@ class Endings(Queues):
 
     def _session_closed(self, msg: m.SessionClosed) -> None:
         chat = self._chats.pop(msg.chat_id, None)
+        self._forget_trace(msg.chat_id)
         if chat is not None:
             self._drop_tells(chat)
             for reply in chat.waiters:

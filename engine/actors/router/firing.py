@@ -1,7 +1,8 @@
 """Timers are data (Rule 3): what each kind of deadline does when it fires.
 
 Keys are `(kind, id)`: an offer's window, a queue wait, a delayed ending, a visitor's or an agent's
-grace, a tell waiting for room in a session's mailbox, and the journal retry.
+grace, a tell waiting for room in a session's mailbox, the journal retry, the end of a chat's
+skills wait, and an owner's silence.
 """
 
 from __future__ import annotations
@@ -53,3 +54,14 @@ class Firing(Presence):
                 self._send_tells(chat)
         elif what == "retry":
             self._retry_journal()
+        elif what == "skills":
+            chat = self._chats.get(ident)
+            if chat is not None and chat.state is not ChatState.CLOSING and not chat.relaxed:
+                chat.relaxed = True
+                self._touch(chat)
+                self._step(chat, "skills_relaxed", "no agent with the skills took it in time")
+                self._dirty.add(chat.department)
+        elif what == "silence":
+            chat = self._chats.get(ident)
+            if chat is not None:
+                self._owner_silent(chat)

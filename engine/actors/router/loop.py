@@ -79,6 +79,9 @@ class Router(Restore):
             m.SessionClosed: self._session_closed,
             m.ActorDown: self._actor_down,
             m.LiveChats: self._live_chats,
+            m.TagChat: self._tag_chat,
+            m.AwaitingReply: self._awaiting_reply,
+            m.TraceOf: self._trace_of,
             m.Inspect: self._inspect,
             m.Shutdown: self._shutdown,
         }

@@ -63,6 +63,12 @@ class Chat:
     handoffs: list[Handoff] = field(default_factory=list)
     accepted_at: float | None = None
     told_position: int = 0
+    told_eta: float | None = None
+    skills: tuple[str, ...] = ()  # required of the agent, until relaxed
+    relaxed: bool = False  # the skills wait is over: any agent of the department may take it
+    tags: list[str] = field(default_factory=list)
+    overflowed: list[str] = field(default_factory=list)  # departments it overflowed from
+    reassigning: bool = False  # its pending transfer re-offers it after the owner went silent
     queue_key: int | None = None  # orders the department's queue, also after a restart
     final: m.Finish | None = None  # how the ticket is to be written, once the chat is closing
     # tells that found the session's mailbox full, and answers waiting for them, in order
@@ -92,6 +98,7 @@ class Unwritten:
     presence: set[str] = field(default_factory=set)
     tickets: dict[str, Ticket] = field(default_factory=dict)
     forgotten: set[str] = field(default_factory=set)
+    traces: dict[str, tuple[str, str, float, str]] = field(default_factory=dict)
 
 
 class ClosedOffer(NamedTuple):
@@ -117,6 +124,7 @@ class AgentState:
     offers: set[str] = field(default_factory=set)
     idle_since: float = 0.0
     grace: bool = False  # disconnected, and its disconnect grace is running
+    skills: frozenset[str] = frozenset()
     recovering: bool = False  # restored at start and not connected since
 
     @property
