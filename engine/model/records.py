@@ -102,7 +102,7 @@ class Department:
     #: Seconds a chat that requires skills waits for an agent who has them before any agent of
     #: the department may take it.
     skills_wait: float = 60.0
-    hours: Hours = Hours()
+    hours: Hours = field(default_factory=Hours)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

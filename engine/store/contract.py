@@ -134,9 +134,9 @@ class Store(Protocol):
     ) -> list[Ticket]:
         """One page of the tickets matching every filter, newest (``ended_at``, then id) first.
 
-        ``tag`` matches a ticket carrying that tag; ``agent`` matches anyone who handled the chat; ``visitor_email`` ignores case; the period
-        is ``since <= ended_at < until``. ``ValueError`` unless ``0 <= limit <= MAX_PAGE`` and
-        ``offset >= 0``.
+        ``tag`` matches a ticket carrying that tag; ``agent`` matches anyone who handled the
+        chat; ``visitor_email`` ignores case; the period is ``since <= ended_at < until``.
+        ``ValueError`` unless ``0 <= limit <= MAX_PAGE`` and ``offset >= 0``.
         """
         ...
 

@@ -578,12 +578,12 @@ class StoreQueries:
             return [
                 rr.with_options(
                     Department(
-                    id=row[0],
-                    name=row[1],
-                    chat_enabled=bool(row[2]),
-                    routing=RoutingMode(row[3]),
-                    offer_window=row[4],
-                    queue_timeout=row[5],
+                        id=row[0],
+                        name=row[1],
+                        chat_enabled=bool(row[2]),
+                        routing=RoutingMode(row[3]),
+                        offer_window=row[4],
+                        queue_timeout=row[5],
                         queue_limit=row[6],
                     ),
                     row[7],

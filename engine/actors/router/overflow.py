@@ -23,7 +23,9 @@ class Overflow(Endings):
         config = dept.config
         why = ""
         if config.overflow_queue and len(dept.queue) >= config.overflow_queue:
-            why = f"{len(dept.queue)} chats wait in {config.id} (overflow at {config.overflow_queue})"
+            why = (
+                f"{len(dept.queue)} chats wait in {config.id} (overflow at {config.overflow_queue})"
+            )
         elif config.overflow_wait:
             eta = self._eta(dept, len(dept.queue) + 1)
             if eta is not None and eta > config.overflow_wait:

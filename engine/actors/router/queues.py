@@ -16,9 +16,9 @@ from ...model.chatstate import ChatState, check
 from ...model.records import (
     RoutingMode,
 )
+from ...model.trace import Candidate
 from .. import messages as m
 from .offers import Offers
-from ...model.trace import Candidate
 from .state import (
     AgentState,
     Chat,

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import structlog
 
+from ...model.chatstate import ChatState
 from ...model.events import (
     OfferWithdrawn,
 )
-from ...model.chatstate import ChatState
 from ...model.records import (
     EndReason,
     RoutingMode,
@@ -86,7 +86,8 @@ class Routing(Overflow):
         chat = self._chats[offer.chat_id]
         self._touch(chat)
         kind = {"declined": "declined", "expired": "timeout"}.get(why, "withdrawn")
-        self._step(chat, kind, f"{offer.kind} offer {offer.id}: {', '.join(sorted(agents))} ({why})")
+        who = ", ".join(sorted(agents))
+        self._step(chat, kind, f"{offer.kind} offer {offer.id}: {who} ({why})")
         if offer.agents:
             return
         self._close_offer(offer, why)

@@ -16,10 +16,10 @@ from ...model.records import (
     EndReason,
 )
 from .. import messages as m
-from .tagging import Tagging
 from .state import (
     Chat,
 )
+from .tagging import Tagging
 
 log = structlog.get_logger("helpline.router")
 
