@@ -259,6 +259,14 @@ _DEPARTMENT_SETTINGS: Final = (
     number("offer_window?", 1.0, 3600.0),
     number("queue_timeout?", 0.0, 7 * DAY),
     integer("queue_limit?", 0, 100_000),
+    number("overflow_wait?", 0.0, 7 * DAY),
+    integer("overflow_queue?", 0, 100_000),
+    strings("overflow_to?", 16),
+    number("silence_timeout?", 0.0, DAY),
+    number("skills_wait?", 0.0, DAY),
+    string("hours_timezone?", 64, min_len=1),
+    strings("hours_weekly?", 64, item_max_len=32),
+    strings("hours_holidays?", 366, item_max_len=10),
 )
 
 _TABLE: Final = (
@@ -288,6 +296,7 @@ _TABLE: Final = (
         string("location?"),
         string("visitor_id?"),
         string("visitor_signature?", 128),
+        strings("skills?", 16, item_max_len=64),
     ),
     _req(
         "send",
@@ -319,6 +328,7 @@ _TABLE: Final = (
     _req("leave_chat", AGENT, string("chat_id")),
     _req("end_chat", AGENT, string("chat_id"), number("delay?", 0.0, DAY)),
     _req("cancel_end", AGENT, string("chat_id")),
+    _req("tag", AGENT, string("chat_id"), strings("tags", 32, min_items=1, item_max_len=64)),
     _req("available_agents", STAFF, string("department?", min_len=1)),
     _req("visitor_panel", AGENT, string("chat_id")),
     _req("canned_suggest", AGENT, string("draft", TEXT_LEN, min_len=0), integer("limit?", 1, 50)),
@@ -334,6 +344,7 @@ _TABLE: Final = (
         number("until?"),
         integer("limit?", 1, 500),
         integer("offset?"),
+        string("tag?", 64, min_len=1),
         needs=(("view", "visitor", "visitor_email"),),
     ),
     _req("ticket", STAFF, integer("ticket_id", 1)),
@@ -355,11 +366,13 @@ _TABLE: Final = (
         string("name"),
         strings("departments", 64, min_items=1),
         integer("capacity?", 0, 1000),
+        strings("skills?", 64, item_max_len=64),
     ),
     _req("agent_remove", ADMIN, string("id")),
     _req("agent_list", ADMIN),
     _req("token_issue", ADMIN, string("agent_id")),
     _req("rating_report", ADMIN, number("since?"), number("until?")),
+    _req("routing_trace", ADMIN, string("chat_id")),
     # Admins: canned messages and their categories.
     _req("canned_category_add", ADMIN, string("name"), string("id?", min_len=1)),
     _req("canned_category_rename", ADMIN, string("id"), string("name")),
@@ -420,7 +433,7 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
         spec.name: spec
         for spec in (
             _event("chat_opened", VISITOR, "chat_id", "resume_token", "seq", "department"),
-            _event("queued", VISITOR, "chat_id", "position"),
+            _event("queued", VISITOR, "chat_id", "position", optional=("eta",)),
             _event(
                 "message",
                 _CHAT_AUDIENCE,
@@ -442,7 +455,9 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
                 optional=("agent", "agent_name", "delay", "detail"),
             ),
             _event("typing", _CHAT_AUDIENCE, "chat_id", "author", "on"),
-            _event("ended", _CHAT_AUDIENCE, "chat_id", "reason", optional=("ticket_id",)),
+            _event(
+                "ended", _CHAT_AUDIENCE, "chat_id", "reason", optional=("ticket_id", "opens_at")
+            ),
             _event(
                 "offer",
                 AGENT,
@@ -477,6 +492,7 @@ SYSTEM_KINDS: Final = (
     "ending_cancelled",
     "ended",
     "requeued",
+    "reassigning",
 )
 """The values of a ``system`` event's ``kind`` field."""
 

@@ -44,6 +44,7 @@ from ..actors.supervision import AgentActor, DepartmentActor, supervise
 from ..canned.desk import CannedDesk
 from ..model.config import EngineConfig
 from ..model.errors import EngineError
+from ..model.hours import check_hours
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
 from ..model.trace import RoutingTrace
 from ..model.views import AgentView, ChatView, LiveChat, RouterView
@@ -319,7 +320,12 @@ class Engine:
         return self._department_records.get(department_id)
 
     async def add_department(self, department: Department) -> Department:
-        """Create or update a department; stored before it takes effect."""
+        """Create or update a department; stored before it takes effect. Business hours that do
+        not parse are `invalid_field`."""
+        try:
+            check_hours(department.hours)
+        except ValueError as exc:
+            raise EngineError("invalid_field", str(exc)) from None
         inbox = self._dept_inboxes.get(department.id)
         if inbox is None:
             self._start_department(department.id)
