@@ -36,6 +36,7 @@ class Recorder(RouterState):
         self._traces: dict[str, deque[TraceStep]] = {}
         self._trace_dropped: dict[str, int] = {}
         self._trace_rows: dict[str, trace_rows.TraceRow] = {}  # to write with the next batch
+        self._born = trio.current_time()  # an agent that never freed a slot is idle since then
 
     def _step(
         self,
@@ -68,7 +69,7 @@ class Recorder(RouterState):
             reason=reason,
             load=agent.load,
             capacity=agent.capacity,
-            idle=round(max(0.0, trio.current_time() - agent.idle_since), 3),
+            idle=round(max(0.0, trio.current_time() - max(agent.idle_since, self._born)), 3),
             detail=detail,
         )
 
