@@ -38,12 +38,14 @@ from .model.records import (
     TicketKind,
     Visitor,
 )
+from .model.stats import Histogram, Stats
 from .model.trace import Candidate, RoutingTrace, TraceStep
 from .model.views import (
     AgentView,
     Availability,
     ChatSummary,
     ChatView,
+    Health,
     LiveChat,
     RouterView,
     VisitorPanel,
@@ -81,6 +83,8 @@ __all__ = [
     "Event",
     "Handoff",
     "HandoffResult",
+    "Health",
+    "Histogram",
     "Hours",
     "LiveChat",
     "Offer",
@@ -91,6 +95,7 @@ __all__ = [
     "RoutingMode",
     "RoutingTrace",
     "SqliteStore",
+    "Stats",
     "StatusChanged",
     "Store",
     "StoreError",

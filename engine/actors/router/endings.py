@@ -55,6 +55,7 @@ class Endings(Queues):
             self._note_handle_time(chat)
         self._step(chat, "missed" if kind is TicketKind.MISSED else "ended", reason.value)
         self._trace_finished(chat)
+        self.stats.tickets[kind.value] += 1
         log.info(
             "chat_finished",
             chat_id=chat.id,

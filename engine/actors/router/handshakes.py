@@ -56,6 +56,8 @@ class Handshakes(Routing):
             self._timers.cancel(("queue", chat.id))
             chat.state = check(chat.state, ChatState.ACTIVE)
             chat.owner = agent.id
+            if chat.accepted_at is None:
+                self.stats.accept_wait.observe(max(0.0, now - chat.started_at))
             chat.accepted_at = chat.accepted_at or now
             self._join(chat, agent, "joined", "")
             role = "owner"
@@ -85,6 +87,7 @@ class Handshakes(Routing):
         kind = "reassigned" if offer.kind == "transfer" and chat.reassigning else "accepted"
         chat.reassigning = False
         self._step(chat, kind, f"{agent.id} took the {offer.kind} offer {offer.id}")
+        self.stats.offers["accepted"] += 1
         log.info(
             "offer_accepted",
             chat_id=chat.id,
