@@ -33,6 +33,7 @@ import trio
 from ...model.hours import is_open, opens_at
 from ...model.records import AgentStatus
 from ...model.trace import Candidate
+from .. import messages as m
 from .inspection import Inspection
 from .state import AgentState, Chat, DeptState
 
@@ -131,6 +132,21 @@ class Eligibility(Inspection):
         if capacity <= 0:
             return None
         return round(max(0, position - free) * mean / capacity, 1)
+
+    def _tell_positions(self, dept: DeptState) -> None:
+        """Tell each waiting visitor its place and expected wait when either changed (the wait
+        by at least 5 seconds or a tenth)."""
+        model = self._wait_model(dept) if dept.queue else None
+        for position, chat_id in enumerate(dept.queue, start=1):
+            chat = self._chats[chat_id]
+            eta = self._eta(dept, position, model)
+            told = chat.told_eta
+            moved = (eta is None) != (told is None) or (
+                eta is not None and told is not None and abs(eta - told) >= max(5.0, told / 10)
+            )
+            if chat.told_position != position or moved:
+                chat.told_position, chat.told_eta = position, eta
+                self._tell(chat, m.QueuePosition(position=position, eta=eta))
 
     def _arm_skills_timer(self, chat: Chat, dept: DeptState) -> None:
         """A chat that requires skills is relaxed `skills_wait` after it was opened."""

@@ -49,7 +49,7 @@ class Overflow(Endings):
             return target, why
         return None, why
 
-    def _move(self, chat: Chat, target: str) -> None:
+    def _move_department(self, chat: Chat, target: str) -> None:
         """The chat now belongs to department `target` (its ticket will say so)."""
         chat.overflowed.append(chat.department)
         chat.department = target

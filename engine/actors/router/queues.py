@@ -12,24 +12,23 @@ import secrets
 import structlog
 import trio
 
-from ...model.chatstate import ChatState, check
+from ...model.chatstate import ChatEvent
 from ...model.records import (
     RoutingMode,
 )
 from ...model.trace import Candidate
-from .. import messages as m
-from .offers import Offers
 from .state import (
     AgentState,
     Chat,
     DeptState,
     PendingOffer,
 )
+from .transitions import Transitions
 
 log = structlog.get_logger("helpline.router")
 
 
-class Queues(Offers):
+class Queues(Transitions):
     """Queue waiting chats, tell visitors their place, and offer the head when capacity frees."""
 
     def _enqueue(
@@ -38,11 +37,11 @@ class Queues(Offers):
         dept: DeptState,
         *,
         front: bool,
+        event: ChatEvent = ChatEvent.QUEUE,
         why: str = "",
         verdicts: list[Candidate] | None = None,
     ) -> None:
-        chat.state = check(chat.state, ChatState.QUEUED)
-        self._touch(chat)
+        self._move(chat, event)
         head = self._chats[dept.queue[0]].queue_key if dept.queue else None
         if front and head is not None:
             chat.queue_key = head - 1
@@ -75,24 +74,9 @@ class Queues(Offers):
         offer = PendingOffer(
             id=secrets.token_hex(8), chat_id=chat.id, kind="chat", agents={a.id for a in eligible}
         )
-        chat.state = check(chat.state, ChatState.OFFERED)
+        self._move(chat, ChatEvent.OFFER)
         chat.offer = offer.id
         self._make_offer(offer, chat, dept.config.offer_window)
-
-    def _tell_positions(self, dept: DeptState) -> None:
-        """Tell each waiting visitor its place and expected wait when either changed (the wait
-        by at least 5 seconds or a tenth)."""
-        model = self._wait_model(dept) if dept.queue else None
-        for position, chat_id in enumerate(dept.queue, start=1):
-            chat = self._chats[chat_id]
-            eta = self._eta(dept, position, model)
-            told = chat.told_eta
-            moved = (eta is None) != (told is None) or (
-                eta is not None and told is not None and abs(eta - told) >= max(5.0, told / 10)
-            )
-            if chat.told_position != position or moved:
-                chat.told_position, chat.told_eta = position, eta
-                self._tell(chat, m.QueuePosition(position=position, eta=eta))
 
     def _dispatch_dirty(self) -> None:
         while self._dirty:

@@ -64,7 +64,7 @@ class Routing(Overflow):
                 self._finish(chat, self._kind(chat), EndReason.OVERFLOW)
             else:
                 self._step(chat, "overflow", f"{why}; to {target}")
-                self._move(chat, target)
+                self._move_department(chat, target)
                 self._route(chat)
         elif not front and len(dept.queue) >= dept.config.queue_limit:
             self._finish(chat, self._kind(chat), EndReason.QUEUE_FULL)

@@ -19,7 +19,7 @@ import secrets
 import structlog
 import trio
 
-from ...model.chatstate import ChatState
+from ...model.chatstate import ChatEvent, ChatState
 from .. import messages as m
 from .handshakes import Handshakes
 from .state import Chat, PendingOffer
@@ -50,7 +50,7 @@ class Silence(Handshakes):
     def _owner_silent(self, chat: Chat) -> None:
         """The silence timer fired: offer the chat to the department's other agents."""
         dept = self._depts.get(chat.department)
-        if chat.state is not ChatState.ACTIVE or chat.handoff or dept is None:
+        if not self._allowed(chat, ChatEvent.HAND_ON) or chat.handoff or dept is None:
             return
         timeout = dept.config.silence_timeout
         eligible, verdicts = self._consider(chat, dept)
@@ -80,6 +80,7 @@ class Silence(Handshakes):
             target=chat.department,
             note=f"no answer for {timeout:g} s",
         )
+        self._move(chat, ChatEvent.HAND_ON)
         chat.handoff = offer.id
         chat.reassigning = True
         self._make_offer(offer, chat, self._handoff_timeout)
