@@ -59,7 +59,8 @@ below it, so a concern calls only what is below it and an import never points ba
     inspection   read-only answers: views, live chats, available agents, chat info
     eligibility  who may take a chat and why not (skills, hours), handle times, the queue ETA
     offers       make, check and close an offer; close a pending transfer or invite
-    queues       the department queue, positions and waits, offering the head (Rule 4)
+    transitions  every change of a chat's state, by the table in model.chatstate
+    queues       the department queue, offering the head (Rule 4)
     endings      end now or later, leave, finish a chat into its ticket
     overflow     whether a chat overflows to a fallback department, and where
     routing      where a waiting chat goes next; what follows when an offer lapses

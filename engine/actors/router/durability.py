@@ -14,6 +14,7 @@ import trio
 
 from ...model.chatstate import ChatState
 from ...store import journal
+from ...store import traces as trace_rows
 from ..effects import Batch
 from .recorder import Recorder
 from .state import (
@@ -42,14 +43,28 @@ class Durability(Recorder):
             self._store.submit_journal(job, partial(self._effects.committed, batch))
         elif self._effects.ready():
             self._release_due()
+        if self._trace_rows:  # no write this iteration to go with: written on their own
+            rows = self._take_trace_rows()
+            self._store.submit_journal(
+                journal.JournalBatch(traces=rows), partial(self._traces_written, rows)
+            )
+
+    def _traces_written(self, rows: tuple[trace_rows.TraceRow, ...], outcome: object) -> None:
+        """Traces are not decisions: nobody waits for them, and a failed write is tried again
+        with the journal's next retry."""
+        if isinstance(outcome, BaseException):
+            log.warning("traces_not_stored", error=repr(outcome), chats=len(rows))
+            self._unwritten.traces.update((row[0], row) for row in rows)
+            if ("retry", "") not in self._timers:
+                self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
     def _journal_job(self) -> journal.JournalBatch | None:
         if not (self._journal and (self._touched or self._touched_agents or self._forgotten)):
             self._touched.clear()  # not journaled: nothing to write for them
             self._touched_agents.clear()
             self._forgotten.clear()
-            if not (self._presence or self._failed_tickets or self._trace_rows):
-                return None
+            if not (self._presence or self._failed_tickets):
+                return None  # finished chats' traces wait for a write, or go on their own
         chats: tuple[tuple[str, str], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
         if self._journal:
