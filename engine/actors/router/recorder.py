@@ -8,10 +8,11 @@ Rule 1. A concern that decides where a chat goes records a step (`_step`) as it 
         waits and never fails.
 Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the number of older
         ones dropped is counted), and a chat's trace is forgotten once its session has closed.
-Rule 3. When a chat finishes, its trace goes to the store with that iteration's journal write
-        (`store.traces`), so it is committed with the decision that ended the chat, and is kept
-        there for the configured number of days: a missed chat can be explained a week later.
-        A chat restored after a restart starts its trace again with a `restored` step.
+Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with that iteration's
+        journal write, or on its own when there is none (the journal is off); nobody waits for
+        it, since a trace explains decisions and is not one. It is kept for the configured number
+        of days: a missed chat can be explained a week later. A chat restored after a restart
+        starts its trace again with a `restored` step; a crash loses the steps of live chats.
 """
 
 from __future__ import annotations
