@@ -31,6 +31,7 @@ from .model.events import (
     Typing,
     WhisperMessage,
 )
+from .model.hours import Hours
 from .model.records import (
     Agent,
     AgentStatus,
@@ -45,6 +46,7 @@ from .model.records import (
     Visitor,
 )
 from .model.stats import Histogram, Stats
+from .model.trace import Candidate, RoutingTrace, TraceStep
 from .model.views import (
     AgentView,
     Availability,
@@ -72,6 +74,7 @@ __all__ = [
     "AgentView",
     "AuditEntry",
     "Availability",
+    "Candidate",
     "CannedCategory",
     "CannedDesk",
     "CannedMessage",
@@ -98,6 +101,7 @@ __all__ = [
     "HandoffResult",
     "Health",
     "Histogram",
+    "Hours",
     "LiveChat",
     "Offer",
     "OfferWithdrawn",
@@ -105,6 +109,7 @@ __all__ = [
     "Rating",
     "RouterView",
     "RoutingMode",
+    "RoutingTrace",
     "SqliteStore",
     "Stats",
     "StatusChanged",
@@ -115,6 +120,7 @@ __all__ = [
     "SystemEvent",
     "Ticket",
     "TicketKind",
+    "TraceStep",
     "Typing",
     "Visitor",
     "VisitorChat",

@@ -79,6 +79,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "end_chat", "own", "ok"),
     ("agent", "end_chat", "other", "not_in_chat"),
     ("agent", "cancel_end", "other", "not_in_chat"),
+    ("agent", "tag", "own", "ok"),
+    ("agent", "tag", "other", "not_in_chat"),
     ("agent", "available_agents", "own", "ok"),
     ("agent", "available_agents", "other", "ok"),
     ("agent", "visitor_panel", "own", "ok"),
@@ -104,6 +106,7 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "agent_list", "-", "forbidden"),
     ("agent", "token_issue", "-", "forbidden"),
     ("agent", "rating_report", "-", "forbidden"),
+    ("agent", "routing_trace", "own", "forbidden"),
     ("agent", "canned_list", "own", "forbidden"),
     ("agent", "department_add", "-", "forbidden"),
     ("agent", "department_update", "own", "forbidden"),
@@ -186,6 +189,7 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "agent_list", "-", "ok"),
     ("admin", "token_issue", "-", "ok"),
     ("admin", "rating_report", "-", "ok"),
+    ("admin", "routing_trace", "other", "ok"),
     ("admin", "available_agents", "other", "ok"),
     ("admin", "open_chat", "-", "forbidden"),
     ("admin", "send", "own", "forbidden"),
@@ -368,6 +372,8 @@ STEPS: dict[str, Step] = {
     "agent_list": lambda d, w, me: me.request("agent_list"),
     "token_issue": lambda d, w, me: me.request("token_issue", agent_id="cy"),
     "rating_report": lambda d, w, me: me.request("rating_report"),
+    "tag": lambda d, w, me: me.request("tag", chat_id=d.chats[w], tags=["vip"]),
+    "routing_trace": lambda d, w, me: me.request("routing_trace", chat_id=d.chats[w]),
     "department_add": lambda d, w, me: me.request("department_add", id="billing", name="Billing"),
     "department_update": lambda d, w, me: me.request(
         "department_update", id=DEPARTMENT[w], name="Renamed"

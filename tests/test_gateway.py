@@ -51,6 +51,7 @@ class TestHello:
                     "status": "online",
                     "ringtone": True,
                     "load": 1,
+                    "skills": (),
                 } == agent
                 assert (chat_id,) == again.hello["chats"]
 

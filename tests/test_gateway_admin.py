@@ -28,12 +28,39 @@ class TestAdmin:
                 "offer_window": 20.0,
                 "queue_timeout": 300.0,
                 "queue_limit": 50,
+                "overflow_wait": 0.0,
+                "overflow_queue": 0,
+                "overflow_to": (),
+                "silence_timeout": 0.0,
+                "skills_wait": 60.0,
+                "hours": {"timezone": "UTC", "weekly": (), "holidays": ()},
             } == dict(added["department"])  # type: ignore[call-overload]
             await refused("invalid_state", admin.request("department_add", id="billing", name="B"))
             updated = await admin.request("department_update", id="billing", chat_enabled=False)
             assert updated["department"]["chat_enabled"] is False  # type: ignore[index]
             assert "Billing" == updated["department"]["name"]  # type: ignore[index]
             await refused("not_found", admin.request("department_update", id="mars"))
+            hours = await admin.request(
+                "department_update",
+                id="billing",
+                hours_timezone="Europe/Berlin",
+                hours_weekly=["mon-fri 09:00-17:00"],
+                overflow_to=["sales"],
+            )
+            assert {
+                "timezone": "Europe/Berlin",
+                "weekly": ("mon-fri 09:00-17:00",),
+                "holidays": (),
+            } == (
+                hours["department"]["hours"]  # type: ignore[index]
+            )
+            await refused(
+                "invalid_field",
+                admin.request("department_update", id="billing", hours_weekly=["9 to 5"]),
+            )
+            await refused(
+                "not_found", admin.request("department_update", id="billing", overflow_to=["x"])
+            )
             listed = await admin.request("department_list")
             assert ["billing", "closed", "sales", "support"] == [
                 d["id"]

@@ -221,6 +221,10 @@ class TestOpen:
             def downgrade(conn: sqlite3.Connection) -> None:
                 for table in ("live_chats", "live_entries", "live_agents"):
                     conn.execute(f"DROP TABLE {table}")
+                for table in ("ticket_tags", "routing_traces"):  # and what later versions added
+                    conn.execute(f"DROP TABLE {table}")
+                conn.execute("ALTER TABLE departments DROP COLUMN options")
+                conn.execute("ALTER TABLE agents DROP COLUMN skills")
                 conn.execute("UPDATE schema_version SET version = 1")
 
             await store.write(downgrade)

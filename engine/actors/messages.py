@@ -61,6 +61,7 @@ class OpenChat:
     outbox: Outbox
     reply: Reply
     resume_key: str = ""  # kept with the chat for its frontend (journaled with it)
+    skills: tuple[str, ...] = ()  # offered only to agents who have them (for a while)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,6 +208,7 @@ class AgentChanged:
     capacity: int
     outbox: Outbox | None
     removed: bool = False
+    skills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +227,32 @@ class ActorDown:
     name: str
     crashed: bool
     snapshot: Ticket | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TagChat:
+    """An agent in the chat adds tags to it (kept on its ticket)."""
+
+    agent_id: str
+    chat_id: str
+    tags: tuple[str, ...]
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AwaitingReply:
+    """The session's visitor wrote and waits for an answer (`waiting`), or an agent answered."""
+
+    chat_id: str
+    waiting: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TraceOf:
+    """Ask for a live chat's routing trace (None if the chat is not live)."""
+
+    chat_id: str
+    reply: Reply
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -414,9 +442,10 @@ class Notice:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class QueuePosition:
-    """Tell the visitor where its chat waits."""
+    """Tell the visitor where its chat waits, and how long it is expected to wait."""
 
     position: int
+    eta: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -477,6 +506,9 @@ ToRouter = (
     | SessionClosed
     | ActorDown
     | StoreDone
+    | TagChat
+    | AwaitingReply
+    | TraceOf
     | LiveChats
     | Inspect
     | Supervise

@@ -93,6 +93,7 @@ class Session:
         entries: Sequence[Entry] = (),
         members: dict[str, tuple[str, Outbox]] | None = None,
         journal: bool = True,
+        watch_silence: Callable[[], bool] | None = None,
     ) -> None:
         self.chat_id = chat_id
         self.department = department
@@ -114,6 +115,9 @@ class Session:
         self._unsaved: list[Entry] = []  # lines not in the journal yet (the newest lines)
         self._held: list[tuple[Entry, Event, list[Outbox]]] = []  # lines waiting for their write
         self._log = log.bind(chat_id=chat_id, department=department)
+        # Whether the router wants to hear that the visitor waits for an answer (see `_awaiting`).
+        self._watch_silence = watch_silence or (lambda: False)
+        self._waiting = False
 
     async def run(self) -> None:
         async with self._inbox:
@@ -188,8 +192,8 @@ class Session:
                 self._members.pop(agent_id, None)
             case m.Notice(event=event, agent=agent, detail=detail):
                 self._system(event, agent=agent, detail=detail)
-            case m.QueuePosition(position=position):
-                self._visitor.push(Queued(chat_id=self.chat_id, position=position))
+            case m.QueuePosition(position=position, eta=eta):
+                self._visitor.push(Queued(chat_id=self.chat_id, position=position, eta=eta))
             case m.History(reader=reader, after_seq=after):
                 lines = tuple(e for e in self.entries if e.seq > after)
                 if reader == "visitor":
@@ -232,6 +236,7 @@ class Session:
                 m.answer(reply, result)
             if len(self.entries) > first:
                 self._activity(self.entries[-1].at)
+            await self._awaiting(says, results)
             return
         new = self.entries[first:]  # not stored: as if they never came
         del self.entries[first:]
@@ -247,6 +252,19 @@ class Session:
         for reply, result in results:
             failed = isinstance(result, int) and result > last
             m.answer(reply, refused if failed else result)
+
+    async def _awaiting(
+        self, says: list[m.Say], results: list[tuple[m.Reply, int | EngineError]]
+    ) -> None:
+        """Tell the router when the visitor starts waiting for an answer and when an agent gives
+        one (only the changes, and only while its department reassigns silent chats)."""
+        waiting = self._waiting
+        for say, (_, result) in zip(says, results, strict=True):
+            if isinstance(result, int):
+                waiting = say.author == "visitor"
+        if waiting != self._waiting and (self._waiting or self._watch_silence()):
+            self._waiting = waiting
+            await self._router.send(m.AwaitingReply(chat_id=self.chat_id, waiting=waiting))
 
     def _say(self, msg: m.Say) -> int | EngineError:
         if msg.author != "visitor" and msg.author not in self._members:
@@ -401,13 +419,17 @@ class Session:
         self._log.info("ticket_stored", ticket_id=ticket_id, kind=msg.kind.value)
         self._unsaved.clear()
         self._deliver()
-        self._tell_ended(msg.reason, ticket_id)
+        self._tell_ended(msg.reason, ticket_id, msg.opens_at)
         await self._router.send(m.SessionClosed(chat_id=self.chat_id, ticket_id=ticket_id))
 
-    def _tell_ended(self, reason: str, ticket_id: int | None) -> None:
+    def _tell_ended(
+        self, reason: str, ticket_id: int | None, opens_at: float | None = None
+    ) -> None:
         """Tell the visitor and every agent in the chat that it is over, and let the visitor go."""
         self._held.clear()  # after a crash, lines still waiting for their write are not shown
-        self._fan_out(ChatEnded(chat_id=self.chat_id, reason=reason, ticket_id=ticket_id))
+        self._fan_out(
+            ChatEnded(chat_id=self.chat_id, reason=reason, ticket_id=ticket_id, opens_at=opens_at)
+        )
         for outlet in self._visitor.outlets:
             outlet.close()
 

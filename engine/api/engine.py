@@ -44,10 +44,13 @@ from ..actors.supervision import AgentActor, DepartmentActor, supervise
 from ..canned.desk import CannedDesk
 from ..model.config import EngineConfig
 from ..model.errors import EngineError
+from ..model.hours import check_hours
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
 from ..model.stats import Stats
+from ..model.trace import RoutingTrace
 from ..model.views import AgentView, ChatView, Health, LiveChat, RouterView
 from ..store import journal
+from ..store import traces as trace_rows
 from ..store.contract import Connection, Store
 from ..store.sqlite import StoreError
 from ..store.url import open_store
@@ -166,9 +169,12 @@ class Engine:
             visitor_grace=config.visitor_grace,
             agent_grace=config.agent_grace,
             journal=config.journal,
+            trace_steps=config.trace_steps,
             stats=self.stats,
         )
         self._router = router
+        oldest = self.now() - config.trace_days * 86_400
+        await store.write(lambda conn: trace_rows.prune(conn, oldest))
         departments = await store.departments()
         agents = await store.agents()
         self._agent_records = {a.id: a for a in agents}
@@ -214,6 +220,7 @@ class Engine:
             departments=agent.departments,
             capacity=agent.capacity,
             outbox=outbox,
+            skills=agent.skills,
         )
 
     def _start_department(self, dept_id: str) -> None:
@@ -243,6 +250,7 @@ class Engine:
             entries=entries,
             members=members,
             journal=self.config.journal,
+            watch_silence=lambda: self._silence_on(chat),
         )
         self._sessions[chat.id] = send
 
@@ -254,16 +262,30 @@ class Engine:
         )
         return send
 
+    def _silence_on(self, chat: Chat) -> bool:
+        """Whether the chat's department re-offers chats whose owner is silent (read by its
+        session; the department can change when the chat overflows)."""
+        dept = self._department_records.get(chat.department)
+        return dept is not None and dept.silence_timeout > 0
+
     # --- visitors and agents --------------------------------------------------------------------
 
     @asynccontextmanager
     async def open_chat(
-        self, *, department: str, question: str, visitor: Visitor, resume_key: str = ""
+        self,
+        *,
+        department: str,
+        question: str,
+        visitor: Visitor,
+        resume_key: str = "",
+        skills: Sequence[str] = (),
     ) -> AsyncIterator[VisitorChat]:
         """Open a chat as a visitor; leaving the block without `leave()` counts as a disconnect.
 
         `resume_key` is kept with the chat, journaled with it, for the frontend to find the chat
-        again after a restart (`live_chats`); a gateway passes its resume token's hash.
+        again after a restart (`live_chats`); a gateway passes its resume token's hash. `skills`
+        are what the agent must know: the chat is offered only to agents who have them all until
+        the department's `skills_wait` has passed, then to any of its agents.
         """
         outbox = Outbox()
         outlet = Outlet(self.config.outbound_size)
@@ -276,6 +298,7 @@ class Engine:
                 outbox=outbox,
                 reply=r,
                 resume_key=resume_key,
+                skills=tuple(skills),
             )
         )
         chat = VisitorChat(chat_id, session, outlet, self.config.ask_timeout, self.store)
@@ -347,7 +370,12 @@ class Engine:
         return self._department_records.get(department_id)
 
     async def add_department(self, department: Department) -> Department:
-        """Create or update a department; stored before it takes effect."""
+        """Create or update a department; stored before it takes effect. Business hours that do
+        not parse are `invalid_field`."""
+        try:
+            check_hours(department.hours)
+        except ValueError as exc:
+            raise EngineError("invalid_field", str(exc)) from None
         inbox = self._dept_inboxes.get(department.id)
         if inbox is None:
             self._start_department(department.id)
@@ -377,6 +405,7 @@ class Engine:
                 departments=agent.departments,
                 capacity=agent.capacity,
                 outbox=None,
+                skills=agent.skills,
             )
         else:
             change = self._start_agent(agent)
@@ -419,6 +448,20 @@ class Engine:
             lambda r: m.Inspect(reply=r, agent_id=agent_id)
         )
         return view
+
+    async def routing_trace(self, chat_id: str) -> RoutingTrace | None:
+        """Why a chat went where it went (model.trace): the router's steps while it holds them,
+        else the stored trace of the finished chat (kept for `EngineConfig.trace_days`), else
+        None."""
+        live: RoutingTrace | None = await self._ask_router(
+            lambda r: m.TraceOf(chat_id=chat_id, reply=r)
+        )
+        if live is not None:
+            return live
+        stored: RoutingTrace | None = await self._store_call(
+            self.store.read, lambda conn: trace_rows.read(conn, chat_id)
+        )
+        return stored
 
     async def health(self) -> Health:
         """Ask the router a question and commit an empty write, each within the ask timeout.
@@ -517,4 +560,5 @@ def _with_presence(agent: Agent, stored: Agent) -> Agent:
         capacity=agent.capacity,
         status=stored.status,
         ringtone=stored.ringtone,
+        skills=agent.skills,
     )

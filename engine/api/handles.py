@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
@@ -305,6 +305,14 @@ class AgentConnection:
 
     async def cancel_end(self, chat_id: str) -> None:
         await self._ask(lambda r: m.CancelEnd(agent_id=self.agent_id, chat_id=chat_id, reply=r))
+
+    async def tag(self, chat_id: str, tags: Sequence[str]) -> tuple[str, ...]:
+        """Add tags to a chat this agent is in; returns every tag the chat has now (they are
+        kept on its ticket, and `tickets(tag=...)` finds them)."""
+        result: tuple[str, ...] = await self._ask(
+            lambda r: m.TagChat(agent_id=self.agent_id, chat_id=chat_id, tags=tuple(tags), reply=r)
+        )
+        return result
 
     async def leave_chat(self, chat_id: str) -> None:
         """Leave a chat this agent was invited into."""

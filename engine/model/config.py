@@ -37,3 +37,7 @@ class EngineConfig:
     #: it, so chats survive a crash and are restored at start. Off: a chat is stored only when it
     #: ends, and a crash loses the chats that were live.
     journal: bool = True
+    #: The routing flight recorder: steps kept in memory per live chat (the oldest fall off),
+    #: and days a finished chat's trace is kept in the store (pruned at start).
+    trace_steps: int = 200
+    trace_days: float = 30.0

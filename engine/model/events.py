@@ -14,10 +14,12 @@ from .records import Visitor
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Queued:
-    """The visitor's chat waits in its department's queue at `position` (1 = next)."""
+    """The visitor's chat waits in its department's queue at `position` (1 = next), for about
+    `eta` seconds (None when there is no estimate)."""
 
     chat_id: str
     position: int
+    eta: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +63,7 @@ class ChatEnded:
     chat_id: str
     reason: str
     ticket_id: int | None
+    opens_at: float | None = None  # closed_hours: when the department opens next
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from .hours import Hours
+
 WHISPER: Final = "whisper"
 """The kind of a transcript line that is a supervisor's note to the agents (internal)."""
 
@@ -51,6 +53,8 @@ class EndReason(enum.StrEnum):
     ALL_DECLINED = "all_declined"
     SHUTDOWN = "shutdown"
     CRASHED = "crashed"
+    OVERFLOW = "overflow"
+    CLOSED_HOURS = "closed_hours"
 
 
 class Rating(enum.StrEnum):
@@ -92,6 +96,19 @@ class Department:
     offer_window: float = 30.0
     queue_timeout: float = 300.0
     queue_limit: int = 50
+    #: Overflow: a chat that would wait longer than `overflow_wait` seconds (estimated), or behind
+    #: `overflow_queue` others, goes to the `overflow_to` departments in order, or is missed with
+    #: reason overflow when there are none (0: that test is off).
+    overflow_wait: float = 0.0
+    overflow_queue: int = 0
+    overflow_to: tuple[str, ...] = ()
+    #: Seconds the owner may leave a visitor's message unanswered before the chat is re-offered
+    #: to the department's other agents (0: off).
+    silence_timeout: float = 0.0
+    #: Seconds a chat that requires skills waits for an agent who has them before any agent of
+    #: the department may take it.
+    skills_wait: float = 60.0
+    hours: Hours = field(default_factory=Hours)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -104,6 +121,7 @@ class Agent:
     capacity: int = 3
     status: AgentStatus = AgentStatus.OFFLINE
     ringtone: bool = True
+    skills: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,6 +170,7 @@ class Ticket:
     rating_comment: str = ""
     handled: bool = False  # a missed-chat ticket somebody followed up
     owner: str = field(default="")  # the agent holding the chat when it ended
+    tags: tuple[str, ...] = ()  # labels agents gave the chat, in the order given
 
     def for_visitor(self) -> Ticket:
         """The ticket as its visitor may see it: without whispers, and without the handoffs
@@ -175,6 +194,9 @@ class Finish:
     agents: tuple[str, ...]
     handoffs: tuple[Handoff, ...]
     accepted_at: float | None
+    department: str = ""  # where the chat ended up ("": where it was opened)
+    tags: tuple[str, ...] = ()
+    opens_at: float | None = None  # closed_hours: when the department opens next
 
     @classmethod
     def crashed(
@@ -214,7 +236,7 @@ class Finish:
         return Ticket(
             chat_id=chat_id,
             kind=self.kind,
-            department=department,
+            department=self.department or department,
             question=question,
             visitor=visitor,
             entries=tuple(entries),
@@ -225,4 +247,5 @@ class Finish:
             ended_at=ended_at,
             end_reason=EndReason(self.reason),
             owner=self.owner,
+            tags=self.tags,
         )

@@ -134,12 +134,13 @@ class Store(Protocol):
         handled: bool | None = None,
         limit: int = 20,
         offset: int = 0,
+        tag: str | None = None,
     ) -> list[Ticket]:
         """One page of the tickets matching every filter, newest (``ended_at``, then id) first.
 
-        ``agent`` matches anyone who handled the chat; ``visitor_email`` ignores case; the period
-        is ``since <= ended_at < until``. ``ValueError`` unless ``0 <= limit <= MAX_PAGE`` and
-        ``offset >= 0``.
+        ``tag`` matches a ticket carrying that tag; ``agent`` matches anyone who handled the
+        chat; ``visitor_email`` ignores case; the period is ``since <= ended_at < until``.
+        ``ValueError`` unless ``0 <= limit <= MAX_PAGE`` and ``offset >= 0``.
         """
         ...
 

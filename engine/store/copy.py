@@ -28,8 +28,11 @@ PAGE: Final = 500
 
 # (table, columns, order): parents before children.
 TABLES: Final = (
-    ("departments", "id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit"),
-    ("agents", "id, name, capacity, status, ringtone"),
+    (
+        "departments",
+        "id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit, options",
+    ),
+    ("agents", "id, name, capacity, status, ringtone, skills"),
     ("agent_departments", "agent_id, position, department"),
     ("tokens", "token_hash, role, subject, created_at"),
     ("token_departments", "token_hash, department"),
@@ -44,6 +47,8 @@ TABLES: Final = (
         " handled, owner",
     ),
     ("ticket_agents", "ticket_id, position, agent"),
+    ("ticket_tags", "ticket_id, position, tag"),
+    ("routing_traces", "chat_id, department, ended_at, steps"),
     ("live_chats", "chat_id, record"),
     ("live_entries", "chat_id, seq, at, kind, author, text, client_msg_id"),
     ("live_agents", "agent_id, grace_until"),
@@ -61,6 +66,8 @@ _ORDER: Final = {  # a stable order to page by: each table's primary key
     "canned_uses": "agent_id, message_id",
     "tickets": "id",
     "ticket_agents": "ticket_id, position",
+    "ticket_tags": "ticket_id, position",
+    "routing_traces": "chat_id",
     "live_chats": "chat_id",
     "live_entries": "chat_id, seq",
     "live_agents": "agent_id",

@@ -38,6 +38,7 @@ from ..model.records import (
     TicketKind,
     Visitor,
 )
+from . import traces as trace_rows
 
 if TYPE_CHECKING:
     from .contract import Connection
@@ -110,6 +111,11 @@ class ChatRecord:
     end_deadline: float | None
     visitor_deadline: float | None
     finish: Finish | None  # set once the chat is closing: how its ticket is to be written
+    # routing (records written before these existed read as the defaults)
+    skills: tuple[str, ...] = ()
+    relaxed: bool = False
+    tags: tuple[str, ...] = ()
+    overflowed: tuple[str, ...] = ()
 
 
 def dumps(record: ChatRecord) -> str:
@@ -135,6 +141,10 @@ def dumps(record: ChatRecord) -> str:
         "end_deadline": record.end_deadline,
         "visitor_deadline": record.visitor_deadline,
         "finish": None if record.finish is None else _finish_doc(record.finish),
+        "skills": list(record.skills),
+        "relaxed": record.relaxed,
+        "tags": list(record.tags),
+        "overflowed": list(record.overflowed),
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
@@ -147,6 +157,9 @@ def _finish_doc(f: Finish) -> dict[str, Any]:
         "agents": list(f.agents),
         "handoffs": [asdict(h) for h in f.handoffs],
         "accepted_at": f.accepted_at,
+        "department": f.department,
+        "tags": list(f.tags),
+        "opens_at": f.opens_at,
     }
 
 
@@ -177,6 +190,10 @@ def loads(chat_id: str, text: str) -> ChatRecord:
             end_deadline=_num_or_none(doc, "end_deadline"),
             visitor_deadline=_num_or_none(doc, "visitor_deadline"),
             finish=_finish(doc["finish"]),
+            skills=_strs(doc, "skills") if "skills" in doc else (),
+            relaxed=bool(doc.get("relaxed", False)),
+            tags=_strs(doc, "tags") if "tags" in doc else (),
+            overflowed=_strs(doc, "overflowed") if "overflowed" in doc else (),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"chat {chat_id}: {exc!r}") from exc
@@ -258,6 +275,9 @@ def _finish(doc: Any) -> Finish | None:
         agents=_strs(doc, "agents"),
         handoffs=_handoffs(doc["handoffs"]),
         accepted_at=_num_or_none(doc, "accepted_at"),
+        department=doc["department"] if isinstance(doc.get("department"), str) else "",
+        tags=_strs(doc, "tags") if "tags" in doc else (),
+        opens_at=_num_or_none(doc, "opens_at") if "opens_at" in doc else None,
     )
 
 
@@ -271,7 +291,8 @@ class JournalBatch:
     `chats` are (chat id, record JSON); `graces` are (agent id, wall-clock deadline, or None when
     the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
     tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
-    opening was refused, of which nothing may be left.
+    opening was refused, of which nothing may be left; `traces` are finished chats' routing
+    traces (`store.traces`).
     """
 
     chats: tuple[tuple[str, str], ...] = ()
@@ -279,6 +300,7 @@ class JournalBatch:
     presence: tuple[tuple[str, AgentStatus, bool], ...] = ()
     tickets: tuple[Ticket, ...] = ()
     forget: tuple[str, ...] = ()
+    traces: tuple[trace_rows.TraceRow, ...] = ()
 
 
 def write_batch(conn: Connection, batch: JournalBatch) -> None:
@@ -304,6 +326,8 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
     )
     for chat_id in batch.forget:
         forget(conn, chat_id)
+    if batch.traces:
+        trace_rows.write(conn, batch.traces)
 
 
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id

@@ -62,6 +62,7 @@ from ..model.records import (
     TicketKind,
 )
 from . import journal
+from . import routing_rows as rr
 from .audit import AuditQueries
 from .contract import Connection, RatingReport
 from .migrate import latest, migrate
@@ -113,10 +114,11 @@ def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
 
 def _upsert_agent(conn: Connection, a: Agent) -> None:
     conn.execute(
-        "INSERT INTO agents (id, name, capacity, status, ringtone) VALUES (?, ?, ?, ?, ?)"
+        "INSERT INTO agents (id, name, capacity, status, ringtone, skills)"
+        " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (id) DO UPDATE SET name = excluded.name, capacity = excluded.capacity,"
-        " status = excluded.status, ringtone = excluded.ringtone",
-        (a.id, a.name, a.capacity, a.status.value, int(a.ringtone)),
+        " status = excluded.status, ringtone = excluded.ringtone, skills = excluded.skills",
+        (a.id, a.name, a.capacity, a.status.value, int(a.ringtone), rr.skills_json(a.skills)),
     )
     conn.execute("DELETE FROM agent_departments WHERE agent_id = ?", (a.id,))
     conn.executemany(
@@ -139,9 +141,10 @@ def _select_agents(conn: Connection) -> list[Agent]:
             capacity=capacity,
             status=AgentStatus(status),
             ringtone=bool(ringtone),
+            skills=rr.skills_of(skills),
         )
-        for agent_id, name, capacity, status, ringtone in conn.execute(
-            "SELECT id, name, capacity, status, ringtone FROM agents ORDER BY id"
+        for agent_id, name, capacity, status, ringtone, skills in conn.execute(
+            "SELECT id, name, capacity, status, ringtone, skills FROM agents ORDER BY id"
         )
     ]
 
@@ -256,6 +259,7 @@ class StoreQueries(AuditQueries):
         handled: bool | None = None,
         limit: int = 20,
         offset: int = 0,
+        tag: str | None = None,
     ) -> list[Ticket]:
         """One page of the tickets that match every filter given, newest (by ``ended_at``) first.
 
@@ -282,6 +286,9 @@ class StoreQueries(AuditQueries):
         if handled is not None:
             clauses.append("handled = ?")
             params.append(int(handled))
+        if tag is not None:
+            clauses.append("id IN (SELECT ticket_id FROM ticket_tags WHERE tag = ?)")
+            params.append(tag)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         where += " ORDER BY ended_at DESC, id DESC LIMIT ? OFFSET ?"
         params += [limit, offset]
@@ -361,11 +368,11 @@ class StoreQueries(AuditQueries):
         await self.write(
             lambda conn: conn.execute(
                 "INSERT INTO departments (id, name, chat_enabled, routing, offer_window,"
-                " queue_timeout, queue_limit) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " queue_timeout, queue_limit, options) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET name = excluded.name,"
                 " chat_enabled = excluded.chat_enabled, routing = excluded.routing,"
                 " offer_window = excluded.offer_window, queue_timeout = excluded.queue_timeout,"
-                " queue_limit = excluded.queue_limit",
+                " queue_limit = excluded.queue_limit, options = excluded.options",
                 (
                     d.id,
                     d.name,
@@ -374,6 +381,7 @@ class StoreQueries(AuditQueries):
                     d.offer_window,
                     d.queue_timeout,
                     d.queue_limit,
+                    rr.options_json(d),
                 ),
             )
         )
@@ -383,18 +391,21 @@ class StoreQueries(AuditQueries):
 
         def select(conn: Connection) -> list[Department]:
             rows = conn.execute(
-                "SELECT id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit"
-                " FROM departments ORDER BY id"
+                "SELECT id, name, chat_enabled, routing, offer_window, queue_timeout, queue_limit,"
+                " options FROM departments ORDER BY id"
             )
             return [
-                Department(
-                    id=row[0],
-                    name=row[1],
-                    chat_enabled=bool(row[2]),
-                    routing=RoutingMode(row[3]),
-                    offer_window=row[4],
-                    queue_timeout=row[5],
-                    queue_limit=row[6],
+                rr.with_options(
+                    Department(
+                        id=row[0],
+                        name=row[1],
+                        chat_enabled=bool(row[2]),
+                        routing=RoutingMode(row[3]),
+                        offer_window=row[4],
+                        queue_timeout=row[5],
+                        queue_limit=row[6],
+                    ),
+                    row[7],
                 )
                 for row in rows
             ]

@@ -18,7 +18,7 @@ from ..model.records import (
     TicketKind,
     Visitor,
 )
-from . import journal
+from . import journal, routing_rows
 from .contract import Connection
 from .sqlite import StoreError
 
@@ -103,11 +103,14 @@ def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:
         "INSERT INTO ticket_agents (ticket_id, position, agent) VALUES (?, ?, ?)",
         [(ticket_id, position, agent) for position, agent in enumerate(ticket.agents)],
     )
+    routing_rows.insert_tags(conn, ticket_id, ticket.tags)
     journal.forget(conn, ticket.chat_id)  # the chat is ticketed now, no longer live
     return dataclasses.replace(ticket, id=ticket_id)
 
 
-def ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
+def ticket_from_row(
+    row: Sequence[Any], agents: tuple[str, ...], tags: tuple[str, ...] = ()
+) -> Ticket:
     (
         ticket_id,
         chat_id,
@@ -161,6 +164,7 @@ def ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
         rating=None if rating is None else Rating(rating),
         rating_comment=rating_comment,
         handled=bool(handled),
+        tags=tags,
     )
     return stored
 
@@ -179,7 +183,8 @@ def select_tickets(conn: Connection, where: str, params: Sequence[object]) -> li
         ids,
     ):
         agents[ticket_id].append(agent)
-    return [ticket_from_row(row, tuple(agents[row[0]])) for row in rows]
+    tags = routing_rows.select_tags(conn, ids)
+    return [ticket_from_row(row, tuple(agents[row[0]]), tags.get(row[0], ())) for row in rows]
 
 
 def one_ticket(conn: Connection, column: str, value: object) -> Ticket:

@@ -20,8 +20,9 @@ from .common import CommandError, existing_db_option, stored_department, with_st
 __all__ = ["add_commands"]
 
 
-def add_commands(commands: Any) -> None:
-    """Add ``helpline department`` to ``commands`` (``helpline``'s subcommands)."""
+def add_commands(commands: Any) -> Any:
+    """Add ``helpline department`` to ``commands`` (``helpline``'s subcommands); returns its own
+    subcommands, for the routing settings to join them."""
     department = commands.add_parser(
         "department",
         help="add, list or change departments",
@@ -119,6 +120,7 @@ def add_commands(commands: Any) -> None:
     )
     existing_db_option(dept_set)
     dept_set.set_defaults(run=_department_set)
+    return dept_commands
 
 
 def _department_add(args: argparse.Namespace) -> int:

@@ -32,7 +32,15 @@ from ..server.daemon import DaemonError
 from ..server.settings import ConfigError
 from . import agents, canned, departments, ratings, serve, tickets, tokens
 from .audit import add_audit_command, run_audit
-from .common import EXIT_FAILED, CommandError, db_option, existing_db_option, parse_time
+from .common import (
+    EXIT_FAILED,
+    CommandError,
+    db_option,
+    existing_db_option,
+    parse_time,
+    with_store,
+)
+from .routing import add_routing_commands
 from .store import add_store_commands
 
 __all__ = ["build_parser", "main"]
@@ -48,10 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", help="what to do (below)"
     )
-    for subject in (serve, agents, departments, canned, tokens, tickets, ratings):
+    serve.add_commands(commands)
+    agents.add_commands(commands)
+    department_commands = departments.add_commands(commands)
+    for subject in (canned, tokens, tickets, ratings):
         subject.add_commands(commands)
     add_audit_command(commands, existing_db_option, parse_time, run_audit)
     add_store_commands(commands, db_option)
+    add_routing_commands(
+        commands, department_commands, existing_db_option, with_store, CommandError
+    )
     register_replay(commands)
     return parser
 

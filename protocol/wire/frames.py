@@ -27,11 +27,12 @@ refuses names that are not in it, so events and SPEC.md cannot drift apart silen
 from __future__ import annotations
 
 import builtins
-import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, TypeVar, overload
+
+from .fields import MAX_REF, Field, Kind, Role, boolean, integer, number, string, strings
 
 __all__ = [
     "ALL_ROLES",
@@ -63,18 +64,6 @@ __all__ = [
 PROTOCOL_VERSION: Final = 1
 """The protocol version this codec speaks; a client names it in its hello."""
 
-MAX_REF: Final = 2**53 - 1
-"""The largest valid ref (and id-like integer): every value is exact in a JavaScript number."""
-
-
-class Role(enum.StrEnum):
-    """Who is on the other end of a connection, as named in its hello."""
-
-    VISITOR = "visitor"
-    AGENT = "agent"
-    ADMIN = "admin"
-    SUPERVISOR = "supervisor"
-
 
 ALL_ROLES: Final = frozenset(Role)
 VISITOR: Final = frozenset({Role.VISITOR})
@@ -84,137 +73,6 @@ STAFF: Final = frozenset({Role.AGENT, Role.ADMIN})
 SUPERVISOR: Final = frozenset({Role.SUPERVISOR})
 SUPERVISING: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})  # admins supervise every department
 IN_CHAT: Final = frozenset({Role.AGENT, Role.SUPERVISOR})  # a supervisor once it barged in
-
-
-class Kind(enum.Enum):
-    """A field's wire type; the value is the name SPEC.md uses for it."""
-
-    STR = "string"
-    INT = "integer"
-    FLOAT = "number"
-    BOOL = "boolean"
-    STR_LIST = "list of strings"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Field:
-    """One request field: its wire type, whether it must be present, and its limits."""
-
-    name: str
-    kind: Kind
-    required: bool = True
-    min_len: int = 0  # strings: UTF-8 bytes; lists: items
-    max_len: int = 0  # strings: UTF-8 bytes; lists: items
-    item_min_len: int = 0  # list items: UTF-8 bytes
-    item_max_len: int = 0  # list items: UTF-8 bytes
-    lo: float | None = None  # numbers: inclusive bounds
-    hi: float | None = None
-    choices: tuple[str, ...] = ()
-    roles: frozenset[Role] | None = None  # None: the field applies to every role
-
-    @property
-    def constraint(self) -> str:
-        """The field's limits in words, as SPEC.md and error messages state them."""
-        if self.choices:
-            return "one of " + ", ".join(f"`{choice}`" for choice in self.choices)
-        if self.kind is Kind.STR:
-            return f"{self.min_len}..{self.max_len} bytes"
-        if self.kind is Kind.STR_LIST:
-            return (
-                f"{self.min_len}..{self.max_len} items, "
-                f"each {self.item_min_len}..{self.item_max_len} bytes"
-            )
-        if self.kind in (Kind.INT, Kind.FLOAT):
-            return _range_text(self.lo, self.hi)
-        return "true or false"
-
-    def applies_to(self, role: Role | None) -> bool:
-        """Whether a connection with ``role`` (None: not yet known) may carry this field."""
-        return self.roles is None or role is None or role in self.roles
-
-    def required_for(self, role: Role | None) -> bool:
-        """Whether the field must be present for ``role``; role-scoped fields need a known role."""
-        if not self.required:
-            return False
-        return self.roles is None or (role is not None and role in self.roles)
-
-
-def _range_text(lo: float | None, hi: float | None) -> str:
-    def show(value: float) -> str:
-        return str(int(value)) if float(value).is_integer() else str(value)
-
-    if lo is not None and hi is not None:
-        return f"{show(lo)}..{show(hi)}"
-    if lo is not None:
-        return f">= {show(lo)}"
-    if hi is not None:
-        return f"<= {show(hi)}"
-    return "any finite value"
-
-
-def _split(name: str) -> tuple[str, bool]:
-    """``"email?"`` -> ``("email", False)``: a trailing ``?`` marks an optional field."""
-    if name.endswith("?"):
-        return name[:-1], False
-    return name, True
-
-
-def string(
-    name: str,
-    max_len: int = 256,
-    *,
-    min_len: int | None = None,
-    choices: Iterable[str] = (),
-    roles: frozenset[Role] | None = None,
-) -> Field:
-    """A string field; required strings default to at least 1 byte, optional ones to 0."""
-    bare, required = _split(name)
-    allowed = tuple(choices)
-    if allowed:
-        max_len = max(len(choice.encode()) for choice in allowed)
-    if min_len is None:
-        min_len = 1 if required else 0
-    return Field(
-        name=bare,
-        kind=Kind.STR,
-        required=required,
-        min_len=min_len,
-        max_len=max_len,
-        choices=allowed,
-        roles=roles,
-    )
-
-
-def integer(name: str, lo: int = 0, hi: int = MAX_REF) -> Field:
-    """An integer field within ``lo..hi``; a boolean is never an integer."""
-    bare, required = _split(name)
-    return Field(name=bare, kind=Kind.INT, required=required, lo=lo, hi=hi)
-
-
-def number(name: str, lo: float | None = 0.0, hi: float | None = None) -> Field:
-    """A finite float field within ``lo..hi``; integers are accepted and become floats."""
-    bare, required = _split(name)
-    return Field(name=bare, kind=Kind.FLOAT, required=required, lo=lo, hi=hi)
-
-
-def boolean(name: str) -> Field:
-    """A true/false field."""
-    bare, required = _split(name)
-    return Field(name=bare, kind=Kind.BOOL, required=required)
-
-
-def strings(name: str, max_items: int, *, min_items: int = 0, item_max_len: int = 256) -> Field:
-    """A list of non-empty strings; it decodes to a tuple."""
-    bare, required = _split(name)
-    return Field(
-        name=bare,
-        kind=Kind.STR_LIST,
-        required=required,
-        min_len=min_items,
-        max_len=max_items,
-        item_min_len=1,
-        item_max_len=item_max_len,
-    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -264,6 +122,14 @@ _DEPARTMENT_SETTINGS: Final = (
     number("offer_window?", 1.0, 3600.0),
     number("queue_timeout?", 0.0, 7 * DAY),
     integer("queue_limit?", 0, 100_000),
+    number("overflow_wait?", 0.0, 7 * DAY),
+    integer("overflow_queue?", 0, 100_000),
+    strings("overflow_to?", 16),
+    number("silence_timeout?", 0.0, DAY),
+    number("skills_wait?", 0.0, DAY),
+    string("hours_timezone?", 64, min_len=1),
+    strings("hours_weekly?", 64, item_max_len=32),
+    strings("hours_holidays?", 366, item_max_len=10),
 )
 
 _TABLE: Final = (
@@ -297,6 +163,7 @@ _TABLE: Final = (
         string("location?"),
         string("visitor_id?"),
         string("visitor_signature?", 128),
+        strings("skills?", 16, item_max_len=64),
     ),
     _req(
         "send",
@@ -328,6 +195,7 @@ _TABLE: Final = (
     _req("leave_chat", IN_CHAT, string("chat_id")),
     _req("end_chat", AGENT, string("chat_id"), number("delay?", 0.0, DAY)),
     _req("cancel_end", AGENT, string("chat_id")),
+    _req("tag", AGENT, string("chat_id"), strings("tags", 32, min_items=1, item_max_len=64)),
     _req("available_agents", STAFF | SUPERVISOR, string("department?", min_len=1)),
     _req("visitor_panel", AGENT, string("chat_id")),
     _req("canned_suggest", AGENT, string("draft", TEXT_LEN, min_len=0), integer("limit?", 1, 50)),
@@ -343,6 +211,7 @@ _TABLE: Final = (
         number("until?"),
         integer("limit?", 1, 500),
         integer("offset?"),
+        string("tag?", 64, min_len=1),
         needs=(("view", "visitor", "visitor_email"),),
     ),
     _req("ticket", STAFF | SUPERVISOR, integer("ticket_id", 1)),
@@ -364,6 +233,7 @@ _TABLE: Final = (
         string("name"),
         strings("departments", 64, min_items=1),
         integer("capacity?", 0, 1000),
+        strings("skills?", 64, item_max_len=64),
     ),
     _req("agent_remove", ADMIN, string("id")),
     _req("agent_list", ADMIN),
@@ -387,6 +257,7 @@ _TABLE: Final = (
         integer("offset?"),
     ),
     _req("rating_report", ADMIN, number("since?"), number("until?")),
+    _req("routing_trace", ADMIN, string("chat_id")),
     # Admins: canned messages and their categories.
     _req("canned_category_add", ADMIN, string("name"), string("id?", min_len=1)),
     _req("canned_category_rename", ADMIN, string("id"), string("name")),
@@ -463,7 +334,7 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
         spec.name: spec
         for spec in (
             _event("chat_opened", VISITOR, "chat_id", "resume_token", "seq", "department"),
-            _event("queued", VISITOR, "chat_id", "position"),
+            _event("queued", VISITOR, "chat_id", "position", optional=("eta",)),
             _event(
                 "message",
                 _CHAT_AUDIENCE,
@@ -485,7 +356,9 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
                 optional=("agent", "agent_name", "delay", "detail"),
             ),
             _event("typing", _CHAT_AUDIENCE, "chat_id", "author", "on"),
-            _event("ended", _CHAT_AUDIENCE, "chat_id", "reason", optional=("ticket_id",)),
+            _event(
+                "ended", _CHAT_AUDIENCE, "chat_id", "reason", optional=("ticket_id", "opens_at")
+            ),
             _event(
                 "offer",
                 AGENT,
@@ -532,6 +405,7 @@ SYSTEM_KINDS: Final = (
     "ended",
     "requeued",
     "barged",
+    "reassigning",
 )
 """The values of a ``system`` event's ``kind`` field."""
 

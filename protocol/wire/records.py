@@ -47,6 +47,7 @@ from engine import (
     Offer,
     OfferWithdrawn,
     Queued,
+    RoutingTrace,
     StatusChanged,
     SystemEvent,
     Ticket,
@@ -71,6 +72,7 @@ __all__ = [
     "entry_record",
     "fit",
     "rating_report_record",
+    "routing_trace_record",
     "ticket_record",
     "visitor_record",
     "wire_event",
@@ -81,7 +83,7 @@ NameOf = Callable[[str], str]
 """Looks up an agent's display name by id (the id itself for an agent that is gone)."""
 T = TypeVar("T")
 
-_DETAILED: Final = frozenset({"left", "requeued", "ended"})  # kinds whose detail says why
+_DETAILED: Final = frozenset({"left", "requeued", "ended", "reassigning"})  # detail says why
 _FRAME_BUDGET: Final = SERVER_FRAME_LIMITS.max_frame_size - 4096  # room for the envelope
 _MAX_ITEMS: Final = SERVER_FRAME_LIMITS.max_list_len
 
@@ -106,11 +108,16 @@ def wire_event(event: Event, name_of: NameOf) -> tuple[str, Fields]:
         case Typing():
             return "typing", {"chat_id": event.chat_id, "author": event.author, "on": event.on}
         case Queued():
-            return "queued", {"chat_id": event.chat_id, "position": event.position}
+            queued: Fields = {"chat_id": event.chat_id, "position": event.position}
+            if event.eta is not None:
+                queued["eta"] = float(event.eta)
+            return "queued", queued
         case ChatEnded():
             ended: Fields = {"chat_id": event.chat_id, "reason": event.reason}
             if event.ticket_id is not None:
                 ended["ticket_id"] = event.ticket_id
+            if event.opens_at is not None:
+                ended["opens_at"] = event.opens_at
             return "ended", ended
         case Offer():
             offer: Fields = {
@@ -271,6 +278,16 @@ def department_record(department: Department) -> Fields:
         "offer_window": float(department.offer_window),
         "queue_timeout": float(department.queue_timeout),
         "queue_limit": department.queue_limit,
+        "overflow_wait": float(department.overflow_wait),
+        "overflow_queue": department.overflow_queue,
+        "overflow_to": list(department.overflow_to),
+        "silence_timeout": float(department.silence_timeout),
+        "skills_wait": float(department.skills_wait),
+        "hours": {
+            "timezone": department.hours.timezone,
+            "weekly": list(department.hours.weekly),
+            "holidays": list(department.hours.holidays),
+        },
     }
 
 
@@ -284,6 +301,7 @@ def agent_record(agent: Agent, load: int) -> Fields:
         "status": agent.status.value,
         "ringtone": agent.ringtone,
         "load": load,
+        "skills": list(agent.skills),
     }
 
 
@@ -327,12 +345,43 @@ def ticket_record(ticket: Ticket, name_of: NameOf, *, summary: bool = False) -> 
         "end_reason": ticket.end_reason.value,
         "rating": None if ticket.rating is None else ticket.rating.value,
         "handled": ticket.handled,
+        "tags": list(ticket.tags),
     }
     if not summary:
         fields["entries"] = [entry_record(e, ticket.visitor.name, name_of) for e in ticket.entries]
         fields["handoffs"] = [_handoff_record(h) for h in ticket.handoffs]
         fields["rating_comment"] = ticket.rating_comment
     return fields
+
+
+def routing_trace_record(trace: RoutingTrace) -> Fields:
+    """The ``routing_trace`` reply: a chat's routing steps with their candidates."""
+    return {
+        "chat_id": trace.chat_id,
+        "live": trace.live,
+        "dropped": trace.dropped,
+        "steps": [
+            {
+                "at": step.at,
+                "kind": step.kind,
+                "department": step.department,
+                "detail": step.detail,
+                "candidates": [
+                    {
+                        "agent": c.agent,
+                        "verdict": c.verdict,
+                        "reason": c.reason,
+                        "load": c.load,
+                        "capacity": c.capacity,
+                        "idle": c.idle,
+                        "detail": c.detail,
+                    }
+                    for c in step.candidates
+                ],
+            }
+            for step in trace.steps
+        ],
+    }
 
 
 def canned_category_record(category: CannedCategory) -> Fields:

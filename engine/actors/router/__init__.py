@@ -54,13 +54,19 @@ push, answer, tell, timers). Each other module adds one concern as a class that 
 below it, so a concern calls only what is below it and an import never points back up:
 
     state        records and primitives
+    recorder     the routing flight recorder: each chat's steps, written when it finishes
     durability   the journal write of each iteration, held-back effects (Rules 5, 6)
     inspection   read-only answers: views, live chats, available agents, chat info
+    eligibility  who may take a chat and why not (skills, hours), handle times, the queue ETA
     offers       make, check and close an offer; close a pending transfer or invite
-    queues       the department queue, positions, offering the head (Rule 4)
+    transitions  every change of a chat's state, by the table in model.chatstate
+    queues       the department queue, offering the head (Rule 4)
     endings      end now or later, leave, finish a chat into its ticket
+    overflow     whether a chat overflows to a fallback department, and where
     routing      where a waiting chat goes next; what follows when an offer lapses
     handshakes   accept, decline, transfer, invite
+    silence      re-offer a chat whose owner left the visitor unanswered
+    tagging      tags on a chat; a live chat's routing trace
     visitors     open a chat, a visitor leaving and coming back
     presence     status, connections, graces, crashed actors, directory changes
     supervision  supervisors' live desks (coalesced events), barging in, reassigning

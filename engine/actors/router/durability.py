@@ -14,10 +14,11 @@ import trio
 
 from ...model.chatstate import ChatState
 from ...store import journal
+from ...store import traces as trace_rows
 from ..effects import Batch
+from .recorder import Recorder
 from .state import (
     Chat,
-    RouterState,
     Unwritten,
 )
 
@@ -26,7 +27,7 @@ log = structlog.get_logger("helpline.router")
 _JOURNAL_RETRY = 1.0  # seconds before records whose journal write failed are written again
 
 
-class Durability(RouterState):
+class Durability(Recorder):
     """Write what each iteration changed, and release its effects once that is committed."""
 
     def _flush(self) -> None:
@@ -42,6 +43,20 @@ class Durability(RouterState):
             self._store.submit_journal(job, partial(self._effects.committed, batch))
         elif self._effects.ready():
             self._release_due()
+        if self._trace_rows:  # no write this iteration to go with: written on their own
+            rows = self._take_trace_rows()
+            self._store.submit_journal(
+                journal.JournalBatch(traces=rows), partial(self._traces_written, rows)
+            )
+
+    def _traces_written(self, rows: tuple[trace_rows.TraceRow, ...], outcome: object) -> None:
+        """Traces are not decisions: nobody waits for them, and a failed write is tried again
+        with the journal's next retry."""
+        if isinstance(outcome, BaseException):
+            log.warning("traces_not_stored", error=repr(outcome), chats=len(rows))
+            self._unwritten.traces.update((row[0], row) for row in rows)
+            if ("retry", "") not in self._timers:
+                self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
     def _journal_job(self) -> journal.JournalBatch | None:
         if not (self._journal and (self._touched or self._touched_agents or self._forgotten)):
@@ -49,7 +64,7 @@ class Durability(RouterState):
             self._touched_agents.clear()
             self._forgotten.clear()
             if not (self._presence or self._failed_tickets):
-                return None
+                return None  # finished chats' traces wait for a write, or go on their own
         chats: tuple[tuple[str, str], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
         if self._journal:
@@ -66,15 +81,21 @@ class Durability(RouterState):
         )
         tickets = tuple(self._failed_tickets.values())
         forget = tuple(sorted(self._forgotten))
+        traces = self._take_trace_rows()
         self._touched.clear()
         self._touched_agents.clear()
         self._presence.clear()
         self._failed_tickets.clear()
         self._forgotten.clear()
-        if not (chats or graces or presence or tickets or forget):
+        if not (chats or graces or presence or tickets or forget or traces):
             return None
         return journal.JournalBatch(
-            chats=chats, graces=graces, presence=presence, tickets=tickets, forget=forget
+            chats=chats,
+            graces=graces,
+            presence=presence,
+            tickets=tickets,
+            forget=forget,
+            traces=traces,
         )
 
     def _release_due(self) -> None:
@@ -98,6 +119,7 @@ class Durability(RouterState):
         u.presence.update(agent_id for agent_id, _, _ in job.presence)
         u.tickets.update((t.chat_id, t) for t in job.tickets)
         u.forgotten.update(job.forget)
+        u.traces.update((row[0], row) for row in job.traces)
         if ("retry", "") not in self._timers:
             self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
@@ -110,6 +132,8 @@ class Durability(RouterState):
         self._forgotten |= u.forgotten
         for chat_id, ticket in u.tickets.items():
             self._failed_tickets.setdefault(chat_id, ticket)
+        for chat_id, row in u.traces.items():
+            self._trace_rows.setdefault(chat_id, row)
 
     def _grace_until(self, agent_id: str) -> float | None:
         agent = self._agents.get(agent_id)
@@ -137,6 +161,10 @@ class Durability(RouterState):
             end_deadline=self._to_wall(("end", chat.id)),
             visitor_deadline=self._to_wall(("visitor", chat.id)),
             finish=chat.final,
+            skills=chat.skills,
+            relaxed=chat.relaxed,
+            tags=tuple(chat.tags),
+            overflowed=tuple(chat.overflowed),
         )
 
     def _offer_record(self, offer_id: str) -> journal.OfferRecord | None:

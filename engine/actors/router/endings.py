@@ -35,9 +35,16 @@ class Endings(Queues):
         kind: TicketKind,
         reason: EndReason,
         event: ChatEvent = ChatEvent.FINISH,
+        opens_at: float | None = None,
     ) -> None:
         """End a chat: free everything it held and tell its session to write the one ticket."""
         self._move(chat, event)  # to CLOSING, releasing what the chat's state held
+        for key in ("skills", "silence"):  # the routing timers of a chat
+            self._timers.cancel((key, chat.id))
+        if kind is TicketKind.TRANSCRIPT:
+            self._note_handle_time(chat)
+        self._step(chat, "missed" if kind is TicketKind.MISSED else "ended", reason.value)
+        self._trace_finished(chat)
         self.stats.tickets[kind.value] += 1
         log.info(
             "chat_finished",
@@ -47,7 +54,7 @@ class Endings(Queues):
             kind=kind.value,
             reason=reason.value,
         )
-        chat.final = chat.finish(kind, reason)
+        chat.final = chat.finish(kind, reason, opens_at)
         self._tell(chat, chat.final)
 
     def _owned(self, agent_id: str, chat_id: str) -> Chat | EngineError:
@@ -112,6 +119,7 @@ class Endings(Queues):
 
     def _session_closed(self, msg: m.SessionClosed) -> None:
         chat = self._chats.pop(msg.chat_id, None)
+        self._forget_trace(msg.chat_id)
         if chat is not None:
             self._drop_tells(chat)
             for reply in chat.waiters:

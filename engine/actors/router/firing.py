@@ -1,8 +1,8 @@
 """Timers are data (Rule 3): what each kind of deadline does when it fires.
 
 Keys are `(kind, id)`: an offer's window, a queue wait, a delayed ending, a visitor's or an agent's
-grace, a tell waiting for room in a session's mailbox, the journal retry, and a supervisor's desk
-event.
+grace, a tell waiting for room in a session's mailbox, the journal retry, a supervisor's desk
+event, the end of a chat's skills wait, and an owner's silence.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import structlog
 
-from ...model.chatstate import ChatEvent
+from ...model.chatstate import ChatEvent, ChatState
 from ...model.records import (
     EndReason,
     TicketKind,
@@ -35,7 +35,23 @@ class Firing(Supervision):
             "tell": self._tell_again,
             "retry": lambda _: self._retry_journal(),
             "desk": self._desk_fire,
+            "skills": self._skills_due,
+            "silence": self._silence_due,
         }
+
+    def _skills_due(self, chat_id: str) -> None:
+        """A chat's skills wait is over: any agent of its department may take it now."""
+        chat = self._chats.get(chat_id)
+        if chat is not None and chat.state is not ChatState.CLOSING and not chat.relaxed:
+            chat.relaxed = True
+            self._touch(chat)
+            self._step(chat, "skills_relaxed", "no agent with the skills took it in time")
+            self._dirty.add(chat.department)
+
+    def _silence_due(self, chat_id: str) -> None:
+        chat = self._chats.get(chat_id)
+        if chat is not None:
+            self._owner_silent(chat)
 
     def _offer_expired(self, offer_id: str) -> None:
         """Nobody answered within the offer's window: the chat moves on (see `routing`)."""

@@ -83,6 +83,9 @@ class Handshakes(Routing):
                 ),
             )
         self._push(agent, ChatAssigned(chat_id=chat.id, role=role))
+        kind = "reassigned" if offer.kind == "transfer" and chat.reassigning else "accepted"
+        chat.reassigning = False
+        self._step(chat, kind, f"{agent.id} took the {offer.kind} offer {offer.id}")
         self.stats.offers["accepted"] += 1
         log.info(
             "offer_accepted",

@@ -20,7 +20,7 @@ from ...model.events import (
 from ...model.records import (
     Handoff,
 )
-from .inspection import Inspection
+from .eligibility import Eligibility
 from .state import (
     AgentState,
     Chat,
@@ -31,7 +31,7 @@ from .state import (
 log = structlog.get_logger("helpline.router")
 
 
-class Offers(Inspection):
+class Offers(Eligibility):
     """Make, check and close offers; close a chat's pending transfer or invite."""
 
     def _check_offer(self, agent_id: str, offer_id: str) -> PendingOffer | EngineError:
@@ -107,6 +107,7 @@ class Offers(Inspection):
         """Close a chat's pending transfer or invite with `outcome`; ownership does not change."""
         offer = offer or self._offers.get(chat.handoff)
         chat.handoff = ""
+        chat.reassigning = False
         self._touch(chat)
         if offer is None:
             return

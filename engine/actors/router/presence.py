@@ -148,6 +148,7 @@ class Presence(Visitors):
             return
         chat = self._chats.pop(msg.name, None)
         if chat is None:
+            self._forget_trace(msg.name)
             return  # it closed normally
         log.error("session_lost", chat_id=chat.id, department=chat.department)
         self._drop_tells(chat)
@@ -159,6 +160,7 @@ class Presence(Visitors):
             # Stored with the journal write (retried like it), which also ends the chat's
             # journal: a crashed chat becomes its failed ticket and nothing else.
             self._failed_tickets[chat.id] = _failed_ticket(msg.snapshot, chat, self._wall())
+        self._forget_trace(chat.id)  # written with the journal write (`_finish`)
         self._maybe_stopped()
 
     def _department_changed(self, msg: m.DepartmentChanged) -> None:
@@ -191,10 +193,12 @@ class Presence(Visitors):
                 departments=msg.departments,
                 capacity=msg.capacity,
                 outbox=msg.outbox,
+                skills=frozenset(msg.skills),
             )
             self._agents[agent.id] = agent
         else:
             agent.name, agent.departments, agent.capacity = msg.name, msg.departments, msg.capacity
+            agent.skills = frozenset(msg.skills)
         self._dirty.update(agent.departments)
 
 

@@ -16,6 +16,7 @@ from ...model.chatstate import ChatEvent
 from ...model.records import (
     RoutingMode,
 )
+from ...model.trace import Candidate
 from .state import (
     AgentState,
     Chat,
@@ -31,7 +32,14 @@ class Queues(Transitions):
     """Queue waiting chats, tell visitors their place, and offer the head when capacity frees."""
 
     def _enqueue(
-        self, chat: Chat, dept: DeptState, *, front: bool, event: ChatEvent = ChatEvent.QUEUE
+        self,
+        chat: Chat,
+        dept: DeptState,
+        *,
+        front: bool,
+        event: ChatEvent = ChatEvent.QUEUE,
+        why: str = "",
+        verdicts: list[Candidate] | None = None,
     ) -> None:
         self._move(chat, event)
         head = self._chats[dept.queue[0]].queue_key if dept.queue else None
@@ -48,11 +56,21 @@ class Queues(Transitions):
         if not front or ("queue", chat.id) not in self._timers:
             self._timers.set(("queue", chat.id), trio.current_time() + dept.config.queue_timeout)
         self._tell_positions(dept)
+        where = "at the head" if front else f"at position {len(dept.queue)}"
+        self._step(chat, "queued", f"{where}; {why}" if why else where, verdicts or ())
         log.info("chat_queued", chat_id=chat.id, department=dept.config.id, length=len(dept.queue))
 
-    def _offer_chat(self, chat: Chat, dept: DeptState, eligible: list[AgentState]) -> None:
-        if dept.config.routing is RoutingMode.ASSIGNED:
-            eligible = [min(eligible, key=lambda a: (a.load, a.idle_since, a.id))]
+    def _offer_chat(
+        self, chat: Chat, dept: DeptState, eligible: list[AgentState], verdicts: list[Candidate]
+    ) -> None:
+        assigned = dept.config.routing is RoutingMode.ASSIGNED
+        eligible, ranked = self._rank(eligible, verdicts, assigned=assigned)
+        self._step(
+            chat,
+            "offered",
+            f"{dept.config.routing.value} to {', '.join(a.id for a in eligible)}",
+            ranked,
+        )
         offer = PendingOffer(
             id=secrets.token_hex(8), chat_id=chat.id, kind="chat", agents={a.id for a in eligible}
         )
@@ -69,18 +87,19 @@ class Queues(Transitions):
     def _dispatch(self, dept: DeptState) -> None:
         """Offer queued chats, head first, while the department has agents with room."""
         moved = False
-        while dept.queue:
-            chat = self._chats[dept.queue[0]]
-            eligible = [
-                a
-                for a in self._members_of(dept.config.id)
-                if a.can_take() and a.id not in chat.tried
-            ]
-            if not eligible or not dept.config.chat_enabled:
+        passed = 0  # chats at the head that wait for an agent with their skills
+        while passed < len(dept.queue) and dept.config.chat_enabled:
+            chat = self._chats[dept.queue[passed]]
+            eligible, _ = self._consider(chat, dept, explain=False)
+            if not eligible:
+                if not self._skills_relaxed(chat, dept):
+                    passed += 1  # a chat waiting for a skill does not hold up the others
+                    continue
                 break
-            dept.queue.popleft()
-            chat.told_position = 0
+            del dept.queue[passed]
+            chat.told_position, chat.told_eta = 0, None
             moved = True
-            self._offer_chat(chat, dept, eligible)
+            eligible, verdicts = self._consider(chat, dept)
+            self._offer_chat(chat, dept, eligible, verdicts)
         if moved:
             self._tell_positions(dept)

@@ -136,6 +136,10 @@ class Restore(Firing):
             accepted_at=r.accepted_at,
             queue_key=r.queue_key,
             final=r.finish,
+            skills=r.skills,
+            relaxed=r.relaxed,
+            tags=list(r.tags),
+            overflowed=list(r.overflowed),
         )
         if chat.state is not ChatState.CLOSING:  # a closing chat already gave its agents back
             for agent_id in chat.members:
@@ -143,6 +147,9 @@ class Restore(Firing):
         members = {a: (self._agents[a].name, self._agents[a].outbox) for a in chat.members}
         chat.session = self._spawn_session(chat, Outbox(), entries, members)
         self._chats[chat.id] = chat
+        self._step(chat, "restored", f"restored at start as {chat.state}")
+        if chat.state is not ChatState.CLOSING:
+            self._arm_skills_timer(chat, self._depts[chat.department])
         for key, until in (
             ("queue", r.queue_deadline),
             ("end", r.end_deadline),

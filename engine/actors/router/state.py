@@ -67,14 +67,21 @@ class Chat:
     handoffs: list[Handoff] = field(default_factory=list)
     accepted_at: float | None = None
     told_position: int = 0
+    told_eta: float | None = None
+    skills: tuple[str, ...] = ()  # required of the agent, until relaxed
+    relaxed: bool = False  # the skills wait is over: any agent of the department may take it
+    tags: list[str] = field(default_factory=list)
+    overflowed: list[str] = field(default_factory=list)  # departments it overflowed from
+    reassigning: bool = False  # its pending transfer re-offers it after the owner went silent
     queue_key: int | None = None  # orders the department's queue, also after a restart
     final: Finish | None = None  # how the ticket is to be written, once the chat is closing
     # tells that found the session's mailbox full, and answers waiting for them, in order
     tells: deque[m.ToSession | Callable[[], None]] = field(default_factory=deque)
     waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
 
-    def finish(self, kind: TicketKind, reason: EndReason) -> Finish:
-        """How this chat's ticket is to be written, ending now as `kind` for `reason`."""
+    def finish(self, kind: TicketKind, reason: EndReason, opens_at: float | None = None) -> Finish:
+        """How this chat's ticket is to be written, ending now as `kind` for `reason`
+        (`opens_at`: when its department opens next, for a chat that came outside the hours)."""
         return Finish(
             kind=kind,
             reason=reason.value,
@@ -82,6 +89,9 @@ class Chat:
             agents=tuple(self.ever),
             handoffs=tuple(self.handoffs),
             accepted_at=self.accepted_at,
+            department=self.department,
+            tags=tuple(self.tags),
+            opens_at=opens_at,
         )
 
 
@@ -107,6 +117,7 @@ class Unwritten:
     presence: set[str] = field(default_factory=set)
     tickets: dict[str, Ticket] = field(default_factory=dict)
     forgotten: set[str] = field(default_factory=set)
+    traces: dict[str, tuple[str, str, float, str]] = field(default_factory=dict)
 
 
 class ClosedOffer(NamedTuple):
@@ -132,6 +143,7 @@ class AgentState:
     offers: set[str] = field(default_factory=set)
     idle_since: float = 0.0
     grace: bool = False  # disconnected, and its disconnect grace is running
+    skills: frozenset[str] = frozenset()
     recovering: bool = False  # restored at start and not connected since
 
     @property
@@ -296,13 +308,6 @@ class RouterState:
     def _dept_chat_on(self, dept_id: str) -> bool:
         dept = self._depts.get(dept_id)
         return dept is not None and dept.config.chat_enabled
-
-    def _tell_positions(self, dept: DeptState) -> None:
-        for position, chat_id in enumerate(dept.queue, start=1):
-            chat = self._chats[chat_id]
-            if chat.told_position != position:
-                chat.told_position = position
-                self._tell(chat, m.QueuePosition(position=position))
 
     def _maybe_stopped(self) -> None:
         if self._stopping is not None and not self._chats:

@@ -15,15 +15,15 @@ from ...model.records import (
     EndReason,
 )
 from .. import messages as m
-from .handshakes import Handshakes
 from .state import (
     Chat,
 )
+from .tagging import Tagging
 
 log = structlog.get_logger("helpline.router")
 
 
-class Visitors(Handshakes):
+class Visitors(Tagging):
     """Open chats, and follow a visitor's connection."""
 
     def _open_chat(self, msg: m.OpenChat) -> None:
@@ -45,6 +45,7 @@ class Visitors(Handshakes):
             session=None,  # type: ignore[arg-type]  # set just below
             started_at=self._wall(),
             resume_key=msg.resume_key,
+            skills=tuple(dict.fromkeys(msg.skills)),
         )
         chat.session = self._spawn_session(chat, msg.outbox, (), {})
         self._chats[chat_id] = chat
@@ -53,6 +54,9 @@ class Visitors(Handshakes):
         # request was refused, and the chat is dropped as if it never was.
         self._answer(msg.reply, (chat_id, chat.session), on_fail=partial(self._abandon, chat))
         log.info("chat_requested", chat_id=chat_id, department=chat.department)
+        needs = f"; requires {', '.join(chat.skills)}" if chat.skills else ""
+        self._step(chat, "requested", f"opened in {chat.department}{needs}")
+        self._arm_skills_timer(chat, dept)
         self._route(chat)
 
     def _abandon(self, chat: Chat) -> None:
@@ -65,7 +69,7 @@ class Visitors(Handshakes):
         """
         if self._chats.get(chat.id) is not chat or chat.members:
             return
-        for key in ("queue", "end", "visitor", "tell"):
+        for key in ("queue", "end", "visitor", "tell", "skills", "silence"):
             self._timers.cancel((key, chat.id))
         if chat.offer:
             self._close_offer(self._offers[chat.offer], "chat_ended")
@@ -77,6 +81,9 @@ class Visitors(Handshakes):
             dept.queue.remove(chat.id)
             self._tell_positions(dept)
         del self._chats[chat.id]
+        self._forget_trace(chat.id)
+        self._trace_rows.pop(chat.id, None)
+        self._unwritten.traces.pop(chat.id, None)
         chat.tells.clear()
         chat.session.close()
         self._forgotten.add(chat.id)  # a later write may have stored its record after all

@@ -41,6 +41,7 @@ from engine import (
     CannedMessage,
     Department,
     EngineError,
+    Hours,
     RoutingMode,
     SupervisorConnection,
 )
@@ -56,6 +57,7 @@ from ...wire.records import (
     department_record,
     fit,
     rating_report_record,
+    routing_trace_record,
 )
 from ..auth import authenticate, issue_token, subject
 from .supervisor import Supervising, pump
@@ -66,14 +68,18 @@ if TYPE_CHECKING:
 
 __all__ = ["AdminRole", "open_admin"]
 
-_SETTINGS = ("chat_enabled", "routing", "offer_window", "queue_timeout", "queue_limit")
-_KINDS = {
+_KINDS: dict[str, type] = {
     "chat_enabled": bool,
     "routing": str,
     "offer_window": float,
     "queue_timeout": float,
     "queue_limit": int,
+    "overflow_wait": float,
+    "overflow_queue": int,
+    "silence_timeout": float,
+    "skills_wait": float,
 }
+_HOURS = ("hours_timezone", "hours_weekly", "hours_holidays")
 
 
 async def open_admin(conn: Connection, request: Request) -> tuple[AdminRole, Fields]:
@@ -85,12 +91,27 @@ async def open_admin(conn: Connection, request: Request) -> tuple[AdminRole, Fie
     return AdminRole(conn, name), {}
 
 
-def _settings(request: Request) -> dict[str, Any]:
+def _settings(request: Request, old: Department | None = None) -> dict[str, Any]:
+    """The department settings a request gives (business hours merged into ``old``'s)."""
     values: dict[str, Any] = {}
-    for name in _SETTINGS:
-        value = request.get(name, _KINDS[name])
+    for name, kind in _KINDS.items():
+        value = request.get(name, kind)
         if value is not None:
             values[name] = RoutingMode(value) if name == "routing" else value
+    if "overflow_to" in request.fields:
+        values["overflow_to"] = request.strings("overflow_to")
+    if any(name in request.fields for name in _HOURS):
+        hours = old.hours if old is not None else Hours()
+        hours = Hours(
+            timezone=request.get("hours_timezone", str, hours.timezone),
+            weekly=request.strings("hours_weekly")
+            if "hours_weekly" in request.fields
+            else hours.weekly,
+            holidays=request.strings("hours_holidays")
+            if "hours_holidays" in request.fields
+            else hours.holidays,
+        )
+        values["hours"] = hours  # the engine checks it (invalid_field)
     return values
 
 
@@ -116,6 +137,7 @@ class AdminRole:
             "agent_list": self._agent_list,
             "token_issue": self._token_issue,
             "rating_report": self._rating_report,
+            "routing_trace": self._routing_trace,
             "available_agents": self._available_agents,
             "tickets": self._tickets,
             "ticket": self._ticket,
@@ -183,6 +205,7 @@ class AdminRole:
         if await self._department(dept_id) is not None:
             raise EngineError("invalid_state", f"department {dept_id!r} exists already")
         department = Department(id=dept_id, name=request.require("name", str), **_settings(request))
+        await self._check_fallbacks(department)
         stored = await self._engine.add_department(department)
         self._conn.log.info("department_added", department=dept_id)
         await self._audit("department_added", dept_id, None, department_record(stored))
@@ -193,16 +216,26 @@ class AdminRole:
         old = await self._department(dept_id)
         if old is None:
             raise EngineError("not_found", f"no department {dept_id!r}")
-        changes = _settings(request)
+        changes = _settings(request, old)
         name = request.get("name", str)
         if name is not None:
             changes["name"] = name
-        stored = await self._engine.update_department(dataclasses.replace(old, **changes))
+        new = dataclasses.replace(old, **changes)
+        await self._check_fallbacks(new)
+        stored = await self._engine.update_department(new)
         self._conn.log.info("department_updated", department=dept_id)
         await self._audit(
             "department_changed", dept_id, department_record(old), department_record(stored)
         )
         return {"department": department_record(stored)}
+
+    async def _check_fallbacks(self, department: Department) -> None:
+        known = {d.id for d in await self._engine.departments()} | {department.id}
+        missing = [d for d in department.overflow_to if d not in known]
+        if missing:
+            raise EngineError("not_found", f"no department {', '.join(missing)} to overflow to")
+        if department.id in department.overflow_to:
+            raise EngineError("invalid_field", "a department cannot overflow to itself")
 
     async def _department_list(self, request: Request) -> Fields:
         return {"departments": [department_record(d) for d in await self._engine.departments()]}
@@ -224,6 +257,7 @@ class AdminRole:
             name=request.require("name", str),
             departments=request.strings("departments"),
             capacity=request.get("capacity", int, 3),
+            skills=tuple(dict.fromkeys(request.strings("skills"))),
         )
         await self._engine.add_agent(agent)
         self._conn.log.info("agent_added", agent_id=agent_id)
@@ -318,6 +352,13 @@ class AdminRole:
 
     async def _mark_handled(self, request: Request) -> Fields:
         return await self._desk.mark_handled(request, scope=None)
+
+    async def _routing_trace(self, request: Request) -> Fields:
+        chat_id = request.require("chat_id", str)
+        trace = await self._engine.routing_trace(chat_id)
+        if trace is None:
+            raise EngineError("not_found", f"no routing trace of chat {chat_id!r}")
+        return routing_trace_record(trace)
 
     async def _rating_report(self, request: Request) -> Fields:
         report = await self._engine.store.rating_report(

@@ -98,6 +98,7 @@ class AgentRole:
             "leave_chat": self._leave_chat,
             "end_chat": self._end_chat,
             "cancel_end": self._cancel_end,
+            "tag": self._tag,
             "available_agents": self._available_agents,
             "visitor_panel": self._visitor_panel,
             "canned_suggest": self._canned_suggest,
@@ -251,6 +252,10 @@ class AgentRole:
     async def _cancel_end(self, request: Request) -> Fields:
         await self._handle.cancel_end(request.require("chat_id", str))
         return {}
+
+    async def _tag(self, request: Request) -> Fields:
+        tags = await self._handle.tag(request.require("chat_id", str), request.strings("tags"))
+        return {"tags": list(tags)}
 
     async def _available_agents(self, request: Request) -> Fields:
         agents = await self._handle.available_agents(request.get("department", str, ""))

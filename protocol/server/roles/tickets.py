@@ -59,6 +59,9 @@ class TicketDesk:
             filters["agent"] = agent
         elif view == "visitor":
             filters["visitor_email"] = request.require("visitor_email", str)
+        tag = request.get("tag", str)
+        if tag is not None:
+            filters["tag"] = tag
         department = request.get("department", str)
         if department is not None:
             if scope is not None and department not in scope:

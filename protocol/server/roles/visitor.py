@@ -364,6 +364,7 @@ class VisitorRole:
                     question=question,
                     visitor=visitor,
                     resume_key=hash_token(token),
+                    skills=request.strings("skills"),
                 )
             )
         except BaseException:

@@ -1,0 +1,106 @@
+"""The routing flight recorder: every routing decision about a chat, with why (model.trace).
+
+Theory of operation:
+
+Rule 1. A concern that decides where a chat goes records a step (`_step`) as it decides: the offer
+        with every candidate of the department and its verdict, the queue, a lapsed offer,
+        overflow, a reassignment, the end. Recording is appending to a list in memory; it never
+        waits and never fails.
+Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the number of older
+        ones dropped is counted), and a chat's trace is forgotten once its session has closed.
+Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with that iteration's
+        journal write, or on its own when there is none (the journal is off); nobody waits for
+        it, since a trace explains decisions and is not one. It is kept for the configured number
+        of days: a missed chat can be explained a week later. A chat restored after a restart
+        starts its trace again with a `restored` step; a crash loses the steps of live chats.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+import trio
+
+from ...model.trace import Candidate, RoutingTrace, TraceStep
+from ...store import traces as trace_rows
+from .state import AgentState, Chat, RouterState
+
+
+class Recorder(RouterState):
+    """Keep each live chat's routing steps, and hand finished chats' traces to the store."""
+
+    def __init__(self, *, trace_steps: int = 200, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._trace_steps = max(1, trace_steps)
+        self._traces: dict[str, deque[TraceStep]] = {}
+        self._trace_dropped: dict[str, int] = {}
+        self._trace_rows: dict[str, trace_rows.TraceRow] = {}  # to write with the next batch
+        self._born = trio.current_time()  # an agent that never freed a slot is idle since then
+
+    def _step(
+        self,
+        chat: Chat,
+        kind: str,
+        detail: str = "",
+        candidates: Iterable[Candidate] = (),
+    ) -> None:
+        steps = self._traces.get(chat.id)
+        if steps is None:
+            steps = self._traces[chat.id] = deque(maxlen=self._trace_steps)
+        if len(steps) == steps.maxlen:
+            self._trace_dropped[chat.id] = self._trace_dropped.get(chat.id, 0) + 1
+        steps.append(
+            TraceStep(
+                at=self._wall(),
+                kind=kind,
+                department=chat.department,
+                detail=detail,
+                candidates=tuple(candidates),
+            )
+        )
+
+    def _candidate(
+        self, agent: AgentState, verdict: str, reason: str, detail: str = ""
+    ) -> Candidate:
+        return Candidate(
+            agent=agent.id,
+            verdict=verdict,
+            reason=reason,
+            load=agent.load,
+            capacity=agent.capacity,
+            idle=round(max(0.0, trio.current_time() - max(agent.idle_since, self._born)), 3),
+            detail=detail,
+        )
+
+    def _trace_finished(self, chat: Chat) -> None:
+        """The chat ended: its trace is written with this iteration's journal write."""
+        steps = self._traces.get(chat.id, ())
+        self._trace_rows[chat.id] = (
+            chat.id,
+            chat.department,
+            self._wall(),
+            trace_rows.dumps(tuple(steps), self._trace_dropped.get(chat.id, 0)),
+        )
+        self._touches += 1
+
+    def _forget_trace(self, chat_id: str) -> None:
+        self._traces.pop(chat_id, None)
+        self._trace_dropped.pop(chat_id, None)
+
+    def _take_trace_rows(self) -> tuple[trace_rows.TraceRow, ...]:
+        rows, self._trace_rows = tuple(self._trace_rows.values()), {}
+        return rows
+
+    def trace_of(self, chat_id: str) -> RoutingTrace | None:
+        """A chat's steps while the router still holds them (None once forgotten)."""
+        steps = self._traces.get(chat_id)
+        if steps is None:
+            return None
+        return RoutingTrace(
+            chat_id=chat_id,
+            live=chat_id in self._chats,
+            steps=tuple(steps),
+            dropped=self._trace_dropped.get(chat_id, 0),
+        )
