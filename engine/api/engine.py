@@ -403,7 +403,7 @@ class Engine:
 
     async def rate_chat(self, chat_id: str, rating: Rating | str, comment: str = "") -> Ticket:
         """Store a visitor's rating of an ended chat, once (what a resumed visitor calls)."""
-        return await rate_chat(self.store, chat_id, rating, comment)
+        return await rate_chat(self.store, chat_id, rating, comment, at=self.now())
 
     async def rating_report(
         self, *, since: float | None = None, until: float | None = None

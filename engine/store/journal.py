@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..actors import messages as m
 from ..model.chatstate import ChatState
+from ..model.desk_events import DeskEvent
 from ..model.records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
 
 if TYPE_CHECKING:
@@ -263,7 +264,8 @@ class JournalBatch:
     `chats` are (chat id, record JSON); `graces` are (agent id, wall-clock deadline, or None when
     the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
     tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
-    opening was refused, of which nothing may be left.
+    opening was refused, of which nothing may be left; `events` are the webhook events the
+    iteration decided, queued in the outbox by the same transaction (model.desk_events).
     """
 
     chats: tuple[tuple[str, str], ...] = ()
@@ -271,6 +273,7 @@ class JournalBatch:
     presence: tuple[tuple[str, AgentStatus, bool], ...] = ()
     tickets: tuple[Ticket, ...] = ()
     forget: tuple[str, ...] = ()
+    events: tuple[DeskEvent, ...] = ()
 
 
 def write_batch(conn: Connection, batch: JournalBatch) -> None:

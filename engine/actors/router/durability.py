@@ -44,11 +44,13 @@ class Durability(RouterState):
             self._release_due()
 
     def _journal_job(self) -> journal.JournalBatch | None:
+        events = tuple(self._desk_events)  # queued by the same transaction as the records
+        self._desk_events.clear()
         if not (self._journal and (self._touched or self._touched_agents or self._forgotten)):
             self._touched.clear()  # not journaled: nothing to write for them
             self._touched_agents.clear()
             self._forgotten.clear()
-            if not (self._presence or self._failed_tickets):
+            if not (self._presence or self._failed_tickets or events):
                 return None
         chats: tuple[tuple[str, str], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
@@ -71,10 +73,15 @@ class Durability(RouterState):
         self._presence.clear()
         self._failed_tickets.clear()
         self._forgotten.clear()
-        if not (chats or graces or presence or tickets or forget):
+        if not (chats or graces or presence or tickets or forget or events):
             return None
         return journal.JournalBatch(
-            chats=chats, graces=graces, presence=presence, tickets=tickets, forget=forget
+            chats=chats,
+            graces=graces,
+            presence=presence,
+            tickets=tickets,
+            forget=forget,
+            events=events,
         )
 
     def _release_due(self) -> None:
@@ -98,6 +105,7 @@ class Durability(RouterState):
         u.presence.update(agent_id for agent_id, _, _ in job.presence)
         u.tickets.update((t.chat_id, t) for t in job.tickets)
         u.forgotten.update(job.forget)
+        u.events.extend(job.events)  # batches are released in order: so are their events
         if ("retry", "") not in self._timers:
             self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
@@ -108,6 +116,9 @@ class Durability(RouterState):
         self._touched_agents |= u.agents
         self._presence |= u.presence
         self._forgotten |= u.forgotten
+        # Ahead of the events decided since. One case can still reorder a chat's events: a
+        # write that fails while the next one, already handed over, commits.
+        self._desk_events[:0] = u.events
         for chat_id, ticket in u.tickets.items():
             self._failed_tickets.setdefault(chat_id, ticket)
 
