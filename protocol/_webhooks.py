@@ -49,6 +49,7 @@ __all__ = ["Deliverer", "DeliveryPolicy", "backoff", "sign", "verify"]
 log = structlog.get_logger("helpline.webhooks")
 
 USER_AGENT: Final = "helpline-webhooks/1"
+_JITTER: Final = random.Random()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,9 +66,8 @@ class DeliveryPolicy:
 
 def backoff(attempts: int, policy: DeliveryPolicy, rng: random.Random | None = None) -> float:
     """Seconds to wait after the ``attempts``-th failed attempt (Rule 3)."""
-    ceiling = min(policy.max_delay, policy.base_delay * 2 ** max(attempts - 1, 0))
-    jitter: float = (rng or random).uniform(0, ceiling / 2)
-    return ceiling / 2 + jitter
+    ceiling = min(policy.max_delay, policy.base_delay * 2.0 ** max(attempts - 1, 0))
+    return ceiling / 2 + (rng or _JITTER).uniform(0, ceiling / 2)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
