@@ -34,6 +34,7 @@ from engine import Agent, CannedMessage, Department, EngineError, RoutingMode
 from ._auth import authenticate, issue_token, subject
 from ._frames import Request, Role
 from ._tickets import TicketDesk
+from ._webhook_admin import webhook_handlers
 from ._wire import (
     Fields,
     agent_record,
@@ -105,6 +106,7 @@ class AdminRole:
             "canned_edit": self._canned_edit,
             "canned_delete": self._canned_delete,
             "canned_list": self._canned_list,
+            **webhook_handlers(conn),
         }
 
     def start(self) -> None:

@@ -41,10 +41,10 @@ import httpx
 import structlog
 import trio
 
-from engine import Store, StoreError
+from engine import Engine, Store, StoreError
 from engine.model.desk_events import Delivery, DeliveryState
 
-__all__ = ["Deliverer", "DeliveryPolicy", "backoff", "sign", "verify"]
+__all__ = ["Deliverer", "DeliveryPolicy", "backoff", "run_deliverer", "sign", "verify"]
 
 log = structlog.get_logger("helpline.webhooks")
 
@@ -62,6 +62,14 @@ class DeliveryPolicy:
     max_delay: float = 600.0  # the backoff stops growing here
     max_age: float = 86_400.0  # seconds after queueing when a delivery is given up
     poll_interval: float = 1.0  # seconds between two looks at the outbox
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "base_delay", "max_delay", "max_age", "poll_interval"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < float("inf")):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if self.parallel < 1:
+            raise ValueError(f"parallel must be at least 1, not {self.parallel}")
 
 
 def backoff(attempts: int, policy: DeliveryPolicy, rng: random.Random | None = None) -> float:
@@ -200,3 +208,17 @@ class Deliverer:
             state=state.value,
             error=error,
         )
+
+
+async def run_deliverer(
+    engine: Engine,
+    policy: DeliveryPolicy,
+    *,
+    task_status: trio.TaskStatus[trio.CancelScope] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Deliver ``engine``'s outbox until the scope handed to ``task_status`` is cancelled."""
+    with trio.CancelScope() as scope:
+        async with httpx.AsyncClient(follow_redirects=False) as client:
+            deliverer = Deliverer(engine.store, client, now=engine.now, policy=policy)
+            task_status.started(scope)
+            await deliverer.run()

@@ -28,6 +28,7 @@ import trio
 from trio.testing import MockClock
 
 from engine import Agent, Department, Engine, EngineConfig, Visitor
+from engine.model.desk_events import Webhook
 from protocol import Client, ClientError, ServerSettings
 from protocol._frames import REQUESTS
 
@@ -109,6 +110,11 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "canned_add", "own", "forbidden"),
     ("agent", "canned_edit", "own", "forbidden"),
     ("agent", "canned_delete", "own", "forbidden"),
+    ("agent", "webhook_add", "-", "forbidden"),
+    ("agent", "webhook_list", "-", "forbidden"),
+    ("agent", "webhook_remove", "-", "forbidden"),
+    ("agent", "webhook_failures", "-", "forbidden"),
+    ("agent", "webhook_replay", "-", "forbidden"),
     # An admin: every department, and no chats.
     ("admin", "tickets (department)", "own", "ok"),
     ("admin", "tickets (department)", "other", "ok"),
@@ -134,6 +140,11 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "token_issue", "-", "ok"),
     ("admin", "rating_report", "-", "ok"),
     ("admin", "available_agents", "other", "ok"),
+    ("admin", "webhook_add", "-", "ok"),
+    ("admin", "webhook_list", "-", "ok"),
+    ("admin", "webhook_remove", "-", "ok"),
+    ("admin", "webhook_failures", "-", "ok"),
+    ("admin", "webhook_replay", "-", "ok"),
     ("admin", "open_chat", "-", "forbidden"),
     ("admin", "send", "own", "forbidden"),
     ("admin", "accept", "own", "forbidden"),
@@ -272,6 +283,12 @@ async def _open_chat(desk: Desk, whose: str, me: Client) -> Reply:
     return await me.request("open_chat", department="sales", name="Ny", question="new")
 
 
+async def _webhook_remove(desk: Desk, whose: str, me: Client) -> Reply:
+    hook = Webhook(id="old", url="https://crm.example.com/old", secret="0123456789abcdef")
+    await desk.gw.engine.store.save_webhook(hook)
+    return await me.request("webhook_remove", id="old")
+
+
 STEPS: dict[str, Step] = {
     "open_chat": _open_chat,
     "send": lambda d, w, me: me.request("send", chat_id=d.chats[w], text="hello"),
@@ -326,6 +343,13 @@ STEPS: dict[str, Step] = {
     ),
     "canned_edit": lambda d, w, me: me.request("canned_edit", id=d.canned[w], text="changed"),
     "canned_delete": lambda d, w, me: me.request("canned_delete", id=d.canned[w]),
+    "webhook_add": lambda d, w, me: me.request(
+        "webhook_add", url="https://crm.example.com/hook", secret="0123456789abcdef", id="crm"
+    ),
+    "webhook_list": lambda d, w, me: me.request("webhook_list"),
+    "webhook_remove": _webhook_remove,
+    "webhook_failures": lambda d, w, me: me.request("webhook_failures"),
+    "webhook_replay": lambda d, w, me: me.request("webhook_replay"),
 }
 
 

@@ -142,6 +142,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "canned_delete": {"id": "cm-3"},
     "canned_list": {"department": "sales", "category": "general"},
+    "webhook_add": {
+        "url": "https://crm.example.com/hook",
+        "secret": "0123456789abcdef",
+        "events": ["chat.ended"],
+        "department": "sales",
+        "id": "crm",
+    },
+    "webhook_list": {},
+    "webhook_remove": {"id": "crm"},
+    "webhook_failures": {"webhook_id": "crm", "limit": 10},
+    "webhook_replay": {"webhook_id": "crm", "delivery_ids": ["d1"]},
 }
 
 
