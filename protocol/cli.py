@@ -63,6 +63,7 @@ from engine import (
 
 from ._auth import ADMIN_NAME, issue_token
 from ._cli_store import add_store_commands, add_store_option, file_of
+from ._cli_webhooks import add_webhook_commands
 from ._daemon import (
     LOG_FORMATS,
     NEW_TOKEN_HINT,
@@ -440,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     _existing_db_option(ratings)
     ratings.set_defaults(run=_ratings)
     add_store_commands(commands, _db_option)
+    add_webhook_commands(commands, _existing_db_option, _with_store)
     return parser
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
-from engine import Rating, Store, StoreError, open_store
+from engine import Rating, Store, StoreError, copy_store, open_store
 from engine.model.desk_events import (
     DeliveryState,
     DeskEvent,
@@ -188,3 +189,16 @@ class TestDue:
             again.state,
         )
         assert [] == await store.outbox_failures()
+
+
+class TestCopy:
+    async def test_webhooks_and_outbox_are_copied(self, store: Store, tmp_path: Path) -> None:
+        """`store copy` takes the webhooks and the outbox along, ids and all."""
+        await store.enqueue_events([event(DeskEventKind.CHAT_ENDED, "c1", 1.0)])
+        async with open_store(tmp_path / "copy.db") as target:
+            report = await copy_store(store, target, target_is_postgres=False)
+            assert report.matches
+            assert (2, 2) == (report.target["webhooks"], report.target["webhook_outbox"])
+            assert [d.delivery_id for d in await store.outbox_due(10.0)] == [
+                d.delivery_id for d in await target.outbox_due(10.0)
+            ]

@@ -2,8 +2,9 @@
 
 Every table the contract's data lives in is copied row for row, in an order that satisfies the
 foreign keys: departments, agents, tokens, canned messages, tickets (with their ids, agents and
-ratings) and the journal of the chats that are still open. Ids are kept, so a ticket keeps its
-number; on PostgreSQL the ticket id sequence is moved past the highest id copied. Rows go over in
+ratings), the journal of the chats that are still open, and the webhooks with their outbox. Ids
+are kept, so a ticket keeps its number; on PostgreSQL the id sequences of tickets and of the
+outbox are moved past the highest id copied. Rows go over in
 pages of ``PAGE`` rows, one transaction per page, through the contract's ``read`` and ``write``
 (the SQL is the stores' common dialect).
 
@@ -45,6 +46,12 @@ TABLES: Final = (
     ("live_chats", "chat_id, record"),
     ("live_entries", "chat_id, seq, at, kind, author, text, client_msg_id"),
     ("live_agents", "agent_id, grace_until"),
+    ("webhooks", "id, url, secret, department, events, created_at"),
+    (
+        "webhook_outbox",
+        "id, delivery_id, webhook_id, chat_id, kind, body, queued_at, attempts, next_attempt,"
+        " state, last_error, done_at",
+    ),
 )
 
 _ORDER: Final = {  # a stable order to page by: each table's primary key
@@ -60,6 +67,8 @@ _ORDER: Final = {  # a stable order to page by: each table's primary key
     "live_chats": "chat_id",
     "live_entries": "chat_id, seq",
     "live_agents": "agent_id",
+    "webhooks": "id",
+    "webhook_outbox": "id",
 }
 
 
@@ -109,6 +118,18 @@ def _page_writer(
     return write
 
 
+def _sequence_past_copied(table: str) -> Callable[[Connection], object]:
+    """Move a PostgreSQL table's id sequence past the highest id copied into it."""
+
+    def move(conn: Connection) -> object:
+        return conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+            f" (SELECT COALESCE(max(id), 0) + 1 FROM {table}), false)"
+        ).fetchone()
+
+    return move
+
+
 async def copy_store(
     source: Store,
     target: Store,
@@ -136,12 +157,8 @@ async def copy_store(
             await target.write(_page_writer(table, columns, page))
             copied += len(page)
     if target_is_postgres:
-        await target.write(
-            lambda conn: conn.execute(
-                "SELECT setval(pg_get_serial_sequence('tickets', 'id'),"
-                " (SELECT COALESCE(max(id), 0) + 1 FROM tickets), false)"
-            ).fetchone()
-        )
+        for table in ("tickets", "webhook_outbox"):
+            await target.write(_sequence_past_copied(table))
     rated = await source.read(
         lambda conn: int(
             conn.execute("SELECT count(*) FROM tickets WHERE rating IS NOT NULL").fetchone()[0]
