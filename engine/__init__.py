@@ -37,11 +37,13 @@ from .model.records import (
     TicketKind,
     Visitor,
 )
+from .model.stats import Histogram, Stats
 from .model.views import (
     AgentView,
     Availability,
     ChatSummary,
     ChatView,
+    Health,
     LiveChat,
     RouterView,
     VisitorPanel,
@@ -78,6 +80,8 @@ __all__ = [
     "Event",
     "Handoff",
     "HandoffResult",
+    "Health",
+    "Histogram",
     "LiveChat",
     "Offer",
     "OfferWithdrawn",
@@ -86,6 +90,7 @@ __all__ = [
     "RouterView",
     "RoutingMode",
     "SqliteStore",
+    "Stats",
     "StatusChanged",
     "Store",
     "StoreError",

@@ -33,6 +33,8 @@ from ._frames import (
     ServerFrame,
 )
 from ._gateway import Gateway, serve
+from ._metrics import ServerStats
+from ._metrics import render as render_metrics
 from ._settings import (
     DEFAULT_PORT,
     ConfigError,
@@ -69,6 +71,7 @@ __all__ = [
     "Role",
     "ServerFrame",
     "ServerSettings",
+    "ServerStats",
     "configure_logging",
     "connect",
     "connect_stream",
@@ -80,6 +83,7 @@ __all__ = [
     "encode_reply_ok",
     "encode_request",
     "load_config",
+    "render_metrics",
     "run_daemon",
     "serve",
 ]

@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import structlog
 import trio
 
-from engine import EngineError, Event, StoreError
+from engine import ChatMessage, EngineError, Event, StoreError
 
 from ._admin import open_admin
 from ._agent import open_agent
@@ -116,6 +116,7 @@ class Connection:
         self.engine = gateway.engine
         self.settings = gateway.settings
         self.registry = gateway.registry
+        self._stats = gateway.stats
         self.ws = ws
         self.role: Role | None = None
         self.peer = peer  # "host:port" of the remote end (or what the stream knows of it)
@@ -149,6 +150,8 @@ class Connection:
         """Queue the wire event for one engine event."""
         name, fields = wire_event(event, self.gateway.name_of)
         self.put(encode_event(name, **fields))
+        if self.role is Role.AGENT and isinstance(event, ChatMessage) and event.author == "visitor":
+            self._stats.delivery.observe(max(0.0, self.engine.now() - event.at))
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a task for this connection; it is cancelled when the connection closes."""
@@ -161,6 +164,7 @@ class Connection:
             return
         self._closing = True
         self.close_code, self.close_reason = code, reason
+        self._stats.closes[code] += 1
         if flush:
             try:
                 self._send.send_nowait(_FLUSH)
@@ -316,6 +320,7 @@ class Connection:
 
     def _refuse(self, error: ProtocolError) -> None:
         self.log.info("frame_refused", code=error.code, ref=error.ref)
+        self._stats.errors[error.code] += 1
         self.put(encode_error(error))
         if error.ref is None:
             code = 1009 if error.code == "frame_too_large" else 1008
@@ -328,6 +333,7 @@ class Connection:
         if code not in ERROR_CODES:
             message = f"{code}: {message}"
             code = "internal"
+        self._stats.errors[code] += 1
         self.put(encode_reply_error(ref, code, message))
 
     async def _dispatch(self, request: Request, handler: RoleHandler) -> None:

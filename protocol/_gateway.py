@@ -45,6 +45,7 @@ from engine import Engine
 
 from ._connection import Connection
 from ._http import DEFAULT_WEB_DIR, Routes, default_routes, web_dir_missing
+from ._metrics import ServerStats, metrics_route
 from ._registry import Registry
 from ._settings import ServerSettings
 from ._transport import Transport
@@ -71,6 +72,9 @@ class Gateway:
         self.web_dir = Path(self.settings.web_dir) if self.settings.web_dir else DEFAULT_WEB_DIR
         #: The plain HTTP route table; add endpoints with ``routes.add``.
         self.routes: Routes = default_routes(engine, lambda: self._stopping, self.web_dir)
+        #: What the connections count for ``/metrics`` (written from trio's thread only).
+        self.stats = ServerStats()
+        metrics_route(self.routes, engine, self.registry, self.stats)
 
     def name_of(self, agent_id: str) -> str:
         """An agent's display name, or its id once it was removed."""

@@ -40,7 +40,7 @@ from urllib.parse import unquote
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from engine import Engine, EngineError
+from engine import Engine
 
 __all__ = [
     "CSP",
@@ -72,7 +72,6 @@ NO_CACHE: Final = "no-cache"
 NO_STORE: Final = "no-store"
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
 METHODS: Final = ("GET", "HEAD")
-_LIVENESS_PROBE: Final = "\x00liveness-probe"  # an agent id no agent can have
 _TYPES: Final = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -189,30 +188,21 @@ def json_reply(code: int, **fields: object) -> HttpReply:
 # -- health ----------------------------------------------------------------------------------------
 
 
-def store_accepting(engine: Engine) -> bool:
-    """Whether the engine's store still takes writes.
-
-    The engine has no public health call yet; a closed store is the one state it records, in the
-    store's ``_closed`` flag, which is read here and nowhere else.
-    """
-    return not bool(getattr(engine.store, "_closed", False))
-
-
 def health_routes(routes: Routes, engine: Engine, draining: Callable[[], bool]) -> None:
     """Add ``/livez`` and ``/readyz`` to ``routes``."""
 
     async def livez(request: HttpRequest) -> HttpReply:
-        try:
-            await engine.agent_view(_LIVENESS_PROBE)
-        except EngineError as exc:
-            return json_reply(503, status="down", reason=exc.code)
+        health = await engine.health()
+        if not health.router:
+            return json_reply(503, status="down", reason=health.reason)
         return json_reply(200, status="ok")
 
     async def readyz(request: HttpRequest) -> HttpReply:
         if draining():
-            return json_reply(503, status="draining")
-        if not store_accepting(engine):
-            return json_reply(503, status="store_unavailable")
+            return json_reply(503, status="draining", reason="the daemon is shutting down")
+        health = await engine.health()
+        if not health.ok:
+            return json_reply(503, status="not_ready", reason=health.reason)
         return json_reply(200, status="ready")
 
     routes.add("/livez", livez)

@@ -45,9 +45,11 @@ from ..canned.desk import CannedDesk
 from ..model.config import EngineConfig
 from ..model.errors import EngineError
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind, Visitor
-from ..model.views import AgentView, ChatView, LiveChat, RouterView
+from ..model.stats import Stats
+from ..model.views import AgentView, ChatView, Health, LiveChat, RouterView
 from ..store import journal
-from ..store.contract import Store
+from ..store.contract import Connection, Store
+from ..store.sqlite import StoreError
 from ..store.url import open_store
 from .handles import AgentConnection, VisitorChat, ask, rate_chat
 
@@ -117,12 +119,30 @@ class Engine:
         self._agent_records: dict[str, Agent] = {}
         self._department_records: dict[str, Department] = {}
         self.canned: CannedDesk
+        #: counters and histograms for operators (see engine.model.stats); read them, never write
+        self.stats = Stats()
+        store.on_commit = self._observe_commit
 
     # --- clock ----------------------------------------------------------------------------------
 
     def now(self) -> float:
         """Wall-clock seconds, advanced by trio's clock (so tests under autojump see time pass)."""
         return self._wall_origin + trio.current_time()
+
+    def _observe_commit(self, seconds: float, jobs: int) -> None:
+        self.stats.commit_seconds.observe(seconds)
+        self.stats.commit_batch.observe(jobs)
+
+    def mailbox_depths(self) -> dict[str, int]:
+        """How many messages wait in the deepest mailbox of each kind of actor, right now."""
+        depth = {"router": self._router_send.statistics().current_buffer_used}
+        for kind, boxes in (
+            ("session", self._sessions.values()),
+            ("agent", self._agent_inboxes.values()),
+            ("department", self._dept_inboxes.values()),
+        ):
+            depth[kind] = max((b.statistics().current_buffer_used for b in boxes), default=0)
+        return depth
 
     # --- life -----------------------------------------------------------------------------------
 
@@ -145,6 +165,7 @@ class Engine:
             visitor_grace=config.visitor_grace,
             agent_grace=config.agent_grace,
             journal=config.journal,
+            stats=self.stats,
         )
         self._router = router
         departments = await store.departments()
@@ -370,6 +391,28 @@ class Engine:
         )
         return view
 
+    async def health(self) -> Health:
+        """Ask the router a question and commit an empty write, each within the ask timeout.
+
+        For readiness checks: a router that cannot answer (stalled, or its mailbox full) or a
+        store that cannot take a write (locked, full disk, gone) makes the engine unfit to serve.
+        """
+        router = store = False
+        timeout = self.config.ask_timeout
+        with trio.move_on_after(timeout):
+            try:
+                await ask(self._router_send, lambda r: m.Inspect(reply=r, agent_id=_PROBE), timeout)
+                router = True
+            except EngineError:
+                pass
+        with trio.move_on_after(timeout):
+            try:
+                await self.store.write(_nothing)
+                store = True
+            except StoreError:
+                pass
+        return Health(router=router, store=store)
+
     async def inspect(self) -> RouterView:
         """A consistent picture of ownership, capacity, offers and queues."""
         view: RouterView = await self._ask_router(lambda r: m.Inspect(reply=r))
@@ -427,6 +470,13 @@ class Engine:
 
     async def _ask_router(self, build: Callable[[m.Reply], m.ToRouter]) -> Any:
         return await ask(self._router_send, build, self.config.ask_timeout)
+
+
+_PROBE = "\x00health"  # an agent id no agent can have: the router answers None, cheaply
+
+
+def _nothing(conn: Connection) -> None:
+    """A write that changes nothing: it still takes the write lock and commits."""
 
 
 def _with_presence(agent: Agent, stored: Agent) -> Agent:

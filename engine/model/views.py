@@ -51,6 +51,25 @@ class AgentView:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Health:
+    """Whether the engine can serve: its router answers, and its store commits a write."""
+
+    router: bool
+    store: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.router and self.store
+
+    @property
+    def reason(self) -> str:
+        """What is wrong, for a health check's answer ("" when nothing is)."""
+        if not self.router:
+            return "router_stalled"
+        return "" if self.store else "store_unavailable"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RouterView:
     """Ownership, capacity, offers and queues at one instant."""
 

@@ -82,6 +82,9 @@ class Store(Protocol):
     #: opening it applied migrations).
     schema_version: int
     migrated_from: int
+    #: Called in the trio thread after each group commit with (seconds it took, writes it
+    #: carried), for metrics; None by default. It must not block.
+    on_commit: Callable[[float, int], None] | None
 
     # -- generic --------------------------------------------------------------------------------
 

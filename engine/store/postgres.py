@@ -44,6 +44,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -213,6 +214,8 @@ class PostgresStore(StoreQueries):
         self.batch_max = batch_max
         #: Transactions the writer thread has run, and jobs it has run: a debugging aid.
         self.batch_count = 0
+        #: Called in the trio thread after each group commit with (seconds, jobs): for metrics.
+        self.on_commit: Callable[[float, int], None] | None = None
         self.job_count = 0
         self.line_queue = LineQueue()
         self.hold = ClockHold()
@@ -292,7 +295,9 @@ class PostgresStore(StoreQueries):
         except Exception:
             _log.exception("store_callback_failed")
 
-    def _deliver(self, jobs: list[_Job], outcomes: list[_Outcome]) -> None:
+    def _deliver(self, jobs: list[_Job], outcomes: list[_Outcome], seconds: float) -> None:
+        if self.on_commit is not None:
+            self.on_commit(seconds, len(jobs))
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
             self._slots.release()
             try:
@@ -336,11 +341,13 @@ class PostgresStore(StoreQueries):
                         stopping = True
                         break
                     batch.append(job)
+                started = time.perf_counter()
                 outcomes = self._run(batch)
+                seconds = time.perf_counter() - started
                 self.batch_count += 1
                 self.job_count += len(batch)
                 try:
-                    self._token.run_sync_soon(self._deliver, batch, outcomes)
+                    self._token.run_sync_soon(self._deliver, batch, outcomes, seconds)
                 except trio.RunFinishedError:
                     _log.error("store_results_dropped", jobs=len(batch))
         finally:

@@ -59,6 +59,7 @@ import queue
 import sqlite3
 import stat
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
@@ -308,6 +309,8 @@ class Database:
         #: Transactions the writer thread has run, and jobs it has run: a debugging aid.
         self.batch_count = 0
         self.job_count = 0
+        #: Called in the trio thread after each group commit with (seconds, jobs): for metrics.
+        self.on_commit: Callable[[float, int], None] | None = None
         self._conn = conn
         self._busy_timeout = busy_timeout
         self._token = trio.lowlevel.current_trio_token()
@@ -384,8 +387,10 @@ class Database:
         except Exception:
             _log.exception("store_callback_failed")
 
-    def _deliver(self, jobs: list[_Job], outcomes: list[_Outcome]) -> None:
+    def _deliver(self, jobs: list[_Job], outcomes: list[_Outcome], seconds: float) -> None:
         """In the trio thread: free the slots and call back, one job after another."""
+        if self.on_commit is not None:
+            self.on_commit(seconds, len(jobs))
         for job, (ok, value) in zip(jobs, outcomes, strict=True):
             self._slots.release()
             try:
@@ -411,11 +416,13 @@ class Database:
                         stopping = True
                         break
                     batch.append(job)
+                started = time.perf_counter()
                 outcomes = run_batch(conn, batch)
+                seconds = time.perf_counter() - started
                 self.batch_count += 1
                 self.job_count += len(batch)
                 try:
-                    self._token.run_sync_soon(self._deliver, batch, outcomes)
+                    self._token.run_sync_soon(self._deliver, batch, outcomes, seconds)
                 except trio.RunFinishedError:
                     _log.error("store_results_dropped", jobs=len(batch))
         finally:

@@ -49,6 +49,7 @@ class Endings(Queues):
             agent.idle_since = now
             self._dirty.update(agent.departments)
         chat.state = check(chat.state, ChatState.CLOSING)
+        self.stats.tickets[kind.value] += 1
         log.info(
             "chat_finished",
             chat_id=chat.id,

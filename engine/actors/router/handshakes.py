@@ -57,6 +57,8 @@ class Handshakes(Routing):
             self._timers.cancel(("queue", chat.id))
             chat.state = check(chat.state, ChatState.ACTIVE)
             chat.owner = agent.id
+            if chat.accepted_at is None:
+                self.stats.accept_wait.observe(max(0.0, now - chat.started_at))
             chat.accepted_at = chat.accepted_at or now
             self._join(chat, agent, "joined", "")
             self._emit(DeskEventKind.CHAT_ACCEPTED, chat, agent=agent.id)
@@ -92,6 +94,7 @@ class Handshakes(Routing):
                 ),
             )
         self._push(agent, ChatAssigned(chat_id=chat.id, role=role))
+        self.stats.offers["accepted"] += 1
         log.info(
             "offer_accepted",
             chat_id=chat.id,

@@ -46,6 +46,7 @@ class Router(Restore):
                         msg = await inbox.receive()
                     self._waiting = None
             self._release_due()
+            self.stats.loop_turns += 1
             if msg is not None:
                 mark, touches = effects.mark(), self._touches
                 handlers[type(msg)](msg)

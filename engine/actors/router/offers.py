@@ -53,6 +53,7 @@ class Offers(Inspection):
 
     def _make_offer(self, offer: PendingOffer, chat: Chat, window: float) -> None:
         offer.offered = frozenset(offer.agents)
+        self.stats.offers["made"] += len(offer.agents)
         self._offers[offer.id] = offer
         self._timers.set(("offer", offer.id), trio.current_time() + window)
         self._touch(chat)
@@ -95,6 +96,7 @@ class Offers(Inspection):
         if chat is not None:
             self._touch(chat)
         for agent_id in offer.agents - {keep}:
+            self.stats.offers["withdrawn"] += 1
             agent = self._agents[agent_id]
             agent.offers.discard(offer.id)
             self._dirty.update(agent.departments)

@@ -53,6 +53,8 @@ class Routing(Endings):
 
     def _offer_lapsed(self, offer: PendingOffer, agents: set[str], why: str) -> None:
         """Some of an offer's agents declined, timed out or went away; move on if none are left."""
+        outcome = why if why in ("declined", "expired") else "withdrawn"
+        self.stats.offers[outcome] += len(agents & offer.agents)
         for agent_id in agents:
             agent = self._agents[agent_id]
             agent.offers.discard(offer.id)

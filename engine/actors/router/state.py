@@ -29,6 +29,7 @@ from ...model.records import (
     TicketKind,
     Visitor,
 )
+from ...model.stats import Stats
 from ...store.contract import Store
 from .. import messages as m
 from ..effects import Effects
@@ -159,7 +160,10 @@ class RouterState:
         visitor_grace: float,
         agent_grace: float,
         journal: bool = True,
+        stats: Stats | None = None,
     ) -> None:
+        #: what operators count (engine.model.stats); only ever added to, never awaited
+        self.stats = stats or Stats()
         self._inbox = inbox
         self._spawn_session = spawn_session
         self._store = store
