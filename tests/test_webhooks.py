@@ -16,11 +16,13 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from engine import Engine, EngineConfig, Visitor, open_engine
+from engine import Engine, EngineConfig, EngineError, Visitor, open_engine
 from engine.model.desk_events import DeskEventKind, Webhook
+from engine.store import journal as store_journal
 from protocol._webhooks import Deliverer, DeliveryPolicy, backoff, sign, verify
 
 from .helpers import offer_for
+from .test_faults import Fault
 from .webhook_receiver import Received, receiver
 
 SECRET = "a-shared-secret-of-some-length"
@@ -222,3 +224,47 @@ class TestBackoff:
         waits = [backoff(attempts, POLICY, random.Random(seed)) for seed in range(50)]
         assert all(ceiling / 2 <= w <= ceiling for w in waits)
         assert len(set(waits)) > 1  # jitter
+
+
+async def queued(engine: Engine) -> list[tuple[str, str]]:
+    """(chat id, kind) of every outbox row, in the outbox's order."""
+    return await engine.store.read(
+        lambda conn: [tuple(r) for r in conn.execute("SELECT chat_id, kind FROM webhook_outbox")]
+    )
+
+
+class TestJournalFaults:
+    async def test_a_failed_write_keeps_its_events_for_the_retry(
+        self, engine: Engine, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
+    ) -> None:
+        """An accept whose write fails is queued once, after the opening, when the store is back."""
+        await add_hook(engine, "http://127.0.0.1:9/hook")
+        fault = Fault(monkeypatch, store_journal, "write_batch")
+        async with engine.connect_agent("ann") as ann:
+            await ann.set_status("online")
+            async with engine.open_chat(department="sales", question="q", visitor=VISITOR) as v:
+                offer = await offer_for(ann, v.chat_id)
+                fault.on = True
+                with pytest.raises(EngineError):
+                    await ann.accept(offer.offer_id)
+                await trio.sleep(3)  # the retry timer fails too
+                assert [(v.chat_id, "chat.opened")] == await queued(engine)
+                fault.on = False
+                await trio.sleep(2)
+                assert [(v.chat_id, "chat.opened"), (v.chat_id, "chat.accepted")] == await queued(
+                    engine
+                )
+
+    async def test_a_refused_chat_has_no_events(
+        self, engine: Engine, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
+    ) -> None:
+        """A chat whose opening could not be saved was never opened, for webhooks too."""
+        await add_hook(engine, "http://127.0.0.1:9/hook")
+        fault = Fault(monkeypatch, store_journal, "write_batch")
+        fault.on = True
+        with pytest.raises(EngineError):
+            async with engine.open_chat(department="sales", question="q", visitor=VISITOR):
+                pass
+        fault.on = False
+        await trio.sleep(3)
+        assert [] == await queued(engine)

@@ -3,6 +3,10 @@
 The records a handler changed are collected (`touch`), written in one job at the end of the
 iteration, and the effects the iteration held back are released once that job has committed. A
 failed write keeps what it covered and writes it again when the retry timer fires.
+
+The webhook events the iteration decided (`_emit`, model.desk_events) travel in the same job, so
+the store queues them in the transaction that commits their decisions; a failed write keeps them,
+in order, for the retry, and a refused chat's events are dropped with it (`_abandon`).
 """
 
 from __future__ import annotations
