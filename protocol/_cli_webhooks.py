@@ -74,8 +74,13 @@ def add_webhook_commands(
         description="Put failed deliveries back in line: all, one webhook's (--webhook), or the "
         "delivery ids given.",
     )
-    replay.add_argument("delivery_ids", nargs="*", metavar="DELIVERY_ID")
-    replay.add_argument("--webhook", help="only this webhook's")
+    replay.add_argument(
+        "delivery_ids",
+        nargs="*",
+        metavar="DELIVERY_ID",
+        help="a delivery to send again (as 'failures' lists it); none: every failed one",
+    )
+    replay.add_argument("--webhook", help="only this webhook's failed deliveries")
     for parser, job in (
         (add, _add),
         (listing, _list),
