@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _crash, _daemon, _durability, _inproc, _memory, _suggest
+from . import _crash, _daemon, _durability, _inproc, _memory, _replay, _socketio, _suggest
 from ._common import (
     RESULTS_DIR,
     SYNCHRONOUS,
@@ -50,6 +50,11 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
         "server RSS per connected visitor with an open chat (5,000 with --full)",
         _daemon.connections,
     ),
+    "socketio": (
+        "helpline's daemon against a python-socketio room relay on uvicorn: throughput, CPU per "
+        "message, memory per visitor (needs the bench extra)",
+        _socketio.socketio_peer,
+    ),
     "soak": (
         "a fixed rate for a set time: sent = delivered = stored in tickets",
         _daemon.soak,
@@ -65,6 +70,10 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "crash": (
         "a daemon killed with SIGKILL 20 times under load (60 with --full): losses, restart time",
         _crash.crash_bench,
+    ),
+    "replay": (
+        "seconds to replay a generated day of 10,000 chats on the virtual clock, and the speed-up",
+        _replay.replay_day,
     ),
 }
 

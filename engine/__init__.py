@@ -5,16 +5,21 @@ Import from here; the underscored modules are private.
 
 from .api.engine import Engine, open_engine
 from .api.handles import AgentConnection, VisitorChat
-from .canned.book import CannedCategory, CannedMessage, fill_placeholders, query_of
+from .api.supervision import SupervisorConnection
 from .canned.desk import CannedDesk
+from .canned.records import CannedCategory, CannedMessage
+from .canned.text import fill_placeholders, query_of
+from .model.audit import AUDIT_ACTIONS, AuditEntry
 from .model.chatstate import ChatState
 from .model.config import EngineConfig
+from .model.desk import DeskChat, DeskQueue, DeskSnapshot
 from .model.errors import EngineError
 from .model.events import (
     ChatAssigned,
     ChatEnded,
     ChatMessage,
     ChatRemoved,
+    DeskChanged,
     Event,
     HandoffResult,
     Offer,
@@ -23,6 +28,7 @@ from .model.events import (
     StatusChanged,
     SystemEvent,
     Typing,
+    WhisperMessage,
 )
 from .model.records import (
     Agent,
@@ -50,15 +56,19 @@ from .model.views import (
 )
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
-from .store.sqlite_store import MAX_PAGE, SqliteStore, StoreError
+from .store.exclusive import exclusive_use
+from .store.sqlite_store import SqliteStore, StoreError
+from .store.tickets import MAX_PAGE
 from .store.url import StoreLocation, open_store, parse_store_url
 
 __all__ = [
+    "AUDIT_ACTIONS",
     "MAX_PAGE",
     "Agent",
     "AgentConnection",
     "AgentStatus",
     "AgentView",
+    "AuditEntry",
     "Availability",
     "CannedCategory",
     "CannedDesk",
@@ -72,6 +82,10 @@ __all__ = [
     "ChatView",
     "CopyReport",
     "Department",
+    "DeskChanged",
+    "DeskChat",
+    "DeskQueue",
+    "DeskSnapshot",
     "EndReason",
     "Engine",
     "EngineConfig",
@@ -95,6 +109,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocation",
+    "SupervisorConnection",
     "SystemEvent",
     "Ticket",
     "TicketKind",
@@ -102,7 +117,9 @@ __all__ = [
     "Visitor",
     "VisitorChat",
     "VisitorPanel",
+    "WhisperMessage",
     "copy_store",
+    "exclusive_use",
     "fill_placeholders",
     "open_engine",
     "open_store",

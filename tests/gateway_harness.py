@@ -40,8 +40,8 @@ from protocol import (
     decode_server_frame,
     encode_request,
 )
-from protocol._auth import issue_token
-from protocol._frames import Role
+from protocol.server.auth import issue_token
+from protocol.wire.frames import Role
 
 HANG = 3600.0  # virtual seconds after which a waiting test gives up
 
@@ -85,6 +85,21 @@ class Harness:
     async def admin(self) -> AsyncIterator[Client]:
         token = await issue_token(self.engine.store, Role.ADMIN, "root", now=self.engine.now())
         async with self.connect(role="admin", token=token) as client:
+            yield client
+
+    @asynccontextmanager
+    async def supervisor(
+        self, name: str, *departments: str, **options: Any
+    ) -> AsyncIterator[Client]:
+        """A supervisor of ``departments`` signed in."""
+        token = await issue_token(
+            self.engine.store,
+            Role.SUPERVISOR,
+            name,
+            now=self.engine.now(),
+            departments=departments,
+        )
+        async with self.connect(role="supervisor", token=token, **options) as client:
             yield client
 
     @asynccontextmanager

@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from protocol._codec import (
+from protocol.wire.codec import (
     decode_request,
     decode_server_frame,
     encode_error,
@@ -22,14 +22,14 @@ from protocol._codec import (
     encode_reply_ok,
     encode_request,
 )
-from protocol._errors import (
+from protocol.wire.errors import (
     CLOSE_CODES,
     CODEC_ERROR_CODES,
     ERROR_CODES,
     SERVER_ERROR_CODES,
     ProtocolError,
 )
-from protocol._frames import (
+from protocol.wire.frames import (
     DEFAULT_LIMITS,
     EVENTS,
     MAX_REF,
@@ -120,7 +120,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "agent_add": {"id": "ann", "name": "Ann", "departments": ["sales", "billing"], "capacity": 3},
     "agent_remove": {"id": "ann"},
     "agent_list": {},
-    "token_issue": {"agent_id": "ann"},
+    "token_issue": {
+        "agent_id": "ann",
+        "role": "agent",
+        "name": "sue",
+        "departments": ["sales"],
+    },
+    "audit_list": {
+        "since": 1.0,
+        "until": 2.0,
+        "actor": "cli",
+        "action": "whisper",
+        "limit": 10,
+        "offset": 5,
+    },
     "rating_report": {"since": 1_700_000_000.0, "until": 1_700_086_400.0},
     "canned_category_add": {"name": "Shipping", "id": "shipping"},
     "canned_category_rename": {"id": "shipping", "name": "Shipping and returns"},
@@ -142,6 +155,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "canned_delete": {"id": "cm-3"},
     "canned_list": {"department": "sales", "category": "general"},
+    "supervise_start": {},
+    "supervise_stop": {},
+    "monitor": {"chat_id": "c-1"},
+    "unmonitor": {"chat_id": "c-1"},
+    "whisper": {"chat_id": "c-1", "text": "offer the discount"},
+    "barge": {"chat_id": "c-1"},
+    "reassign": {"chat_id": "c-1", "to_agent": "bob", "to_department": "sales", "note": "VIP"},
     "webhook_add": {
         "url": "https://crm.example.com/hook",
         "secret": "0123456789abcdef",

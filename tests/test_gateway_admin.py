@@ -8,7 +8,7 @@ from trio.testing import MockClock
 
 from engine import CannedDesk, CannedMessage, Engine
 from protocol import SERVER_FRAME_LIMITS, Client, ClientError
-from protocol._daemon import seed_canned
+from protocol.server.daemon import seed_canned
 
 from .gateway_harness import accept, open_chat, open_gateway, refused
 

@@ -19,7 +19,7 @@ from trio.testing import MockClock
 from engine import Engine, EngineConfig, EngineError, Visitor, open_engine
 from engine.model.desk_events import DeskEventKind, Webhook
 from engine.store import journal as store_journal
-from protocol._webhooks import Deliverer, DeliveryPolicy, backoff, sign, verify
+from protocol.server.webhooks import Deliverer, DeliveryPolicy, backoff, sign, verify
 
 from .helpers import offer_for
 from .test_faults import Fault

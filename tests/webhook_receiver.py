@@ -16,7 +16,7 @@ from typing import Any
 import h11
 import trio
 
-from protocol._webhooks import verify
+from protocol.server.webhooks import verify
 
 
 @dataclass

@@ -17,14 +17,14 @@ import trio
 
 from ..actors import messages as m
 from ..actors.outbox import Outlet
-from ..canned.book import CannedMessage
 from ..canned.desk import CannedDesk
+from ..canned.records import CannedMessage
 from ..model.errors import EngineError
 from ..model.events import Event
 from ..model.records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
 from ..model.views import Availability, ChatSummary, VisitorPanel
 from ..store.contract import Store
-from ..store.sqlite_store import MAX_PAGE, AlreadyRated, NotFound
+from ..store.tickets import MAX_PAGE, AlreadyRated, NotFound
 
 
 async def ask(
@@ -135,8 +135,9 @@ class VisitorChat:
             await self._tell(m.Detach(outlet=self._outlet, leaving=True))
 
     async def rate(self, rating: Rating | str, comment: str = "") -> Ticket:
-        """Rate the chat once it has ended (good, neutral or bad, with an optional comment)."""
-        return await rate_chat(self._store, self.chat_id, rating, comment)
+        """Rate the chat once it has ended (good, neutral or bad, with an optional comment);
+        returns the ticket as the visitor may see it (`Ticket.for_visitor`)."""
+        return (await rate_chat(self._store, self.chat_id, rating, comment)).for_visitor()
 
     async def _attach(self, last_seq: int) -> int:
         seq: int = await self._ask(

@@ -6,8 +6,14 @@ epoch (float) so that they survive a restart and mean the same thing in every pr
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
+
+WHISPER: Final = "whisper"
+"""The kind of a transcript line that is a supervisor's note to the agents (internal)."""
 
 
 class RoutingMode(enum.StrEnum):
@@ -106,7 +112,7 @@ class Entry:
 
     seq: int
     at: float
-    kind: str  # "message" or a system event name such as "joined"
+    kind: str  # "message", "whisper" (internal), or a system event name such as "joined"
     author: str  # "visitor", an agent id, or "system"
     text: str = ""
     client_msg_id: str = ""
@@ -146,3 +152,26 @@ class Ticket:
     rating_comment: str = ""
     handled: bool = False  # a missed-chat ticket somebody followed up
     owner: str = field(default="")  # the agent holding the chat when it ended
+
+    def for_visitor(self) -> Ticket:
+        """The ticket as its visitor may see it: without whispers, and without the handoffs
+        (their notes are for agents)."""
+        return dataclasses.replace(self, entries=for_visitor(self.entries), handoffs=())
+
+
+def for_visitor(entries: Iterable[Entry]) -> tuple[Entry, ...]:
+    """The lines a visitor may see: every line but the whispers."""
+    return tuple(e for e in entries if e.kind != WHISPER)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finish:
+    """How a closing chat's one ticket is to be written (the router decides it, the session writes
+    it, the journal keeps it until then)."""
+
+    kind: TicketKind
+    reason: str
+    owner: str
+    agents: tuple[str, ...]
+    handoffs: tuple[Handoff, ...]
+    accepted_at: float | None

@@ -12,10 +12,10 @@ Rule 2. Order per chat. The rows of one (webhook, chat) go out in the outbox's o
         time: only the oldest pending row of each pair is due (``due``), so a chat's next event
         waits until the one before it is delivered or given up. Different chats, and different
         webhooks, do not wait for each other.
-Rule 3. The deliverer (protocol/_webhooks.py) records every outcome here (``mark``): delivered,
-        pending again with a later ``next_attempt``, or failed. A failed row stays, with its last
-        error, for an admin to see (``failures``) and to put back in line (``replay``), which
-        makes it pending again and restarts its retry time.
+Rule 3. The deliverer (protocol/server/webhooks.py) records every outcome here (``mark``):
+        delivered, pending again with a later ``next_attempt``, or failed. A failed row stays,
+        with its last error, for an admin to see (``failures``) and to put back in line
+        (``replay``), which makes it pending again and restarts its retry time.
 Rule 4. The outbox outlives the process: a row that was being posted when the process stopped is
         still pending, and is posted again after a restart (at least once, deduplicated by the
         receiver through its delivery id).

@@ -42,8 +42,6 @@ chat is always exactly one of live or ticketed.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import sqlite3
 import threading
@@ -59,16 +57,14 @@ from ..model.records import (
     Agent,
     AgentStatus,
     Department,
-    EndReason,
     Entry,
-    Handoff,
     Rating,
     RoutingMode,
     Ticket,
     TicketKind,
-    Visitor,
 )
 from . import journal
+from .audit import AuditQueries
 from .contract import Connection, RatingReport
 from .migrate import latest, migrate
 from .outbox import OutboxQueries, enqueue
@@ -80,107 +76,30 @@ from .sqlite import (
     StoreError,
     connect_writer,
 )
+from .tickets import (
+    AlreadyRated,
+    NotFound,
+    TicketExists,
+    check_new,
+    check_page,
+    insert_ticket,
+    one_ticket,
+    period,
+    select_tickets,
+)
 
 __all__ = [
-    "AlreadyRated",
-    "NotFound",
     "SqliteStore",
     "StoreBusy",
     "StoreClosed",
     "StoreError",
     "StoreQueries",
-    "TicketExists",
     "open_store",
 ]
 
 T = TypeVar("T")
 
 SCHEMA_VERSION: Final = latest("sqlite")
-MAX_PAGE: Final = 1000
-
-
-class TicketExists(StoreError):
-    """A ticket for that chat id is already stored."""
-
-    code = "ticket_exists"
-
-
-class NotFound(StoreError):
-    """No such ticket, department or agent."""
-
-    code = "not_found"
-
-
-class AlreadyRated(StoreError):
-    """The chat was rated before; a rating is given once."""
-
-    code = "already_rated"
-
-
-# -- tickets: rows <-> records --------------------------------------------------------------------
-
-_TICKET_COLUMNS: Final = (
-    "id, chat_id, kind, department, question, visitor_name, visitor_email, visitor_browser,"
-    " visitor_os, visitor_location, visitor_id, entries, handoffs, started_at, accepted_at,"
-    " ended_at, end_reason, rating, rating_comment, handled, owner"
-)
-
-
-def _dumps(items: Sequence[Entry] | Sequence[Handoff]) -> str:
-    return json.dumps(
-        [dataclasses.asdict(item) for item in items], separators=(",", ":"), ensure_ascii=False
-    )
-
-
-def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:
-    """Insert a ticket (with its id when it has one) and forget the chat's live rows.
-
-    ``TicketExists`` if the chat has a ticket: the schema's ``UNIQUE(chat_id)`` decides, and the
-    conflict is taken without an error, so the transaction around stays usable on both databases.
-    """
-    v = ticket.visitor
-    values = (
-        ticket.chat_id,
-        ticket.kind.value,
-        ticket.department,
-        ticket.question,
-        v.name,
-        v.email,
-        v.email.lower(),
-        v.browser,
-        v.os,
-        v.location,
-        v.visitor_id,
-        _dumps(sorted(ticket.entries, key=lambda e: e.seq)),
-        _dumps(ticket.handoffs),
-        ticket.started_at,
-        ticket.accepted_at,
-        ticket.ended_at,
-        ticket.end_reason.value,
-        None if ticket.rating is None else ticket.rating.value,
-        ticket.rating_comment,
-        int(ticket.handled),
-        ticket.owner,
-    )
-    keep_id = ticket.id is not None  # a copy keeps its ids; a new ticket gets the next one
-    row = conn.execute(
-        f"INSERT INTO tickets ({'id, ' if keep_id else ''}chat_id, kind, department, question,"
-        " visitor_name, visitor_email, visitor_email_lower, visitor_browser, visitor_os,"
-        " visitor_location, visitor_id, entries, handoffs, started_at, accepted_at, ended_at,"
-        " end_reason, rating, rating_comment, handled, owner)"
-        f" VALUES ({', '.join('?' * (len(values) + keep_id))})"
-        " ON CONFLICT (chat_id) DO NOTHING RETURNING id",
-        (ticket.id, *values) if keep_id else values,
-    ).fetchone()
-    if row is None:
-        raise TicketExists(f"a ticket for chat {ticket.chat_id!r} is already stored")
-    ticket_id = int(row[0])
-    conn.executemany(
-        "INSERT INTO ticket_agents (ticket_id, position, agent) VALUES (?, ?, ?)",
-        [(ticket_id, position, agent) for position, agent in enumerate(ticket.agents)],
-    )
-    journal.forget(conn, ticket.chat_id)  # the chat is ticketed now, no longer live
-    return dataclasses.replace(ticket, id=ticket_id)
 
 
 def store_ticket(conn: Connection, ticket: Ticket) -> Ticket:
@@ -198,101 +117,6 @@ def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
             store_ticket(conn, ticket)
         except TicketExists:
             pass  # the chat's ticket was stored after all; the failed one is not needed
-
-
-def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
-    (
-        ticket_id,
-        chat_id,
-        kind,
-        department,
-        question,
-        name,
-        email,
-        browser,
-        os_,
-        location,
-        visitor_id,
-        entries,
-        handoffs,
-        started_at,
-        accepted_at,
-        ended_at,
-        end_reason,
-        rating,
-        rating_comment,
-        handled,
-        owner,
-    ) = row
-    return Ticket(
-        id=ticket_id,
-        chat_id=chat_id,
-        kind=TicketKind(kind),
-        department=department,
-        question=question,
-        visitor=Visitor(
-            name=name,
-            email=email,
-            browser=browser,
-            os=os_,
-            location=location,
-            visitor_id=visitor_id,
-        ),
-        entries=tuple(Entry(**item) for item in json.loads(entries)),
-        agents=agents,
-        handoffs=tuple(Handoff(**item) for item in json.loads(handoffs)),
-        started_at=started_at,
-        accepted_at=accepted_at,
-        ended_at=ended_at,
-        end_reason=EndReason(end_reason),
-        rating=None if rating is None else Rating(rating),
-        rating_comment=rating_comment,
-        handled=bool(handled),
-        owner=owner,
-    )
-
-
-def _select_tickets(conn: Connection, where: str, params: Sequence[object]) -> list[Ticket]:
-    """Tickets matching ``where`` (which may end in ORDER BY / LIMIT), with their agents."""
-    rows = conn.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets {where}", params).fetchall()
-    if not rows:
-        return []
-    ids = [row[0] for row in rows]
-    agents: dict[int, list[str]] = {ticket_id: [] for ticket_id in ids}
-    marks = ", ".join("?" * len(ids))
-    for ticket_id, agent in conn.execute(
-        f"SELECT ticket_id, agent FROM ticket_agents WHERE ticket_id IN ({marks})"
-        " ORDER BY ticket_id, position",
-        ids,
-    ):
-        agents[ticket_id].append(agent)
-    return [_ticket_from_row(row, tuple(agents[row[0]])) for row in rows]
-
-
-def _one_ticket(conn: Connection, column: str, value: object) -> Ticket:
-    found = _select_tickets(conn, f"WHERE {column} = ?", (value,))
-    if not found:
-        raise NotFound(f"no ticket with {column} {value!r}")
-    return found[0]
-
-
-def _check_page(limit: int, offset: int) -> None:
-    if not 0 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be between 0 and {MAX_PAGE}, not {limit}")
-    if offset < 0:
-        raise ValueError(f"offset must not be negative, not {offset}")
-
-
-def _period(since: float | None, until: float | None) -> tuple[list[str], list[object]]:
-    clauses: list[str] = []
-    params: list[object] = []
-    if since is not None:
-        clauses.append("ended_at >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("ended_at < ?")
-        params.append(until)
-    return clauses, params
 
 
 # -- agents -------------------------------------------------------------------------------------
@@ -408,7 +232,7 @@ class _Backend(Protocol):
     ) -> None: ...
 
 
-class StoreQueries(OutboxQueries):
+class StoreQueries(AuditQueries, OutboxQueries):
     """The contract's methods (``engine.store.contract.Store``), over a backend's machinery.
 
     Mixed into ``SqliteStore`` and ``PostgresStore``, each of which provides ``write``, ``read``,
@@ -419,16 +243,16 @@ class StoreQueries(OutboxQueries):
 
     async def save_ticket(self: _Backend, ticket: Ticket) -> Ticket:
         """Store a new ticket and return it with its id; ``TicketExists`` if the chat has one."""
-        _check_new(ticket)
+        check_new(ticket)
         return await self.write(lambda conn: store_ticket(conn, ticket))
 
     async def ticket(self: _Backend, ticket_id: int) -> Ticket:
         """The ticket with that id; ``NotFound`` if there is none."""
-        return await self.read(lambda conn: _one_ticket(conn, "id", ticket_id))
+        return await self.read(lambda conn: one_ticket(conn, "id", ticket_id))
 
     async def ticket_for_chat(self: _Backend, chat_id: str) -> Ticket:
         """The ticket of that chat; ``NotFound`` if there is none."""
-        return await self.read(lambda conn: _one_ticket(conn, "chat_id", chat_id))
+        return await self.read(lambda conn: one_ticket(conn, "chat_id", chat_id))
 
     async def tickets(
         self: _Backend,
@@ -449,8 +273,8 @@ class StoreQueries(OutboxQueries):
         ``agent`` matches anyone who handled the chat; ``visitor_email`` ignores case; the period
         is ``since <= ended_at < until``. ``limit`` is at most ``MAX_PAGE``.
         """
-        _check_page(limit, offset)
-        clauses, params = _period(since, until)
+        check_page(limit, offset)
+        clauses, params = period(since, until)
         if kind is not None:
             clauses.append("kind = ?")
             params.append(kind.value)
@@ -472,14 +296,14 @@ class StoreQueries(OutboxQueries):
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         where += " ORDER BY ended_at DESC, id DESC LIMIT ? OFFSET ?"
         params += [limit, offset]
-        return await self.read(lambda conn: _select_tickets(conn, where, params))
+        return await self.read(lambda conn: select_tickets(conn, where, params))
 
     async def mark_handled(self: _Backend, ticket_id: int) -> Ticket:
         """Mark a ticket as followed up (idempotent) and return it; ``NotFound`` if none."""
 
         def mark(conn: Connection) -> Ticket:
             conn.execute("UPDATE tickets SET handled = 1 WHERE id = ?", (ticket_id,))
-            return _one_ticket(conn, "id", ticket_id)
+            return one_ticket(conn, "id", ticket_id)
 
         return await self.write(mark)
 
@@ -498,7 +322,7 @@ class StoreQueries(OutboxQueries):
                 " WHERE chat_id = ? AND rating IS NULL",
                 (rating.value, comment, chat_id),
             )
-            ticket = _one_ticket(conn, "chat_id", chat_id)
+            ticket = one_ticket(conn, "chat_id", chat_id)
             if cursor.rowcount == 0:
                 raise AlreadyRated(f"chat {chat_id!r} was already rated")
             enqueue(conn, (rating_event(ticket, when),))
@@ -514,7 +338,7 @@ class StoreQueries(OutboxQueries):
         Only rated tickets that ended in ``since <= ended_at < until`` count; a ticket counts for
         its ``owner`` (if any) and for its department.
         """
-        clauses, params = _period(since, until)
+        clauses, params = period(since, until)
         where = " AND ".join(["rating IS NOT NULL", *clauses])
 
         def report(conn: Connection) -> RatingReport:
@@ -610,9 +434,16 @@ class StoreQueries(OutboxQueries):
     # -- access tokens (hashes only) ----------------------------------------------------------
 
     async def save_token(
-        self: _Backend, *, token_hash: str, role: str, subject: str, created_at: float
+        self: _Backend,
+        *,
+        token_hash: str,
+        role: str,
+        subject: str,
+        created_at: float,
+        departments: Sequence[str] = (),
     ) -> None:
-        """Store a token's hash with its role and subject; ``StoreError`` if the hash exists."""
+        """Store a token's hash with its role, subject and departments (a supervisor's scope);
+        ``StoreError`` if the hash exists."""
 
         def insert(conn: Connection) -> None:
             cursor = conn.execute(
@@ -622,8 +453,24 @@ class StoreQueries(OutboxQueries):
             )
             if cursor.rowcount == 0:
                 raise StoreError("that token is already stored", code="token_exists")
+            conn.executemany(
+                "INSERT INTO token_departments (token_hash, department) VALUES (?, ?)",
+                [(token_hash, d) for d in dict.fromkeys(departments)],
+            )
 
         await self.write(insert)
+
+    async def token_departments(self: _Backend, token_hash: str) -> tuple[str, ...]:
+        """The departments stored with the token with that hash, by id (none: empty)."""
+
+        def select(conn: Connection) -> tuple[str, ...]:
+            rows = conn.execute(
+                "SELECT department FROM token_departments WHERE token_hash = ? ORDER BY department",
+                (token_hash,),
+            )
+            return tuple(row[0] for row in rows)
+
+        return await self.read(select)
 
     async def token(self: _Backend, token_hash: str) -> tuple[str, str] | None:
         """``(role, subject)`` of the token with that hash, or None."""
@@ -670,11 +517,6 @@ class StoreQueries(OutboxQueries):
             return int(version)
 
         return await self.read(read)
-
-
-def _check_new(ticket: Ticket) -> None:
-    if ticket.id is not None:
-        raise ValueError(f"ticket {ticket.id} was stored already; the store assigns ids")
 
 
 class SqliteStore(StoreQueries, Database):

@@ -1,0 +1,410 @@
+"""One WebSocket connection: hello, requests, replies, events, heartbeat and closing.
+
+Theory of operation
+-------------------
+A connection is three tasks around one bounded queue of outgoing frames:
+
+- the **reader** takes WebSocket messages one at a time, decodes each with the codec, and handles
+  it to the end (a request's reply is queued before the next message is read, so one client's
+  requests never run concurrently and a client cannot make the server hold more than one
+  request of its own). It reads nothing more while the queue is more than half full: a client
+  that pipelines requests faster than it reads the replies is slowed down (TCP backpressure),
+  not dropped;
+- the **writer** sends the frames: it takes everything queued (without waiting for more) and
+  writes the batch with one write;
+- the **heartbeat** pings every ``heartbeat_interval`` and closes with 4001 when a pong does not
+  come back within ``heartbeat_timeout``.
+
+Role handlers (``roles/visitor.py``, ``roles/agent.py``, ``roles/admin.py``) add one more task
+per engine handle that moves the handle's events onto the queue (a "pump").
+
+Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
+``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
+replies to half of it, so what fills it is events): the connection is closed with 4000 at once
+and the engine's disconnect grace takes over. The engine's own outlet behind a
+pump therefore never fills (the pump drains it at the speed of encoding), and one slow reader never
+slows a chat (DESIGN.md, "Fan-out never waits").
+
+Rule 2: **the first close wins.** :meth:`Connection.close` records a code and either lets the
+writer flush what is queued first (an error event, a ``shutdown`` event) or skips the queue
+(4000, 4001). The connection's main task then closes the transport, bounded by ``close_timeout``:
+once the writer's batch in flight is written it stops the tasks, writes the close frame, shuts
+the write side and drains what the client still sends (``Transport.aclose``), so the client
+reads its close code. Leaving the reader's exit stack releases the engine
+handles: a visitor's chat waits for its grace period, an agent's chats for the agent's.
+
+Rule 3: **a fault stays in its connection.** An unexpected exception in any of the tasks is
+logged, answered with ``internal`` when a request was being served, and closes this connection
+with 1011; the gateway and the other connections carry on.
+
+Refusals follow SPEC.md section 3: a frame without a readable ref gets an ``error`` event and close
+1008 (1009 for an oversized frame, which the transport refuses on its header, before the codec);
+a frame with a ref gets an error reply. Before a successful hello every refusal closes with 1008.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import structlog
+import trio
+
+from engine import ChatMessage, EngineError, Event, StoreError
+
+from ..wire.codec import (
+    decode_request,
+    encode_error,
+    encode_event,
+    encode_reply_error,
+    encode_reply_ok,
+)
+from ..wire.errors import ERROR_CODES, ProtocolError
+from ..wire.frames import PROTOCOL_VERSION, Request, Role
+from ..wire.records import Fields, wire_event
+from .roles.admin import open_admin
+from .roles.agent import open_agent
+from .roles.supervisor import open_supervisor
+from .roles.visitor import open_visitor
+from .transport import ConnectionClosed, Transport
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+__all__ = ["Connection", "RoleHandler", "TokenBucket"]
+
+log = structlog.get_logger("helpline.gateway")
+
+_FLUSH: Final = object()  # queued behind the last frame of a flushing close
+_STORE_CODES: Final = frozenset({"not_found", "already_rated"})  # passed through from the store
+_WIRE_CODES: Final = {  # the store's own codes, as the wire names them (SPEC.md section 8)
+    "store_busy": "busy",
+    "store_closed": "store_unavailable",
+    "store_failed": "store_unavailable",
+}
+
+
+class RoleHandler(Protocol):
+    """What a connection's role provides once its hello succeeded."""
+
+    def start(self) -> None:
+        """Start the role's pumps and push its first events (after the hello reply)."""
+
+    async def handle(self, request: Request) -> Fields:
+        """Serve one request; return the reply's result fields or raise an error with a code."""
+
+
+class TokenBucket:
+    """A per-connection request budget: ``burst`` at once, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token if there is one."""
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+        self._stamp = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
+
+
+class Connection:
+    """One client connection; ``run`` serves it until it closes."""
+
+    def __init__(self, gateway: Gateway, ws: Transport, peer: str) -> None:
+        self.gateway = gateway
+        self.engine = gateway.engine
+        self.settings = gateway.settings
+        self.registry = gateway.registry
+        self._stats = gateway.stats
+        self.ws = ws
+        self.role: Role | None = None
+        self.peer = peer  # "host:port" of the remote end (or what the stream knows of it)
+        self.log = log.bind(peer=peer)
+        self.stack = AsyncExitStack()  # engine handles; unwound by the reader task
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._handler: RoleHandler | None = None
+        self._send, self._recv = trio.open_memory_channel[Any](self.settings.outbound_queue)
+        self._closing = False
+        self._skip_queue = False  # a close that drops what is queued (Rule 2)
+        self._high_water = self.settings.outbound_queue // 2  # the reader pauses above it
+        self._room = trio.Event()  # set by the writer each time it takes frames off the queue
+        self._done = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self._bucket = TokenBucket(self.settings.rate, self.settings.burst, trio.current_time())
+        self._pings = 0
+
+    # -- for role handlers -------------------------------------------------------------------------
+
+    def put(self, frame: bytes) -> None:
+        """Queue one frame; a full queue closes the connection as a slow consumer (Rule 1)."""
+        if self._closing:
+            return
+        try:
+            self._send.send_nowait(frame)
+        except trio.WouldBlock:
+            self.close(4000, "events were not read fast enough", flush=False)
+
+    def put_event(self, event: Event) -> None:
+        """Queue the wire event for one engine event."""
+        name, fields = wire_event(event, self.gateway.name_of)
+        self.put(encode_event(name, **fields))
+        if self.role is Role.AGENT and isinstance(event, ChatMessage) and event.author == "visitor":
+            self._stats.delivery.observe(max(0.0, self.engine.now() - event.at))
+
+    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run a task for this connection; it is cancelled when the connection closes."""
+        assert self._nursery is not None
+        self._nursery.start_soon(self._guarded, fn, *args)
+
+    def close(self, code: int, reason: str, *, flush: bool = True) -> None:
+        """Close with ``code``: after what is queued (``flush``) or at once (Rule 2)."""
+        if self._closing:
+            return
+        self._closing = True
+        self.close_code, self.close_reason = code, reason
+        self._stats.closes[code] += 1
+        if flush:
+            try:
+                self._send.send_nowait(_FLUSH)
+                return
+            except trio.WouldBlock:
+                pass
+        self._skip_queue = True
+        self._done.set()
+
+    def shutdown(self, reason: str) -> None:
+        """The server is stopping: a ``shutdown`` event, then close 1001."""
+        self.put(encode_event("shutdown", reason=reason))
+        self.close(1001, reason)
+
+    # -- the connection's life ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve the connection until it is closed, by either side."""
+        self.registry.connections.add(self)
+        self.log.debug("connection_opened")
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(self._serve)
+                await self._done.wait()
+                with trio.move_on_after(self.settings.close_timeout):
+                    await self.ws.aclose(
+                        self.close_code,
+                        self.close_reason,
+                        stop=self._stop_tasks,
+                        drain_bytes=self.settings.close_drain_bytes,
+                    )
+                nursery.cancel_scope.cancel()
+        finally:
+            self.registry.connections.discard(self)
+            if self.close_code is None and self.ws.closed is not None:
+                self.close_code = self.ws.closed.code
+            self.log.info("connection_closed", code=self.close_code, reason=self.close_reason)
+
+    async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._guarded, self._writer)
+            nursery.start_soon(self._guarded, self._heartbeat)
+            nursery.start_soon(self._guarded, self._reader)
+            task_status.started()
+
+    def _stop_tasks(self) -> None:
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _guarded(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Rule 3: a fault in one task closes this connection with 1011, and nothing else."""
+        try:
+            await fn(*args)
+        except Exception:
+            self.log.exception("connection_fault")
+            self.close(1011, "internal server error", flush=False)
+
+    def _peer_closed(self) -> None:
+        if not self._closing:
+            self._closing = True
+            closed = self.ws.closed
+            self.close_code = None if closed is None else closed.code
+            self.close_reason = "" if closed is None else closed.reason
+        self._done.set()
+
+    async def _writer(self) -> None:
+        async with self._recv:
+            while True:
+                batch = [await self._recv.receive()]
+                while True:
+                    try:
+                        batch.append(self._recv.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                self._room.set()
+                if self._skip_queue:
+                    return
+                flush = _FLUSH in batch
+                if flush:
+                    batch = batch[: batch.index(_FLUSH)]
+                try:
+                    await self.ws.send(batch)
+                except ConnectionClosed:
+                    self._peer_closed()
+                    return
+                if flush:
+                    self._done.set()
+                    return
+
+    async def _heartbeat(self) -> None:
+        settings = self.settings
+        while True:
+            await trio.sleep(settings.heartbeat_interval)
+            self._pings += 1
+            with trio.move_on_after(settings.heartbeat_timeout) as scope:
+                try:
+                    await self.ws.ping(struct.pack("!Q", self._pings))
+                except ConnectionClosed:
+                    return
+            if scope.cancelled_caught:
+                self.log.warning("heartbeat_timeout")
+                self.close(4001, "no pong in time", flush=False)
+                return
+
+    async def _receive(self) -> bytes | str | None:
+        while self._send.statistics().current_buffer_used > self._high_water:
+            self._room = trio.Event()
+            await self._room.wait()
+        try:
+            return await self.ws.receive()
+        except ConnectionClosed:
+            self._peer_closed()
+            return None
+
+    async def _reader(self) -> None:
+        async with self.stack:
+            message: bytes | str | None = None
+            with trio.move_on_after(self.settings.hello_timeout):
+                message = await self._receive()
+            if message is None:
+                if not self._closing:
+                    self.close(1008, "no hello in time")
+                return
+            while message is not None and not self._closing:
+                await self._frame(message)
+                if self._closing:
+                    return
+                message = await self._receive()
+
+    # -- one frame ---------------------------------------------------------------------------------
+
+    async def _frame(self, message: bytes | str) -> None:
+        if isinstance(message, str):
+            self._refuse(ProtocolError("malformed", "a frame is a binary message, not text"))
+            return
+        try:
+            request = decode_request(message, role=self.role)
+        except ProtocolError as exc:
+            self._refuse(exc)
+            return
+        if not self._bucket.take(trio.current_time()):
+            self._reply_error(request.ref, "rate_limited", "too many requests; slow down")
+            return
+        if self._handler is None:
+            await self._hello(request)
+        elif request.type == "hello":
+            self._reply_error(request.ref, "invalid_state", "this connection said hello already")
+        elif request.type == "ping":
+            self.put(encode_reply_ok(request.ref, at=self.engine.now()))
+        else:
+            await self._dispatch(request, self._handler)
+
+    def _refuse(self, error: ProtocolError) -> None:
+        self.log.info("frame_refused", code=error.code, ref=error.ref)
+        self._stats.errors[error.code] += 1
+        self.put(encode_error(error))
+        if error.ref is None:
+            code = 1009 if error.code == "frame_too_large" else 1008
+            self.close(code, error.code)
+        elif self._handler is None:
+            self.close(1008, "hello failed")
+
+    def _reply_error(self, ref: int, code: str, message: str) -> None:
+        code = _WIRE_CODES.get(code, code)
+        if code not in ERROR_CODES:
+            message = f"{code}: {message}"
+            code = "internal"
+        self._stats.errors[code] += 1
+        self.put(encode_reply_error(ref, code, message))
+
+    async def _dispatch(self, request: Request, handler: RoleHandler) -> None:
+        chat_id = request.fields.get("chat_id")
+        self.log.debug("request", type=request.type, ref=request.ref, chat_id=chat_id)
+        try:
+            result = await handler.handle(request)
+        except (EngineError, ProtocolError, StoreError) as exc:
+            code = exc.code
+            if isinstance(exc, StoreError) and code not in _STORE_CODES:
+                code = "store_unavailable"
+            self.log.info(
+                "request_refused", type=request.type, ref=request.ref, chat_id=chat_id, code=code
+            )
+            self._reply_error(request.ref, code, exc.message)
+        except Exception:
+            self.log.exception("request_failed", type=request.type, ref=request.ref)
+            self._reply_error(request.ref, "internal", "the server failed to serve this request")
+            self.close(1011, "internal server error")
+        else:
+            self.put(encode_reply_ok(request.ref, **result))
+
+    async def _hello(self, request: Request) -> None:
+        if request.type != "hello":
+            self._reply_error(request.ref, "hello_required", "the first request must be hello")
+            self.close(1008, "hello required")
+            return
+        version = request.require("version", int)
+        if version != PROTOCOL_VERSION:
+            self._reply_error(
+                request.ref,
+                "unsupported_version",
+                f"this server speaks version {PROTOCOL_VERSION}, not {version}",
+            )
+            self.close(1008, "unsupported version")
+            return
+        role = Role(request.require("role", str))
+        try:
+            handler, fields = await _ROLES[role](self, request)
+        except (EngineError, ProtocolError) as exc:
+            self.log.info("hello_refused", role=role.value, code=exc.code)
+            self._reply_error(request.ref, exc.code, exc.message)
+            self.close(1008, "hello failed")
+            return
+        self.role, self._handler = role, handler
+        self.put(
+            encode_reply_ok(
+                request.ref,
+                version=PROTOCOL_VERSION,
+                role=role.value,
+                heartbeat_interval=float(self.settings.heartbeat_interval),
+                max_frame_size=self.settings.max_frame_size,
+                **fields,
+            )
+        )
+        self.log.info("hello", role=role.value)
+        handler.start()
+
+
+_ROLES: Final[
+    Mapping[Role, Callable[[Connection, Request], Awaitable[tuple[RoleHandler, Fields]]]]
+] = {
+    Role.VISITOR: open_visitor,
+    Role.AGENT: open_agent,
+    Role.ADMIN: open_admin,
+    Role.SUPERVISOR: open_supervisor,
+}
