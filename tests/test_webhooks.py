@@ -6,6 +6,7 @@ drives the backoff, the retry time and the receiver's outage alike.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -268,3 +269,14 @@ class TestJournalFaults:
         fault.on = False
         await trio.sleep(3)
         assert [] == await queued(engine)
+
+    async def test_journal_off_still_queues_events(
+        self, config: EngineConfig, db_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """Without the journal the router's events go to the outbox on their own."""
+        config = dataclasses.replace(config, journal=False)
+        async with open_engine(config, db=db_path) as engine:
+            await add_hook(engine, "http://127.0.0.1:9/hook")
+            chat_id = await missed_chat(engine)
+            await trio.sleep(1)
+            assert [(chat_id, kind) for kind in MISSED] == await queued(engine)

@@ -20,6 +20,10 @@ committed and none is lost once it is.
   `chat.missed` for a missed-chat ticket) and `ticket.created` in the ticket's transaction
   (`ticket_events`). Storing a rating queues `rating.given` the same way (`rating_event`).
 
+With the engine's journal off (`EngineConfig.journal=False`, for replays and benchmarks) nothing
+the router decides is durable before it is seen, and no effect waits for a write: its events are
+then handed to the store on their own, after the iteration, without holding anything back.
+
 What a webhook receives is `DeskEvent.body`: one JSON object (SPEC.md, "Webhooks").
 """
 

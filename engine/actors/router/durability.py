@@ -6,7 +6,8 @@ failed write keeps what it covered and writes it again when the retry timer fire
 
 The webhook events the iteration decided (`_emit`, model.desk_events) travel in the same job, so
 the store queues them in the transaction that commits their decisions; a failed write keeps them,
-in order, for the retry, and a refused chat's events are dropped with it (`_abandon`).
+in order, for the retry, and a refused chat's events are dropped with it (`_abandon`). With the
+journal off nothing waits for a write, and the events go to the store on their own.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class Durability(RouterState):
         Effects that wait for no write go out at once if nothing before them is still waiting
         (releasing a committed batch changes nothing the journal holds).
         """
+        if not self._journal and self._desk_events:
+            self._queue_events_alone()
         job = self._journal_job()
         batch = self._effects.seal(job)
         if batch is not None:
@@ -46,6 +49,18 @@ class Durability(RouterState):
             self._store.submit_journal(job, partial(self._effects.committed, batch))
         elif self._effects.ready():
             self._release_due()
+
+    def _queue_events_alone(self) -> None:
+        """Journal off: nothing decided here is durable before it is seen, so webhook events are
+        handed to the store on their own, and nothing waits for them (a failure is logged)."""
+        events = tuple(self._desk_events)
+        self._desk_events.clear()
+
+        def done(outcome: object) -> None:
+            if isinstance(outcome, BaseException):
+                log.error("webhook_events_not_queued", error=repr(outcome), events=len(events))
+
+        self._store.submit_journal(journal.JournalBatch(events=events), done)
 
     def _journal_job(self) -> journal.JournalBatch | None:
         events = tuple(self._desk_events)  # queued by the same transaction as the records
