@@ -1,6 +1,7 @@
 """helpline's engine: actors that route help-desk chats to agents and keep every chat as a ticket.
 
-Import from here; the underscored modules are private.
+Import from here; the modules under the layer folders (model, store, canned, actors, api) are
+internal and may move.
 """
 
 from .api.engine import Engine, open_engine
@@ -57,6 +58,7 @@ from .model.views import (
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
 from .store.exclusive import exclusive_use
+from .store.sqlite import hold_clock_for_store
 from .store.sqlite_store import SqliteStore, StoreError
 from .store.tickets import MAX_PAGE
 from .store.url import StoreLocation, open_store, parse_store_url
@@ -121,6 +123,7 @@ __all__ = [
     "copy_store",
     "exclusive_use",
     "fill_placeholders",
+    "hold_clock_for_store",
     "open_engine",
     "open_store",
     "parse_store_url",

@@ -67,6 +67,7 @@ ENGINE = {
     "copy_store",
     "exclusive_use",
     "fill_placeholders",
+    "hold_clock_for_store",
     "open_engine",
     "open_store",
     "parse_store_url",

@@ -60,7 +60,6 @@ from ..model.records import (
     Entry,
     Finish,
     Ticket,
-    TicketKind,
     Visitor,
     for_visitor,
 )
@@ -414,33 +413,16 @@ class Session:
 
     def ticket(self, msg: Finish) -> Ticket:
         """The chat's ticket as the router's Finish describes it."""
-        return Ticket(
+        return msg.ticket(
             chat_id=self.chat_id,
-            kind=msg.kind,
             department=self.department,
             question=self.question,
             visitor=self.visitor,
-            entries=tuple(self.entries),
-            agents=msg.agents,
-            handoffs=msg.handoffs,
+            entries=self.entries,
             started_at=self.started_at,
-            accepted_at=msg.accepted_at,
             ended_at=self._wall(),
-            end_reason=EndReason(msg.reason),
-            owner=msg.owner,
         )
 
     def snapshot(self) -> Ticket:
         """What this session holds, as a failed-chat ticket (the router fills in the rest)."""
-        return Ticket(
-            chat_id=self.chat_id,
-            kind=TicketKind.FAILED,
-            department=self.department,
-            question=self.question,
-            visitor=self.visitor,
-            entries=tuple(self.entries),
-            agents=(),
-            started_at=self.started_at,
-            ended_at=self._wall(),
-            end_reason=EndReason.CRASHED,
-        )
+        return self.ticket(Finish.crashed())

@@ -175,3 +175,54 @@ class Finish:
     agents: tuple[str, ...]
     handoffs: tuple[Handoff, ...]
     accepted_at: float | None
+
+    @classmethod
+    def crashed(
+        cls,
+        *,
+        owner: str = "",
+        agents: tuple[str, ...] = (),
+        handoffs: tuple[Handoff, ...] = (),
+        accepted_at: float | None = None,
+    ) -> Finish:
+        """A chat lost to a fault (a crashed session, a journal record that cannot be read)."""
+        return cls(
+            kind=TicketKind.FAILED,
+            reason=EndReason.CRASHED.value,
+            owner=owner,
+            agents=agents,
+            handoffs=handoffs,
+            accepted_at=accepted_at,
+        )
+
+    def ticket(
+        self,
+        *,
+        chat_id: str,
+        department: str,
+        question: str,
+        visitor: Visitor,
+        entries: Iterable[Entry],
+        started_at: float,
+        ended_at: float,
+    ) -> Ticket:
+        """The chat's ticket: this decision together with what the chat itself holds.
+
+        Every ticket the engine makes is built here (the store adds its id, rating and the
+        missed-chat follow-up when it reads one back).
+        """
+        return Ticket(
+            chat_id=chat_id,
+            kind=self.kind,
+            department=department,
+            question=question,
+            visitor=visitor,
+            entries=tuple(entries),
+            agents=self.agents,
+            handoffs=self.handoffs,
+            started_at=started_at,
+            accepted_at=self.accepted_at,
+            ended_at=ended_at,
+            end_reason=EndReason(self.reason),
+            owner=self.owner,
+        )

@@ -19,8 +19,9 @@ from typing import Any, Final
 from engine import AUDIT_ACTIONS, AuditEntry, Store
 
 from ..wire.records import audit_record
+from .common import CommandError, with_store
 
-__all__ = ["CLI_ACTOR", "add_audit_command", "format_audit", "record"]
+__all__ = ["CLI_ACTOR", "add_audit_command", "format_audit", "record", "run_audit"]
 
 CLI_ACTOR: Final = "cli"
 
@@ -103,3 +104,17 @@ def _change(entry: AuditEntry) -> str:
     if entry.before is None and entry.after is None:
         return ""
     return f"{show(entry.before)} -> {show(entry.after)}"
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """``helpline audit``: print the entries of the audit log that match."""
+    if not 1 <= args.limit <= 1000:
+        raise CommandError("--limit must be 1..1000")
+
+    async def job(store: Store) -> None:
+        entries = await store.audit(
+            since=args.since, actor=args.actor, action=args.action, limit=args.limit
+        )
+        print(format_audit(entries, as_json=args.json), end="")
+
+    return with_store(args, job)

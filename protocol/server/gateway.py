@@ -47,6 +47,7 @@ from .connection import Connection
 from .http import DEFAULT_WEB_DIR, Routes, default_routes, web_dir_missing
 from .metrics import ServerStats, metrics_route
 from .registry import Registry
+from .roles import ROLES
 from .settings import ServerSettings
 from .transport import Transport
 
@@ -64,6 +65,8 @@ class Gateway:
         self.engine = engine
         self.settings = settings or ServerSettings()
         self.registry = Registry()
+        #: The role table: how a hello signs in as each role.
+        self.roles = ROLES
         self.url = ""
         self._stopping = False
         self._accepting: trio.CancelScope | None = None
