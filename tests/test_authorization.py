@@ -28,6 +28,7 @@ import trio
 from trio.testing import MockClock
 
 from engine import Agent, Department, Engine, EngineConfig, Visitor
+from engine.model.desk_events import Webhook
 from protocol import Client, ClientError, ServerSettings
 from protocol.wire.frames import REQUESTS
 
@@ -126,6 +127,11 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "barge", "own", "forbidden"),
     ("agent", "reassign", "own", "forbidden"),
     ("agent", "audit_list", "-", "forbidden"),
+    ("agent", "webhook_add", "-", "forbidden"),
+    ("agent", "webhook_list", "-", "forbidden"),
+    ("agent", "webhook_remove", "-", "forbidden"),
+    ("agent", "webhook_failures", "-", "forbidden"),
+    ("agent", "webhook_replay", "-", "forbidden"),
     # A supervisor of sales.
     ("supervisor", "supervise_start", "own", "ok"),
     ("supervisor", "supervise_start", "other", "hidden"),
@@ -191,6 +197,11 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "rating_report", "-", "ok"),
     ("admin", "routing_trace", "other", "ok"),
     ("admin", "available_agents", "other", "ok"),
+    ("admin", "webhook_add", "-", "ok"),
+    ("admin", "webhook_list", "-", "ok"),
+    ("admin", "webhook_remove", "-", "ok"),
+    ("admin", "webhook_failures", "-", "ok"),
+    ("admin", "webhook_replay", "-", "ok"),
     ("admin", "open_chat", "-", "forbidden"),
     ("admin", "send", "own", "forbidden"),
     ("admin", "accept", "own", "forbidden"),
@@ -340,6 +351,12 @@ async def _open_chat(desk: Desk, whose: str, me: Client) -> Reply:
     return await me.request("open_chat", department="sales", name="Ny", question="new")
 
 
+async def _webhook_remove(desk: Desk, whose: str, me: Client) -> Reply:
+    hook = Webhook(id="old", url="https://crm.example.com/old", secret="0123456789abcdef")
+    await desk.gw.engine.store.save_webhook(hook)
+    return await me.request("webhook_remove", id="old")
+
+
 STEPS: dict[str, Step] = {
     "open_chat": _open_chat,
     "send": lambda d, w, me: me.request("send", chat_id=d.chats[w], text="hello"),
@@ -396,6 +413,13 @@ STEPS: dict[str, Step] = {
     ),
     "canned_edit": lambda d, w, me: me.request("canned_edit", id=d.canned[w], text="changed"),
     "canned_delete": lambda d, w, me: me.request("canned_delete", id=d.canned[w]),
+    "webhook_add": lambda d, w, me: me.request(
+        "webhook_add", url="https://crm.example.com/hook", secret="0123456789abcdef", id="crm"
+    ),
+    "webhook_list": lambda d, w, me: me.request("webhook_list"),
+    "webhook_remove": _webhook_remove,
+    "webhook_failures": lambda d, w, me: me.request("webhook_failures"),
+    "webhook_replay": lambda d, w, me: me.request("webhook_replay"),
 }
 
 

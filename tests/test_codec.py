@@ -183,6 +183,17 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "whisper": {"chat_id": "c-1", "text": "offer the discount"},
     "barge": {"chat_id": "c-1"},
     "reassign": {"chat_id": "c-1", "to_agent": "bob", "to_department": "sales", "note": "VIP"},
+    "webhook_add": {
+        "url": "https://crm.example.com/hook",
+        "secret": "0123456789abcdef",
+        "events": ["chat.ended"],
+        "department": "sales",
+        "id": "crm",
+    },
+    "webhook_list": {},
+    "webhook_remove": {"id": "crm"},
+    "webhook_failures": {"webhook_id": "crm", "limit": 10},
+    "webhook_replay": {"webhook_id": "crm", "delivery_ids": ["d1"]},
 }
 
 

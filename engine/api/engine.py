@@ -519,7 +519,7 @@ class Engine:
     async def rate_chat(self, chat_id: str, rating: Rating | str, comment: str = "") -> Ticket:
         """Store a visitor's rating of an ended chat, once (what a resumed visitor calls);
         returns the ticket as the visitor may see it (`Ticket.for_visitor`)."""
-        return (await rate_chat(self.store, chat_id, rating, comment)).for_visitor()
+        return (await rate_chat(self.store, chat_id, rating, comment, at=self.now())).for_visitor()
 
     async def rating_report(
         self, *, since: float | None = None, until: float | None = None

@@ -49,14 +49,16 @@ async def ask(
     return result
 
 
-async def rate_chat(store: Store, chat_id: str, rating: Rating | str, comment: str) -> Ticket:
+async def rate_chat(
+    store: Store, chat_id: str, rating: Rating | str, comment: str, at: float | None = None
+) -> Ticket:
     """Store a visitor's rating on the chat's ticket, once."""
     try:
         value = Rating(rating)
     except ValueError:
         raise EngineError("invalid_field", "rating must be good, neutral or bad") from None
     try:
-        return await store.rate(chat_id, value, comment)
+        return await store.rate(chat_id, value, comment, at=at)
     except NotFound:
         raise EngineError("invalid_state", "a chat can be rated once it has ended") from None
     except AlreadyRated:

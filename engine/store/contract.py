@@ -25,10 +25,11 @@ Failures are ``StoreError`` (``engine.StoreError``) carrying a wire ``code``:
 ``store_failed``          the database refused or failed (its own error is the ``__cause__``)
 ``store_closed``          the store was closed before the request reached it
 ``store_busy``            too many writes are pending (``submit_journal`` only; writes wait)
-``not_found``             no such ticket or agent (``NotFound``)
+``not_found``             no such ticket, agent or webhook (``NotFound``)
 ``ticket_exists``         the chat has a ticket already (``TicketExists``)
 ``already_rated``         the chat was rated before (``AlreadyRated``)
 ``token_exists``          that token hash is stored already
+``webhook_exists``        a webhook with that id is stored already
 ``schema_too_new``        the database was written by a newer helpline (raised when opening)
 ========================  =====================================================================
 
@@ -43,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..model.audit import AuditEntry
+from ..model.desk_events import Delivery, DeliveryState, DeskEvent, Webhook
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind
 from .journal import JournalBatch, LiveState
 
@@ -109,7 +111,9 @@ class Store(Protocol):
         """Store a new ticket, and delete the chat's live rows, in one committed transaction.
 
         Returns the ticket with the id the store assigned. ``TicketExists`` if the chat has a
-        ticket (the first stays as it was); ``ValueError`` if ``ticket.id`` is set.
+        ticket (the first stays as it was); ``ValueError`` if ``ticket.id`` is set. The webhook
+        events the ticket reports (``chat.ended`` or ``chat.missed``, then ``ticket.created``)
+        are queued in the same transaction.
         """
         ...
 
@@ -148,10 +152,13 @@ class Store(Protocol):
         """Mark a ticket as followed up (idempotent), committed; ``NotFound`` if there is none."""
         ...
 
-    async def rate(self, chat_id: str, rating: Rating, comment: str = "") -> Ticket:
+    async def rate(
+        self, chat_id: str, rating: Rating, comment: str = "", *, at: float | None = None
+    ) -> Ticket:
         """Record the visitor's rating, committed, once; then ``AlreadyRated`` (nothing changes).
 
-        ``NotFound`` if the chat has no ticket. Of ratings sent at once, exactly one wins.
+        ``NotFound`` if the chat has no ticket. Of ratings sent at once, exactly one wins. The
+        ``rating.given`` webhook event (at ``at``, default now) is queued in the same transaction.
         """
         ...
 
@@ -182,6 +189,7 @@ class Store(Protocol):
         None or the exception (``StoreClosed``, ``StoreBusy`` when too many writes are pending,
         ``StoreError``); never re-entrantly from this call. A record of a chat that has a ticket
         is not written; a failed ticket of the batch that finds the chat ticketed is dropped.
+        The batch's webhook events, and those of its failed tickets, are queued with it.
         """
         ...
 
@@ -274,4 +282,65 @@ class Store(Protocol):
         """One page of audit entries matching every filter, newest (``at``, then id) first;
         the period is ``since <= at < until``. ``ValueError`` unless ``0 <= limit <= 1000`` and
         ``offset >= 0``."""
+        ...
+
+    # -- webhooks and their outbox (``engine.store.outbox``) -------------------------------------
+
+    async def save_webhook(self, hook: Webhook) -> None:
+        """Store a new webhook, committed; ``StoreError("webhook_exists")`` if the id is taken."""
+        ...
+
+    async def webhooks(self) -> list[Webhook]:
+        """Every webhook, by id, with its secret."""
+        ...
+
+    async def remove_webhook(self, webhook_id: str) -> None:
+        """Delete a webhook and all its outbox rows, committed; ``NotFound`` if there is none."""
+        ...
+
+    async def enqueue_events(self, events: Sequence[DeskEvent]) -> int:
+        """Queue events, in order, for every webhook that wants them, committed; returns how many
+        rows were queued. (The engine's own events are queued inside the writes that decide
+        them; this is for events decided elsewhere.)"""
+        ...
+
+    async def outbox_due(self, now: float, *, limit: int = 100) -> list[Delivery]:
+        """What may be attempted at ``now``: for each (webhook, chat), its oldest pending row,
+        when that row's ``next_attempt <= now``; in outbox order, at most ``limit``. A chat's
+        later rows are never due while an earlier one is pending."""
+        ...
+
+    async def outbox_mark(
+        self,
+        row_id: int,
+        *,
+        state: DeliveryState,
+        attempts: int,
+        next_attempt: float,
+        error: str = "",
+        now: float,
+    ) -> None:
+        """Record an attempt's outcome on a pending row, committed: delivered, pending again at
+        ``next_attempt``, or failed (with ``error``). A row no longer pending is left alone."""
+        ...
+
+    async def outbox_failures(
+        self, *, webhook_id: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        """The failed (given up) deliveries, oldest first, of one webhook or of all."""
+        ...
+
+    async def outbox_replay(
+        self,
+        *,
+        now: float,
+        webhook_id: str | None = None,
+        delivery_ids: Sequence[str] = (),
+    ) -> int:
+        """Make failed deliveries pending again (all, one webhook's, or those named), due at
+        ``now`` with their attempts and retry time restarted, committed; returns how many."""
+        ...
+
+    async def outbox_counts(self) -> dict[str, int]:
+        """How many outbox rows are pending, delivered and failed."""
         ...

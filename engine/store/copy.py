@@ -2,11 +2,11 @@
 
 Every table the contract's data lives in is copied row for row, in an order that satisfies the
 foreign keys: departments, agents, tokens (with a supervisor's departments), canned messages,
-tickets (with their ids, agents and ratings), the journal of the chats that are still open, and the
-audit log. Ids are kept, so a ticket keeps its number; on PostgreSQL the ticket and audit id
-sequences are moved past the highest ids copied. Rows go over in pages of ``PAGE`` rows, one
-transaction per page, through the contract's ``read`` and ``write`` (the SQL is the stores' common
-dialect).
+tickets (with their ids, agents and ratings), the journal of the chats that are still open, the
+audit log, and the webhooks with their outbox. Ids are kept, so a ticket keeps its number; on
+PostgreSQL the ticket, audit and outbox id sequences are moved past the highest ids copied. Rows go
+over in pages of ``PAGE`` rows, one transaction per page, through the contract's ``read`` and
+``write`` (the SQL is the stores' common dialect).
 
 The target must be empty, so a copy never merges two desks; the source should not be in use (stop
 its daemon first), or rows written meanwhile may be missed. At the end every table is counted on
@@ -53,6 +53,12 @@ TABLES: Final = (
     ("live_entries", "chat_id, seq, at, kind, author, text, client_msg_id"),
     ("live_agents", "agent_id, grace_until"),
     ("audit_log", "id, at, actor, action, target, before, after"),
+    ("webhooks", "id, url, secret, department, events, created_at"),
+    (
+        "webhook_outbox",
+        "id, delivery_id, webhook_id, chat_id, kind, body, queued_at, attempts, next_attempt,"
+        " state, last_error, done_at",
+    ),
 )
 
 _ORDER: Final = {  # a stable order to page by: each table's primary key
@@ -72,6 +78,8 @@ _ORDER: Final = {  # a stable order to page by: each table's primary key
     "live_entries": "chat_id, seq",
     "live_agents": "agent_id",
     "audit_log": "id",
+    "webhooks": "id",
+    "webhook_outbox": "id",
 }
 
 
@@ -160,7 +168,7 @@ async def copy_store(
             await target.write(_page_writer(table, columns, page))
             copied += len(page)
     if target_is_postgres:
-        for table in ("tickets", "audit_log"):
+        for table in ("tickets", "audit_log", "webhook_outbox"):
             await target.write(_sequence_past(table))
     rated = await source.read(
         lambda conn: int(

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from ..model.chatstate import ChatState
+from ..model.desk_events import DeskEvent
 from ..model.records import (
     AgentStatus,
     EndReason,
@@ -292,7 +293,8 @@ class JournalBatch:
     the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
     tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
     opening was refused, of which nothing may be left; `traces` are finished chats' routing
-    traces (`store.traces`).
+    traces (`store.traces`); `events` are the webhook events the iteration decided, queued in the
+    outbox by the same transaction (model.desk_events).
     """
 
     chats: tuple[tuple[str, str], ...] = ()
@@ -301,6 +303,7 @@ class JournalBatch:
     tickets: tuple[Ticket, ...] = ()
     forget: tuple[str, ...] = ()
     traces: tuple[trace_rows.TraceRow, ...] = ()
+    events: tuple[DeskEvent, ...] = ()
 
 
 def write_batch(conn: Connection, batch: JournalBatch) -> None:

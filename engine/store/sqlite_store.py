@@ -45,12 +45,14 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final, Protocol, TypeVar
 
 import trio
 
+from ..model.desk_events import rating_event, ticket_events
 from ..model.records import (
     Agent,
     AgentStatus,
@@ -66,6 +68,7 @@ from . import routing_rows as rr
 from .audit import AuditQueries
 from .contract import Connection, RatingReport
 from .migrate import latest, migrate
+from .outbox import OutboxQueries, enqueue
 from .sqlite import (
     SYNCHRONOUS_MODES,
     Database,
@@ -100,11 +103,19 @@ T = TypeVar("T")
 SCHEMA_VERSION: Final = latest("sqlite")
 
 
+def store_ticket(conn: Connection, ticket: Ticket) -> Ticket:
+    """Insert a new ticket and queue the webhook events it reports, in one transaction."""
+    stored = insert_ticket(conn, ticket)
+    enqueue(conn, ticket_events(stored))
+    return stored
+
+
 def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
     journal.write_batch(conn, batch)
+    enqueue(conn, batch.events)  # committed with the decisions they report, or not at all
     for ticket in batch.tickets:
         try:
-            insert_ticket(conn, ticket)
+            store_ticket(conn, ticket)
         except TicketExists:
             pass  # the chat's ticket was stored after all; the failed one is not needed
 
@@ -224,7 +235,7 @@ class _Backend(Protocol):
     ) -> None: ...
 
 
-class StoreQueries(AuditQueries):
+class StoreQueries(AuditQueries, OutboxQueries):
     """The contract's methods (``engine.store.contract.Store``), over a backend's machinery.
 
     Mixed into ``SqliteStore`` and ``PostgresStore``, each of which provides ``write``, ``read``,
@@ -236,7 +247,7 @@ class StoreQueries(AuditQueries):
     async def save_ticket(self: _Backend, ticket: Ticket) -> Ticket:
         """Store a new ticket and return it with its id; ``TicketExists`` if the chat has one."""
         check_new(ticket)
-        return await self.write(lambda conn: insert_ticket(conn, ticket))
+        return await self.write(lambda conn: store_ticket(conn, ticket))
 
     async def ticket(self: _Backend, ticket_id: int) -> Ticket:
         """The ticket with that id; ``NotFound`` if there is none."""
@@ -303,8 +314,14 @@ class StoreQueries(AuditQueries):
 
         return await self.write(mark)
 
-    async def rate(self: _Backend, chat_id: str, rating: Rating, comment: str = "") -> Ticket:
-        """Record the visitor's rating once; then ``AlreadyRated``. ``NotFound`` if no ticket."""
+    async def rate(
+        self: _Backend, chat_id: str, rating: Rating, comment: str = "", *, at: float | None = None
+    ) -> Ticket:
+        """Record the visitor's rating once; then ``AlreadyRated``. ``NotFound`` if no ticket.
+
+        Its ``rating.given`` webhook event (at ``at``, default now) is queued in the same write.
+        """
+        when = time.time() if at is None else at
 
         def rate(conn: Connection) -> Ticket:
             cursor = conn.execute(
@@ -315,6 +332,7 @@ class StoreQueries(AuditQueries):
             ticket = one_ticket(conn, "chat_id", chat_id)
             if cursor.rowcount == 0:
                 raise AlreadyRated(f"chat {chat_id!r} was already rated")
+            enqueue(conn, (rating_event(ticket, when),))
             return ticket
 
         return await self.write(rate)

@@ -42,6 +42,7 @@ from .common import (
 )
 from .routing import add_routing_commands
 from .store import add_store_commands
+from .webhooks import add_webhook_commands
 
 __all__ = ["build_parser", "main"]
 
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         commands, department_commands, existing_db_option, with_store, CommandError
     )
     register_replay(commands)
+    add_webhook_commands(commands, existing_db_option, with_store)
     return parser
 
 

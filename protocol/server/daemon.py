@@ -14,7 +14,8 @@ Theory of operation
    (should it fail later, it says how to issue another: ``helpline token --admin``); then print
    one line ``helpline listening on ws://HOST:PORT`` with the real port (so ``--port 0`` works for
    tests and scripts);
-5. follow the command line's changes (below) until SIGINT or SIGTERM; then stop accepting, send
+5. follow the command line's changes (below), and deliver the webhooks' outbox (``webhooks.py``,
+   with the ``[webhooks]`` settings), until SIGINT or SIGTERM; then stop accepting, send
    every client a ``shutdown`` event and close it with 1001 (``Gateway.shutdown``), and leave the
    engine's block normally, which ends every live chat with reason ``shutdown`` and writes its
    ticket. Nothing is left unaccounted for.
@@ -71,6 +72,7 @@ from .auth import ADMIN_NAME, before_agent_sign_in, issue_token
 from .gateway import SHUTDOWN_REASON, Gateway
 from .registry import Registry
 from .settings import DaemonConfig
+from .webhooks import run_deliverer
 
 __all__ = [
     "LOG_FORMATS",
@@ -330,11 +332,13 @@ async def run_daemon(
                         log.info("admin_token_created", admin=ADMIN_NAME)
                     follower = ChangeFollower(engine, gateway.registry)
                     following = await nursery.start(follower.run, reload_interval)
+                    delivering = await nursery.start(run_deliverer, engine, config.webhooks)
                     print(f"helpline listening on {url}", file=out, flush=True)
                     async for signum in signals:
                         log.info("signal", signal=signal.Signals(signum).name)
                         break
                     following.cancel()
+                    delivering.cancel()  # what is not delivered stays in the outbox
                     gateway.shutdown(SHUTDOWN_REASON)
                 log.info("gateway_stopped")
     except BaseException:

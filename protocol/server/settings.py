@@ -34,6 +34,9 @@ dataclass it fills: an unknown key, a value of the wrong type or an impossible v
     id = "hello"
     text = "Hello {visitor.name}, how can I help?"
 
+    [webhooks]
+    max_age = 86400   # seconds before an undeliverable event is given up (see server/webhooks.py)
+
 Departments and agents listed in the file are stored (added or updated) when the daemon starts;
 without a ``[[departments]]`` list the daemon has one department, ``support``. Canned messages
 are added when the store lacks their id (their ``category``, default ``general``, is created as
@@ -54,6 +57,7 @@ from typing import Any, Final, TypeVar, get_type_hints
 from engine import Agent, CannedMessage, Department, EngineConfig, RoutingMode
 
 from ..wire.frames import DEFAULT_LIMITS
+from .webhooks import DeliveryPolicy
 
 __all__ = [
     "DEFAULT_DB",
@@ -158,10 +162,11 @@ class DaemonConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     engine: EngineConfig = field(default_factory=EngineConfig)
     canned: tuple[CannedMessage, ...] = ()
+    webhooks: DeliveryPolicy = field(default_factory=DeliveryPolicy)
 
 
 T = TypeVar("T")
-_TOP_LEVEL: Final = frozenset({"server", "engine", "departments", "agents", "canned"})
+_TOP_LEVEL: Final = frozenset({"server", "engine", "departments", "agents", "canned", "webhooks"})
 
 
 def load_config(path: str | os.PathLike[str] | None) -> DaemonConfig:
@@ -203,7 +208,11 @@ def parse_config(data: Mapping[str, Any]) -> DaemonConfig:
         raise ConfigError(f"engine: {exc}") from exc
     canned = tuple(_canned(item, i) for i, item in enumerate(_array(data, "canned")))
     _check_references(engine, canned)
-    return DaemonConfig(server=server, engine=engine, canned=canned)
+    try:
+        webhooks = _build(DeliveryPolicy, _table(data, "webhooks"), "webhooks")
+    except ValueError as exc:
+        raise ConfigError(f"webhooks: {exc}") from exc
+    return DaemonConfig(server=server, engine=engine, canned=canned, webhooks=webhooks)
 
 
 def _canned(item: object, index: int) -> CannedMessage:

@@ -305,6 +305,25 @@ _TABLE: Final = (
         string("note?", NOTE_LEN),
         at_least_one=("to_agent", "to_department"),
     ),
+    # Admins: webhooks (protocol/server/roles/webhooks.py).
+    _req(
+        "webhook_add",
+        ADMIN,
+        string("url", 2048),
+        string("secret", min_len=16),
+        strings("events?", 16, item_max_len=64),
+        string("department?", min_len=1),
+        string("id?", min_len=1),
+    ),
+    _req("webhook_list", ADMIN),
+    _req("webhook_remove", ADMIN, string("id")),
+    _req("webhook_failures", ADMIN, string("webhook_id?", min_len=1), integer("limit?", 1, 500)),
+    _req(
+        "webhook_replay",
+        ADMIN,
+        string("webhook_id?", min_len=1),
+        strings("delivery_ids?", 500, item_max_len=64),
+    ),
 )
 
 REQUESTS: Final[Mapping[str, FrameSpec]] = MappingProxyType({spec.type: spec for spec in _TABLE})

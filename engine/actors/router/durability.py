@@ -3,6 +3,11 @@
 The records a handler changed are collected (`touch`), written in one job at the end of the
 iteration, and the effects the iteration held back are released once that job has committed. A
 failed write keeps what it covered and writes it again when the retry timer fires.
+
+The webhook events the iteration decided (`_emit`, model.desk_events) travel in the same job, so
+the store queues them in the transaction that commits their decisions; a failed write keeps them,
+in order, for the retry, and a refused chat's events are dropped with it (`_abandon`). With the
+journal off nothing waits for a write, and the events go to the store on their own.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ class Durability(Recorder):
         Effects that wait for no write go out at once if nothing before them is still waiting
         (releasing a committed batch changes nothing the journal holds).
         """
+        if not self._journal and self._desk_events:
+            self._queue_events_alone()
         job = self._journal_job()
         batch = self._effects.seal(job)
         if batch is not None:
@@ -58,12 +65,26 @@ class Durability(Recorder):
             if ("retry", "") not in self._timers:
                 self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
+    def _queue_events_alone(self) -> None:
+        """Journal off: nothing decided here is durable before it is seen, so webhook events are
+        handed to the store on their own, and nothing waits for them (a failure is logged)."""
+        events = tuple(self._desk_events)
+        self._desk_events.clear()
+
+        def done(outcome: object) -> None:
+            if isinstance(outcome, BaseException):
+                log.error("webhook_events_not_queued", error=repr(outcome), events=len(events))
+
+        self._store.submit_journal(journal.JournalBatch(events=events), done)
+
     def _journal_job(self) -> journal.JournalBatch | None:
+        events = tuple(self._desk_events)  # queued by the same transaction as the records
+        self._desk_events.clear()
         if not (self._journal and (self._touched or self._touched_agents or self._forgotten)):
             self._touched.clear()  # not journaled: nothing to write for them
             self._touched_agents.clear()
             self._forgotten.clear()
-            if not (self._presence or self._failed_tickets):
+            if not (self._presence or self._failed_tickets or events):
                 return None  # finished chats' traces wait for a write, or go on their own
         chats: tuple[tuple[str, str], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
@@ -87,7 +108,7 @@ class Durability(Recorder):
         self._presence.clear()
         self._failed_tickets.clear()
         self._forgotten.clear()
-        if not (chats or graces or presence or tickets or forget or traces):
+        if not (chats or graces or presence or tickets or forget or traces or events):
             return None
         return journal.JournalBatch(
             chats=chats,
@@ -96,6 +117,7 @@ class Durability(Recorder):
             tickets=tickets,
             forget=forget,
             traces=traces,
+            events=events,
         )
 
     def _release_due(self) -> None:
@@ -120,6 +142,7 @@ class Durability(Recorder):
         u.tickets.update((t.chat_id, t) for t in job.tickets)
         u.forgotten.update(job.forget)
         u.traces.update((row[0], row) for row in job.traces)
+        u.events.extend(job.events)  # batches are released in order: so are their events
         if ("retry", "") not in self._timers:
             self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
 
@@ -130,6 +153,9 @@ class Durability(Recorder):
         self._touched_agents |= u.agents
         self._presence |= u.presence
         self._forgotten |= u.forgotten
+        # Ahead of the events decided since. One case can still reorder a chat's events: a
+        # write that fails while the next one, already handed over, commits.
+        self._desk_events[:0] = u.events
         for chat_id, ticket in u.tickets.items():
             self._failed_tickets.setdefault(chat_id, ticket)
         for chat_id, row in u.traces.items():

@@ -10,6 +10,7 @@ import structlog
 import trio
 
 from ...model.chatstate import ChatEvent
+from ...model.desk_events import DeskEventKind
 from ...model.errors import EngineError
 from ...model.events import (
     ChatAssigned,
@@ -59,6 +60,7 @@ class Handshakes(Routing):
                 self.stats.accept_wait.observe(max(0.0, now - chat.started_at))
             chat.accepted_at = chat.accepted_at or now
             self._join(chat, agent, "joined", "")
+            self._emit(DeskEventKind.CHAT_ACCEPTED, chat, agent=agent.id)
             role = "owner"
         else:
             source = self._agents[offer.from_agent]
@@ -72,6 +74,14 @@ class Handshakes(Routing):
                 self._dirty.update(source.departments)
                 self._join(chat, agent, "transferred", offer.note, replaces=source.id)
                 self._push(source, ChatRemoved(chat_id=chat.id, reason="transferred"))
+                self._emit(
+                    DeskEventKind.CHAT_TRANSFERRED,
+                    chat,
+                    from_agent=source.id,
+                    to_agent=agent.id,
+                    to_department=offer.to_department,
+                    note=offer.note,
+                )
                 role = "owner"
             else:
                 self._join(chat, agent, "invited", offer.note)

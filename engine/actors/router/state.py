@@ -16,6 +16,7 @@ import structlog
 import trio
 
 from ...model.chatstate import ChatState
+from ...model.desk_events import DeskEvent, DeskEventKind
 from ...model.events import (
     Event,
 )
@@ -118,6 +119,7 @@ class Unwritten:
     tickets: dict[str, Ticket] = field(default_factory=dict)
     forgotten: set[str] = field(default_factory=set)
     traces: dict[str, tuple[str, str, float, str]] = field(default_factory=dict)
+    events: list[DeskEvent] = field(default_factory=list)  # webhook events, in decision order
 
 
 class ClosedOffer(NamedTuple):
@@ -205,6 +207,7 @@ class RouterState:
         self._presence: set[str] = set()  # status and ringtone
         self._failed_tickets: dict[str, Ticket] = {}  # of crashed sessions, not stored yet
         self._forgotten: set[str] = set()  # refused chats: delete any record of them
+        self._desk_events: list[DeskEvent] = []  # webhook events, queued with the write
         self._unwritten = Unwritten()  # what failed writes covered, for the retry
         self._touches = 0  # counts changes, so an answer knows whether it reports one
         self._queue_seq = 0
@@ -227,6 +230,15 @@ class RouterState:
         """The chat's record changed: journal it with this iteration's write."""
         self._touched.add(chat.id)
         self._touches += 1
+
+    def _emit(self, kind: DeskEventKind, chat: Chat, **data: object) -> None:
+        """A webhook event decided now: the outbox gets it with this iteration's journal write
+        (model.desk_events), so it exists exactly when the decision is committed."""
+        self._desk_events.append(
+            DeskEvent(
+                kind=kind, chat_id=chat.id, department=chat.department, at=self._wall(), data=data
+            )
+        )
 
     def _touch_agent(self, agent: AgentState) -> None:
         self._touched_agents.add(agent.id)

@@ -10,6 +10,7 @@ from functools import partial
 import structlog
 
 from ...model.chatstate import ChatEvent, ChatState, allowed
+from ...model.desk_events import DeskEventKind
 from ...model.errors import EngineError
 from ...model.records import (
     EndReason,
@@ -50,6 +51,7 @@ class Visitors(Tagging):
         chat.session = self._spawn_session(chat, msg.outbox, (), {})
         self._chats[chat_id] = chat
         self._touch(chat)
+        self._emit(DeskEventKind.CHAT_OPENED, chat, question=chat.question)
         # If the chat cannot be journaled the visitor is told so and never gets a handle: the
         # request was refused, and the chat is dropped as if it never was.
         self._answer(msg.reply, (chat_id, chat.session), on_fail=partial(self._abandon, chat))
@@ -87,6 +89,8 @@ class Visitors(Tagging):
         chat.tells.clear()
         chat.session.close()
         self._forgotten.add(chat.id)  # a later write may have stored its record after all
+        # and no webhook hears of a chat that was refused (its events wait for the retry)
+        self._unwritten.events = [e for e in self._unwritten.events if e.chat_id != chat.id]
         self._touches += 1
         log.info("chat_refused", chat_id=chat.id, department=chat.department)
         self._maybe_stopped()

@@ -62,6 +62,7 @@ from ...wire.records import (
 from ..auth import authenticate, issue_token, subject
 from .supervisor import Supervising, pump
 from .tickets import TicketDesk
+from .webhooks import webhook_handlers
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -149,6 +150,7 @@ class AdminRole:
             "canned_edit": self._canned_edit,
             "canned_delete": self._canned_delete,
             "canned_list": self._canned_list,
+            **webhook_handlers(conn),
         }
 
     def start(self) -> None:
