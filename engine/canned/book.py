@@ -22,9 +22,14 @@ Normalisation
     as a marker, becomes a space.
 
 What is matched
-    The query matches anywhere in the normalised message text, placeholders such as
-    ``{visitor.name}`` included, as typed. Category names are not searched: every suggestion shows
-    the query inside its own text, and the agent browses categories elsewhere.
+    The query matches anywhere in a message's *searchable text*: its normalised text, placeholders
+    such as ``{visitor.name}`` included, as typed, and its title, shortcut and reading (each
+    normalised, see `searchable`). The fields are joined with a unit separator (U+001F), which
+    `normalize` turns into a space everywhere else, so no query (which never holds a space) can
+    match across two fields, and the first character of each field is a word start. The reading
+    is how the title is read, for scripts whose titles are not typed as written: a message
+    titled ``お礼`` with the reading ``おれい`` is found by ``#おれい`` (and by ``#お礼``).
+    Category names are not searched: the agent browses categories elsewhere.
 
 Word starts
     Each character of a normalised text has a class: *non-word* (Unicode categories Z, P, S, C:
@@ -42,9 +47,11 @@ Word starts
     run of kanji is one word, and so is a run of katakana.
 
 Ranking
-    A message matches the query *at a word start* when some occurrence of the query begins at a
-    word start, and *inside a word* otherwise. Suggestions come in the order: word-start matches
-    before inside-word matches; then more uses by the asking agent first; then newer first
+    A message matches the query *by its shortcut* when its normalised shortcut is the query, *at a
+    word start* when some occurrence of the query begins at a word start of its searchable text,
+    and *inside a word* otherwise. Suggestions come in the order: shortcut matches, then
+    word-start matches (a shortcut the query only begins is one of these), then inside-word
+    matches; then more uses by the asking agent first; then newer first
     (``created_at`` descending); then ``id`` ascending. Only messages of the agent's departments
     and shared messages are suggested. The empty query (``#`` alone) lists every visible message
     by the agent's uses, then newest first.
@@ -72,7 +79,10 @@ Index
       but not the third);
     - for every department, and for shared messages, the set of its messages.
 
-    Each message also keeps its normalised text and a *marked* copy of it, where a NUL stands in
+    - for every normalised shortcut, the ids of the messages that have it (a dictionary lookup,
+      so the shortcut tier costs one probe).
+
+    Each message also keeps its searchable text and a *marked* copy of it, where a NUL stands in
     front of every word start. A query's own marked form (`_marked_query`) has a NUL in front and
     wherever a word starts inside the query (a pure function of the query, because the class of
     a character before the query cannot matter once the query's first character is a word
@@ -127,6 +137,7 @@ __all__ = [
     "fill_placeholders",
     "normalize",
     "query_of",
+    "searchable",
     "word_starts",
 ]
 
@@ -148,6 +159,9 @@ class CannedMessage:
     category: str  # a CannedCategory id
     department: str | None = None
     created_at: float  # wall-clock seconds since the epoch; newer messages rank first on ties
+    title: str = ""  # a short name agents see in the list; searched
+    shortcut: str = ""  # a word typed after '#' that ranks this message first; no white space
+    reading: str = ""  # how the title is read (a Japanese title's kana); searched
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,6 +272,7 @@ def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
 # Normalisation and word starts
 
 _MARK: Final = "\x00"  # stands before every word start in a marked text; normalize() removes it
+_FIELD: Final = "\x1f"  # joins the fields of a searchable text; normalize() removes it
 
 _NON_WORD: Final = 0
 _JOINER: Final = 1
@@ -311,9 +326,21 @@ def _class_of(ch: str) -> int:
 
 
 def normalize(text: str) -> str:
-    """``text`` as suggestions compare it: NFKC, casefold, NFKC again, NUL made a space."""
+    """``text`` as suggestions compare it: NFKC, casefold, NFKC again, NUL and U+001F made
+    spaces."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    return folded.replace(_MARK, " ") if _MARK in folded else folded
+    if _MARK in folded:
+        folded = folded.replace(_MARK, " ")
+    return folded.replace(_FIELD, " ") if _FIELD in folded else folded
+
+
+def searchable(message: CannedMessage) -> str:
+    """What a query is matched against: the normalised text, title, shortcut and reading of
+    ``message`` (those that are not empty), joined with U+001F."""
+    if not (message.title or message.shortcut or message.reading):
+        return normalize(message.text)
+    fields = (message.text, message.title, message.shortcut, message.reading)
+    return _FIELD.join(normalize(field) for field in fields if field)
 
 
 def _mark(norm: str) -> str:
@@ -443,10 +470,21 @@ def _check_department(department: object) -> None:
         _check_text(department, "a department id")
 
 
+def _check_labels(title: object, shortcut: object, reading: object) -> None:
+    """A title, shortcut and reading are strings, maybe empty; a shortcut has no white space and
+    no ``#`` (it is typed after one)."""
+    for value, what in ((title, "a title"), (shortcut, "a shortcut"), (reading, "a reading")):
+        if not isinstance(value, str):
+            raise CannedError("invalid", f"{what} must be a string, not {value!r}")
+    assert isinstance(shortcut, str)
+    if any(ch.isspace() or ch in _HASHES for ch in shortcut):
+        raise CannedError("invalid", f"a shortcut is one word without '#', not {shortcut!r}")
+
+
 @dataclass(slots=True, eq=False)
 class _Entry:
     message: CannedMessage
-    norm: str  # normalize(message.text)
+    norm: str  # searchable(message)
     marked: str  # _mark(norm)
     slot: int = -1  # -1 until indexed
 
@@ -455,6 +493,8 @@ def _rank(entry: _Entry) -> tuple[float, str]:
     """The key that sorts entries newest first, then by id."""
     return (-entry.message.created_at, entry.message.id)
 
+
+_NO_IDS: Final[frozenset[str]] = frozenset()
 
 _STRAY_LIMIT: Final = 100
 """How many messages may have a slot out of rank order before the next lookup rebuilds."""
@@ -489,6 +529,7 @@ class CannedBook:
         self._contains: dict[str, int] = {}  # character or bigram -> bitmap
         self._starts: dict[str, int] = {}  # 1 to 3 characters at a word start -> bitmap
         self._departments: dict[str | None, int] = {}  # department (None: shared) -> bitmap
+        self._shortcuts: dict[str, set[str]] = {}  # normalised shortcut -> message ids
         for category in categories:
             self.add_category(category.id, category.name)
         for message in messages:
@@ -628,10 +669,15 @@ class CannedBook:
         text: str | None = None,
         category: str | None = None,
         department: str | Unchanged | None = UNCHANGED,
+        title: str | None = None,
+        shortcut: str | None = None,
+        reading: str | None = None,
     ) -> CannedMessage:
-        """Change what is given of a message's text, category and department; return it.
+        """Change what is given of a message's text, category, department, title, shortcut and
+        reading; return it.
 
-        ``department=None`` makes it shared; leaving ``department`` out keeps it.
+        ``department=None`` makes it shared; leaving ``department`` out keeps it. An empty title,
+        shortcut or reading removes it.
         """
         entry = self._check_message(message_id)
         old = entry.message
@@ -646,9 +692,16 @@ class CannedBook:
             text=old.text if text is None else text,
             category=old.category if category is None else category,
             department=old.department if isinstance(department, Unchanged) else department,
+            title=old.title if title is None else title,
+            shortcut=old.shortcut if shortcut is None else shortcut,
+            reading=old.reading if reading is None else reading,
         )
+        _check_labels(new.title, new.shortcut, new.reading)
         bit = 1 << entry.slot
-        norm = normalize(new.text)
+        if new.shortcut != old.shortcut:
+            self._unlist_shortcut(old)
+            self._list_shortcut(new)
+        norm = searchable(new)
         if norm != entry.norm:
             contained, starting = _index_keys(entry.norm, entry.marked)
             _remove_bit(self._contains, contained, bit)
@@ -672,6 +725,7 @@ class CannedBook:
         _remove_bit(self._contains, contained, bit)
         _remove_bit(self._starts, starting, bit)
         self._remove_department_bit(entry.message.department, bit)
+        self._unlist_shortcut(entry.message)
         if self._stray_bits & bit:
             self._strays.remove(entry)
             self._stray_bits ^= bit
@@ -752,12 +806,23 @@ class CannedBook:
         def visible_to_agent(entry: _Entry) -> bool:
             return entry.message.department is None or entry.message.department in wanted
 
+        def by_use(entry: _Entry) -> tuple[int, float, str]:
+            return (-counts.get(entry.message.id, 0), *_rank(entry))
+
+        # First the messages whose shortcut is the query; they are skipped further down.
+        shortcut_ids = self._shortcuts.get(norm, _NO_IDS) if norm else _NO_IDS
+        shortcut_hits = sorted(
+            (e for e in map(self._entries.__getitem__, shortcut_ids) if visible_to_agent(e)),
+            key=by_use,
+        )
+        placed = frozenset(e.message.id for e in shortcut_hits) if shortcut_hits else _NO_IDS
+
         # Placed by direct substring tests: the agent's used messages, and the strays.
         used_starts: list[_Entry] = []
         used_inside: list[_Entry] = []
         for message_id in counts:
             entry = self._entries[message_id]
-            if visible_to_agent(entry):
+            if message_id not in placed and visible_to_agent(entry):
                 if at_start(entry):
                     used_starts.append(entry)
                 elif norm in entry.norm:
@@ -765,23 +830,24 @@ class CannedBook:
         stray_starts: list[_Entry] = []  # in rank order, as self._strays
         stray_inside: list[_Entry] = []
         for entry in self._strays:
-            if entry.message.id not in counts and visible_to_agent(entry):
+            message_id = entry.message.id
+            if message_id not in counts and message_id not in placed and visible_to_agent(entry):
                 if at_start(entry):
                     stray_starts.append(entry)
                 elif norm in entry.norm:
                     stray_inside.append(entry)
 
-        def by_use(entry: _Entry) -> tuple[int, float, str]:
-            return (-counts[entry.message.id], *_rank(entry))
-
         def read_starts() -> Iterator[_Entry]:
             for entry in self._read(starts):
-                if entry.message.id not in counts and (exact_starts or at_start(entry)):
+                message_id = entry.message.id
+                if message_id in counts or message_id in placed:
+                    continue  # placed already
+                if exact_starts or at_start(entry):
                     yield entry
 
         def read_inside() -> Iterator[_Entry]:
             for entry in self._read(contains & ~starts if exact_starts else contains):
-                if entry.message.id in counts:
+                if entry.message.id in counts or entry.message.id in placed:
                     continue  # placed already
                 if not exact_contains and norm not in entry.norm:
                     continue
@@ -789,7 +855,8 @@ class CannedBook:
                     continue  # placed already, with the word-start matches
                 yield entry
 
-        found = sorted(used_starts, key=by_use)
+        found = shortcut_hits
+        found.extend(sorted(used_starts, key=by_use))
         found.extend(islice(_merge(read_starts(), stray_starts), max(0, limit - len(found))))
         if len(found) < limit:
             found.extend(sorted(used_inside, key=by_use))
@@ -825,9 +892,11 @@ class CannedBook:
         if message.id in self._entries:
             raise CannedError("invalid", f"canned message {message.id!r} already exists")
         self.category(message.category)
-        norm = normalize(message.text)
+        _check_labels(message.title, message.shortcut, message.reading)
+        norm = searchable(message)
         entry = _Entry(message=message, norm=norm, marked=_mark(norm))
         self._entries[message.id] = entry
+        self._list_shortcut(message)
         return entry
 
     def _index(self, entry: _Entry) -> None:
@@ -899,3 +968,16 @@ class CannedBook:
             self._departments[department] = left
         else:
             del self._departments[department]
+
+    def _list_shortcut(self, message: CannedMessage) -> None:
+        if message.shortcut:
+            self._shortcuts.setdefault(normalize(message.shortcut), set()).add(message.id)
+
+    def _unlist_shortcut(self, message: CannedMessage) -> None:
+        if message.shortcut:
+            key = normalize(message.shortcut)
+            ids = self._shortcuts.get(key)
+            if ids is not None:
+                ids.discard(message.id)
+                if not ids:
+                    del self._shortcuts[key]
