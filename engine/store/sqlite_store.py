@@ -119,7 +119,7 @@ class AlreadyRated(StoreError):
 _TICKET_COLUMNS: Final = (
     "id, chat_id, kind, department, question, visitor_name, visitor_email, visitor_browser,"
     " visitor_os, visitor_location, visitor_id, entries, handoffs, started_at, accepted_at,"
-    " ended_at, end_reason, rating, rating_comment, handled, owner"
+    " ended_at, end_reason, rating, rating_comment, handled, owner, score"
 )
 
 
@@ -158,13 +158,14 @@ def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:
         ticket.rating_comment,
         int(ticket.handled),
         ticket.owner,
+        ticket.score,
     )
     keep_id = ticket.id is not None  # a copy keeps its ids; a new ticket gets the next one
     row = conn.execute(
         f"INSERT INTO tickets ({'id, ' if keep_id else ''}chat_id, kind, department, question,"
         " visitor_name, visitor_email, visitor_email_lower, visitor_browser, visitor_os,"
         " visitor_location, visitor_id, entries, handoffs, started_at, accepted_at, ended_at,"
-        " end_reason, rating, rating_comment, handled, owner)"
+        " end_reason, rating, rating_comment, handled, owner, score)"
         f" VALUES ({', '.join('?' * (len(values) + keep_id))})"
         " ON CONFLICT (chat_id) DO NOTHING RETURNING id",
         (ticket.id, *values) if keep_id else values,
@@ -212,6 +213,7 @@ def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
         rating_comment,
         handled,
         owner,
+        score,
     ) = row
     return Ticket(
         id=ticket_id,
@@ -238,6 +240,7 @@ def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
         rating_comment=rating_comment,
         handled=bool(handled),
         owner=owner,
+        score=None if score is None else int(score),
     )
 
 
@@ -472,14 +475,17 @@ class StoreQueries:
 
         return await self.write(mark)
 
-    async def rate(self: _Backend, chat_id: str, rating: Rating, comment: str = "") -> Ticket:
-        """Record the visitor's rating once; then ``AlreadyRated``. ``NotFound`` if no ticket."""
+    async def rate(
+        self: _Backend, chat_id: str, rating: Rating, comment: str = "", score: int | None = None
+    ) -> Ticket:
+        """Record the visitor's rating (and score) once; then ``AlreadyRated``. ``NotFound`` if
+        no ticket."""
 
         def rate(conn: Connection) -> Ticket:
             cursor = conn.execute(
-                "UPDATE tickets SET rating = ?, rating_comment = ?"
+                "UPDATE tickets SET rating = ?, rating_comment = ?, score = ?"
                 " WHERE chat_id = ? AND rating IS NULL",
-                (rating.value, comment, chat_id),
+                (rating.value, comment, score, chat_id),
             )
             ticket = _one_ticket(conn, "chat_id", chat_id)
             if cursor.rowcount == 0:
@@ -502,13 +508,17 @@ class StoreQueries:
         def report(conn: Connection) -> RatingReport:
             result: RatingReport = {"agents": {}, "departments": {}}
             for key, column in (("agents", "owner"), ("departments", "department")):
-                for name, rating, count in conn.execute(
-                    f"SELECT {column}, rating, count(*) FROM tickets"
-                    f" WHERE {where} AND {column} != '' GROUP BY {column}, rating",
+                for name, rating, count, scored, score_sum in conn.execute(
+                    f"SELECT {column}, rating, count(*), count(score), coalesce(sum(score), 0)"
+                    f" FROM tickets WHERE {where} AND {column} != '' GROUP BY {column}, rating",
                     params,
                 ):
-                    counts = result[key].setdefault(name, {r.value: 0 for r in Rating})
+                    counts = result[key].setdefault(
+                        name, {**{r.value: 0 for r in Rating}, "scored": 0, "score_sum": 0}
+                    )
                     counts[rating] = int(count)
+                    counts["scored"] += int(scored)
+                    counts["score_sum"] += int(score_sum)
             return result
 
         return await self.read(report)
