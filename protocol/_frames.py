@@ -261,6 +261,13 @@ _DEPARTMENT_SETTINGS: Final = (
     integer("queue_limit?", 0, 100_000),
 )
 
+SHORTCUT_LEN: Final = 64
+_CANNED_LABELS: Final = (
+    string("title?"),
+    string("shortcut?", SHORTCUT_LEN),
+    string("reading?"),
+)
+
 _TABLE: Final = (
     # Every role; hello must be the first request on a connection.
     _req(
@@ -298,7 +305,16 @@ _TABLE: Final = (
     ),
     _req("typing", VISITOR | AGENT, string("chat_id", roles=AGENT), boolean("on")),
     _req("leave", VISITOR),
-    _req("rate", VISITOR, string("rating", choices=RATINGS), string("comment?", COMMENT_LEN)),
+    _req(
+        "rate",
+        VISITOR,
+        string("rating?", choices=RATINGS),
+        string("comment?", COMMENT_LEN),
+        integer("score?", 1, 5),
+        at_least_one=("rating", "score"),
+    ),
+    # Every role: the departments, and whether anyone is online in each.
+    _req("departments", ALL_ROLES),
     # Agents.
     _req("set_status", AGENT, string("status", choices=STATUSES)),
     _req("set_ringtone", AGENT, boolean("on")),
@@ -356,6 +372,15 @@ _TABLE: Final = (
         strings("departments", 64, min_items=1),
         integer("capacity?", 0, 1000),
     ),
+    _req(
+        "agent_update",
+        ADMIN,
+        string("id"),
+        string("name?", min_len=1),
+        strings("departments?", 64, min_items=1),
+        integer("capacity?", 0, 1000),
+        at_least_one=("name", "departments", "capacity"),
+    ),
     _req("agent_remove", ADMIN, string("id")),
     _req("agent_list", ADMIN),
     _req("token_issue", ADMIN, string("agent_id")),
@@ -378,6 +403,7 @@ _TABLE: Final = (
         string("category"),
         string("department?", min_len=1),
         string("id?", min_len=1),
+        *_CANNED_LABELS,
     ),
     _req(
         "canned_edit",
@@ -387,7 +413,8 @@ _TABLE: Final = (
         string("category?", min_len=1),
         string("department?", min_len=1),
         boolean("shared?"),
-        at_least_one=("text", "category", "department", "shared"),
+        *_CANNED_LABELS,
+        at_least_one=("text", "category", "department", "shared", "title", "shortcut", "reading"),
     ),
     _req("canned_delete", ADMIN, string("id")),
     _req("canned_list", ADMIN, string("department?", min_len=1), string("category?", min_len=1)),
@@ -454,7 +481,7 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
                 "visitor",
                 "ringtone",
                 "expires_in",
-                optional=("note", "from_agent"),
+                optional=("note", "from_agent", "from_agent_name"),
             ),
             _event("offer_withdrawn", AGENT, "offer_id", "reason", optional=("chat_id",)),
             _event("handoff_result", AGENT, "chat_id", "kind", "outcome", "target"),

@@ -213,11 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     agent = commands.add_parser(
         "agent",
-        help="add, list or remove agents",
+        help="add, update, list or remove agents",
         description="Manage the agents stored in the database.",
     )
     agent_commands = agent.add_subparsers(
-        dest="action", required=True, metavar="ACTION", help="add, list or remove"
+        dest="action", required=True, metavar="ACTION", help="add, update, list or remove"
     )
     add = agent_commands.add_parser(
         "add", help="add an agent", description="Add an agent (offline, ringtone on)."
@@ -240,6 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _existing_db_option(add)
     add.set_defaults(run=_agent_add)
+    update = agent_commands.add_parser(
+        "update",
+        help="change an agent",
+        description="Change an agent's name, departments or capacity; the rest stays.",
+    )
+    update.add_argument("id", help="the agent's id")
+    update.add_argument("--name", help="the agent's display name")
+    update.add_argument(
+        "--department",
+        dest="departments",
+        action="append",
+        metavar="ID",
+        help="a department whose chats the agent takes; repeat for several (they replace the "
+        "agent's departments)",
+    )
+    update.add_argument("--capacity", type=int, help="how many chats the agent may hold at once")
+    _existing_db_option(update)
+    update.set_defaults(run=_agent_update)
     listing = agent_commands.add_parser(
         "list", help="list agents", description="List the agents, one per line."
     )
@@ -425,9 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
         "ratings",
         help="report visitors' ratings",
         description=(
-            "Count the good, neutral and bad ratings visitors gave, per agent (the agent that "
-            "held the chat when it ended) and per department, for chats that ended in the period "
-            "(default: all time)."
+            "Count the good, neutral and bad ratings visitors gave, with the average of their "
+            "1-5 scores, per agent (the agent that held the chat when it ended) and per "
+            "department, for chats that ended in the period (default: all time)."
         ),
     )
     _period_options(ratings, "chats")
@@ -511,6 +529,7 @@ def _canned_parsers(commands: Any) -> None:
         help="the department whose agents may use it (default: shared by every department)",
     )
     add.add_argument("--id", default="", help="the message's id (default: a random one)")
+    _canned_label_options(add)
     _existing_db_option(add)
     add.set_defaults(run=_canned_add)
     listing = actions.add_parser(
@@ -518,7 +537,7 @@ def _canned_parsers(commands: Any) -> None:
         help="list canned messages",
         description=(
             "List the canned messages, newest first, one per line: id, category, department "
-            "('shared' for all), text."
+            "('shared' for all), text, then title=, shortcut= and reading= for those it has."
         ),
     )
     listing.add_argument(
@@ -538,6 +557,7 @@ def _canned_parsers(commands: Any) -> None:
     owner = edit.add_mutually_exclusive_group()
     owner.add_argument("--department", metavar="ID", help="make it one department's only")
     owner.add_argument("--shared", action="store_true", help="share it with every department")
+    _canned_label_options(edit, clear=True)
     _existing_db_option(edit)
     edit.set_defaults(run=_canned_edit)
     remove = actions.add_parser(
@@ -546,6 +566,19 @@ def _canned_parsers(commands: Any) -> None:
     remove.add_argument("id", help="the message's id")
     _existing_db_option(remove)
     remove.set_defaults(run=_canned_remove)
+
+
+def _canned_label_options(parser: argparse.ArgumentParser, *, clear: bool = False) -> None:
+    empty = " ('' removes it)" if clear else ""
+    parser.add_argument("--title", help=f"a short name agents see in the list{empty}")
+    parser.add_argument(
+        "--shortcut",
+        help=f"one word an agent types after '#' to get this message first{empty}",
+    )
+    parser.add_argument(
+        "--reading",
+        help=f"how the title is read, found by '#' too: the kana of a Japanese title{empty}",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -657,6 +690,34 @@ def _agent_add(args: argparse.Namespace) -> int:
             )
         )
         print(f"added agent {args.id}")
+
+    return _with_store(args, job, changes=True)
+
+
+def _agent_update(args: argparse.Namespace) -> int:
+    async def job(store: Store) -> None:
+        old = next((a for a in await store.agents() if a.id == args.id), None)
+        if old is None:
+            raise CommandError(f"no agent {args.id!r}")
+        if args.name is None and args.departments is None and args.capacity is None:
+            raise CommandError("nothing to change: give --name, --department or --capacity")
+        changes: dict[str, Any] = {}
+        if args.name is not None:
+            if not args.name.strip():
+                raise CommandError("--name must not be blank")
+            changes["name"] = args.name
+        if args.departments is not None:
+            known = {d.id for d in await store.departments()}
+            missing = [d for d in args.departments if d not in known]
+            if missing:
+                raise CommandError(f"no department {', '.join(missing)}")
+            changes["departments"] = tuple(dict.fromkeys(args.departments))
+        if args.capacity is not None:
+            if args.capacity < 0:
+                raise CommandError("--capacity must not be negative")
+            changes["capacity"] = args.capacity
+        await store.save_agent(dataclasses.replace(old, **changes))
+        print(f"changed agent {args.id}")
 
     return _with_store(args, job, changes=True)
 
@@ -850,7 +911,13 @@ def _canned_add(args: argparse.Namespace) -> int:
         _check_canned_category(desk, args.category)
         await _check_canned_department(store, args.department)
         message = await desk.add_message(
-            args.text, category=args.category, department=args.department, message_id=args.id
+            args.text,
+            category=args.category,
+            department=args.department,
+            message_id=args.id,
+            title=args.title or "",
+            shortcut=args.shortcut or "",
+            reading=args.reading or "",
         )
         print(message.id)
 
@@ -864,29 +931,49 @@ def _canned_list(args: argparse.Namespace) -> int:
         await _check_canned_department(store, args.department)
         departments = None if args.department is None else (args.department,)
         for m in desk.messages(departments=departments, category=args.category):
-            text = m.text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-            print(f"{m.id}\t{m.category}\t{m.department or 'shared'}\t{text}")
+            text = _escape(m.text)
+            labels = "".join(
+                f"\t{name}={_escape(value)}"
+                for name, value in (
+                    ("title", m.title),
+                    ("shortcut", m.shortcut),
+                    ("reading", m.reading),
+                )
+                if value
+            )
+            print(f"{m.id}\t{m.category}\t{m.department or 'shared'}\t{text}{labels}")
 
     return _with_canned(args, job)
+
+
+def _escape(text: str) -> str:
+    """``text`` on one line of a tab-separated listing."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
 
 def _canned_edit(args: argparse.Namespace) -> int:
     async def job(store: Store, desk: CannedDesk) -> None:
         _canned_message(desk, args.id)
-        if args.text is None and args.category is None and args.department is None:
-            if not args.shared:
-                raise CommandError(
-                    "nothing to change: give --text, --category, --department or --shared"
-                )
+        labels = {"title": args.title, "shortcut": args.shortcut, "reading": args.reading}
+        given = [args.text, args.category, args.department, *labels.values()]
+        if all(value is None for value in given) and not args.shared:
+            raise CommandError(
+                "nothing to change: give --text, --category, --department, --shared, --title, "
+                "--shortcut or --reading"
+            )
         if args.category is not None:
             _check_canned_category(desk, args.category)
         await _check_canned_department(store, args.department)
         if args.shared or args.department is not None:
             await desk.edit_message(
-                args.id, text=args.text, category=args.category, department=args.department
+                args.id,
+                text=args.text,
+                category=args.category,
+                department=args.department,
+                **labels,
             )
         else:
-            await desk.edit_message(args.id, text=args.text, category=args.category)
+            await desk.edit_message(args.id, text=args.text, category=args.category, **labels)
         print(f"changed canned message {args.id}")
 
     return _with_canned(args, job)
@@ -1060,10 +1147,16 @@ def format_ratings(
         ("agent", report["by_agent"], "agent_id"),
         ("department", report["by_department"], "department"),
     ):
-        table = [[str(row[key]), *(str(row[r]) for r in RATINGS)] for row in rows]
-        table.append(["total", *(str(report[r]) for r in RATINGS)])
-        lines += ["", *_table([title, *RATINGS], table)]
+        table = [[str(row[key]), *(str(row[r]) for r in RATINGS), _average(row)] for row in rows]
+        table.append(["total", *(str(report[r]) for r in RATINGS), _average(report)])
+        lines += ["", *_table([title, *RATINGS, "score"], table)]
     return "\n".join(lines) + "\n"
+
+
+def _average(row: Mapping[str, Any]) -> str:
+    """The average score of a report row, and of how many scores: ``4.5 (2)``, or ``-``."""
+    average = row.get("average_score")
+    return "-" if average is None else f"{average:.2f} ({row.get('scored', 0)})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -50,6 +50,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("visitor", "tickets (department)", "own", "forbidden"),
     ("visitor", "ticket", "own", "forbidden"),
     ("visitor", "agent_list", "-", "forbidden"),
+    ("visitor", "departments", "-", "ok"),
+    ("visitor", "agent_update", "-", "forbidden"),
     # An agent of sales.
     ("agent", "set_status", "-", "ok"),
     ("agent", "set_ringtone", "-", "ok"),
@@ -109,6 +111,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "canned_add", "own", "forbidden"),
     ("agent", "canned_edit", "own", "forbidden"),
     ("agent", "canned_delete", "own", "forbidden"),
+    ("agent", "departments", "-", "ok"),
+    ("agent", "agent_update", "own", "forbidden"),
     # An admin: every department, and no chats.
     ("admin", "tickets (department)", "own", "ok"),
     ("admin", "tickets (department)", "other", "ok"),
@@ -140,6 +144,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "visitor_panel", "own", "forbidden"),
     ("admin", "canned_suggest", "-", "forbidden"),
     ("admin", "canned_pick", "own", "forbidden"),
+    ("admin", "departments", "-", "ok"),
+    ("admin", "agent_update", "other", "ok"),
 )
 
 DEPARTMENT = {"own": "sales", "other": "support"}
@@ -311,6 +317,9 @@ STEPS: dict[str, Step] = {
     "agent_add": lambda d, w, me: me.request(
         "agent_add", id="dan", name="Dan", departments=[DEPARTMENT[w]]
     ),
+    "agent_update": lambda d, w, me: me.request(
+        "agent_update", id={"own": "ann", "other": "cy"}[w], capacity=4
+    ),
     "agent_remove": lambda d, w, me: me.request(
         "agent_remove", id={"own": "ann", "other": "cy"}[w]
     ),
@@ -350,6 +359,14 @@ async def _canned_list(desk: Desk, whose: str, me: Client) -> bool:
 STEPS["visitor_panel (history)"] = _panel_history
 STEPS["canned_suggest"] = _suggest
 STEPS["canned_list"] = _canned_list
+
+
+async def _departments(desk: Desk, whose: str, me: Client) -> bool:
+    reply = await me.request("departments")
+    return sorted(DEPARTMENT.values()) == sorted(_ids(reply["departments"], "id"))
+
+
+STEPS["departments"] = _departments
 
 
 async def outcome(desk: Desk, role: str, request: str, whose: str) -> str:
