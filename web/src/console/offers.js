@@ -52,7 +52,7 @@ export class OfferPopups {
         ? h(
             "p",
             { class: "offer-note" },
-            h("strong", {}, `From ${offer.from_agent || "a colleague"}: `),
+            h("strong", { title: offer.from_agent || "" }, `From ${offer.from_agent_name || offer.from_agent || "a colleague"}: `),
             offer.note || "(no note)",
           )
         : null,

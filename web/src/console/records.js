@@ -115,7 +115,7 @@ export class RecordsView {
               h("td", {}, ticket.department),
               h("td", {}, missed ? reasonText(ticket.end_reason) : (ticket.agents || []).join(", ")),
               h("td", { class: "nowrap" }, when(ticket.ended_at)),
-              h("td", {}, missed ? (ticket.handled ? h("span", { class: "pill ok" }, "handled") : h("span", { class: "pill warn" }, "open")) : ratingPill(ticket.rating)),
+              h("td", {}, missed ? (ticket.handled ? h("span", { class: "pill ok" }, "handled") : h("span", { class: "pill warn" }, "open")) : ratingPill(ticket.rating, ticket.score)),
               h(
                 "td",
                 { class: "row-actions" },
@@ -170,7 +170,7 @@ export class RecordsView {
         h(
           "p",
           { class: "small" },
-          ticket.rating ? ["Rating: ", ratingPill(ticket.rating), ticket.rating_comment ? ` “${ticket.rating_comment}”` : ""] : h("span", { class: "muted" }, "Not rated"),
+          ticket.rating ? ["Rating: ", ratingPill(ticket.rating, ticket.score), ticket.rating_comment ? ` “${ticket.rating_comment}”` : ""] : h("span", { class: "muted" }, "Not rated"),
           " ",
           markButton,
           ticket.handled ? h("span", { class: "pill ok" }, "handled") : null,
@@ -220,7 +220,8 @@ function reasonText(reason) {
   return texts[reason] || reason || "";
 }
 
-function ratingPill(rating) {
+function ratingPill(rating, score) {
   if (!rating) return h("span", { class: "muted small" }, "—");
-  return h("span", { class: `pill rating-${rating}` }, RATING[rating] || rating);
+  const stars = score ? ` ${"★".repeat(score)}${"☆".repeat(5 - score)}` : "";
+  return h("span", { class: `pill rating-${rating}`, title: score ? `${score} of 5` : "" }, (RATING[rating] || rating) + stars);
 }
