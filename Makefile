@@ -29,8 +29,8 @@ test: $(STAMP) web
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine protocol tests bench
-	$(BIN)/ruff format --check engine protocol tests bench
+	$(BIN)/ruff check engine protocol replay tests bench
+	$(BIN)/ruff format --check engine protocol replay tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

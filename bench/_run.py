@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _crash, _daemon, _durability, _inproc, _memory, _suggest
+from . import _crash, _daemon, _durability, _inproc, _memory, _replay, _suggest
 from ._common import (
     RESULTS_DIR,
     SYNCHRONOUS,
@@ -65,6 +65,10 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "crash": (
         "a daemon killed with SIGKILL 20 times under load (60 with --full): losses, restart time",
         _crash.crash_bench,
+    ),
+    "replay": (
+        "seconds to replay a generated day of 10,000 chats on the virtual clock, and the speed-up",
+        _replay.replay_day,
     ),
 }
 

@@ -60,6 +60,7 @@ from engine import (
     TicketKind,
     open_store,
 )
+from replay.cli import register as register_replay
 
 from ._auth import ADMIN_NAME, issue_token
 from ._cli_store import add_store_commands, add_store_option, file_of
@@ -458,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     _existing_db_option(ratings)
     ratings.set_defaults(run=_ratings)
     add_store_commands(commands, _db_option)
+    register_replay(commands)
     return parser
 
 

@@ -78,6 +78,7 @@ class TestSmokeRun:
             "journal": "journal",
             "recovery": "recovery-",
             "crash": "crash",
+            "replay": "replay-",
         }
         assert set(prefixes) == set(SCENARIOS)
         for scenario, prefix in prefixes.items():

@@ -17,7 +17,7 @@ import trio
 from bench._crash import crash_run
 
 KILLS: Final = 12
-DEADLINE: Final = 90.0  # seconds; the test takes about 30
+DEADLINE: Final = 300.0  # seconds: a safety net for a busy machine; the test takes about 30
 
 
 async def test_sigkill_under_load_loses_nothing(tmp_path: Path) -> None:
