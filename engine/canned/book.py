@@ -810,28 +810,33 @@ class CannedBook:
             return (-counts.get(entry.message.id, 0), *_rank(entry))
 
         # First the messages whose shortcut is the query; they are skipped further down.
-        shortcut_ids = self._shortcuts.get(norm, _NO_IDS) if norm else _NO_IDS
-        shortcut_hits = sorted(
-            (e for e in map(self._entries.__getitem__, shortcut_ids) if visible_to_agent(e)),
-            key=by_use,
-        )
-        placed = frozenset(e.message.id for e in shortcut_hits) if shortcut_hits else _NO_IDS
+        shortcut_ids = self._shortcuts.get(norm) if norm else None
+        shortcut_hits: list[_Entry] = []
+        placed = _NO_IDS
+        if shortcut_ids:
+            shortcut_hits = sorted(
+                (e for e in map(self._entries.__getitem__, shortcut_ids) if visible_to_agent(e)),
+                key=by_use,
+            )
+            placed = frozenset(e.message.id for e in shortcut_hits)
 
         # Placed by direct substring tests: the agent's used messages, and the strays.
         used_starts: list[_Entry] = []
         used_inside: list[_Entry] = []
         for message_id in counts:
+            if placed and message_id in placed:
+                continue
             entry = self._entries[message_id]
-            if message_id not in placed and visible_to_agent(entry):
+            if visible_to_agent(entry):
                 if at_start(entry):
                     used_starts.append(entry)
                 elif norm in entry.norm:
                     used_inside.append(entry)
         stray_starts: list[_Entry] = []  # in rank order, as self._strays
         stray_inside: list[_Entry] = []
+        skip = counts.keys() | placed if placed else counts  # placed already, or by use
         for entry in self._strays:
-            message_id = entry.message.id
-            if message_id not in counts and message_id not in placed and visible_to_agent(entry):
+            if entry.message.id not in skip and visible_to_agent(entry):
                 if at_start(entry):
                     stray_starts.append(entry)
                 elif norm in entry.norm:
@@ -839,15 +844,12 @@ class CannedBook:
 
         def read_starts() -> Iterator[_Entry]:
             for entry in self._read(starts):
-                message_id = entry.message.id
-                if message_id in counts or message_id in placed:
-                    continue  # placed already
-                if exact_starts or at_start(entry):
+                if entry.message.id not in skip and (exact_starts or at_start(entry)):
                     yield entry
 
         def read_inside() -> Iterator[_Entry]:
             for entry in self._read(contains & ~starts if exact_starts else contains):
-                if entry.message.id in counts or entry.message.id in placed:
+                if entry.message.id in skip:
                     continue  # placed already
                 if not exact_contains and norm not in entry.norm:
                     continue

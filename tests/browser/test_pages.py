@@ -350,7 +350,7 @@ class TestDepartmentPicker:
         visitor.fill("textarea[name=question]", "Which saddle fits?")
         visitor.click("button:has-text('Start chat')")
         offer = bob.locator(".offer", has_text="Which saddle fits?")
-        expect(offer.locator(".offer-dept")).to_have_text("support")
+        expect(offer.locator(".offer-dept")).to_have_text("Support")
         accept_offer(bob, "Which saddle fits?")
         bob.click("button:has-text('End now')")
         expect(visitor.locator(".stars")).to_be_visible()

@@ -159,6 +159,11 @@ class Console {
     return new Map(this.state.departments.map((d) => [d.id, d.name]));
   }
 
+  /** A department's name, or its id while the names are not known. */
+  departmentName(id) {
+    return this.state.departments.find((d) => d.id === id)?.name || id || "";
+  }
+
   // -- events -------------------------------------------------------------------------------
 
   bindEvents(client) {

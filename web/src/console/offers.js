@@ -42,7 +42,7 @@ export class OfferPopups {
         "header",
         {},
         h("span", { class: "offer-kind" }, KIND_TITLE[offer.kind] || "Offer"),
-        h("span", { class: "offer-dept" }, offer.department),
+        h("span", { class: "offer-dept", title: offer.department }, this.app.departmentName(offer.department)),
         h("span", { class: "countdown", dataset: { countdown: offer.offer_id } }),
       ),
       h("div", { class: "offer-visitor" }, visitor.name || "Visitor"),

@@ -36,7 +36,7 @@ export class RecordsView {
     this.kind = kind;
     this.title.textContent = kind === "missed" ? "Missed chats" : "Tickets";
     const departments = this.app.state.agent?.departments || [];
-    replace(this.department, h("option", { value: "" }, "All my departments"), departments.map((id) => h("option", { value: id }, id)));
+    replace(this.department, h("option", { value: "" }, "All my departments"), departments.map((id) => h("option", { value: id }, this.app.departmentName(id))));
     replace(
       this.filters,
       kind === "tickets" ? this.view : null,
@@ -112,7 +112,7 @@ export class RecordsView {
               h("td", { class: "num" }, ticket.id),
               h("td", {}, h("div", { class: "strong" }, visitor.name || "—"), h("div", { class: "muted small" }, visitor.email || "")),
               h("td", { class: "question-cell" }, ticket.question),
-              h("td", {}, ticket.department),
+              h("td", {}, this.app.departmentName(ticket.department)),
               h("td", {}, missed ? reasonText(ticket.end_reason) : (ticket.agents || []).join(", ")),
               h("td", { class: "nowrap" }, when(ticket.ended_at)),
               h("td", {}, missed ? (ticket.handled ? h("span", { class: "pill ok" }, "handled") : h("span", { class: "pill warn" }, "open")) : ratingPill(ticket.rating, ticket.score)),
