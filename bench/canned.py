@@ -23,7 +23,8 @@ import random
 import time
 from collections.abc import Sequence
 
-from engine.canned.book import CannedBook, CannedCategory, CannedMessage, CannedUse
+from engine.canned.book import CannedBook
+from engine.canned.records import CannedCategory, CannedMessage, CannedUse
 
 TARGET_MS = 1.0
 WARMUP_LOOKUPS = 200

@@ -5,8 +5,9 @@ Import from here; the underscored modules are private.
 
 from .api.engine import Engine, open_engine
 from .api.handles import AgentConnection, VisitorChat
-from .canned.book import CannedCategory, CannedMessage, fill_placeholders, query_of
 from .canned.desk import CannedDesk
+from .canned.records import CannedCategory, CannedMessage
+from .canned.text import fill_placeholders, query_of
 from .model.chatstate import ChatState
 from .model.config import EngineConfig
 from .model.errors import EngineError
@@ -50,7 +51,9 @@ from .model.views import (
 )
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
-from .store.sqlite_store import MAX_PAGE, SqliteStore, StoreError
+from .store.exclusive import exclusive_use
+from .store.sqlite_store import SqliteStore, StoreError
+from .store.tickets import MAX_PAGE
 from .store.url import StoreLocation, open_store, parse_store_url
 
 __all__ = [
@@ -103,6 +106,7 @@ __all__ = [
     "VisitorChat",
     "VisitorPanel",
     "copy_store",
+    "exclusive_use",
     "fill_placeholders",
     "open_engine",
     "open_store",

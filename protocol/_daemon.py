@@ -40,14 +40,13 @@ so an agent added a moment ago signs in at once.
 from __future__ import annotations
 
 import errno
-import fcntl
 import gc
 import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final, TextIO
 
@@ -62,6 +61,7 @@ from engine import (
     EngineError,
     Store,
     StoreError,
+    exclusive_use,
     open_engine,
     parse_store_url,
 )
@@ -260,31 +260,17 @@ def check_db_path(db: str | os.PathLike[str]) -> str | None:
     return str(path.absolute())
 
 
-@contextmanager
-def exclusive_use(db: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold the database file for one daemon: a second ``serve`` on it is a DaemonError.
-
-    Two daemons on one SQLite file would each route their own agents and silently split the desk.
-    An ``flock`` on the file says who serves it; the command line (which writes the file directly)
-    and SQLite's own locks, which are of another kind, are not affected. The descriptor stays open
-    until the daemon is done with the file: closing it earlier would also drop SQLite's locks.
-    """
-    where = parse_store_url(db)
-    if where.kind != "sqlite":  # several daemons on one PostgreSQL is a later capability
-        yield
-        return
-    fd = os.open(where.target, os.O_RDWR | os.O_CREAT, 0o600)
+@asynccontextmanager
+async def _serving(db: str | os.PathLike[str]) -> AsyncIterator[None]:
+    """Hold the store for this daemon (``engine.exclusive_use``); another daemon's is a
+    DaemonError."""
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DaemonError(
-                f"another helpline daemon is serving {where}; stop it first, or give this "
-                "one its own --db (several daemons share one desk only over PostgreSQL)"
-            ) from None
-        yield
-    finally:
-        os.close(fd)
+        async with exclusive_use(db):
+            yield
+    except StoreError as exc:
+        if exc.code != "store_in_use":
+            raise
+        raise DaemonError(str(exc)) from None
 
 
 async def _listen(nursery: trio.Nursery, gateway: Gateway, config: DaemonConfig) -> str:
@@ -328,8 +314,11 @@ async def run_daemon(
         log.info("database_created", db=where)
     token_shown = False
     try:
-        with trio.open_signal_receiver(*STOP_SIGNALS) as signals, exclusive_use(db):
-            async with open_engine(config.engine, db=db, synchronous="FULL") as engine:
+        with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+            async with (
+                _serving(db),
+                open_engine(config.engine, db=db, synchronous="FULL") as engine,
+            ):
                 await seed_canned(engine, config.canned)
                 _tune_gc()
                 gateway = Gateway(engine, config.server)

@@ -10,18 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.canned.book import (
-    CannedBook,
-    CannedCategory,
-    CannedError,
-    CannedMessage,
-    CannedUse,
-    fill_placeholders,
-    normalize,
-    query_of,
-    searchable,
-    word_starts,
-)
+from engine.canned.book import CannedBook, searchable
+from engine.canned.records import CannedCategory, CannedError, CannedMessage, CannedUse
+from engine.canned.text import fill_placeholders, normalize, query_of, word_starts
 
 
 def wide(text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -18,14 +19,14 @@ import pytest
 import trio
 
 from bench._crash import AGENTS, CONFIG, VISITORS, Ledger, agent, issue_tokens, visitor
-from bench._daemonproc import Daemon, start_daemon
+from bench._daemonproc import Daemon, helpline, start_daemon
 from engine import open_store
 from protocol import connect
 
 from .postgres import fresh_schema
 
 KILLS: Final = 6
-DEADLINE: Final = 90.0
+DEADLINE: Final = 300.0  # a safety net for a busy machine, not a timing check
 
 E2E_CONFIG = """
 [[departments]]
@@ -141,3 +142,26 @@ async def test_sigkill_under_load_loses_nothing(tmp_path: Path, pg_store: str) -
         ids = [cid for _, _, cid in lines if cid]
         assert len(ids) == len(set(ids)), f"a message stored twice: {summary}"
         assert [seq for seq, _, _ in lines] == list(range(1, len(lines) + 1)), summary
+
+
+def test_a_second_daemon_on_one_store_is_refused(tmp_path: Path, pg_store: str) -> None:
+    """A second `serve` on a PostgreSQL store another daemon serves exits 1 and says so; a daemon
+    on another schema of the same database starts."""
+    first = serve(tmp_path, E2E_CONFIG, pg_store)
+    try:
+        done = subprocess.run(
+            helpline("serve", "--port", "0", "--store", pg_store),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert 1 == done.returncode
+        assert "another helpline daemon is serving" in done.stderr
+        assert "Traceback" not in done.stderr
+        with fresh_schema() as other:
+            (tmp_path / "other").mkdir()
+            neighbour = serve(tmp_path / "other", E2E_CONFIG, other)
+            assert 0 == neighbour.stop()
+    finally:
+        assert 0 == first.stop()

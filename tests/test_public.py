@@ -57,6 +57,7 @@ ENGINE = {
     "VisitorChat",
     "VisitorPanel",
     "copy_store",
+    "exclusive_use",
     "fill_placeholders",
     "open_engine",
     "open_store",

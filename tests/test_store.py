@@ -25,17 +25,14 @@ from engine.model.records import (
     Visitor,
 )
 from engine.store.sqlite_store import (
-    MAX_PAGE,
     SCHEMA_VERSION,
-    AlreadyRated,
-    NotFound,
     SqliteStore,
     StoreBusy,
     StoreClosed,
     StoreError,
-    TicketExists,
     open_store,
 )
+from engine.store.tickets import MAX_PAGE, AlreadyRated, NotFound, TicketExists
 
 WAIT = 10.0  # seconds before a test that waits for the writer thread gives up
 

@@ -32,7 +32,7 @@ from engine import (
 from engine.store.contract import Connection
 from engine.store.journal import JournalBatch
 from engine.store.migrate import latest
-from engine.store.sqlite_store import MAX_PAGE, AlreadyRated, NotFound, TicketExists
+from engine.store.tickets import MAX_PAGE, AlreadyRated, NotFound, TicketExists
 from engine.store.url import parse_store_url
 
 

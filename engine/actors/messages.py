@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from ..model.records import AgentStatus, Department, Handoff, Ticket, TicketKind, Visitor
+from ..model.records import AgentStatus, Department, Finish, Ticket, Visitor
 
 if TYPE_CHECKING:
     from .outbox import Outbox, Outlet
@@ -357,18 +357,6 @@ class QueuePosition:
     """Tell the visitor where its chat waits."""
 
     position: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Finish:
-    """The router ended the chat: write the ticket, tell everyone, stop."""
-
-    kind: TicketKind
-    reason: str
-    owner: str
-    agents: tuple[str, ...]
-    handoffs: tuple[Handoff, ...]
-    accepted_at: float | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,7 +38,7 @@ import trio
 
 from ..model.errors import EngineError
 from ..model.events import ChatEnded, ChatMessage, Event, Queued, SystemEvent, Typing
-from ..model.records import EndReason, Entry, Ticket, TicketKind, Visitor
+from ..model.records import EndReason, Entry, Finish, Ticket, TicketKind, Visitor
 from ..store.contract import Store
 from ..store.journal import entries_by_client_id
 from . import messages as m
@@ -111,7 +111,7 @@ class Session:
                     msg = await self._inbox.receive()
                 except trio.EndOfChannel:
                     break
-            if isinstance(msg, m.Finish):
+            if isinstance(msg, Finish):
                 await self._finish(msg)
                 break
             if not isinstance(msg, m.Say):
@@ -310,7 +310,7 @@ class Session:
         m.answer(msg.reply, self._last_seq())
         return was_gone
 
-    async def _finish(self, msg: m.Finish) -> None:
+    async def _finish(self, msg: Finish) -> None:
         self._system("ended", detail=msg.reason)  # shown once the ticket holding it is stored
         ticket = self.ticket(msg)
         stored: Ticket | None = None
@@ -340,7 +340,7 @@ class Session:
         for outlet in self._visitor.outlets:
             outlet.close()
 
-    def ticket(self, msg: m.Finish) -> Ticket:
+    def ticket(self, msg: Finish) -> Ticket:
         """The chat's ticket as the router's Finish describes it."""
         return Ticket(
             chat_id=self.chat_id,

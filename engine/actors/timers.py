@@ -14,24 +14,27 @@ import heapq
 import itertools
 import math
 from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
-class Timers:
+class Timers(Generic[K]):
     """A set of keyed deadlines; each key has at most one live deadline."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._live: dict[Hashable, int] = {}
-        self._at: dict[Hashable, float] = {}
+        self._heap: list[tuple[float, int, K]] = []
+        self._live: dict[K, int] = {}
+        self._at: dict[K, float] = {}
         self._counter = itertools.count()
 
     def __len__(self) -> int:
         return len(self._live)
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: K) -> bool:
         return key in self._live
 
-    def set(self, key: Hashable, deadline: float) -> None:
+    def set(self, key: K, deadline: float) -> None:
         """Arm `key` to fire at `deadline`, replacing any deadline it had."""
         n = next(self._counter)
         self._live[key] = n
@@ -39,12 +42,12 @@ class Timers:
         heapq.heappush(self._heap, (deadline, n, key))
         self._compact()
 
-    def cancel(self, key: Hashable) -> bool:
+    def cancel(self, key: K) -> bool:
         """Forget `key`'s deadline; returns whether one was armed."""
         self._at.pop(key, None)
         return self._live.pop(key, None) is not None
 
-    def deadline(self, key: Hashable) -> float | None:
+    def deadline(self, key: K) -> float | None:
         """When `key` fires, or None if it is not armed."""
         return self._at.get(key)
 
@@ -55,9 +58,9 @@ class Timers:
             heapq.heappop(heap)
         return heap[0][0] if heap else math.inf
 
-    def pop_due(self, now: float) -> list[Hashable]:
+    def pop_due(self, now: float) -> list[K]:
         """Disarm and return every key whose deadline is at or before `now`, earliest first."""
-        due: list[Hashable] = []
+        due: list[K] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
             _, n, key = heapq.heappop(heap)

@@ -17,14 +17,14 @@ import trio
 
 from ..actors import messages as m
 from ..actors.outbox import Outlet
-from ..canned.book import CannedMessage
 from ..canned.desk import CannedDesk
+from ..canned.records import CannedMessage
 from ..model.errors import EngineError
 from ..model.events import Event
 from ..model.records import Agent, AgentStatus, Department, Entry, Rating, Ticket, TicketKind
 from ..model.views import Availability, ChatSummary, VisitorPanel
 from ..store.contract import Store
-from ..store.sqlite_store import MAX_PAGE, AlreadyRated, NotFound
+from ..store.tickets import MAX_PAGE, AlreadyRated, NotFound
 
 
 async def ask(

@@ -13,38 +13,13 @@ This module is pure and in memory: no I/O, no trio, no clocks. A store persists 
 Theory of operation
 ===================
 
-Normalisation
-    Matching compares normalised text: ``NFKC(casefold(NFKC(text)))``, see `normalize`. NFKC folds
-    widths (full-width Latin letters U+FF21... become ASCII, half-width katakana full-width ones)
-    and compatibility forms (``ﬁ`` becomes ``fi``); casefold folds case (``STRASSE`` matches
-    ``straße``); the second NFKC puts what casefold produced back into composed form. Katakana and
-    hiragana are different letters and are not folded into each other. NUL, which the index uses
-    as a marker, becomes a space.
+Normalisation and word starts are described in `engine.canned.text`.
 
 What is matched
-    The query matches anywhere in a message's *searchable text*: its normalised text, placeholders
-    such as ``{visitor.name}`` included, as typed, and its title, shortcut and reading (each
-    normalised, see `searchable`). The fields are joined with a unit separator (U+001F), which
-    `normalize` turns into a space everywhere else, so no query (which never holds a space) can
-    match across two fields, and the first character of each field is a word start. The reading
-    is how the title is read, for scripts whose titles are not typed as written: a message
-    titled ``お礼`` with the reading ``おれい`` is found by ``#おれい`` (and by ``#お礼``).
-    Category names are not searched: the agent browses categories elsewhere.
-
-Word starts
-    Each character of a normalised text has a class: *non-word* (Unicode categories Z, P, S, C:
-    spaces, punctuation, symbols, controls), *joiner* (combining marks, category M, and the
-    prolonged sound mark ``ー`` U+30FC, which belongs to the word it is written in, kana of either
-    kind), or a *word* class: Han (CJK ideographs and ``々〆〇``), hiragana, katakana, hangul,
-    digit (other category N), or letter (every other category L, all other scripts together).
-    Joiners are skipped: they are never a word start and do not change the class carried forward.
-    Position ``i`` is a word start when its character has a word class that differs from the class
-    of the nearest character before it that is not a joiner; the start of the text counts as
-    non-word. So a word starts at the start of the text, after a space or punctuation, and where
-    the script changes: ``Order123`` has starts at ``O`` and ``1``, ``ご返金の手続き`` at ``ご``,
-    ``返``, ``の``, ``手`` and ``き``, and ``アカウント設定`` at ``ア`` and ``設``. Japanese has no
-    spaces, so the script change is the only word boundary text can show without a dictionary: a
-    run of kanji is one word, and so is a run of katakana.
+    The query matches anywhere in a message's *searchable text*: its text (placeholders included,
+    as typed), title, shortcut and reading, normalised and joined so that no query matches across
+    two of them (`engine.canned.text.searchable_text`). A message titled ``お礼`` with the reading
+    ``おれい`` is found by ``#おれい``. Category names are not searched.
 
 Ranking
     A message matches the query *by its shortcut* when its normalised shortcut is the query, *at a
@@ -79,8 +54,8 @@ Index
       but not the third);
     - for every department, and for shared messages, the set of its messages.
 
-    - for every normalised shortcut, the ids of the messages that have it (a dictionary lookup,
-      so the shortcut tier costs one probe).
+    - for every normalised shortcut, the ids of the messages that have it (`ShortcutIndex`: a
+      dictionary lookup, so the shortcut tier costs one probe).
 
     Each message also keeps its searchable text and a *marked* copy of it, where a NUL stands in
     front of every word start. A query's own marked form (`_marked_query`) has a NUL in front and
@@ -111,314 +86,42 @@ Lookup
 from __future__ import annotations
 
 import bisect
-import enum
 import heapq
 import math
-import re
-import unicodedata
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, replace
 from itertools import islice
-from typing import Final, Literal
+from typing import Final
 
-__all__ = [
-    "PLACEHOLDER_DEFAULTS",
-    "UNCHANGED",
-    "CannedBook",
-    "CannedCategory",
-    "CannedError",
-    "CannedErrorCode",
-    "CannedMessage",
-    "CannedSnapshot",
-    "CannedUse",
-    "DeleteMode",
-    "Unchanged",
-    "fill_placeholders",
-    "normalize",
-    "query_of",
-    "searchable",
-    "word_starts",
-]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CannedCategory:
-    """A named group of canned messages."""
-
-    id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CannedMessage:
-    """One canned message; ``department`` None means it is shared by all departments."""
-
-    id: str
-    text: str
-    category: str  # a CannedCategory id
-    department: str | None = None
-    created_at: float  # wall-clock seconds since the epoch; newer messages rank first on ties
-    title: str = ""  # a short name agents see in the list; searched
-    shortcut: str = ""  # a word typed after '#' that ranks this message first; no white space
-    reading: str = ""  # how the title is read (a Japanese title's kana); searched
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CannedUse:
-    """How many times one agent picked one canned message."""
-
-    agent_id: str
-    message_id: str
-    count: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CannedSnapshot:
-    """Everything a `CannedBook` holds, for a store to persist."""
-
-    categories: tuple[CannedCategory, ...]
-    messages: tuple[CannedMessage, ...]
-    uses: tuple[CannedUse, ...]
-
-
-CannedErrorCode = Literal["not_found", "category_not_empty", "invalid"]
-DeleteMode = Literal["refuse", "delete", "move"]
-
-
-class CannedError(Exception):
-    """A request the book refuses: ``code`` says why in a word, ``message`` in a sentence."""
-
-    def __init__(self, code: CannedErrorCode, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code: CannedErrorCode = code
-        self.message = message
-
-
-class Unchanged(enum.Enum):
-    """The type of `UNCHANGED`, the default of arguments for which None is a meaningful value."""
-
-    UNCHANGED = "unchanged"
-
-
-UNCHANGED: Final = Unchanged.UNCHANGED
-
-# ---------------------------------------------------------------------------------------------
-# Drafts and placeholders
-
-_HASHES: Final = ("#", "\uff03")  # '#' and the full-width U+FF03 a Japanese input method types
-
-
-def query_of(draft: str) -> str | None:
-    """The canned-message query the agent is typing at the end of ``draft``, or None.
-
-    The query is the text after the last ``#`` (or full-width U+FF03) of the draft, which is
-    taken to end at the cursor: ``"Hello #ref"`` gives ``"ref"``, ``"#"`` alone gives ``""``
-    (list everything), a draft without ``#`` gives None. Whitespace after that ``#`` means the agent
-    has moved on, so ``"#ref and"`` gives None, as does ``"# ref"``. The character before the
-    ``#`` does not matter, since Japanese is written without spaces (``"はい#返金"`` gives
-    ``"返金"``). The query is returned as typed; `CannedBook.search` normalises it.
-    """
-    at = max(draft.rfind(mark) for mark in _HASHES)
-    if at < 0:
-        return None
-    query = draft[at + 1 :]
-    if any(ch.isspace() for ch in query):
-        return None
-    return query
-
-
-PLACEHOLDER_DEFAULTS: Final[Mapping[str, str]] = {
-    "visitor.name": "there",
-    "visitor.email": "",
-    "agent.name": "",
-    "department.name": "",
-}
-"""The known placeholders and what each becomes when its value is missing or blank."""
-
-_PLACEHOLDER: Final = re.compile(r"\{\{|\}\}|\{([^{}\s]*)\}")
-
-
-def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
-    """``text`` with its placeholders filled from ``values``.
-
-    A placeholder is a name of `PLACEHOLDER_DEFAULTS` in braces, written exactly
-    (``{visitor.name}``, ``{visitor.email}``, ``{agent.name}``, ``{department.name}``). Its value
-    is ``values[name]``; a missing value, or one that is empty or only whitespace, gives the name's
-    default (``visitor.name`` gives ``"there"``, the others ``""``). Anything else in braces is
-    left as typed (``{ticket.id}``, ``{Visitor.Name}``, ``{ visitor.name }``), even if ``values``
-    has it.
-    As in `str.format`, ``{{`` stands for ``{`` and ``}}`` for ``}``. Filled values are inserted
-    as they are and never read for placeholders themselves.
-    """
-
-    def fill(match: re.Match[str]) -> str:
-        token = match.group(0)
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        name = match.group(1)
-        default = PLACEHOLDER_DEFAULTS.get(name)
-        if default is None:
-            return token
-        value = values.get(name, "")
-        return value if value.strip() else default
-
-    return _PLACEHOLDER.sub(fill, text)
-
-
-# ---------------------------------------------------------------------------------------------
-# Normalisation and word starts
-
-_MARK: Final = "\x00"  # stands before every word start in a marked text; normalize() removes it
-_FIELD: Final = "\x1f"  # joins the fields of a searchable text; normalize() removes it
-
-_NON_WORD: Final = 0
-_JOINER: Final = 1
-_DIGIT: Final = 2  # this and every class above it are word classes
-_LETTER: Final = 3
-_HAN: Final = 4
-_HIRAGANA: Final = 5
-_KATAKANA: Final = 6
-_HANGUL: Final = 7
-
-# Inclusive code point ranges of the scripts that get a class of their own, by first code point.
-_SCRIPT_RANGES: Final[tuple[tuple[int, int, int], ...]] = (
-    (0x1100, 0x11FF, _HANGUL),  # Hangul Jamo
-    (0x3005, 0x3007, _HAN),  # iteration mark, closing mark, ideographic zero
-    (0x3021, 0x3029, _HAN),  # Hangzhou numerals
-    (0x3038, 0x303B, _HAN),  # Hangzhou numerals, vertical iteration mark
-    (0x3041, 0x309F, _HIRAGANA),
-    (0x30A0, 0x30FF, _KATAKANA),
-    (0x3130, 0x318F, _HANGUL),  # Hangul Compatibility Jamo
-    (0x31F0, 0x31FF, _KATAKANA),  # Katakana Phonetic Extensions
-    (0x3400, 0x4DBF, _HAN),  # CJK Extension A
-    (0x4E00, 0x9FFF, _HAN),  # CJK Unified Ideographs
-    (0xA960, 0xA97F, _HANGUL),  # Hangul Jamo Extended-A
-    (0xAC00, 0xD7FF, _HANGUL),  # Hangul Syllables, Jamo Extended-B
-    (0xF900, 0xFAFF, _HAN),  # CJK Compatibility Ideographs
-    (0xFF66, 0xFF9F, _KATAKANA),  # half-width katakana (NFKC widens them first)
-    (0x20000, 0x3FFFF, _HAN),  # CJK Extensions B and later
+from .bitmaps import add_bit, bitmap_of, remove_bit, slots_desc
+from .records import (
+    UNCHANGED,
+    CannedCategory,
+    CannedError,
+    CannedMessage,
+    CannedSnapshot,
+    CannedUse,
+    DeleteMode,
+    Unchanged,
+)
+from .shortcuts import ShortcutIndex, check_labels
+from .text import (
+    index_keys,
+    mark,
+    marked_query,
+    normalize,
+    query_of,
+    searchable_text,
 )
 
-_CLASSES: dict[str, int] = {}  # a cache of _classify
-
-
-def _classify(ch: str) -> int:
-    major = unicodedata.category(ch)[0]
-    if major == "M" or ch == "\u30fc":
-        return _JOINER
-    if major not in "LN":
-        return _NON_WORD
-    code = ord(ch)
-    for low, high, script in _SCRIPT_RANGES:
-        if low <= code <= high:
-            return script
-    return _DIGIT if major == "N" else _LETTER
-
-
-def _class_of(ch: str) -> int:
-    cls = _CLASSES.get(ch)
-    if cls is None:
-        cls = _CLASSES[ch] = _classify(ch)
-    return cls
-
-
-def normalize(text: str) -> str:
-    """``text`` as suggestions compare it: NFKC, casefold, NFKC again, NUL and U+001F made
-    spaces."""
-    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    if _MARK in folded:
-        folded = folded.replace(_MARK, " ")
-    return folded.replace(_FIELD, " ") if _FIELD in folded else folded
+__all__ = ["CannedBook", "searchable"]
 
 
 def searchable(message: CannedMessage) -> str:
     """What a query is matched against: the normalised text, title, shortcut and reading of
-    ``message`` (those that are not empty), joined with U+001F."""
-    if not (message.title or message.shortcut or message.reading):
-        return normalize(message.text)
-    fields = (message.text, message.title, message.shortcut, message.reading)
-    return _FIELD.join(normalize(field) for field in fields if field)
-
-
-def _mark(norm: str) -> str:
-    """``norm`` with a NUL in front of every word start (see the module docstring)."""
-    parts: list[str] = []
-    prev = _NON_WORD
-    for ch in norm:
-        cls = _class_of(ch)
-        if cls != _JOINER:
-            if cls >= _DIGIT and cls != prev:
-                parts.append(_MARK)
-            prev = cls
-        parts.append(ch)
-    return "".join(parts)
-
-
-def word_starts(norm: str) -> list[int]:
-    """The positions of the word starts of the normalised text ``norm``, in increasing order."""
-    starts: list[int] = []
-    prev = _NON_WORD
-    for i, ch in enumerate(norm):
-        cls = _class_of(ch)
-        if cls == _JOINER:
-            continue
-        if cls >= _DIGIT and cls != prev:
-            starts.append(i)
-        prev = cls
-    return starts
-
-
-def _starts_of_marked(marked: str) -> list[int]:
-    """The word starts of a marked text, as positions in the text without its marks."""
-    starts: list[int] = []
-    at = marked.find(_MARK)
-    while at != -1:
-        starts.append(at - len(starts))
-        at = marked.find(_MARK, at + 1)
-    return starts
-
-
-def _marked_query(query: str) -> str | None:
-    """What ``query`` looks like in a marked text where it begins at a word start, or None.
-
-    None when its first character is not a word character, so that it never begins at one.
-    """
-    marked = _mark(query)
-    return marked if marked.startswith(_MARK) else None
-
-
-def _index_keys(norm: str, marked: str) -> tuple[set[str], set[str]]:
-    """The characters and bigrams of a text, and the characters, bigrams and trigrams that begin
-    at a word start."""
-    contained = set(norm)
-    contained.update(map(str.__add__, norm, norm[1:]))
-    starting: set[str] = set()
-    for at in _starts_of_marked(marked):
-        starting.add(norm[at])
-        starting.add(norm[at : at + 2])
-        starting.add(norm[at : at + 3])
-    return contained, starting
-
-
-def _bitmap(slots: list[int]) -> int:
-    """The bitmap of ``slots``, which must be in increasing order."""
-    buf = bytearray((slots[-1] >> 3) + 1)
-    for slot in slots:
-        buf[slot >> 3] |= 1 << (slot & 7)
-    return int.from_bytes(buf, "little")
-
-
-def _slots_desc(bitmap: int) -> Iterator[int]:
-    """The slots of ``bitmap``, highest (newest) first."""
-    bits = bin(bitmap)  # "0b" then the bits, most significant first
-    top = len(bits) - 1
-    at = bits.find("1", 2)
-    while at != -1:
-        yield top - at
-        at = bits.find("1", at + 1)
+    ``message`` (see `searchable_text`)."""
+    return searchable_text(message.text, message.title, message.shortcut, message.reading)
 
 
 def _outranks(a: CannedMessage, b: CannedMessage) -> bool:
@@ -433,20 +136,6 @@ def _newest_first(message: CannedMessage) -> tuple[float, str]:
 def _merge(ranked: Iterator[_Entry], strays: list[_Entry]) -> Iterator[_Entry]:
     """Two sequences of entries in rank order as one."""
     return heapq.merge(ranked, strays, key=_rank) if strays else ranked
-
-
-def _add_bit(postings: dict[str, int], keys: Iterable[str], bit: int) -> None:
-    for key in keys:
-        postings[key] = postings.get(key, 0) | bit
-
-
-def _remove_bit(postings: dict[str, int], keys: Iterable[str], bit: int) -> None:
-    for key in keys:
-        left = postings[key] & ~bit
-        if left:
-            postings[key] = left
-        else:
-            del postings[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -470,22 +159,11 @@ def _check_department(department: object) -> None:
         _check_text(department, "a department id")
 
 
-def _check_labels(title: object, shortcut: object, reading: object) -> None:
-    """A title, shortcut and reading are strings, maybe empty; a shortcut has no white space and
-    no ``#`` (it is typed after one)."""
-    for value, what in ((title, "a title"), (shortcut, "a shortcut"), (reading, "a reading")):
-        if not isinstance(value, str):
-            raise CannedError("invalid", f"{what} must be a string, not {value!r}")
-    assert isinstance(shortcut, str)
-    if any(ch.isspace() or ch in _HASHES for ch in shortcut):
-        raise CannedError("invalid", f"a shortcut is one word without '#', not {shortcut!r}")
-
-
 @dataclass(slots=True, eq=False)
 class _Entry:
     message: CannedMessage
     norm: str  # searchable(message)
-    marked: str  # _mark(norm)
+    marked: str  # mark(norm)
     slot: int = -1  # -1 until indexed
 
 
@@ -529,7 +207,7 @@ class CannedBook:
         self._contains: dict[str, int] = {}  # character or bigram -> bitmap
         self._starts: dict[str, int] = {}  # 1 to 3 characters at a word start -> bitmap
         self._departments: dict[str | None, int] = {}  # department (None: shared) -> bitmap
-        self._shortcuts: dict[str, set[str]] = {}  # normalised shortcut -> message ids
+        self._shortcuts = ShortcutIndex()
         for category in categories:
             self.add_category(category.id, category.name)
         for message in messages:
@@ -696,21 +374,21 @@ class CannedBook:
             shortcut=old.shortcut if shortcut is None else shortcut,
             reading=old.reading if reading is None else reading,
         )
-        _check_labels(new.title, new.shortcut, new.reading)
+        check_labels(new.title, new.shortcut, new.reading)
         bit = 1 << entry.slot
         if new.shortcut != old.shortcut:
-            self._unlist_shortcut(old)
-            self._list_shortcut(new)
+            self._shortcuts.remove(old)
+            self._shortcuts.add(new)
         norm = searchable(new)
         if norm != entry.norm:
-            contained, starting = _index_keys(entry.norm, entry.marked)
-            _remove_bit(self._contains, contained, bit)
-            _remove_bit(self._starts, starting, bit)
+            contained, starting = index_keys(entry.norm, entry.marked)
+            remove_bit(self._contains, contained, bit)
+            remove_bit(self._starts, starting, bit)
             entry.norm = norm
-            entry.marked = _mark(norm)
-            contained, starting = _index_keys(entry.norm, entry.marked)
-            _add_bit(self._contains, contained, bit)
-            _add_bit(self._starts, starting, bit)
+            entry.marked = mark(norm)
+            contained, starting = index_keys(entry.norm, entry.marked)
+            add_bit(self._contains, contained, bit)
+            add_bit(self._starts, starting, bit)
         if new.department != old.department:
             self._remove_department_bit(old.department, bit)
             self._departments[new.department] = self._departments.get(new.department, 0) | bit
@@ -721,11 +399,11 @@ class CannedBook:
         """Delete a message and every agent's use count of it."""
         entry = self._check_message(message_id)
         bit = 1 << entry.slot
-        contained, starting = _index_keys(entry.norm, entry.marked)
-        _remove_bit(self._contains, contained, bit)
-        _remove_bit(self._starts, starting, bit)
+        contained, starting = index_keys(entry.norm, entry.marked)
+        remove_bit(self._contains, contained, bit)
+        remove_bit(self._starts, starting, bit)
         self._remove_department_bit(entry.message.department, bit)
-        self._unlist_shortcut(entry.message)
+        self._shortcuts.remove(entry.message)
         if self._stray_bits & bit:
             self._strays.remove(entry)
             self._stray_bits ^= bit
@@ -787,7 +465,7 @@ class CannedBook:
         for department in wanted:
             visible |= self._departments.get(department, 0)
         if norm:
-            marked = _marked_query(norm)
+            marked = marked_query(norm)
             contains = self._contains_candidates(norm) & visible
             starts = self._starts.get(norm[:3], 0) & contains if marked is not None else 0
         else:
@@ -810,7 +488,7 @@ class CannedBook:
             return (-counts.get(entry.message.id, 0), *_rank(entry))
 
         # First the messages whose shortcut is the query; they are skipped further down.
-        shortcut_ids = self._shortcuts.get(norm) if norm else None
+        shortcut_ids = self._shortcuts.ids(norm) if norm else None
         shortcut_hits: list[_Entry] = []
         placed = _NO_IDS
         if shortcut_ids:
@@ -894,11 +572,11 @@ class CannedBook:
         if message.id in self._entries:
             raise CannedError("invalid", f"canned message {message.id!r} already exists")
         self.category(message.category)
-        _check_labels(message.title, message.shortcut, message.reading)
+        check_labels(message.title, message.shortcut, message.reading)
         norm = searchable(message)
-        entry = _Entry(message=message, norm=norm, marked=_mark(norm))
+        entry = _Entry(message=message, norm=norm, marked=mark(norm))
         self._entries[message.id] = entry
-        self._list_shortcut(message)
+        self._shortcuts.add(message)
         return entry
 
     def _index(self, entry: _Entry) -> None:
@@ -913,9 +591,9 @@ class CannedBook:
             self._stray_bits |= bit
             if len(self._strays) > _STRAY_LIMIT:
                 self._dirty = True
-        contained, starting = _index_keys(entry.norm, entry.marked)
-        _add_bit(self._contains, contained, bit)
-        _add_bit(self._starts, starting, bit)
+        contained, starting = index_keys(entry.norm, entry.marked)
+        add_bit(self._contains, contained, bit)
+        add_bit(self._starts, starting, bit)
         department = entry.message.department
         self._departments[department] = self._departments.get(department, 0) | bit
 
@@ -928,15 +606,15 @@ class CannedBook:
         department_slots: defaultdict[str | None, list[int]] = defaultdict(list)
         for slot, entry in enumerate(live):
             entry.slot = slot
-            contained, starting = _index_keys(entry.norm, entry.marked)
+            contained, starting = index_keys(entry.norm, entry.marked)
             for key in contained:
                 contained_slots[key].append(slot)
             for key in starting:
                 starting_slots[key].append(slot)
             department_slots[entry.message.department].append(slot)
-        self._contains = {key: _bitmap(slots) for key, slots in contained_slots.items()}
-        self._starts = {key: _bitmap(slots) for key, slots in starting_slots.items()}
-        self._departments = {key: _bitmap(slots) for key, slots in department_slots.items()}
+        self._contains = {key: bitmap_of(slots) for key, slots in contained_slots.items()}
+        self._starts = {key: bitmap_of(slots) for key, slots in starting_slots.items()}
+        self._departments = {key: bitmap_of(slots) for key, slots in department_slots.items()}
         self._slots = list(live)
         self._holes = 0
         self._top = live[-1].message if live else None
@@ -947,7 +625,7 @@ class CannedBook:
     def _read(self, bitmap: int) -> Iterator[_Entry]:
         """The messages of ``bitmap`` that are not strays, best-ranked first."""
         slots = self._slots
-        for slot in _slots_desc(bitmap & ~self._stray_bits if self._stray_bits else bitmap):
+        for slot in slots_desc(bitmap & ~self._stray_bits if self._stray_bits else bitmap):
             entry = slots[slot]
             assert entry is not None
             yield entry
@@ -970,16 +648,3 @@ class CannedBook:
             self._departments[department] = left
         else:
             del self._departments[department]
-
-    def _list_shortcut(self, message: CannedMessage) -> None:
-        if message.shortcut:
-            self._shortcuts.setdefault(normalize(message.shortcut), set()).add(message.id)
-
-    def _unlist_shortcut(self, message: CannedMessage) -> None:
-        if message.shortcut:
-            key = normalize(message.shortcut)
-            ids = self._shortcuts.get(key)
-            if ids is not None:
-                ids.discard(message.id)
-                if not ids:
-                    del self._shortcuts[key]

@@ -16,9 +16,9 @@ from typing import ParamSpec, TypeVar
 
 from ..model.errors import EngineError
 from ..store.contract import Connection, Store
-from .book import (
+from .book import CannedBook
+from .records import (
     UNCHANGED,
-    CannedBook,
     CannedCategory,
     CannedError,
     CannedMessage,
@@ -26,8 +26,8 @@ from .book import (
     CannedUse,
     DeleteMode,
     Unchanged,
-    fill_placeholders,
 )
+from .text import fill_placeholders
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS canned_categories (id TEXT PRIMARY KEY, name TEXT NOT NULL)",

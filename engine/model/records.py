@@ -154,3 +154,16 @@ class Ticket:
     handled: bool = False  # a missed-chat ticket somebody followed up
     owner: str = field(default="")  # the agent holding the chat when it ended
     score: int | None = None  # the visitor's score, 1 (worst) to 5 (best), with the rating
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finish:
+    """How a closing chat's one ticket is to be written (the router decides it, the session writes
+    it, the journal keeps it until then)."""
+
+    kind: TicketKind
+    reason: str
+    owner: str
+    agents: tuple[str, ...]
+    handoffs: tuple[Handoff, ...]
+    accepted_at: float | None

@@ -27,9 +27,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from ..actors import messages as m
 from ..model.chatstate import ChatState
-from ..model.records import AgentStatus, EndReason, Entry, Handoff, Ticket, TicketKind, Visitor
+from ..model.records import (
+    AgentStatus,
+    EndReason,
+    Entry,
+    Finish,
+    Handoff,
+    Ticket,
+    TicketKind,
+    Visitor,
+)
 
 if TYPE_CHECKING:
     from .contract import Connection
@@ -101,7 +109,7 @@ class ChatRecord:
     queue_deadline: float | None
     end_deadline: float | None
     visitor_deadline: float | None
-    finish: m.Finish | None  # set once the chat is closing: how its ticket is to be written
+    finish: Finish | None  # set once the chat is closing: how its ticket is to be written
 
 
 def dumps(record: ChatRecord) -> str:
@@ -131,7 +139,7 @@ def dumps(record: ChatRecord) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
-def _finish_doc(f: m.Finish) -> dict[str, Any]:
+def _finish_doc(f: Finish) -> dict[str, Any]:
     return {
         "kind": f.kind.value,
         "reason": f.reason,
@@ -236,14 +244,14 @@ def _offer(doc: Any) -> OfferRecord | None:
     )
 
 
-def _finish(doc: Any) -> m.Finish | None:
+def _finish(doc: Any) -> Finish | None:
     if doc is None:
         return None
     if not isinstance(doc, dict):
         raise TypeError("finish is not an object")
     reason = _str(doc, "reason")
     EndReason(reason)  # refuse a reason this engine does not know
-    return m.Finish(
+    return Finish(
         kind=TicketKind(_str(doc, "kind")),
         reason=reason,
         owner=_str(doc, "owner"),

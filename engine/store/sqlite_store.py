@@ -42,8 +42,6 @@ chat is always exactly one of live or ticketed.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 import sqlite3
 import threading
@@ -57,14 +55,11 @@ from ..model.records import (
     Agent,
     AgentStatus,
     Department,
-    EndReason,
     Entry,
-    Handoff,
     Rating,
     RoutingMode,
     Ticket,
     TicketKind,
-    Visitor,
 )
 from . import journal
 from .contract import Connection, RatingReport
@@ -77,108 +72,30 @@ from .sqlite import (
     StoreError,
     connect_writer,
 )
+from .tickets import (
+    AlreadyRated,
+    NotFound,
+    TicketExists,
+    check_new,
+    check_page,
+    insert_ticket,
+    one_ticket,
+    period,
+    select_tickets,
+)
 
 __all__ = [
-    "AlreadyRated",
-    "NotFound",
     "SqliteStore",
     "StoreBusy",
     "StoreClosed",
     "StoreError",
     "StoreQueries",
-    "TicketExists",
     "open_store",
 ]
 
 T = TypeVar("T")
 
 SCHEMA_VERSION: Final = latest("sqlite")
-MAX_PAGE: Final = 1000
-
-
-class TicketExists(StoreError):
-    """A ticket for that chat id is already stored."""
-
-    code = "ticket_exists"
-
-
-class NotFound(StoreError):
-    """No such ticket, department or agent."""
-
-    code = "not_found"
-
-
-class AlreadyRated(StoreError):
-    """The chat was rated before; a rating is given once."""
-
-    code = "already_rated"
-
-
-# -- tickets: rows <-> records --------------------------------------------------------------------
-
-_TICKET_COLUMNS: Final = (
-    "id, chat_id, kind, department, question, visitor_name, visitor_email, visitor_browser,"
-    " visitor_os, visitor_location, visitor_id, entries, handoffs, started_at, accepted_at,"
-    " ended_at, end_reason, rating, rating_comment, handled, owner, score"
-)
-
-
-def _dumps(items: Sequence[Entry] | Sequence[Handoff]) -> str:
-    return json.dumps(
-        [dataclasses.asdict(item) for item in items], separators=(",", ":"), ensure_ascii=False
-    )
-
-
-def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:
-    """Insert a ticket (with its id when it has one) and forget the chat's live rows.
-
-    ``TicketExists`` if the chat has a ticket: the schema's ``UNIQUE(chat_id)`` decides, and the
-    conflict is taken without an error, so the transaction around stays usable on both databases.
-    """
-    v = ticket.visitor
-    values = (
-        ticket.chat_id,
-        ticket.kind.value,
-        ticket.department,
-        ticket.question,
-        v.name,
-        v.email,
-        v.email.lower(),
-        v.browser,
-        v.os,
-        v.location,
-        v.visitor_id,
-        _dumps(sorted(ticket.entries, key=lambda e: e.seq)),
-        _dumps(ticket.handoffs),
-        ticket.started_at,
-        ticket.accepted_at,
-        ticket.ended_at,
-        ticket.end_reason.value,
-        None if ticket.rating is None else ticket.rating.value,
-        ticket.rating_comment,
-        int(ticket.handled),
-        ticket.owner,
-        ticket.score,
-    )
-    keep_id = ticket.id is not None  # a copy keeps its ids; a new ticket gets the next one
-    row = conn.execute(
-        f"INSERT INTO tickets ({'id, ' if keep_id else ''}chat_id, kind, department, question,"
-        " visitor_name, visitor_email, visitor_email_lower, visitor_browser, visitor_os,"
-        " visitor_location, visitor_id, entries, handoffs, started_at, accepted_at, ended_at,"
-        " end_reason, rating, rating_comment, handled, owner, score)"
-        f" VALUES ({', '.join('?' * (len(values) + keep_id))})"
-        " ON CONFLICT (chat_id) DO NOTHING RETURNING id",
-        (ticket.id, *values) if keep_id else values,
-    ).fetchone()
-    if row is None:
-        raise TicketExists(f"a ticket for chat {ticket.chat_id!r} is already stored")
-    ticket_id = int(row[0])
-    conn.executemany(
-        "INSERT INTO ticket_agents (ticket_id, position, agent) VALUES (?, ?, ?)",
-        [(ticket_id, position, agent) for position, agent in enumerate(ticket.agents)],
-    )
-    journal.forget(conn, ticket.chat_id)  # the chat is ticketed now, no longer live
-    return dataclasses.replace(ticket, id=ticket_id)
 
 
 def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
@@ -188,103 +105,6 @@ def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
             insert_ticket(conn, ticket)
         except TicketExists:
             pass  # the chat's ticket was stored after all; the failed one is not needed
-
-
-def _ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
-    (
-        ticket_id,
-        chat_id,
-        kind,
-        department,
-        question,
-        name,
-        email,
-        browser,
-        os_,
-        location,
-        visitor_id,
-        entries,
-        handoffs,
-        started_at,
-        accepted_at,
-        ended_at,
-        end_reason,
-        rating,
-        rating_comment,
-        handled,
-        owner,
-        score,
-    ) = row
-    return Ticket(
-        id=ticket_id,
-        chat_id=chat_id,
-        kind=TicketKind(kind),
-        department=department,
-        question=question,
-        visitor=Visitor(
-            name=name,
-            email=email,
-            browser=browser,
-            os=os_,
-            location=location,
-            visitor_id=visitor_id,
-        ),
-        entries=tuple(Entry(**item) for item in json.loads(entries)),
-        agents=agents,
-        handoffs=tuple(Handoff(**item) for item in json.loads(handoffs)),
-        started_at=started_at,
-        accepted_at=accepted_at,
-        ended_at=ended_at,
-        end_reason=EndReason(end_reason),
-        rating=None if rating is None else Rating(rating),
-        rating_comment=rating_comment,
-        handled=bool(handled),
-        owner=owner,
-        score=None if score is None else int(score),
-    )
-
-
-def _select_tickets(conn: Connection, where: str, params: Sequence[object]) -> list[Ticket]:
-    """Tickets matching ``where`` (which may end in ORDER BY / LIMIT), with their agents."""
-    rows = conn.execute(f"SELECT {_TICKET_COLUMNS} FROM tickets {where}", params).fetchall()
-    if not rows:
-        return []
-    ids = [row[0] for row in rows]
-    agents: dict[int, list[str]] = {ticket_id: [] for ticket_id in ids}
-    marks = ", ".join("?" * len(ids))
-    for ticket_id, agent in conn.execute(
-        f"SELECT ticket_id, agent FROM ticket_agents WHERE ticket_id IN ({marks})"
-        " ORDER BY ticket_id, position",
-        ids,
-    ):
-        agents[ticket_id].append(agent)
-    return [_ticket_from_row(row, tuple(agents[row[0]])) for row in rows]
-
-
-def _one_ticket(conn: Connection, column: str, value: object) -> Ticket:
-    found = _select_tickets(conn, f"WHERE {column} = ?", (value,))
-    if not found:
-        raise NotFound(f"no ticket with {column} {value!r}")
-    return found[0]
-
-
-def _check_page(limit: int, offset: int) -> None:
-    if not 0 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be between 0 and {MAX_PAGE}, not {limit}")
-    if offset < 0:
-        raise ValueError(f"offset must not be negative, not {offset}")
-
-
-def _period(since: float | None, until: float | None) -> tuple[list[str], list[object]]:
-    clauses: list[str] = []
-    params: list[object] = []
-    if since is not None:
-        clauses.append("ended_at >= ?")
-        params.append(since)
-    if until is not None:
-        clauses.append("ended_at < ?")
-        params.append(until)
-    return clauses, params
 
 
 # -- agents -------------------------------------------------------------------------------------
@@ -411,16 +231,16 @@ class StoreQueries:
 
     async def save_ticket(self: _Backend, ticket: Ticket) -> Ticket:
         """Store a new ticket and return it with its id; ``TicketExists`` if the chat has one."""
-        _check_new(ticket)
+        check_new(ticket)
         return await self.write(lambda conn: insert_ticket(conn, ticket))
 
     async def ticket(self: _Backend, ticket_id: int) -> Ticket:
         """The ticket with that id; ``NotFound`` if there is none."""
-        return await self.read(lambda conn: _one_ticket(conn, "id", ticket_id))
+        return await self.read(lambda conn: one_ticket(conn, "id", ticket_id))
 
     async def ticket_for_chat(self: _Backend, chat_id: str) -> Ticket:
         """The ticket of that chat; ``NotFound`` if there is none."""
-        return await self.read(lambda conn: _one_ticket(conn, "chat_id", chat_id))
+        return await self.read(lambda conn: one_ticket(conn, "chat_id", chat_id))
 
     async def tickets(
         self: _Backend,
@@ -441,8 +261,8 @@ class StoreQueries:
         ``agent`` matches anyone who handled the chat; ``visitor_email`` ignores case; the period
         is ``since <= ended_at < until``. ``limit`` is at most ``MAX_PAGE``.
         """
-        _check_page(limit, offset)
-        clauses, params = _period(since, until)
+        check_page(limit, offset)
+        clauses, params = period(since, until)
         if kind is not None:
             clauses.append("kind = ?")
             params.append(kind.value)
@@ -464,14 +284,14 @@ class StoreQueries:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         where += " ORDER BY ended_at DESC, id DESC LIMIT ? OFFSET ?"
         params += [limit, offset]
-        return await self.read(lambda conn: _select_tickets(conn, where, params))
+        return await self.read(lambda conn: select_tickets(conn, where, params))
 
     async def mark_handled(self: _Backend, ticket_id: int) -> Ticket:
         """Mark a ticket as followed up (idempotent) and return it; ``NotFound`` if none."""
 
         def mark(conn: Connection) -> Ticket:
             conn.execute("UPDATE tickets SET handled = 1 WHERE id = ?", (ticket_id,))
-            return _one_ticket(conn, "id", ticket_id)
+            return one_ticket(conn, "id", ticket_id)
 
         return await self.write(mark)
 
@@ -487,7 +307,7 @@ class StoreQueries:
                 " WHERE chat_id = ? AND rating IS NULL",
                 (rating.value, comment, score, chat_id),
             )
-            ticket = _one_ticket(conn, "chat_id", chat_id)
+            ticket = one_ticket(conn, "chat_id", chat_id)
             if cursor.rowcount == 0:
                 raise AlreadyRated(f"chat {chat_id!r} was already rated")
             return ticket
@@ -502,7 +322,7 @@ class StoreQueries:
         Only rated tickets that ended in ``since <= ended_at < until`` count; a ticket counts for
         its ``owner`` (if any) and for its department.
         """
-        clauses, params = _period(since, until)
+        clauses, params = period(since, until)
         where = " AND ".join(["rating IS NOT NULL", *clauses])
 
         def report(conn: Connection) -> RatingReport:
@@ -662,11 +482,6 @@ class StoreQueries:
             return int(version)
 
         return await self.read(read)
-
-
-def _check_new(ticket: Ticket) -> None:
-    if ticket.id is not None:
-        raise ValueError(f"ticket {ticket.id} was stored already; the store assigns ids")
 
 
 class SqliteStore(StoreQueries, Database):

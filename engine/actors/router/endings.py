@@ -7,13 +7,14 @@ from __future__ import annotations
 import structlog
 import trio
 
-from ...model.chatstate import LIVE, ChatState, check
+from ...model.chatstate import ChatEvent
 from ...model.errors import EngineError
 from ...model.events import (
     ChatRemoved,
 )
 from ...model.records import (
     EndReason,
+    Finish,
     TicketKind,
 )
 from .. import messages as m
@@ -29,26 +30,15 @@ log = structlog.get_logger("helpline.router")
 class Endings(Queues):
     """End, schedule the end of, or leave a chat; finish a chat into its ticket."""
 
-    def _finish(self, chat: Chat, kind: TicketKind, reason: EndReason) -> None:
+    def _finish(
+        self,
+        chat: Chat,
+        kind: TicketKind,
+        reason: EndReason,
+        event: ChatEvent = ChatEvent.FINISH,
+    ) -> None:
         """End a chat: free everything it held and tell its session to write the one ticket."""
-        for key in ("queue", "end", "visitor"):
-            self._timers.cancel((key, chat.id))
-        if chat.offer:
-            self._close_offer(self._offers[chat.offer], "chat_ended")
-            chat.offer = ""
-        if chat.handoff:
-            self._end_handoff(chat, "cancelled")
-        dept = self._depts[chat.department]
-        if chat.state is ChatState.QUEUED:
-            dept.queue.remove(chat.id)
-            self._tell_positions(dept)
-        now = trio.current_time()
-        for agent_id in chat.members:
-            agent = self._agents[agent_id]
-            agent.chats.discard(chat.id)
-            agent.idle_since = now
-            self._dirty.update(agent.departments)
-        chat.state = check(chat.state, ChatState.CLOSING)
+        self._move(chat, event)  # to CLOSING, releasing what the chat's state held
         self.stats.tickets[kind.value] += 1
         log.info(
             "chat_finished",
@@ -58,7 +48,7 @@ class Endings(Queues):
             kind=kind.value,
             reason=reason.value,
         )
-        chat.final = m.Finish(
+        chat.final = Finish(
             kind=kind,
             reason=reason.value,
             owner=chat.owner,
@@ -66,7 +56,6 @@ class Endings(Queues):
             handoffs=tuple(chat.handoffs),
             accepted_at=chat.accepted_at,
         )
-        self._touch(chat)
         self._tell(chat, chat.final)
 
     def _owned(self, agent_id: str, chat_id: str) -> Chat | EngineError:
@@ -82,19 +71,16 @@ class Endings(Queues):
         if isinstance(chat, EngineError):
             self._answer(msg.reply, chat)
             return
-        if chat.state not in LIVE:
+        event = ChatEvent.END_NOW if msg.delay <= 0 else ChatEvent.END_LATER
+        if not self._allowed(chat, event):
             self._answer(msg.reply, EngineError("invalid_state", f"the chat is {chat.state}"))
             return
-        if msg.delay <= 0:
-            self._finish(chat, TicketKind.TRANSCRIPT, EndReason.AGENT_ENDED)
+        if event is ChatEvent.END_NOW:
+            self._finish(chat, TicketKind.TRANSCRIPT, EndReason.AGENT_ENDED, event)
             chat.waiters.append(msg.reply)  # answered with the ticket id once it is stored
             return
-        if chat.handoff:
-            self._end_handoff(chat, "cancelled")
-        if chat.state is ChatState.ACTIVE:
-            chat.state = check(chat.state, ChatState.ENDING)
+        self._move(chat, event)  # cancels a pending transfer or invite
         self._timers.set(("end", chat.id), trio.current_time() + msg.delay)
-        self._touch(chat)
         self._tell(chat, m.Notice(event="ending", agent=msg.agent_id, detail=f"{msg.delay:g}"))
         self._answer(msg.reply, None)
 
@@ -103,12 +89,10 @@ class Endings(Queues):
         if isinstance(chat, EngineError):
             self._answer(msg.reply, chat)
             return
-        if chat.state is not ChatState.ENDING:
+        if not self._allowed(chat, ChatEvent.CANCEL_END):
             self._answer(msg.reply, EngineError("invalid_state", "no ending is scheduled"))
             return
-        self._timers.cancel(("end", chat.id))
-        chat.state = check(chat.state, ChatState.ACTIVE)
-        self._touch(chat)
+        self._move(chat, ChatEvent.CANCEL_END)  # stops the end timer
         self._tell(chat, m.Notice(event="ending_cancelled", agent=msg.agent_id))
         self._answer(msg.reply, None)
 

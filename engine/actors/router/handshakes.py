@@ -9,7 +9,7 @@ import secrets
 import structlog
 import trio
 
-from ...model.chatstate import ChatState, check
+from ...model.chatstate import ChatEvent
 from ...model.errors import EngineError
 from ...model.events import (
     ChatAssigned,
@@ -53,8 +53,7 @@ class Handshakes(Routing):
         now = self._wall()
         if offer.kind == "chat":
             chat.offer = ""
-            self._timers.cancel(("queue", chat.id))
-            chat.state = check(chat.state, ChatState.ACTIVE)
+            self._move(chat, ChatEvent.ACCEPT)  # stops the queue timer
             chat.owner = agent.id
             if chat.accepted_at is None:
                 self.stats.accept_wait.observe(max(0.0, now - chat.started_at))
@@ -137,6 +136,7 @@ class Handshakes(Routing):
             target=msg.to_agent or msg.to_department,
             note=msg.note,
         )
+        self._move(chat, ChatEvent.HAND_ON)
         chat.handoff = offer.id
         self._make_offer(offer, chat, self._handoff_timeout)
         self._answer(msg.reply, offer.id)
@@ -147,7 +147,7 @@ class Handshakes(Routing):
             return EngineError("not_in_chat", "you are not in that chat")
         if msg.kind == "transfer" and chat.owner != msg.agent_id:
             return EngineError("not_owner", "only the agent who holds the chat can transfer it")
-        if chat.state is not ChatState.ACTIVE:
+        if not self._allowed(chat, ChatEvent.HAND_ON):
             return EngineError("invalid_state", f"the chat is {chat.state}; it cannot be handed on")
         if chat.handoff:
             return EngineError(

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 import trio
 
-from ...model.chatstate import ChatState
+from ...model.chatstate import ChatEvent
 from ...model.records import (
     EndReason,
 )
@@ -27,6 +27,7 @@ class Router(Restore):
 
     async def run(self) -> None:
         handlers = self._handlers()
+        fire = self._timer_handlers()
         inbox = self._inbox
         timers = self._timers
         effects = self._effects
@@ -52,8 +53,8 @@ class Router(Restore):
                 handlers[type(msg)](msg)
                 if self._touches != touches:
                     effects.durable_since(mark)
-            for key in timers.pop_due(trio.current_time()):
-                self._fire(key)
+            for what, ident in timers.pop_due(trio.current_time()):
+                fire[what](ident)
             if self._dirty:
                 self._dispatch_dirty()
             self._flush()
@@ -87,7 +88,7 @@ class Router(Restore):
     def _shutdown(self, msg: m.Shutdown) -> None:
         self._stopping = msg.reply
         for chat in list(self._chats.values()):
-            if chat.state is not ChatState.CLOSING:
+            if self._allowed(chat, ChatEvent.FINISH):
                 self._finish(chat, self._kind(chat), EndReason.SHUTDOWN)
         for agent in self._agents.values():  # no chat is left for a grace to keep
             if agent.grace:

@@ -10,7 +10,7 @@ from functools import partial
 import structlog
 import trio
 
-from ...model.chatstate import ChatState
+from ...model.chatstate import ChatEvent
 from ...model.errors import EngineError
 from ...model.events import (
     ChatAssigned,
@@ -134,9 +134,8 @@ class Presence(Visitors):
                 self._push(self._agents[chat.owner], ChatAssigned(chat_id=chat.id, role="owner"))
                 continue
             chat.owner = ""
-            self._timers.cancel(("end", chat.id))
-            chat.tried.clear()
-            self._enqueue(chat, self._depts[chat.department], front=True)
+            dept = self._depts[chat.department]
+            self._enqueue(chat, dept, front=True, event=ChatEvent.OWNER_LOST)
             self._dirty.add(chat.department)
 
     def _actor_down(self, msg: m.ActorDown) -> None:
@@ -154,7 +153,7 @@ class Presence(Visitors):
         self._drop_tells(chat)
         for reply in chat.waiters:
             self._answer(reply, EngineError("internal", "the chat failed; it is saved as failed"))
-        if chat.state is not ChatState.CLOSING:
+        if self._allowed(chat, ChatEvent.FINISH):
             self._finish(chat, TicketKind.FAILED, EndReason.CRASHED)
         if msg.snapshot is not None:
             # Stored with the journal write (retried like it), which also ends the chat's

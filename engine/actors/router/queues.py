@@ -12,28 +12,28 @@ import secrets
 import structlog
 import trio
 
-from ...model.chatstate import ChatState, check
+from ...model.chatstate import ChatEvent
 from ...model.records import (
     RoutingMode,
 )
-from .. import messages as m
-from .offers import Offers
 from .state import (
     AgentState,
     Chat,
     DeptState,
     PendingOffer,
 )
+from .transitions import Transitions
 
 log = structlog.get_logger("helpline.router")
 
 
-class Queues(Offers):
+class Queues(Transitions):
     """Queue waiting chats, tell visitors their place, and offer the head when capacity frees."""
 
-    def _enqueue(self, chat: Chat, dept: DeptState, *, front: bool) -> None:
-        chat.state = check(chat.state, ChatState.QUEUED)
-        self._touch(chat)
+    def _enqueue(
+        self, chat: Chat, dept: DeptState, *, front: bool, event: ChatEvent = ChatEvent.QUEUE
+    ) -> None:
+        self._move(chat, event)
         head = self._chats[dept.queue[0]].queue_key if dept.queue else None
         if front and head is not None:
             chat.queue_key = head - 1
@@ -56,16 +56,9 @@ class Queues(Offers):
         offer = PendingOffer(
             id=secrets.token_hex(8), chat_id=chat.id, kind="chat", agents={a.id for a in eligible}
         )
-        chat.state = check(chat.state, ChatState.OFFERED)
+        self._move(chat, ChatEvent.OFFER)
         chat.offer = offer.id
         self._make_offer(offer, chat, dept.config.offer_window)
-
-    def _tell_positions(self, dept: DeptState) -> None:
-        for position, chat_id in enumerate(dept.queue, start=1):
-            chat = self._chats[chat_id]
-            if chat.told_position != position:
-                chat.told_position = position
-                self._tell(chat, m.QueuePosition(position=position))
 
     def _dispatch_dirty(self) -> None:
         while self._dirty:

@@ -7,7 +7,7 @@ See the package docstring for the theory of operation and how the modules build 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import NamedTuple
@@ -23,6 +23,7 @@ from ...model.records import (
     AgentStatus,
     Department,
     Entry,
+    Finish,
     Handoff,
     Ticket,
     TicketKind,
@@ -39,6 +40,7 @@ log = structlog.get_logger("helpline.router")
 
 RETRY = 0.05  # seconds before a tell that found a full mailbox is tried again
 
+TimerKey = tuple[str, str]  # (kind, id): see `firing` for the kinds
 Members = dict[str, tuple[str, Outbox]]  # agent id -> (name, outbox), as a session keeps them
 SpawnSession = Callable[
     ["Chat", Outbox, Sequence[Entry], Members], trio.MemorySendChannel[m.ToSession]
@@ -65,7 +67,7 @@ class Chat:
     accepted_at: float | None = None
     told_position: int = 0
     queue_key: int | None = None  # orders the department's queue, also after a restart
-    final: m.Finish | None = None  # how the ticket is to be written, once the chat is closing
+    final: Finish | None = None  # how the ticket is to be written, once the chat is closing
     # tells that found the session's mailbox full, and answers waiting for them, in order
     tells: deque[m.ToSession | Callable[[], None]] = field(default_factory=deque)
     waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
@@ -170,7 +172,7 @@ class RouterState:
         self._visitor_grace = visitor_grace
         self._agent_grace = agent_grace
         self._journal = journal
-        self._timers = Timers()
+        self._timers: Timers[TimerKey] = Timers()
         self._effects = Effects(wake=self._wake)
         self._waiting: trio.CancelScope | None = None  # the mailbox wait, cancelled to wake up
         # what changed since the last journal write
@@ -264,7 +266,7 @@ class RouterState:
             if callable(item):
                 item()
 
-    def _to_wall(self, key: Hashable) -> float | None:
+    def _to_wall(self, key: TimerKey) -> float | None:
         deadline = self._timers.deadline(key)
         return None if deadline is None else self._wall() + (deadline - trio.current_time())
 
@@ -282,6 +284,13 @@ class RouterState:
     def _dept_chat_on(self, dept_id: str) -> bool:
         dept = self._depts.get(dept_id)
         return dept is not None and dept.config.chat_enabled
+
+    def _tell_positions(self, dept: DeptState) -> None:
+        for position, chat_id in enumerate(dept.queue, start=1):
+            chat = self._chats[chat_id]
+            if chat.told_position != position:
+                chat.told_position = position
+                self._tell(chat, m.QueuePosition(position=position))
 
     def _maybe_stopped(self) -> None:
         if self._stopping is not None and not self._chats:

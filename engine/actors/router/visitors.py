@@ -8,9 +8,8 @@ import secrets
 from functools import partial
 
 import structlog
-import trio
 
-from ...model.chatstate import WAITING, ChatState
+from ...model.chatstate import ChatEvent, ChatState, allowed
 from ...model.errors import EngineError
 from ...model.records import (
     EndReason,
@@ -87,13 +86,13 @@ class Visitors(Handshakes):
 
     def _visitor_gone(self, msg: m.VisitorGone) -> None:
         chat = self._chats.get(msg.chat_id)
-        if chat is None or chat.state is ChatState.CLOSING:
+        row = allowed(chat.state, ChatEvent.VISITOR_LEFT) if chat is not None else None
+        if chat is None or row is None:
             return
-        if chat.state in WAITING:
-            self._finish(chat, self._kind(chat), EndReason.VISITOR_LEFT)
-        else:
-            self._timers.set(("visitor", chat.id), trio.current_time() + self._visitor_grace)
-            self._touch(chat)
+        if row.next is ChatState.CLOSING:  # nobody took it yet: it is missed now
+            self._finish(chat, self._kind(chat), EndReason.VISITOR_LEFT, ChatEvent.VISITOR_LEFT)
+        else:  # a live chat waits for the visitor's grace
+            self._move(chat, ChatEvent.VISITOR_LEFT)
 
     def _visitor_back(self, msg: m.VisitorBack) -> None:
         chat = self._chats.get(msg.chat_id)
