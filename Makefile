@@ -29,17 +29,22 @@ test: $(STAMP) web
 	$(BIN)/pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine protocol replay tests bench
-	$(BIN)/ruff format --check engine protocol replay tests bench
+	$(BIN)/ruff check engine protocol replay tests bench examples
+	$(BIN)/ruff format --check engine protocol replay tests bench examples
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+# The bench extra: the socket.io peer and the sweep's chart.
+$(VENV)/.bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(VENV)/.bench
+
+bench: $(VENV)/.bench
 	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache web/dist web/node_modules test-output
 
 demo: $(STAMP)
-	$(BIN)/python -c "from protocol._demo import main; main()"
+	$(BIN)/python examples/demo.py

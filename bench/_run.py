@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _crash, _daemon, _durability, _inproc, _memory, _replay, _suggest
+from . import _crash, _daemon, _durability, _inproc, _memory, _replay, _socketio, _suggest
 from ._common import (
     RESULTS_DIR,
     SYNCHRONOUS,
@@ -49,6 +49,11 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "connections": (
         "server RSS per connected visitor with an open chat (5,000 with --full)",
         _daemon.connections,
+    ),
+    "socketio": (
+        "helpline's daemon against a python-socketio room relay on uvicorn: throughput, CPU per "
+        "message, memory per visitor (needs the bench extra)",
+        _socketio.socketio_peer,
     ),
     "soak": (
         "a fixed rate for a set time: sent = delivered = stored in tickets",

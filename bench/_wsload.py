@@ -9,8 +9,10 @@ Theory of operation:
   Both processes' CPU seconds are read around every phase, which says which one saturated.
 - A `Fleet` is the set of connections to one server: agents first, then visitors, each visitor
   tied to one agent (round robin) and, for helpline, with its chat open and accepted. A dialect
-  says how to connect, what a visitor sends and how an agent recognises a delivered message; the
-  relay's clients send the very same frames as helpline's, so the bytes on the wire match.
+  says how to connect, how a frame is carried, what a visitor sends and how an agent recognises a
+  delivered message; the relay's clients send the very same frames as helpline's, so the bytes on
+  the wire match, and the socket.io peer (`bench._socketio`) carries those frames as binary
+  socket.io events.
 - A phase sends messages and counts them at the agents by their ``client_msg_id``: sent,
   delivered, duplicated, lost, and each message's delay. A *max* phase keeps a window of
   messages in flight per visitor (a message leaves the window when its agent got it); a *rate*
@@ -39,6 +41,7 @@ import msgpack
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
+from wsproto.utilities import LocalProtocolError
 
 from ._common import cpu_seconds, percentile, rss_bytes
 
@@ -163,8 +166,26 @@ class Dialect(Protocol):
 
     async def on_agent_frame(self, ws: WebSocketConnection, frame: dict[str, Any]) -> None: ...
 
+    async def send(self, ws: WebSocketConnection, frame: bytes) -> None:
+        """Send one msgpack frame the way this server carries it."""
+        ...
 
-class RelayDialect:
+    async def receive(self, ws: WebSocketConnection) -> bytes | str:
+        """The next message for the client (a server's own housekeeping is answered here)."""
+        ...
+
+
+class PlainFrames:
+    """One msgpack frame is one binary WebSocket message (the relay and helpline)."""
+
+    async def send(self, ws: WebSocketConnection, frame: bytes) -> None:
+        await ws.send_message(frame)
+
+    async def receive(self, ws: WebSocketConnection) -> bytes | str:
+        return await ws.get_message()
+
+
+class RelayDialect(PlainFrames):
     """The bare relay: agents and visitors are told apart by the path; frames pass unchanged."""
 
     name = "relay"
@@ -204,7 +225,7 @@ async def request(ws: WebSocketConnection, frame: dict[str, Any]) -> dict[str, A
             return reply
 
 
-class HelplineDialect:
+class HelplineDialect(PlainFrames):
     """helpline's wire protocol (protocol/SPEC.md): hello, then agents go online and accept."""
 
     name = "helpline"
@@ -265,12 +286,21 @@ class HelplineDialect:
             return msg_id
         return None
 
-    async def end_chats(self) -> None:
-        """Every agent ends every chat it accepted (each becomes a transcript ticket)."""
+    async def end_chats(self) -> int:
+        """Every agent ends every chat it accepted (each becomes a transcript ticket).
+
+        Returns how many chats could not be ended because their agent's connection was closed
+        (a slow reader is closed by the server; its chats end after the agent's grace instead).
+        """
+        orphaned = 0
         for ws, chat_id in self.owned:
             end = {"type": "end_chat", "ref": self._next_ref(), "chat_id": chat_id}
-            await ws.send_message(pack(end))
+            try:
+                await ws.send_message(pack(end))
+            except ConnectionClosed:
+                orphaned += 1
         self.owned.clear()
+        return orphaned
 
     async def on_agent_frame(self, ws: WebSocketConnection, frame: dict[str, Any]) -> None:
         if frame.get("type") == "reply" and frame.get("ok") and "owner" in frame:
@@ -366,6 +396,7 @@ class Fleet:
         self._goal = 0
         self._reached = trio.Event()
         self._closing = False
+        self._hosting: trio.Nursery | None = None
         self.watch_ended = False  # visitors decode what they read, to notice "ended"
 
     async def open(self, nursery: trio.Nursery) -> None:
@@ -373,7 +404,26 @@ class Fleet:
         await self.open_agents(nursery)
         await self.open_visitors(nursery)
 
+    async def _host(self, nursery: trio.Nursery) -> trio.Nursery:
+        """The nursery that holds this fleet's connections, inside `nursery` (made once)."""
+        if self._hosting is None:
+            self._hosting = await nursery.start(self._hold)
+        return self._hosting
+
+    async def _hold(self, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+        # trio-websocket answers a ping from its reader task; a ping that arrives while the
+        # client is closing makes wsproto raise LocalProtocolError there. At close that is
+        # noise, not a failure of the server under test.
+        try:
+            async with trio.open_nursery() as hosting:
+                task_status.started(hosting)
+                await trio.sleep_forever()
+        except* LocalProtocolError:
+            if not self._closing:
+                raise
+
     async def open_agents(self, nursery: trio.Nursery) -> None:
+        nursery = await self._host(nursery)
         for i in range(self.n_agents):
             ws = await self.dialect.connect_agent(nursery, self.server.url, i)
             self.agents.append(ws)
@@ -381,6 +431,7 @@ class Fleet:
 
     async def open_visitors(self, nursery: trio.Nursery, concurrency: int = 64) -> None:
         """Connect the visitors, `concurrency` handshakes (and chat openings) at a time."""
+        nursery = await self._host(nursery)
         limiter = trio.CapacityLimiter(concurrency)
 
         async def one(i: int) -> None:
@@ -407,17 +458,18 @@ class Fleet:
                 await ws.aclose()
 
     async def wait_ended(self, wait: float = 30.0) -> int:
-        """Wait up to `wait` seconds until every visitor's chat ended; returns how many did."""
-        for v in self.visitors:
-            with trio.move_on_after(wait):
+        """Wait up to `wait` seconds in all until every visitor's chat ended; returns how many
+        did."""
+        with trio.move_on_after(wait):
+            for v in self.visitors:
                 await v.ended.wait()
         return sum(v.ended.is_set() for v in self.visitors)
 
     async def _agent_reader(self, ws: WebSocketConnection) -> None:
-        delivered = self.dialect.delivered
+        delivered, receive = self.dialect.delivered, self.dialect.receive
         try:
             while True:
-                frame = unpack(await ws.get_message())
+                frame = unpack(await receive(ws))
                 msg_id = delivered(frame)
                 if msg_id is not None:
                     self._on_delivered(msg_id)
@@ -429,9 +481,10 @@ class Fleet:
                 self._reached.set()
 
     async def _visitor_reader(self, visitor: _Visitor) -> None:
+        receive = self.dialect.receive
         try:
             while True:  # replies and the visitor's own lines: read and dropped
-                data = await visitor.ws.get_message()
+                data = await receive(visitor.ws)
                 if self.watch_ended and unpack(data).get("event") == "ended":
                     visitor.ended.set()
         except ConnectionClosed as exc:
@@ -468,7 +521,7 @@ class Fleet:
     async def _send(self, visitor: _Visitor, msg_id: str, due: float) -> None:
         self._pending[msg_id] = (due, visitor)
         visitor.ref += 1
-        await visitor.ws.send_message(send_frame(visitor.ref, msg_id))
+        await self.dialect.send(visitor.ws, send_frame(visitor.ref, msg_id))
         self._outcome.sent += 1
 
     async def _finish(self, out: Outcome, start: float, drain: float) -> None:

@@ -4,8 +4,19 @@ Import from here; the underscored modules are private. The protocol itself is sp
 protocol/SPEC.md.
 """
 
-from ._client import Client, ClientClosed, ClientError, connect, connect_stream
-from ._codec import (
+from .client import Client, ClientClosed, ClientError, connect, connect_stream
+from .server.daemon import configure_logging, run_daemon
+from .server.gateway import Gateway, serve
+from .server.metrics import ServerStats
+from .server.metrics import render as render_metrics
+from .server.settings import (
+    DEFAULT_PORT,
+    ConfigError,
+    DaemonConfig,
+    ServerSettings,
+    load_config,
+)
+from .wire.codec import (
     decode_request,
     decode_server_frame,
     encode_error,
@@ -14,9 +25,14 @@ from ._codec import (
     encode_reply_ok,
     encode_request,
 )
-from ._daemon import configure_logging, run_daemon
-from ._errors import CLOSE_CODES, CODEC_ERROR_CODES, ERROR_CODES, SERVER_ERROR_CODES, ProtocolError
-from ._frames import (
+from .wire.errors import (
+    CLOSE_CODES,
+    CODEC_ERROR_CODES,
+    ERROR_CODES,
+    SERVER_ERROR_CODES,
+    ProtocolError,
+)
+from .wire.frames import (
     DEFAULT_LIMITS,
     EVENTS,
     MAX_REF,
@@ -31,16 +47,6 @@ from ._frames import (
     Request,
     Role,
     ServerFrame,
-)
-from ._gateway import Gateway, serve
-from ._metrics import ServerStats
-from ._metrics import render as render_metrics
-from ._settings import (
-    DEFAULT_PORT,
-    ConfigError,
-    DaemonConfig,
-    ServerSettings,
-    load_config,
 )
 
 __all__ = [

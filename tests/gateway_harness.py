@@ -40,8 +40,8 @@ from protocol import (
     decode_server_frame,
     encode_request,
 )
-from protocol._auth import issue_token
-from protocol._frames import Role
+from protocol.server.auth import issue_token
+from protocol.wire.frames import Role
 
 HANG = 3600.0  # virtual seconds after which a waiting test gives up
 

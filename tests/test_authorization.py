@@ -29,7 +29,7 @@ from trio.testing import MockClock
 
 from engine import Agent, Department, Engine, EngineConfig, Visitor
 from protocol import Client, ClientError, ServerSettings
-from protocol._frames import REQUESTS
+from protocol.wire.frames import REQUESTS
 
 from .gateway_harness import Harness, open_gateway
 

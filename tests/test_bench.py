@@ -19,6 +19,7 @@ import pytest
 from bench._common import Result, RunConfig, Target, interleave, percentile, table, write_results
 from bench._daemon import draw
 from bench._run import SCENARIOS, main
+from bench._socketio import socketio_peer
 
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = {
@@ -52,7 +53,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[dict[
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a shared machine can be slow; the smoke sizes take about a minute
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -74,6 +75,7 @@ class TestSmokeRun:
             "daemon-throughput": "daemon-throughput",
             "daemon-latency": "daemon-latency-",
             "connections": "connections-",
+            "socketio": "socketio-",
             "soak": "soak",
             "journal": "journal",
             "recovery": "recovery-",
@@ -119,6 +121,11 @@ class TestSmokeRun:
         assert 1 < memory["baseline"] < 1_000_000
         relay = by_name["daemon-throughput"]
         assert relay["baseline"] > 0
+        cpu = by_name["daemon-cpu-per-msg"]
+        assert cpu["target"]["text"] == "figure <= 120"
+        if cpu["skipped"] is None:
+            assert cpu["figure"] > 0
+            assert cpu["baseline"] > 0
         if by_name["soak"]["skipped"] is None:
             soak = by_name["soak"]["details"]
             assert soak["sent"] > 0
@@ -206,3 +213,34 @@ def test_recovery_restores_every_chat(smoke_run: tuple[str, list[dict[str, Any]]
     _, results = smoke_run
     (recovery,) = [r for r in results if r["name"].startswith("recovery-")]
     assert recovery["details"]["restored"] == recovery["details"]["live_chats"] > 0
+
+
+def test_socketio_peer(smoke_run: tuple[str, list[dict[str, Any]]]) -> None:
+    """The socket.io relay runs beside helpline, or its rows say why not and how to install it."""
+    _, results = smoke_run
+    rows = [r for r in results if r["name"].startswith("socketio-")]
+    assert [r["name"] for r in rows] == [
+        "socketio-throughput",
+        "socketio-cpu-per-msg",
+        "socketio-memory-20",
+    ]
+    reason = rows[0]["skipped"]
+    if reason is not None:
+        assert "pip install" in reason
+        pytest.skip(f"socket.io peer not run: {reason}")
+    for r in rows:
+        assert r["figure"] > 0
+        assert r["baseline"] > 0
+    saturation = rows[0]["details"]["socketio"]["saturation"]
+    assert "saturated" in saturation
+
+
+def test_socketio_peer_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the bench extra the socket.io rows are skipped with the command that installs it."""
+    monkeypatch.setitem(sys.modules, "socketio", None)
+    rows = socketio_peer(RunConfig(mode="smoke"))
+    assert len(rows) == 3
+    for row in rows:
+        assert row.skipped is not None
+        assert "pip install -e '.[bench]'" in row.skipped
+        assert row.passed is None

@@ -34,11 +34,11 @@ from engine import (
     open_store,
 )
 from protocol import ConfigError, load_config
-from protocol._auth import authenticate
-from protocol._frames import Role
-from protocol._settings import DEFAULT_PORT, parse_config
-from protocol._wire import ticket_record
-from protocol.cli import build_parser, export_tickets, format_ratings, main, parse_time
+from protocol.cli.main import build_parser, export_tickets, format_ratings, main, parse_time
+from protocol.server.auth import authenticate
+from protocol.server.settings import DEFAULT_PORT, parse_config
+from protocol.wire.frames import Role
+from protocol.wire.records import ticket_record
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

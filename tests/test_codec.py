@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 import pytest
 
-from protocol._codec import (
+from protocol.wire.codec import (
     decode_request,
     decode_server_frame,
     encode_error,
@@ -22,14 +22,14 @@ from protocol._codec import (
     encode_reply_ok,
     encode_request,
 )
-from protocol._errors import (
+from protocol.wire.errors import (
     CLOSE_CODES,
     CODEC_ERROR_CODES,
     ERROR_CODES,
     SERVER_ERROR_CODES,
     ProtocolError,
 )
-from protocol._frames import (
+from protocol.wire.frames import (
     DEFAULT_LIMITS,
     EVENTS,
     MAX_REF,

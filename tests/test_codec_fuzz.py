@@ -13,14 +13,14 @@ import msgpack
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from protocol._codec import (
+from protocol.wire.codec import (
     decode_request,
     decode_server_frame,
     encode_error,
     encode_request,
 )
-from protocol._errors import ERROR_CODES, ProtocolError
-from protocol._frames import MAX_REF, REQUESTS, Field, FrameSpec, Kind, Request, Role
+from protocol.wire.errors import ERROR_CODES, ProtocolError
+from protocol.wire.frames import MAX_REF, REQUESTS, Field, FrameSpec, Kind, Request, Role
 
 
 def fuzz(examples: int) -> settings:

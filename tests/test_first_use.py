@@ -15,8 +15,9 @@ import trio
 from bench._daemonproc import TOKEN_PREFIX, Daemon, helpline, start_daemon
 from engine import open_store
 from protocol import Client, ClientClosed, ClientError, connect
-from protocol._auth import hash_token, new_token
+from protocol.server.auth import hash_token, new_token
 
+DEMO = Path(__file__).parent.parent / "examples" / "demo.py"
 DEADLINE = 60.0  # a safety net for real processes on a busy machine, not a timing check
 
 
@@ -235,8 +236,8 @@ def test_the_demo_prints_a_clean_story(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
-            "-c",
-            f"from protocol._demo import main; main({str(tmp_path / 'd.db')!r})",
+            str(DEMO),
+            str(tmp_path / "d.db"),
         ],
         capture_output=True,
         text=True,

@@ -8,9 +8,9 @@ from trio.testing import MockClock
 
 from engine import Engine, EngineError, TicketKind, Visitor
 from protocol import Client, ClientClosed, ClientError, ServerSettings
-from protocol._agent import AgentRole
-from protocol._registry import ChatFacts, Registry
-from protocol._visitor import sign_visitor_id
+from protocol.server.registry import ChatFacts, Registry
+from protocol.server.roles.agent import AgentRole
+from protocol.server.roles.visitor import sign_visitor_id
 
 from .gateway_harness import (
     Harness,

@@ -8,7 +8,7 @@ from trio.testing import MockClock
 
 from engine import CannedDesk, CannedMessage, Engine
 from protocol import SERVER_FRAME_LIMITS, Client, ClientError
-from protocol._daemon import seed_canned
+from protocol.server.daemon import seed_canned
 
 from .gateway_harness import accept, open_chat, open_gateway, refused
 
@@ -148,7 +148,8 @@ class TestAdmin:
                 await v.request("rate", rating="good")
             report = await admin.request("rating_report")
             assert (1, 0, 0) == (report["good"], report["neutral"], report["bad"])
-            assert [{"agent_id": "ann", "good": 1, "neutral": 0, "bad": 0}] == [
+            counts = {"good": 1, "neutral": 0, "bad": 0, "scored": 0, "average_score": None}
+            assert [{"agent_id": "ann", **counts}] == [
                 dict(r)
                 for r in report["by_agent"]  # type: ignore[union-attr]
             ]
@@ -181,7 +182,17 @@ class TestCanned:
                 chat_id = await open_chat(v)
                 await accept(ann, chat_id)
                 reply = await ann.request("canned_suggest", draft="well #hel")
-                assert [{"message_id": "hi", "text": "Hello {visitor.name}!"}] == [
+                assert [
+                    {
+                        "message_id": "hi",
+                        "text": "Hello {visitor.name}!",
+                        "title": "",
+                        "shortcut": "",
+                        "category": "g",
+                        "category_name": "g",
+                        "department": None,
+                    }
+                ] == [
                     dict(s)
                     for s in reply["suggestions"]  # type: ignore[union-attr]
                 ]
@@ -221,6 +232,9 @@ class TestCannedAdmin:
                 "category": "greet",
                 "department": None,
                 "created_at": engine.now(),
+                "title": "",
+                "shortcut": "",
+                "reading": "",
             } == dict(added["message"])  # type: ignore[call-overload]
             await trio.sleep(1)
             await admin.request(

@@ -11,7 +11,7 @@ from trio.testing import MockClock
 
 from engine import Engine
 from protocol import ServerSettings
-from protocol._http import CSP, HttpReply, HttpRequest
+from protocol.server.http import CSP, HttpReply, HttpRequest
 
 from .gateway_harness import Harness, open_gateway
 

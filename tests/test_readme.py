@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 README = Path(__file__).parent.parent / "README.md"
+DEMO = Path(__file__).parent.parent / "examples" / "demo.py"
 
 
 def test_embedding_example_runs() -> None:
@@ -32,8 +33,8 @@ def test_demo_runs(tmp_path: Path) -> None:
     done = subprocess.run(
         [
             sys.executable,
-            "-c",
-            f"from protocol._demo import main; main({str(tmp_path / 'd.db')!r})",
+            str(DEMO),
+            str(tmp_path / "d.db"),
         ],
         capture_output=True,
         text=True,

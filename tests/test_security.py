@@ -17,7 +17,7 @@ from trio.testing import MockClock
 from engine import Engine, EngineError, Visitor
 from engine.store.sqlite_store import open_store
 from protocol import ClientError, ServerSettings
-from protocol._visitor import address_key, verify_visitor_id
+from protocol.server.roles.visitor import address_key, verify_visitor_id
 
 from .gateway_harness import accept, open_chat, open_gateway
 from .helpers import offer_for, settle

@@ -19,7 +19,7 @@ from wsproto.events import BytesMessage
 
 from engine import Engine, EngineConfig, open_engine
 from protocol import ErrorReply, Event, Reply, ServerSettings, encode_request
-from protocol._transport import Transport
+from protocol.server.transport import Transport
 
 from .gateway_harness import Harness, RawPeer, accept, open_gateway
 

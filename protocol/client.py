@@ -36,9 +36,9 @@ from urllib.parse import urlsplit
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
 
-from ._codec import decode_server_frame, encode_request
-from ._errors import ProtocolError
-from ._frames import PROTOCOL_VERSION, SERVER_FRAME_LIMITS, ErrorReply, Event, Reply
+from .wire.codec import decode_server_frame, encode_request
+from .wire.errors import ProtocolError
+from .wire.frames import PROTOCOL_VERSION, SERVER_FRAME_LIMITS, ErrorReply, Event, Reply
 
 __all__ = ["Client", "ClientClosed", "ClientError", "connect", "connect_stream"]
 

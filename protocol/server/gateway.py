@@ -3,18 +3,18 @@
 Theory of operation
 -------------------
 The gateway takes any trio stream (a TCP connection from :meth:`Gateway.serve`, or one end of an
-in-memory stream pair in tests) and wraps it in a :class:`~protocol._transport.Transport`, the
+in-memory stream pair in tests) and wraps it in a :class:`~protocol.server.transport.Transport`, the
 thin adapter around the ``websockets`` library's sans-I/O server protocol. For each stream it:
 
 1. reads the opening request under ``handshake_timeout``; a peer too slow to send it is dropped
    without an answer;
 2. answers a request that is not a WebSocket upgrade from the HTTP route table
-   (:mod:`protocol._http`: health checks and the built web pages), then closes;
+   (:mod:`protocol.server.http`: health checks and the built web pages), then closes;
 3. refuses an upgrade while shutting down (503) and one whose ``Origin`` is not on the allowlist
    (403; an empty list allows any), and accepts the others;
-4. hands the open WebSocket to a :class:`~protocol._connection.Connection`, which serves it until
-   it closes. The protocol enforces the frame size limit on each frame's header: a larger message
-   is closed with 1009 before its payload is read and before the codec sees anything.
+4. hands the open WebSocket to a :class:`~protocol.server.connection.Connection`, which serves it
+   until it closes. The protocol enforces the frame size limit on each frame's header: a larger
+   message is closed with 1009 before its payload is read and before the codec sees anything.
 
 Every answer ends the same way: the response or close frame is written, the write side is shut,
 and what the peer still sends is drained (bounded) before the socket closes, so the peer reads
@@ -43,12 +43,12 @@ from websockets.http11 import Request
 
 from engine import Engine
 
-from ._connection import Connection
-from ._http import DEFAULT_WEB_DIR, Routes, default_routes, web_dir_missing
-from ._metrics import ServerStats, metrics_route
-from ._registry import Registry
-from ._settings import ServerSettings
-from ._transport import Transport
+from .connection import Connection
+from .http import DEFAULT_WEB_DIR, Routes, default_routes, web_dir_missing
+from .metrics import ServerStats, metrics_route
+from .registry import Registry
+from .settings import ServerSettings
+from .transport import Transport
 
 __all__ = ["Gateway", "serve"]
 

@@ -31,8 +31,8 @@ from prometheus_client.registry import Collector
 
 from engine import Engine, Histogram, RouterView
 
-from ._http import NO_STORE, HttpReply, HttpRequest, Routes
-from ._registry import Registry
+from .http import NO_STORE, HttpReply, HttpRequest, Routes
+from .registry import Registry
 
 __all__ = ["CONTENT_TYPE", "ServerStats", "metrics_route", "render"]
 

@@ -3,9 +3,9 @@
 Theory of operation
 -------------------
 Like h11 and wsproto, this module does no I/O and knows no event loop: a gateway hands it the
-payload of one binary WebSocket message and gets back a :class:`~protocol._frames.Request` or a
-:class:`~protocol._errors.ProtocolError`; it hands it a reply or an event and gets back bytes. That
-makes the codec easy to fuzz and lets any frontend reuse it.
+payload of one binary WebSocket message and gets back a :class:`~protocol.wire.frames.Request`
+or a :class:`~protocol.wire.errors.ProtocolError`; it hands it a reply or an event and gets back
+bytes. That makes the codec easy to fuzz and lets any frontend reuse it.
 
 Decoding a request runs through stages, cheapest first, and each stage refuses with one
 ``ProtocolError`` carrying a wire error code:
@@ -44,8 +44,8 @@ from typing import Final, NoReturn, cast
 
 import msgpack
 
-from ._errors import ERROR_CODES, ProtocolError
-from ._frames import (
+from .errors import ERROR_CODES, ProtocolError
+from .frames import (
     DEFAULT_LIMITS,
     EVENTS,
     MAX_REF,

@@ -11,7 +11,7 @@ and live in one :class:`Registry` per gateway, touched only from trio's thread (
   start time). Agents' consoles need them in ``accept`` and ``visitor_panel`` replies, and every
   chat of a daemon is opened through its gateway, so the gateway records them at ``open_chat``.
 - **Resume tokens**: a chat's token hash, so a reconnecting visitor finds its chat again. Only
-  hashes are kept (``_auth.py``); the token is shown once, in the ``open_chat`` reply. The hash is
+  hashes are kept (``auth.py``); the token is shown once, in the ``open_chat`` reply. The hash is
   also handed to the engine with the chat (``open_chat(resume_key=...)``), which journals it with
   the chat; a gateway that starts over a restored engine learns every live chat's facts and hash
   again from ``engine.live_chats()`` (:meth:`Registry.restore`), so visitors resume after a crash.
@@ -29,7 +29,7 @@ from typing import Final, Protocol
 
 from engine import Engine, LiveChat, Visitor
 
-from ._auth import hash_token, new_resume_token
+from .auth import hash_token, new_resume_token
 
 __all__ = ["ChatFacts", "Closable", "Registry"]
 

@@ -22,8 +22,8 @@ from typing import Any, Final
 
 from engine import MAX_PAGE, Engine, EngineError, Entry, Ticket, TicketKind, Visitor
 
-from ._frames import Request
-from ._wire import Fields, NameOf, fit, ticket_record
+from ...wire.frames import Request
+from ...wire.records import Fields, NameOf, fit, ticket_record
 
 __all__ = ["TicketDesk"]
 

@@ -1,5 +1,7 @@
 """A short embedded demo: simulated visitors and agents go through a day at the help desk.
 
+Run it with ``make demo``, or ``python examples/demo.py [DATABASE FILE]``.
+
 It runs the real engine over a real SQLite file and prints what happens: an accepted chat, a
 transfer, an invite, a delayed ending, and a chat nobody could take, then the tickets those chats
 became. `main` runs it on trio's simulated clock, so the half-minute delayed ending passes at once,
@@ -10,6 +12,7 @@ the story alone.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 
 import trio
@@ -26,8 +29,7 @@ from engine import (
     Visitor,
     open_engine,
 )
-
-from ._daemon import configure_logging
+from protocol import configure_logging
 
 DEMO_CONFIG = EngineConfig(
     departments=(
@@ -127,3 +129,7 @@ def main(db: str | os.PathLike[str] = "helpline-demo.db") -> None:
         if os.path.exists(f"{db}{suffix}"):
             os.remove(f"{db}{suffix}")
     trio.run(run_demo, db, clock=MockClock(autojump_threshold=0))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

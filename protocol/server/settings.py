@@ -53,7 +53,7 @@ from typing import Any, Final, TypeVar, get_type_hints
 
 from engine import Agent, CannedMessage, Department, EngineConfig, RoutingMode
 
-from ._frames import DEFAULT_LIMITS
+from ..wire.frames import DEFAULT_LIMITS
 
 __all__ = [
     "DEFAULT_DB",

@@ -53,7 +53,7 @@ __all__ = [
 ]
 
 #: The built web folder when the settings name none: web/dist beside the packages.
-DEFAULT_WEB_DIR: Final = Path(__file__).resolve().parent.parent / "web" / "dist"
+DEFAULT_WEB_DIR: Final = Path(__file__).resolve().parents[2] / "web" / "dist"
 
 CSP: Final = (
     "default-src 'self'; connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; "

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Final
 
 from engine import Engine
 
-from ._wire import Fields
+from ...wire.records import Fields
 
 if TYPE_CHECKING:
-    from ._connection import Connection
+    from ..connection import Connection
 
 __all__ = ["departments_reply"]
 

@@ -33,7 +33,7 @@ changed departments (``add_department`` / ``update_department``), new or changed
 (``add_agent``), removed agents (``remove_agent``, and their connections are closed with 1008),
 and the canned messages (loaded again). Agents and departments the engine already has as stored
 are left alone, so applying is idempotent. A sign-in for an agent the engine does not know yet
-does not wait for the next tick: the follower catches up first (``_auth.before_agent_sign_in``),
+does not wait for the next tick: the follower catches up first (``auth.before_agent_sign_in``),
 so an agent added a moment ago signs in at once.
 """
 
@@ -66,11 +66,11 @@ from engine import (
     parse_store_url,
 )
 
-from ._auth import ADMIN_NAME, before_agent_sign_in, issue_token
-from ._frames import Role
-from ._gateway import SHUTDOWN_REASON, Gateway
-from ._registry import Registry
-from ._settings import DaemonConfig
+from ..wire.frames import Role
+from .auth import ADMIN_NAME, before_agent_sign_in, issue_token
+from .gateway import SHUTDOWN_REASON, Gateway
+from .registry import Registry
+from .settings import DaemonConfig
 
 __all__ = [
     "LOG_FORMATS",

@@ -13,7 +13,7 @@ its wire type, its limits (string lengths are counted in UTF-8 bytes, list lengt
 numbers as inclusive ranges) and, for a few fields, the roles it applies to: the visitor's ``send``
 has no ``chat_id`` because a visitor has one chat, while the agent's ``send`` requires one. Adding
 a request type or an optional field is one entry or one constructor call here; the codec
-(``_codec.py``) interprets the table and never names a request type, and a test checks
+(``codec.py``) interprets the table and never names a request type, and a test checks
 protocol/SPEC.md against the table.
 
 Decoded frames are frozen, slotted, keyword-only dataclasses with read-only mappings, so a frame can

@@ -43,16 +43,16 @@ import trio
 
 from engine import ChatEnded, Engine, EngineError, Visitor, VisitorChat
 
-from ._auth import hash_token, new_resume_token
-from ._codec import encode_event
-from ._departments import departments_reply
-from ._frames import Request
-from ._registry import ChatFacts, Registry
-from ._settings import ServerSettings
-from ._wire import Fields
+from ...wire.codec import encode_event
+from ...wire.frames import Request
+from ...wire.records import Fields
+from ..auth import hash_token, new_resume_token
+from ..registry import ChatFacts, Registry
+from ..settings import ServerSettings
+from .departments import departments_reply
 
 if TYPE_CHECKING:
-    from ._connection import Connection
+    from ..connection import Connection
 
 __all__ = [
     "ChatLimits",

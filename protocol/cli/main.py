@@ -3,13 +3,13 @@ tickets and ratings.
 
 Theory of operation
 -------------------
-``helpline serve`` runs the daemon (``_daemon.py``) until SIGINT or SIGTERM; it creates its
+``helpline serve`` runs the daemon (``server/daemon.py``) until SIGINT or SIGTERM; it creates its
 database file when there is none (and says so), but not a missing directory. The other commands
 open the SQLite store directly, do one thing and exit; SQLite's WAL mode lets them run while the
 daemon runs. They refuse a database file that does not exist instead of creating an empty one (a
 mistyped ``--db`` would otherwise pass silently). Tokens they issue work at once (the daemon reads
 tokens at every hello); after changing departments, agents or canned messages they bump the
-database's change counter (``_daemon.note_change``), and a running daemon applies the change
+database's change counter (``server.daemon.note_change``), and a running daemon applies the change
 within a second, through the same engine calls as the admin requests (SPEC.md section 6.4).
 
 The department and canned-message commands mirror the admin requests: ``department chat`` and
@@ -62,9 +62,8 @@ from engine import (
 )
 from replay.cli import register as register_replay
 
-from ._auth import ADMIN_NAME, issue_token
-from ._cli_store import add_store_commands, add_store_option, file_of
-from ._daemon import (
+from ..server.auth import ADMIN_NAME, issue_token
+from ..server.daemon import (
     LOG_FORMATS,
     NEW_TOKEN_HINT,
     DaemonError,
@@ -73,9 +72,10 @@ from ._daemon import (
     note_change,
     run_daemon,
 )
-from ._frames import RATINGS, Role
-from ._settings import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, ConfigError, load_config
-from ._wire import rating_report_record, ticket_record
+from ..server.settings import DEFAULT_DB, DEFAULT_HOST, DEFAULT_PORT, ConfigError, load_config
+from ..wire.frames import RATINGS, Role
+from ..wire.records import rating_report_record, ticket_record
+from .store import add_store_commands, add_store_option, file_of
 
 __all__ = ["main"]
 

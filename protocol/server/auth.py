@@ -18,12 +18,13 @@ real reason (unknown token, wrong role, no such agent) is logged on the server a
 ``sign_in_refused``.
 
 Agents and tokens may be added with the command line while a daemon runs. The daemon notices such
-changes within a second (``_daemon.py``); so that an agent added a moment ago need not wait for
-that, a daemon registers a catch-up with :func:`before_agent_sign_in`, and :func:`authenticate`
-runs it for a valid agent token before the hello goes on to connect the agent.
+changes within a second (``server/daemon.py``); so that an agent added a moment ago need not
+wait for that, a daemon registers a catch-up with :func:`before_agent_sign_in`, and
+:func:`authenticate` runs it for a valid agent token before the hello goes on to connect the
+agent.
 
 Resume tokens never touch the disk: they only have to outlive a network hiccup, not a restart
-(a restart ends every chat), so the gateway keeps their hashes in memory (``_directory.py``).
+(a restart ends every chat), so the gateway keeps their hashes in memory (``server/registry.py``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import structlog
 
 from engine import Store
 
-from ._frames import Role
+from ..wire.frames import Role
 
 __all__ = [
     "ADMIN_NAME",

@@ -14,7 +14,7 @@ made to another agent (``not_your_offer``), a chat it does not own (``not_owner`
 passes those codes through unchanged. Replies that describe a chat (``accept``,
 ``visitor_panel``) combine the engine's picture of the chat (owner, members, transcript) with
 the facts the gateway recorded when the visitor opened it. Ticket requests are shared with admins
-(``_tickets.py``) and are limited to the agent's own departments.
+(``tickets.py``) and are limited to the agent's own departments.
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ from engine import (
     OfferWithdrawn,
 )
 
-from ._auth import authenticate
-from ._departments import departments_reply
-from ._frames import Request, Role
-from ._tickets import TicketDesk
-from ._wire import (
+from ...wire.frames import Request, Role
+from ...wire.records import (
     Fields,
     agent_record,
     availability_record,
@@ -46,9 +43,12 @@ from ._wire import (
     ticket_record,
     visitor_record,
 )
+from ..auth import authenticate
+from .departments import departments_reply
+from .tickets import TicketDesk
 
 if TYPE_CHECKING:
-    from ._connection import Connection
+    from ..connection import Connection
 
 __all__ = ["AgentRole", "open_agent"]
 

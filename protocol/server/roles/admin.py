@@ -31,11 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from engine import Agent, CannedMessage, Department, EngineError, RoutingMode
 
-from ._auth import authenticate, issue_token, subject
-from ._departments import departments_reply
-from ._frames import Request, Role
-from ._tickets import TicketDesk
-from ._wire import (
+from ...wire.frames import Request, Role
+from ...wire.records import (
     Fields,
     agent_record,
     canned_category_record,
@@ -44,9 +41,12 @@ from ._wire import (
     fit,
     rating_report_record,
 )
+from ..auth import authenticate, issue_token, subject
+from .departments import departments_reply
+from .tickets import TicketDesk
 
 if TYPE_CHECKING:
-    from ._connection import Connection
+    from ..connection import Connection
 
 __all__ = ["AdminRole", "open_admin"]
 

@@ -15,8 +15,8 @@ A connection is three tasks around one bounded queue of outgoing frames:
 - the **heartbeat** pings every ``heartbeat_interval`` and closes with 4001 when a pong does not
   come back within ``heartbeat_timeout``.
 
-Role handlers (``_visitor.py``, ``_agent.py``, ``_admin.py``) add one more task per engine handle
-that moves the handle's events onto the queue (a "pump").
+Role handlers (``roles/visitor.py``, ``roles/agent.py``, ``roles/admin.py``) add one more task
+per engine handle that moves the handle's events onto the queue (a "pump").
 
 Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
 ``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
@@ -54,17 +54,23 @@ import trio
 
 from engine import ChatMessage, EngineError, Event, StoreError
 
-from ._admin import open_admin
-from ._agent import open_agent
-from ._codec import decode_request, encode_error, encode_event, encode_reply_error, encode_reply_ok
-from ._errors import ERROR_CODES, ProtocolError
-from ._frames import PROTOCOL_VERSION, Request, Role
-from ._transport import ConnectionClosed, Transport
-from ._visitor import open_visitor
-from ._wire import Fields, wire_event
+from ..wire.codec import (
+    decode_request,
+    encode_error,
+    encode_event,
+    encode_reply_error,
+    encode_reply_ok,
+)
+from ..wire.errors import ERROR_CODES, ProtocolError
+from ..wire.frames import PROTOCOL_VERSION, Request, Role
+from ..wire.records import Fields, wire_event
+from .roles.admin import open_admin
+from .roles.agent import open_agent
+from .roles.visitor import open_visitor
+from .transport import ConnectionClosed, Transport
 
 if TYPE_CHECKING:
-    from ._gateway import Gateway
+    from .gateway import Gateway
 
 __all__ = ["Connection", "RoleHandler", "TokenBucket"]
 

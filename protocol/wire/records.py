@@ -50,7 +50,7 @@ from engine import (
     Visitor,
 )
 
-from ._frames import RATINGS, SERVER_FRAME_LIMITS
+from .frames import RATINGS, SERVER_FRAME_LIMITS
 
 __all__ = [
     "NameOf",
