@@ -40,6 +40,12 @@ def set_online(page: Any, online: bool = True) -> None:
     if switch.is_checked() != online:
         page.click("label[for=status-switch]")
     expect(switch).to_be_checked(checked=online)
+    # the box is ticked at the click; the switch is "on" once the server said so
+    confirmed = page.locator(".switch:has(#status-switch)")
+    if online:
+        expect(confirmed).to_have_class(re.compile(r"\bon\b"))
+    else:
+        expect(confirmed).not_to_have_class(re.compile(r"\bon\b"))
 
 
 def accept_offer(page: Any, text: str) -> None:

@@ -165,7 +165,7 @@ export class RecordsView {
         h(
           "p",
           { class: "muted small" },
-          `${visitor.name || "Visitor"}${visitor.email ? ` · ${visitor.email}` : ""} · ${ticket.department} · ${ticket.kind} · ${reasonText(ticket.end_reason)} · ${when(ticket.started_at)} – ${when(ticket.ended_at)}`,
+          `${visitor.name || "Visitor"}${visitor.email ? ` · ${visitor.email}` : ""} · ${this.app.departmentName(ticket.department)} · ${ticket.kind} · ${reasonText(ticket.end_reason)} · ${when(ticket.started_at)} – ${when(ticket.ended_at)}`,
         ),
         h(
           "p",

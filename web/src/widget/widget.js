@@ -35,6 +35,13 @@ const QUESTION_KEY = "helpline.widget.question";
 const LINES_KEY = "helpline.widget.lines";
 const KEPT_LINES = 300;
 const OFFLINE_REASONS = new Set(["no_agent_online", "chat_off", "queue_full", "queue_timeout", "offer_timeout", "all_declined"]);
+const DEPARTMENTS_REFRESH = 10_000; // ms between department lists while the form is open
+
+/** A department as the picker shows it. */
+function departmentLabel(department) {
+  return department.online === false ? `${department.name} (offline)` : department.name;
+}
+
 const SCORE_WORDS = ["", "Poor", "Not great", "Okay", "Good", "Excellent"];
 const STAR = "M12 2.8l2.8 5.9 6.4.8-4.7 4.4 1.2 6.4L12 17.2l-5.7 3.1 1.2-6.4-4.7-4.4 6.4-.8z";
 
@@ -143,15 +150,35 @@ class Widget {
     return this.connecting;
   }
 
-  /** Asks which departments are open and who is online; redraws the form with the answer. */
+  /**
+   * Asks which departments are open and who is online, and shows the answer in the form: again
+   * every DEPARTMENTS_REFRESH ms while the form is open, so that "no one is online" goes away
+   * when an agent comes online while the visitor writes.
+   */
   async loadDepartments() {
+    clearTimeout(this.departmentsTimer);
+    let listed;
     try {
-      const { departments } = await this.client.request("departments");
-      this.departments = widgetDepartments(this.config.attribute, departments);
+      listed = (await this.client.request("departments")).departments;
     } catch {
       return; // an older server, or no connection: the attribute's departments, online unknown
     }
-    if (this.state === "form" && this.body.dataset.view === "form") this.redrawForm();
+    const before = this.departments;
+    this.departments = widgetDepartments(this.config.attribute, listed);
+    if (this.state !== "form") return;
+    this.departmentsTimer = setTimeout(() => !this.panel.hidden && this.loadDepartments(), DEPARTMENTS_REFRESH);
+    if (this.body.dataset.view !== "form") return;
+    const same = (a, b) => a.length === b.length && a.every((d, i) => d.id === b[i].id && d.name === b[i].name);
+    if (!same(before, this.departments)) {
+      this.redrawForm();
+      return;
+    }
+    // the same departments: only who is online changed, so keep the form (and the caret) as it is
+    for (const option of this.body.querySelectorAll("select[name=department] option")) {
+      const department = this.departments.find((d) => d.id === option.value);
+      if (department) option.textContent = departmentLabel(department);
+    }
+    this.renderFormNotice();
   }
 
   /** The department the form would open the chat in now. */
@@ -164,7 +191,7 @@ class Widget {
     const c = this.client;
     c.on("open", (reply) => {
       this.online = true;
-      if (this.state === "form") this.loadDepartments();
+      if (this.state === "form" && !this.panel.hidden) this.loadDepartments();
       if (reply.resumed === false && (this.state === "waiting" || this.state === "chat")) {
         // the chat ended while we were away (or the server forgot it)
         this.state = this.lines.size ? "ended" : "form";
@@ -230,6 +257,7 @@ class Widget {
     if (open) {
       this.unread = 0;
       this.connect();
+      if (this.online && this.state === "form") this.loadDepartments();
       this.render();
       this.focusInput();
     } else {
@@ -455,7 +483,7 @@ class Widget {
             h(
               "select",
               { name: "department", onchange: () => this.renderFormNotice() },
-              departments.map((d) => h("option", { value: d.id, selected: d.id === this.config.department }, d.online === false ? `${d.name} (offline)` : d.name)),
+              departments.map((d) => h("option", { value: d.id, selected: d.id === this.config.department }, departmentLabel(d))),
             ),
           )
         : null,
