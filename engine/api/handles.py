@@ -127,6 +127,10 @@ class VisitorChat:
         """The next event; raises trio.EndOfChannel after the last one."""
         return await self._outlet.receive()
 
+    def pending_events(self) -> list[Event]:
+        """Everything queued for this visitor right now, without waiting."""
+        return self._outlet.pending()
+
     async def send(self, text: str, *, client_msg_id: str = "") -> int:
         """Write a message; returns its sequence number. A resent client_msg_id is not repeated."""
         seq: int = await self._ask(
@@ -153,8 +157,9 @@ class VisitorChat:
         self, rating: Rating | str | None, comment: str = "", *, score: int | None = None
     ) -> Ticket:
         """Rate the chat once it has ended: good, neutral or bad, or a score of 1 to 5, or both,
-        with an optional comment."""
-        return await rate_chat(self._store, self.chat_id, rating, comment, score)
+        with an optional comment; returns the ticket as the visitor may see it
+        (`Ticket.for_visitor`)."""
+        return (await rate_chat(self._store, self.chat_id, rating, comment, score)).for_visitor()
 
     async def _attach(self, last_seq: int) -> int:
         seq: int = await self._ask(
@@ -374,7 +379,7 @@ class AgentConnection:
             question=chat.question,
             started_at=chat.started_at,
             visitor=visitor,
-            recent_chats=tuple(live_first + [_summary_of(t) for t in ended])[:limit],
+            recent_chats=tuple(live_first + [ChatSummary.of_ticket(t) for t in ended])[:limit],
             recent_tickets=tuple(tickets),
         )
 
@@ -465,15 +470,3 @@ class AgentConnection:
 
     async def _ask(self, build: Callable[[m.Reply], m.ToAgent]) -> Any:
         return await ask(self._inbox, build, self._timeout, "this agent was removed")
-
-
-def _summary_of(ticket: Ticket) -> ChatSummary:
-    return ChatSummary(
-        chat_id=ticket.chat_id,
-        department=ticket.department,
-        question=ticket.question,
-        started_at=ticket.started_at,
-        state="ended",
-        agents=ticket.agents,
-        ticket_id=ticket.id,
-    )

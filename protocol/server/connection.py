@@ -18,6 +18,10 @@ A connection is three tasks around one bounded queue of outgoing frames:
 Role handlers (``roles/visitor.py``, ``roles/agent.py``, ``roles/admin.py``) add one more task
 per engine handle that moves the handle's events onto the queue (a "pump").
 
+A hello's role picks its handler from the gateway's role table (``roles/__init__.py``). The
+connection knows the roles only as :class:`RoleHandler` and the gateway only as :class:`Host`, so
+it imports neither: the role modules and the gateway import it.
+
 Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
 ``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
 replies to half of it, so what fills it is events): the connection is closed with 4000 at once
@@ -47,12 +51,12 @@ from __future__ import annotations
 import struct
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 import trio
 
-from engine import ChatMessage, EngineError, Event, StoreError
+from engine import ChatMessage, Engine, EngineError, Event, StoreError
 
 from ..wire.codec import (
     decode_request,
@@ -61,28 +65,19 @@ from ..wire.codec import (
     encode_reply_error,
     encode_reply_ok,
 )
-from ..wire.errors import ERROR_CODES, ProtocolError
+from ..wire.errors import ProtocolError, wire_error
 from ..wire.frames import PROTOCOL_VERSION, Request, Role
 from ..wire.records import Fields, wire_event
-from .roles.admin import open_admin
-from .roles.agent import open_agent
-from .roles.visitor import open_visitor
+from .metrics import ServerStats
+from .registry import Registry
+from .settings import ServerSettings
 from .transport import ConnectionClosed, Transport
 
-if TYPE_CHECKING:
-    from .gateway import Gateway
-
-__all__ = ["Connection", "RoleHandler", "TokenBucket"]
+__all__ = ["Connection", "Host", "RoleHandler", "RoleOpener", "TokenBucket"]
 
 log = structlog.get_logger("helpline.gateway")
 
 _FLUSH: Final = object()  # queued behind the last frame of a flushing close
-_STORE_CODES: Final = frozenset({"not_found", "already_rated"})  # passed through from the store
-_WIRE_CODES: Final = {  # the store's own codes, as the wire names them (SPEC.md section 8)
-    "store_busy": "busy",
-    "store_closed": "store_unavailable",
-    "store_failed": "store_unavailable",
-}
 
 
 class RoleHandler(Protocol):
@@ -93,6 +88,23 @@ class RoleHandler(Protocol):
 
     async def handle(self, request: Request) -> Fields:
         """Serve one request; return the reply's result fields or raise an error with a code."""
+
+
+RoleOpener = Callable[["Connection", Request], Awaitable[tuple[RoleHandler, Fields]]]
+"""Signs a hello in as one role: the role's handler and the hello reply's extra fields."""
+
+
+class Host(Protocol):
+    """What a connection needs from the gateway that accepted it."""
+
+    engine: Engine
+    settings: ServerSettings
+    registry: Registry
+    stats: ServerStats
+    roles: Mapping[Role, RoleOpener]  # the role table (``roles/``)
+
+    def name_of(self, agent_id: str) -> str:
+        """An agent's display name, or its id once it was removed."""
 
 
 class TokenBucket:
@@ -117,7 +129,7 @@ class TokenBucket:
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
-    def __init__(self, gateway: Gateway, ws: Transport, peer: str) -> None:
+    def __init__(self, gateway: Host, ws: Transport, peer: str) -> None:
         self.gateway = gateway
         self.engine = gateway.engine
         self.settings = gateway.settings
@@ -335,10 +347,6 @@ class Connection:
             self.close(1008, "hello failed")
 
     def _reply_error(self, ref: int, code: str, message: str) -> None:
-        code = _WIRE_CODES.get(code, code)
-        if code not in ERROR_CODES:
-            message = f"{code}: {message}"
-            code = "internal"
         self._stats.errors[code] += 1
         self.put(encode_reply_error(ref, code, message))
 
@@ -348,13 +356,15 @@ class Connection:
         try:
             result = await handler.handle(request)
         except (EngineError, ProtocolError, StoreError) as exc:
-            code = exc.code
-            if isinstance(exc, StoreError) and code not in _STORE_CODES:
-                code = "store_unavailable"
+            error = wire_error(exc)
             self.log.info(
-                "request_refused", type=request.type, ref=request.ref, chat_id=chat_id, code=code
+                "request_refused",
+                type=request.type,
+                ref=request.ref,
+                chat_id=chat_id,
+                code=error.code,
             )
-            self._reply_error(request.ref, code, exc.message)
+            self._reply_error(request.ref, error.code, error.message)
         except Exception:
             self.log.exception("request_failed", type=request.type, ref=request.ref)
             self._reply_error(request.ref, "internal", "the server failed to serve this request")
@@ -378,10 +388,11 @@ class Connection:
             return
         role = Role(request.require("role", str))
         try:
-            handler, fields = await _ROLES[role](self, request)
+            handler, fields = await self.gateway.roles[role](self, request)
         except (EngineError, ProtocolError) as exc:
             self.log.info("hello_refused", role=role.value, code=exc.code)
-            self._reply_error(request.ref, exc.code, exc.message)
+            error = wire_error(exc)
+            self._reply_error(request.ref, error.code, error.message)
             self.close(1008, "hello failed")
             return
         self.role, self._handler = role, handler
@@ -397,8 +408,3 @@ class Connection:
         )
         self.log.info("hello", role=role.value)
         handler.start()
-
-
-_ROLES: Final[
-    Mapping[Role, Callable[[Connection, Request], Awaitable[tuple[RoleHandler, Fields]]]]
-] = {Role.VISITOR: open_visitor, Role.AGENT: open_agent, Role.ADMIN: open_admin}

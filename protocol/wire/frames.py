@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final, TypeVar, overload
 
+from .limits import DEFAULT_LIMITS, SERVER_FRAME_LIMITS, Limits
+
 __all__ = [
     "ALL_ROLES",
     "DEFAULT_LIMITS",
@@ -73,6 +75,7 @@ class Role(enum.StrEnum):
     VISITOR = "visitor"
     AGENT = "agent"
     ADMIN = "admin"
+    SUPERVISOR = "supervisor"
 
 
 ALL_ROLES: Final = frozenset(Role)
@@ -80,6 +83,9 @@ VISITOR: Final = frozenset({Role.VISITOR})
 AGENT: Final = frozenset({Role.AGENT})
 ADMIN: Final = frozenset({Role.ADMIN})
 STAFF: Final = frozenset({Role.AGENT, Role.ADMIN})
+SUPERVISOR: Final = frozenset({Role.SUPERVISOR})
+SUPERVISING: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})  # admins supervise every department
+IN_CHAT: Final = frozenset({Role.AGENT, Role.SUPERVISOR})  # a supervisor once it barged in
 
 
 class Kind(enum.Enum):
@@ -252,6 +258,7 @@ STATUSES: Final = ("online", "offline")
 ROUTINGS: Final = ("broadcast", "assigned")
 TICKET_VIEWS: Final = ("missed", "department", "agent", "visitor", "all")
 CANNED_DELETE_MODES: Final = ("refuse", "delete", "move")
+TOKEN_ROLES: Final = ("agent", "supervisor")
 
 _DEPARTMENT_SETTINGS: Final = (
     boolean("chat_enabled?"),
@@ -279,7 +286,11 @@ _TABLE: Final = (
         string("resume_token?"),
         integer("last_seq?"),
         string("chat_id?", min_len=1),
-        needs=(("role", "agent", "token"), ("role", "admin", "token")),
+        needs=(
+            ("role", "agent", "token"),
+            ("role", "admin", "token"),
+            ("role", "supervisor", "token"),
+        ),
     ),
     _req("ping", ALL_ROLES),
     # Visitors.
@@ -298,12 +309,12 @@ _TABLE: Final = (
     ),
     _req(
         "send",
-        VISITOR | AGENT,
-        string("chat_id", roles=AGENT),
+        VISITOR | IN_CHAT,
+        string("chat_id", roles=IN_CHAT),
         string("text", TEXT_LEN),
         string("client_msg_id?", min_len=1),
     ),
-    _req("typing", VISITOR | AGENT, string("chat_id", roles=AGENT), boolean("on")),
+    _req("typing", VISITOR | IN_CHAT, string("chat_id", roles=IN_CHAT), boolean("on")),
     _req("leave", VISITOR),
     _req(
         "rate",
@@ -332,16 +343,16 @@ _TABLE: Final = (
     _req("cancel_transfer", AGENT, string("chat_id")),
     _req("invite", AGENT, string("chat_id"), string("to_agent"), string("note?", NOTE_LEN)),
     _req("cancel_invite", AGENT, string("chat_id")),
-    _req("leave_chat", AGENT, string("chat_id")),
+    _req("leave_chat", IN_CHAT, string("chat_id")),
     _req("end_chat", AGENT, string("chat_id"), number("delay?", 0.0, DAY)),
     _req("cancel_end", AGENT, string("chat_id")),
-    _req("available_agents", STAFF, string("department?", min_len=1)),
+    _req("available_agents", STAFF | SUPERVISOR, string("department?", min_len=1)),
     _req("visitor_panel", AGENT, string("chat_id")),
     _req("canned_suggest", AGENT, string("draft", TEXT_LEN, min_len=0), integer("limit?", 1, 50)),
     _req("canned_pick", AGENT, string("message_id"), string("chat_id")),
     _req(
         "tickets",
-        STAFF,
+        STAFF | SUPERVISOR,
         string("view", choices=TICKET_VIEWS),
         string("department?", min_len=1),
         string("agent?", min_len=1),
@@ -352,7 +363,7 @@ _TABLE: Final = (
         integer("offset?"),
         needs=(("view", "visitor", "visitor_email"),),
     ),
-    _req("ticket", STAFF, integer("ticket_id", 1)),
+    _req("ticket", STAFF | SUPERVISOR, integer("ticket_id", 1)),
     _req("mark_handled", STAFF, integer("ticket_id", 1)),
     # Admins.
     _req("department_add", ADMIN, string("id"), string("name"), *_DEPARTMENT_SETTINGS),
@@ -383,7 +394,25 @@ _TABLE: Final = (
     ),
     _req("agent_remove", ADMIN, string("id")),
     _req("agent_list", ADMIN),
-    _req("token_issue", ADMIN, string("agent_id")),
+    _req(
+        "token_issue",
+        ADMIN,
+        string("agent_id?", min_len=1),
+        string("role?", choices=TOKEN_ROLES),
+        string("name?", min_len=1),
+        strings("departments?", 64, min_items=1),
+        needs=(("role", "supervisor", "name"), ("role", "supervisor", "departments")),
+    ),
+    _req(
+        "audit_list",
+        ADMIN,
+        number("since?"),
+        number("until?"),
+        string("actor?", min_len=1),
+        string("action?", min_len=1),
+        integer("limit?", 1, 1000),
+        integer("offset?"),
+    ),
     _req("rating_report", ADMIN, number("since?"), number("until?")),
     # Admins: canned messages and their categories.
     _req("canned_category_add", ADMIN, string("name"), string("id?", min_len=1)),
@@ -418,6 +447,22 @@ _TABLE: Final = (
     ),
     _req("canned_delete", ADMIN, string("id")),
     _req("canned_list", ADMIN, string("department?", min_len=1), string("category?", min_len=1)),
+    # Supervisors (and admins, who supervise every department).
+    _req("supervise_start", SUPERVISING),
+    _req("supervise_stop", SUPERVISING),
+    _req("monitor", SUPERVISING, string("chat_id")),
+    _req("unmonitor", SUPERVISING, string("chat_id")),
+    _req("whisper", SUPERVISING, string("chat_id"), string("text", TEXT_LEN)),
+    _req("barge", SUPERVISOR, string("chat_id")),
+    _req(
+        "reassign",
+        SUPERVISING,
+        string("chat_id"),
+        string("to_agent?", min_len=1),
+        string("to_department?", min_len=1),
+        string("note?", NOTE_LEN),
+        at_least_one=("to_agent", "to_department"),
+    ),
 )
 
 REQUESTS: Final[Mapping[str, FrameSpec]] = MappingProxyType({spec.type: spec for spec in _TABLE})
@@ -440,7 +485,7 @@ def _event(
     return EventSpec(name=name, audience=audience, required=required, optional=optional)
 
 
-_CHAT_AUDIENCE: Final = VISITOR | AGENT
+_CHAT_AUDIENCE: Final = VISITOR | AGENT | SUPERVISING  # supervisors: chats they monitor
 
 EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
     {
@@ -488,6 +533,17 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
             _event("chat_assigned", AGENT, "chat_id", "role"),
             _event("chat_removed", AGENT, "chat_id", "reason"),
             _event("status", AGENT, "status", "ringtone"),
+            _event(
+                "whisper",
+                AGENT | SUPERVISING,
+                "chat_id",
+                "seq",
+                "at",
+                "author",
+                "author_name",
+                "text",
+            ),
+            _event("desk_changed", SUPERVISING, "chats", "removed", "queues"),
             _event("shutdown", ALL_ROLES, "reason"),
             _event("error", ALL_ROLES, "code", "message"),
         )
@@ -504,38 +560,10 @@ SYSTEM_KINDS: Final = (
     "ending_cancelled",
     "ended",
     "requeued",
+    "barged",
 )
 """The values of a ``system`` event's ``kind`` field."""
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Hard limits applied while decoding, before and after unpacking.
-
-    String lengths are UTF-8 bytes. ``max_depth`` counts nested maps and lists, the top-level map
-    being depth 1. Per-field limits from :data:`REQUESTS` apply on top of these global caps.
-    """
-
-    max_frame_size: int = 64 * 1024
-    max_str_len: int = 16 * 1024
-    max_list_len: int = 1024
-    max_map_len: int = 256
-    max_depth: int = 8
-
-    def __post_init__(self) -> None:
-        for name in ("max_frame_size", "max_str_len", "max_list_len", "max_map_len", "max_depth"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
-
-
-DEFAULT_LIMITS: Final = Limits()
-"""Limits the server applies to requests."""
-
-SERVER_FRAME_LIMITS: Final = Limits(
-    max_frame_size=4 * 1024 * 1024, max_str_len=64 * 1024, max_list_len=10_000, max_map_len=1024
-)
-"""Limits a client applies to server frames: replies such as ``ticket`` can be large."""
 
 T = TypeVar("T")
 D = TypeVar("D")
