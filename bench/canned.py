@@ -7,7 +7,11 @@ from inside words, upper-case and full-width variants, and queries that match no
 lookup is timed alone with `time.perf_counter_ns`, after an untimed warm-up, and the script prints
 one JSON object with the percentiles in milliseconds.
 
-Run: ``.venv/bin/python -m bench.canned [--messages N] [--lookups N] [--seed S]``.
+With ``--labelled F`` a fraction F of the messages also get a title, a reading and a shortcut
+(``s1234``), searched as well, and a tenth of the queries are shortcuts; the corpus and the
+other queries stay the same as without it, so the two runs compare.
+
+Run: ``.venv/bin/python -m bench.canned [--messages N] [--lookups N] [--seed S] [--labelled F]``.
 """
 
 from __future__ import annotations
@@ -88,9 +92,21 @@ def _japanese(rng: random.Random) -> str:
     return "".join(pieces) + rng.choice(("。", "。", "\uff01"))
 
 
-def build(*, messages: int, seed: int) -> tuple[CannedBook, list[str]]:
+def _labels(rng: random.Random, n: int) -> dict[str, str]:
+    """A title, its reading and a shortcut for message ``n``."""
+    if rng.random() < 0.5:
+        title = " ".join(rng.choices(ENGLISH, k=rng.randint(1, 3))).title()
+        reading = ""
+    else:
+        title = "".join(rng.choices(JAPANESE, k=rng.randint(1, 2)))
+        reading = "".join(rng.choices("あいうえおかきくけこさしすせそたちつてとなにぬねの", k=6))
+    return {"title": title, "reading": reading, "shortcut": f"s{n}"}
+
+
+def build(*, messages: int, seed: int, labelled: float = 0.0) -> tuple[CannedBook, list[str]]:
     """A book of ``messages`` canned messages, and the ids of its messages."""
     rng = random.Random(seed)
+    label_rng = random.Random(seed + 2)  # apart, so that labels leave the corpus as it is
     categories = [CannedCategory(id=f"c{n}", name=name) for n, name in enumerate(CATEGORY_NAMES)]
     made: list[CannedMessage] = []
     for n in range(messages):
@@ -108,6 +124,7 @@ def build(*, messages: int, seed: int) -> tuple[CannedBook, list[str]]:
                 category=rng.choice(categories).id,
                 department=rng.choice(DEPARTMENTS),
                 created_at=1_700_000_000.0 + n * 37.0 + rng.random(),
+                **(_labels(label_rng, n) if label_rng.random() < labelled else {}),
             )
         )
     uses: list[CannedUse] = []
@@ -149,12 +166,12 @@ def _percentile(ordered: Sequence[int], fraction: float) -> float:
     return ordered[rank - 1] / 1e6
 
 
-def run(*, messages: int, lookups: int, seed: int) -> dict[str, object]:
+def run(*, messages: int, lookups: int, seed: int, labelled: float = 0.0) -> dict[str, object]:
     """Build the book, time ``lookups`` suggestions, and return the figures."""
     if messages < 1 or lookups < 1:
         raise ValueError("messages and lookups must be at least 1")
     started = time.perf_counter_ns()
-    book, _ = build(messages=messages, seed=seed)
+    book, _ = build(messages=messages, seed=seed, labelled=labelled)
     build_ms = (time.perf_counter_ns() - started) / 1e6
     rng = random.Random(seed + 1)
     agents = [(f"agent{n}", departments) for n, departments in enumerate(AGENT_DEPARTMENTS)]
@@ -167,9 +184,18 @@ def run(*, messages: int, lookups: int, seed: int) -> dict[str, object]:
         book.suggest(draft, departments=departments, agent_id=agent_id)
         return time.perf_counter_ns() - begun
 
-    for query in _queries(rng, WARMUP_LOOKUPS):
+    shortcut_rng = random.Random(seed + 3)
+
+    def queries(count: int) -> list[str]:
+        made = _queries(rng, count)
+        if labelled:  # a tenth are shortcuts (of messages that may or may not have them)
+            for at in range(0, len(made), 10):
+                made[at] = f"s{shortcut_rng.randrange(messages)}"
+        return made
+
+    for query in queries(WARMUP_LOOKUPS):
         lookup(query)
-    timings = sorted(lookup(query) for query in _queries(rng, lookups))
+    timings = sorted(lookup(query) for query in queries(lookups))
     p99 = _percentile(timings, 0.99)
     return {
         "name": "canned_suggest",
@@ -180,6 +206,7 @@ def run(*, messages: int, lookups: int, seed: int) -> dict[str, object]:
         "max_ms": round(timings[-1] / 1e6, 4),
         "lookups": lookups,
         "messages": messages,
+        "labelled": labelled,
         "build_ms": round(build_ms, 1),
         "target": f"p99 < {TARGET_MS:g} ms",
         "pass": p99 < TARGET_MS,
@@ -198,10 +225,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--seed", type=int, default=1, help="seed of the corpus and the queries (default 1)"
     )
+    parser.add_argument(
+        "--labelled",
+        type=float,
+        default=0.0,
+        help="the fraction of messages with a title, reading and shortcut (default 0)",
+    )
     args = parser.parse_args(argv)
     if args.messages < 1 or args.lookups < 1:
         parser.error("--messages and --lookups must be at least 1")
-    print(json.dumps(run(messages=args.messages, lookups=args.lookups, seed=args.seed)))
+    if not 0.0 <= args.labelled <= 1.0:
+        parser.error("--labelled must be between 0 and 1")
+    print(
+        json.dumps(
+            run(
+                messages=args.messages,
+                lookups=args.lookups,
+                seed=args.seed,
+                labelled=args.labelled,
+            )
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("visitor", "tickets (department)", "own", "forbidden"),
     ("visitor", "ticket", "own", "forbidden"),
     ("visitor", "agent_list", "-", "forbidden"),
+    ("visitor", "departments", "-", "ok"),
+    ("visitor", "agent_update", "-", "forbidden"),
     ("visitor", "supervise_start", "-", "forbidden"),
     ("visitor", "monitor", "own", "forbidden"),
     ("visitor", "whisper", "own", "forbidden"),
@@ -119,6 +121,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "canned_add", "own", "forbidden"),
     ("agent", "canned_edit", "own", "forbidden"),
     ("agent", "canned_delete", "own", "forbidden"),
+    ("agent", "departments", "-", "ok"),
+    ("agent", "agent_update", "own", "forbidden"),
     ("agent", "supervise_start", "-", "forbidden"),
     ("agent", "supervise_stop", "-", "forbidden"),
     ("agent", "monitor", "own", "forbidden"),
@@ -171,6 +175,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("supervisor", "token_issue", "-", "forbidden"),
     ("supervisor", "canned_list", "own", "forbidden"),
     ("supervisor", "audit_list", "-", "forbidden"),
+    ("supervisor", "departments", "-", "ok"),
+    ("supervisor", "agent_update", "-", "forbidden"),
     # An admin: every department, and no chats.
     ("admin", "tickets (department)", "own", "ok"),
     ("admin", "tickets (department)", "other", "ok"),
@@ -208,6 +214,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "visitor_panel", "own", "forbidden"),
     ("admin", "canned_suggest", "-", "forbidden"),
     ("admin", "canned_pick", "own", "forbidden"),
+    ("admin", "departments", "-", "ok"),
+    ("admin", "agent_update", "other", "ok"),
     ("admin", "supervise_start", "own", "ok"),
     ("admin", "supervise_start", "other", "ok"),
     ("admin", "supervise_stop", "-", "ok"),
@@ -398,6 +406,9 @@ STEPS: dict[str, Step] = {
     "agent_add": lambda d, w, me: me.request(
         "agent_add", id="dan", name="Dan", departments=[DEPARTMENT[w]]
     ),
+    "agent_update": lambda d, w, me: me.request(
+        "agent_update", id={"own": "ann", "other": "cy"}[w], capacity=4
+    ),
     "agent_remove": lambda d, w, me: me.request(
         "agent_remove", id={"own": "ann", "other": "cy"}[w]
     ),
@@ -484,6 +495,14 @@ STEPS["token_issue (supervisor)"] = lambda d, w, me: me.request(
 STEPS["visitor_panel (history)"] = _panel_history
 STEPS["canned_suggest"] = _suggest
 STEPS["canned_list"] = _canned_list
+
+
+async def _departments(desk: Desk, whose: str, me: Client) -> bool:
+    reply = await me.request("departments")
+    return sorted(DEPARTMENT.values()) == sorted(_ids(reply["departments"], "id"))
+
+
+STEPS["departments"] = _departments
 
 
 async def outcome(desk: Desk, role: str, request: str, whose: str) -> str:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.canned.book import CannedBook
+from engine.canned.book import CannedBook, searchable
 from engine.canned.records import CannedCategory, CannedError, CannedMessage, CannedUse
 from engine.canned.text import fill_placeholders, normalize, query_of, word_starts
 
@@ -529,6 +529,13 @@ changes = st.one_of(
     st.tuples(st.just("edit"), st.integers(min_value=0), texts, st.booleans()),
     st.tuples(st.just("move"), st.integers(min_value=0), st.sampled_from((None, "d1", "d3"))),
     st.tuples(st.just("delete"), st.integers(min_value=0)),
+    st.tuples(
+        st.just("label"),
+        st.integers(min_value=0),
+        st.one_of(st.just(""), texts),  # title
+        st.text(alphabet="abxアイ返\u0301", max_size=3),  # shortcut: no space, no '#'
+        st.one_of(st.just(""), texts),  # reading
+    ),
     picks,
 )
 # Some messages first, then changes of every kind, then more picks: enough messages match a
@@ -547,9 +554,11 @@ def brute_force(
     for message in book.messages():
         if message.department is not None and message.department not in departments:
             continue
-        text = normalize(message.text)
+        text = searchable(message)
         bucket = 0
-        if q:
+        if q and message.shortcut and normalize(message.shortcut) == q:
+            bucket = -1
+        elif q:
             found = [at for at in range(len(text)) if text.startswith(q, at)]
             if not found:
                 continue
@@ -590,10 +599,12 @@ def test_index_matches_brute_force(data: st.DataObject, ops: list[tuple[Any, ...
             book.edit_message(target, department=op[2])
         elif kind == "delete":
             book.delete_message(target)
+        elif kind == "label":
+            book.edit_message(target, title=op[2], shortcut=op[3], reading=op[4])
         else:
             for _ in range(op[3]):
                 book.pick(target, agent_id=op[2])
-    corpus = [normalize(m.text) for m in book.messages()] or ["a"]
+    corpus = [searchable(m) for m in book.messages()] or ["a"]
     bigrams = sorted({text[at : at + 2] for text in corpus for at in range(len(text) - 1)})
     copy = CannedBook.from_snapshot(book.snapshot())
     for _ in range(5):
@@ -618,3 +629,81 @@ def test_index_matches_brute_force(data: st.DataObject, ops: list[tuple[Any, ...
         expected = brute_force(book, query, departments, agent, limit)
         assert ids(book, query, departments=departments, agent_id=agent, limit=limit) == expected
         assert ids(copy, query, departments=departments, agent_id=agent, limit=limit) == expected
+
+
+# -- titles, shortcuts and readings -----------------------------------------------------------
+
+
+class TestLabels:
+    def book(self) -> CannedBook:
+        book = make_book("Thank you for waiting.", "Thanks a lot!", "Refunds take five days.")
+        book.add_message(
+            CannedMessage(
+                id="orei",
+                text="ご連絡ありがとうございます。",
+                category="general",
+                created_at=0,
+                title="お礼",
+                reading="おれい",
+            )
+        )
+        book.edit_message("m3", title="Refund policy", shortcut="ref")
+        return book
+
+    def test_the_reading_finds_a_message(self) -> None:
+        """A message titled お礼 whose reading is おれい is found by おれい, and by its title."""
+        book = self.book()
+        assert ["orei"] == ids(book, "おれい")
+        assert ["orei"] == ids(book, "お礼")
+        assert ["orei"] == ids(book, "れい")  # inside a word, as in a text
+
+    def test_the_title_is_searched(self) -> None:
+        """A title's words match at a word start, like the text's."""
+        assert ["m3"] == ids(self.book(), "policy")
+
+    def test_a_shortcut_match_ranks_first(self) -> None:
+        """The message whose shortcut is the query comes before word-start matches that are
+        newer or more used; a query that only begins a shortcut matches it as a word."""
+        book = self.book()
+        book.add_message(
+            CannedMessage(id="new", text="Referral codes", category="general", created_at=99)
+        )
+        for _ in range(3):
+            book.pick("new", agent_id="alice")
+        assert ["m3", "new"] == ids(book, "ref")
+        assert ["m3", "new"] == ids(book, wide("REF"))  # folded like the text
+        assert ["new", "m3"] == ids(book, "re")  # uses rank among word-start matches
+
+    def test_fields_do_not_run_together(self) -> None:
+        """No query matches across the end of one field and the start of the next."""
+        book = self.book()
+        assert [] == ids(book, "ref")[1:]  # only m3, by its shortcut
+        assert [] == ids(book, "days.refund")
+        assert [] == ids(book, "policyref")
+
+    def test_editing_a_shortcut_moves_it(self) -> None:
+        """A changed or removed shortcut no longer matches; the new one does."""
+        book = self.book()
+        book.edit_message("m3", shortcut="money")
+        assert "m3" == ids(book, "money")[0]
+        book.edit_message("m3", shortcut="")
+        assert ["m3"] == ids(book, "ref")  # by its text and title now
+        book.delete_message("m3")
+        assert [] == ids(book, "ref")
+
+    @pytest.mark.parametrize("shortcut", ["two words", "#ref", "tab\t"])
+    def test_a_shortcut_is_one_word(self, shortcut: str) -> None:
+        """A shortcut with white space or '#' could never be typed after '#': refused."""
+        book = self.book()
+        with pytest.raises(CannedError) as info:
+            book.edit_message("m1", shortcut=shortcut)
+        assert "invalid" == info.value.code
+        assert "" == book.message("m1").shortcut
+
+    def test_labels_survive_a_snapshot(self) -> None:
+        """A book rebuilt from its snapshot keeps titles, shortcuts and readings."""
+        book = self.book()
+        copy = CannedBook.from_snapshot(book.snapshot())
+        assert book.snapshot() == copy.snapshot()
+        assert ["orei"] == ids(copy, "おれい")
+        assert "m3" == ids(copy, "ref")[0]

@@ -89,10 +89,26 @@ async def test_canned_survive_reopen(
         await engine.canned.delete_message(ids["refund"])
         await engine.canned.rename_category(ids["refunds"], "Money back")
         await engine.canned.pick(ids["hello"], agent_id="bob", values={})
+        await engine.canned.edit_message(ids["hello"], title="挨拶", reading="あいさつ")
+        thanks = await engine.canned.add_message(
+            "Thanks!",
+            category=ids["refunds"],
+            department="sales",
+            title="お礼",
+            shortcut="thx",
+            reading="おれい",
+        )
         before = engine.canned.book.snapshot()
     async with open_engine(config, db=db_path) as engine:
         after = engine.canned.book.snapshot()
         assert after == before
+        assert ("お礼", "thx", "おれい") == (
+            (m := engine.canned.message(thanks.id)).title,
+            m.shortcut,
+            m.reading,
+        )
+        found = engine.canned.suggest("#おれい", departments=["sales"], agent_id="bob")
+        assert [thanks.id] == [m.id for m in found]
         assert {m.text for m in engine.canned.messages(departments=["support"])} == {
             "Please restart the app.",
             "Hello {visitor.name}, this is {agent.name} from {department.name}.",

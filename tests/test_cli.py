@@ -98,6 +98,31 @@ class TestStoreCommands:
         status, _, err = run(capsys, "agent", "remove", "ann", "--db", db)
         assert (1, "helpline: no agent 'ann'\n") == (status, err)
 
+    def test_agent_update(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """An agent's name, departments and capacity change; the rest stays; nothing to change,
+        an unknown agent or department is refused."""
+        db = empty_db(tmp_path)
+        for dept, name in (("sales", "Sales"), ("support", "Support")):
+            run(capsys, "department", "add", dept, "--name", name, "--db", db)
+        run(capsys, "agent", "add", "ann", "--name", "Ann", "--department", "sales", "--db", db)
+        update = ("agent", "update", "ann", "--db", db)
+        assert (0, "changed agent ann\n", "") == run(
+            capsys, *update, "--name", "Ann A.", "--department", "support", "--department", "sales"
+        )
+        assert 0 == run(capsys, *update, "--capacity", "5")[0]
+        assert (0, "ann\tAnn A.\tsupport,sales\tcapacity=5\toffline\n", "") == run(
+            capsys, "agent", "list", "--db", db
+        )
+        for extra, complaint in (
+            ((), "nothing to change"),
+            (("--department", "mars"), "no department mars"),
+            (("--capacity", "-1"), "must not be negative"),
+        ):
+            status, _, err = run(capsys, *update, *extra)
+            assert (1, True) == (status, complaint in err), extra
+        status, _, err = run(capsys, "agent", "update", "bob", "--capacity", "1", "--db", db)
+        assert (1, "helpline: no agent 'bob'\n") == (status, err)
+
     def test_agent_needs_known_departments(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -242,6 +267,27 @@ class TestCannedCommands:
         )
         assert (0, "", "") == run(capsys, "canned", "list", "--db", db)
         assert (0, "", "") == run(capsys, "canned", "category", "list", "--db", db)
+
+    def test_message_labels(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A title, shortcut and reading are set on add, changed or removed on edit, and
+        listed after the text; a shortcut of two words is refused."""
+        db = empty_db(tmp_path)
+        run(capsys, "canned", "category", "add", "Thanks", "--id", "thanks", "--db", db)
+        add = ("canned", "add", "--category", "thanks", "--id", "orei", "--db", db)
+        labels = ("--title", "お礼", "--shortcut", "ty", "--reading", "おれい")
+        assert (0, "orei\n", "") == run(capsys, *add, "ありがとうございます。", *labels)
+        assert (
+            "orei\tthanks\tshared\tありがとうございます。\ttitle=お礼\tshortcut=ty\treading=おれい\n"
+            == (run(capsys, "canned", "list", "--db", db)[1])
+        )
+        edit = ("canned", "edit", "orei", "--db", db)
+        assert 0 == run(capsys, *edit, "--shortcut", "", "--title", "Thanks")[0]
+        assert (
+            "ありがとうございます。\ttitle=Thanks\treading=おれい\n"
+            in (run(capsys, "canned", "list", "--db", db)[1])
+        )
+        status, _, err = run(capsys, *edit, "--shortcut", "two words")
+        assert (1, True) == (status, "a shortcut is one word" in err)
 
     def test_messages(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """Messages are added (shared or for one department), listed, edited and removed, with
@@ -676,6 +722,9 @@ class TestParseTime:
             parse_time(text)
 
 
+NO_SCORES = {"scored": 0, "average_score": None}
+
+
 class TestRatings:
     def test_table(self, chats_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
         """The table counts each rated chat for its agent and its department."""
@@ -684,15 +733,15 @@ class TestRatings:
         assert (
             "Ratings of chats that ended at any time\n"
             "\n"
-            "agent  good  neutral  bad\n"
-            "ann       1        1    0\n"
-            "bob       0        0    1\n"
-            "total     1        1    1\n"
+            "agent  good  neutral  bad  score\n"
+            "ann       1        1    0      -\n"
+            "bob       0        0    1      -\n"
+            "total     1        1    1      -\n"
             "\n"
-            "department  good  neutral  bad\n"
-            "sales          1        1    0\n"
-            "support        0        0    1\n"
-            "total          1        1    1\n"
+            "department  good  neutral  bad  score\n"
+            "sales          1        1    0      -\n"
+            "support        0        0    1      -\n"
+            "total          1        1    1      -\n"
         ) == out
 
     def test_period_and_json(self, chats_db: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -707,13 +756,15 @@ class TestRatings:
             "good": 0,
             "neutral": 1,
             "bad": 1,
+            "scored": 0,
+            "average_score": None,
             "by_agent": [
-                {"agent_id": "ann", "good": 0, "neutral": 1, "bad": 0},
-                {"agent_id": "bob", "good": 0, "neutral": 0, "bad": 1},
+                {"agent_id": "ann", "good": 0, "neutral": 1, "bad": 0, **NO_SCORES},
+                {"agent_id": "bob", "good": 0, "neutral": 0, "bad": 1, **NO_SCORES},
             ],
             "by_department": [
-                {"department": "sales", "good": 0, "neutral": 1, "bad": 0},
-                {"department": "support", "good": 0, "neutral": 0, "bad": 1},
+                {"department": "sales", "good": 0, "neutral": 1, "bad": 0, **NO_SCORES},
+                {"department": "support", "good": 0, "neutral": 0, "bad": 1, **NO_SCORES},
             ],
             "since": parse_time(since),
             "until": parse_time(until),
@@ -728,16 +779,27 @@ class TestRatings:
             "good": 12,
             "neutral": 0,
             "bad": 3,
-            "by_agent": [{"agent_id": "a-very-long-agent-id", "good": 12, "neutral": 0, "bad": 3}],
+            "scored": 2,
+            "average_score": 4.5,
+            "by_agent": [
+                {
+                    "agent_id": "a-very-long-agent-id",
+                    "good": 12,
+                    "neutral": 0,
+                    "bad": 3,
+                    "scored": 2,
+                    "average_score": 4.5,
+                }
+            ],
             "by_department": [{"department": "d", "good": 12, "neutral": 0, "bad": 3}],
         }
         text = format_ratings(report, since=0.0)
         assert text.splitlines()[:5] == [
             "Ratings of chats that ended since 1970-01-01T00:00:00Z",
             "",
-            "agent                 good  neutral  bad",
-            "a-very-long-agent-id    12        0    3",
-            "total                   12        0    3",
+            "agent                 good  neutral  bad     score",
+            "a-very-long-agent-id    12        0    3  4.50 (2)",
+            "total                   12        0    3  4.50 (2)",
         ]
 
 

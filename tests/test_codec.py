@@ -77,7 +77,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "send": {"chat_id": "c-1", "text": "Hello!", "client_msg_id": "m-1"},
     "typing": {"chat_id": "c-1", "on": True},
     "leave": {},
-    "rate": {"rating": "good", "comment": "Quick and kind."},
+    "rate": {"rating": "good", "comment": "Quick and kind.", "score": 5},
+    "departments": {},
     "set_status": {"status": "online"},
     "set_ringtone": {"on": False},
     "accept": {"offer_id": "o-7"},
@@ -139,6 +140,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "capacity": 3,
         "skills": ["billing"],
     },
+    "agent_update": {"id": "ann", "name": "Ann A.", "departments": ["sales"], "capacity": 4},
     "agent_remove": {"id": "ann"},
     "agent_list": {},
     "token_issue": {
@@ -166,6 +168,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "category": "general",
         "department": "sales",
         "id": "cm-3",
+        "title": "お礼",
+        "shortcut": "thx",
+        "reading": "おれい",
     },
     "canned_edit": {
         "id": "cm-3",
@@ -173,6 +178,9 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "category": "general",
         "department": "sales",
         "shared": False,
+        "title": "Thanks",
+        "shortcut": "",
+        "reading": "",
     },
     "canned_delete": {"id": "cm-3"},
     "canned_list": {"department": "sales", "category": "general"},
@@ -537,8 +545,32 @@ class TestCrossFieldRules:
         """A canned_edit that names nothing to change is missing_field; any one change is enough."""
         error = refusal(frame("canned_edit", ref=8, id="cm-1"), role="admin")
         assert (error.code, error.field, error.ref) == ("missing_field", "text", 8)
-        for change in ({"text": "Hi"}, {"category": "g"}, {"department": "d"}, {"shared": True}):
+        changes: tuple[dict[str, object], ...] = (
+            {"text": "Hi"},
+            {"category": "g"},
+            {"department": "d"},
+            {"shared": True},
+            {"title": ""},
+            {"shortcut": "thx"},
+            {"reading": "おれい"},
+        )
+        for change in changes:
             assert decode_request(frame("canned_edit", id="cm-1", **change), role="admin")
+
+    def test_rate_needs_a_rating_or_a_score(self) -> None:
+        """A rate with neither a rating word nor a score is missing_field; either one will do,
+        and a score is 1 to 5."""
+        error = refusal(frame("rate", ref=9, comment="hm"))
+        assert (error.code, error.field, error.ref) == ("missing_field", "rating", 9)
+        assert decode_request(frame("rate", score=4)).fields == {"score": 4}
+        for bad in (0, 6, True, 4.0):
+            assert refusal(frame("rate", ref=3, score=bad)).code == "invalid_field"
+
+    def test_agent_update_changes_something(self) -> None:
+        """An agent_update that names nothing to change is missing_field."""
+        error = refusal(frame("agent_update", ref=4, id="ann"), role="admin")
+        assert (error.code, error.field) == ("missing_field", "name")
+        assert decode_request(frame("agent_update", id="ann", capacity=0), role="admin")
 
 
 class TestRoles:

@@ -175,7 +175,8 @@ class TestAdmin:
                 await v.request("rate", rating="good")
             report = await admin.request("rating_report")
             assert (1, 0, 0) == (report["good"], report["neutral"], report["bad"])
-            assert [{"agent_id": "ann", "good": 1, "neutral": 0, "bad": 0}] == [
+            counts = {"good": 1, "neutral": 0, "bad": 0, "scored": 0, "average_score": None}
+            assert [{"agent_id": "ann", **counts}] == [
                 dict(r)
                 for r in report["by_agent"]  # type: ignore[union-attr]
             ]
@@ -208,7 +209,17 @@ class TestCanned:
                 chat_id = await open_chat(v)
                 await accept(ann, chat_id)
                 reply = await ann.request("canned_suggest", draft="well #hel")
-                assert [{"message_id": "hi", "text": "Hello {visitor.name}!"}] == [
+                assert [
+                    {
+                        "message_id": "hi",
+                        "text": "Hello {visitor.name}!",
+                        "title": "",
+                        "shortcut": "",
+                        "category": "g",
+                        "category_name": "g",
+                        "department": None,
+                    }
+                ] == [
                     dict(s)
                     for s in reply["suggestions"]  # type: ignore[union-attr]
                 ]
@@ -248,6 +259,9 @@ class TestCannedAdmin:
                 "category": "greet",
                 "department": None,
                 "created_at": engine.now(),
+                "title": "",
+                "shortcut": "",
+                "reading": "",
             } == dict(added["message"])  # type: ignore[call-overload]
             await trio.sleep(1)
             await admin.request(

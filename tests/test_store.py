@@ -225,6 +225,9 @@ class TestOpen:
                     conn.execute(f"DROP TABLE {table}")
                 conn.execute("ALTER TABLE departments DROP COLUMN options")
                 conn.execute("ALTER TABLE agents DROP COLUMN skills")
+                for column in ("title", "shortcut", "reading"):  # added by later versions
+                    conn.execute(f"ALTER TABLE canned_messages DROP COLUMN {column}")
+                conn.execute("ALTER TABLE tickets DROP COLUMN score")
                 conn.execute("UPDATE schema_version SET version = 1")
 
             await store.write(downgrade)
@@ -658,31 +661,40 @@ class TestRatings:
             await store.rate("nope", Rating.GOOD)
 
     async def test_rating_report(self, store: SqliteStore) -> None:
-        """Counts per owner and per department, within the period, zero-filled."""
+        """Counts per owner and per department, within the period, zero-filled, with how many
+        ratings carried a score and the sum of those scores."""
         await seed(store)
-        await store.rate("c1", Rating.GOOD)  # bob, sales, t=100
-        await store.rate("c3", Rating.BAD)  # bob, support, t=300
+        await store.rate("c1", Rating.GOOD, score=5)  # bob, sales, t=100
+        await store.rate("c3", Rating.BAD, score=2)  # bob, support, t=300
         await store.rate("c4", Rating.GOOD)  # carl, support, t=400
-        await store.rate("c5", Rating.NEUTRAL)  # no owner, sales, t=500
+        await store.rate("c5", Rating.NEUTRAL, score=3)  # no owner, sales, t=500
+
+        def row(good: int, neutral: int, bad: int, scored: int, score_sum: int) -> dict[str, int]:
+            return {
+                "good": good,
+                "neutral": neutral,
+                "bad": bad,
+                "scored": scored,
+                "score_sum": score_sum,
+            }
+
         report = await store.rating_report(since=None, until=None)
         assert report == {
-            "agents": {
-                "bob": {"good": 1, "neutral": 0, "bad": 1},
-                "carl": {"good": 1, "neutral": 0, "bad": 0},
-            },
-            "departments": {
-                "sales": {"good": 1, "neutral": 1, "bad": 0},
-                "support": {"good": 1, "neutral": 0, "bad": 1},
-            },
+            "agents": {"bob": row(1, 0, 1, 2, 7), "carl": row(1, 0, 0, 0, 0)},
+            "departments": {"sales": row(1, 1, 0, 2, 8), "support": row(1, 0, 1, 1, 2)},
         }
         report = await store.rating_report(since=300.0, until=500.0)
         assert report == {
-            "agents": {
-                "bob": {"good": 0, "neutral": 0, "bad": 1},
-                "carl": {"good": 1, "neutral": 0, "bad": 0},
-            },
-            "departments": {"support": {"good": 1, "neutral": 0, "bad": 1}},
+            "agents": {"bob": row(0, 0, 1, 1, 2), "carl": row(1, 0, 0, 0, 0)},
+            "departments": {"support": row(1, 0, 1, 1, 2)},
         }
+
+    async def test_score_is_kept_on_the_ticket(self, store: SqliteStore) -> None:
+        """A score given with the rating reads back on the ticket; none reads back as None."""
+        await seed(store)
+        assert (await store.rate("c1", Rating.GOOD, "Lovely", 5)).score == 5
+        assert (await store.ticket_for_chat("c1")).score == 5
+        assert (await store.rate("c3", Rating.BAD)).score is None
 
     async def test_empty_rating_report(self, store: SqliteStore) -> None:
         """With no ratings, the report has no rows."""

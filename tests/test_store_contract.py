@@ -285,26 +285,33 @@ class TestRatings:
             await store.rate("nope", Rating.GOOD)
 
     async def test_report(self, store: Store) -> None:
-        """Counts per owner and department within the period, zero-filled."""
+        """Counts per owner and department within the period, zero-filled, with the number of
+        scored ratings and the sum of their scores."""
         await store.save_ticket(make_ticket("c1", ended_at=100, owner="bob"))
         await store.save_ticket(make_ticket("c2", ended_at=200, owner="", department="support"))
         await store.save_ticket(make_ticket("c3", ended_at=300))
-        await store.rate("c1", Rating.GOOD)
-        await store.rate("c2", Rating.BAD)
+        assert 5 == (await store.rate("c1", Rating.GOOD, score=5)).score
+        await store.rate("c2", Rating.BAD, score=1)
         await store.rate("c3", Rating.GOOD)
+        assert 1 == (await store.ticket_for_chat("c2")).score
+        assert None is (await store.ticket_for_chat("c3")).score
+
+        def row(good: int, bad: int, scored: int = 0, score_sum: int = 0) -> dict[str, int]:
+            return {
+                "good": good,
+                "neutral": 0,
+                "bad": bad,
+                "scored": scored,
+                "score_sum": score_sum,
+            }
+
         assert await store.rating_report() == {
-            "agents": {
-                "ann": {"good": 1, "neutral": 0, "bad": 0},
-                "bob": {"good": 1, "neutral": 0, "bad": 0},
-            },
-            "departments": {
-                "sales": {"good": 2, "neutral": 0, "bad": 0},
-                "support": {"good": 0, "neutral": 0, "bad": 1},
-            },
+            "agents": {"ann": row(1, 0), "bob": row(1, 0, 1, 5)},
+            "departments": {"sales": row(2, 0, 1, 5), "support": row(0, 1, 1, 1)},
         }
         assert await store.rating_report(since=150, until=300) == {
             "agents": {},
-            "departments": {"support": {"good": 0, "neutral": 0, "bad": 1}},
+            "departments": {"support": row(0, 1, 1, 1)},
         }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from trio.testing import MockClock
 
-from engine import Engine, EngineError, TicketKind, Visitor
+from engine import Engine, EngineError, Rating, TicketKind, Visitor
 
 from .helpers import offer_for, settle
 
@@ -100,8 +100,29 @@ class TestRatings:
         assert err.value.code == "already_rated"
         assert (await engine.ticket_for_chat(chat_id)).rating_comment == "quick answer"
         report = await engine.rating_report()
-        assert report["agents"]["ann"] == {"good": 1, "neutral": 0, "bad": 0}
+        assert report["agents"]["ann"] == {
+            "good": 1,
+            "neutral": 0,
+            "bad": 0,
+            "scored": 0,
+            "score_sum": 0,
+        }
         assert report["departments"]["sales"]["good"] == 1
+
+    async def test_a_score_goes_with_or_stands_for_a_rating(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """A score of 1 to 5 is kept beside the rating; alone, it stands for one (1-2 bad);
+        neither, or a score out of range, is refused."""
+        chat_id = await finished_chat(engine, "ann", "shipping", MINA)
+        for rating, score, code in ((None, None, "missing_field"), ("good", 6, "invalid_field")):
+            with pytest.raises(EngineError) as err:
+                await engine.rate_chat(chat_id, rating, score=score)
+            assert code == err.value.code
+        ticket = await engine.rate_chat(chat_id, None, "slow", score=2)
+        assert (Rating.BAD, 2, "slow") == (ticket.rating, ticket.score, ticket.rating_comment)
+        report = await engine.rating_report()
+        assert (1, 2) == (report["agents"]["ann"]["scored"], report["agents"]["ann"]["score_sum"])
 
     async def test_rating_a_live_chat_is_refused(
         self, engine: Engine, autojump_clock: MockClock

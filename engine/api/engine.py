@@ -516,15 +516,26 @@ class Engine:
         handled: Ticket = await self._store_call(self.store.mark_handled, ticket_id)
         return handled
 
-    async def rate_chat(self, chat_id: str, rating: Rating | str, comment: str = "") -> Ticket:
-        """Store a visitor's rating of an ended chat, once (what a resumed visitor calls);
-        returns the ticket as the visitor may see it (`Ticket.for_visitor`)."""
-        return (await rate_chat(self.store, chat_id, rating, comment, at=self.now())).for_visitor()
+    async def rate_chat(
+        self,
+        chat_id: str,
+        rating: Rating | str | None,
+        comment: str = "",
+        *,
+        score: int | None = None,
+    ) -> Ticket:
+        """Store a visitor's rating of an ended chat, once (what a resumed visitor calls); a
+        score of 1 to 5 goes with it, or stands for it (see `Rating.of_score`). Returns the
+        ticket as the visitor may see it (`Ticket.for_visitor`)."""
+        return (
+            await rate_chat(self.store, chat_id, rating, comment, score, at=self.now())
+        ).for_visitor()
 
     async def rating_report(
         self, *, since: float | None = None, until: float | None = None
     ) -> dict[str, dict[str, dict[str, int]]]:
-        """Counts of good, neutral and bad ratings per agent and per department in a period."""
+        """Counts of good, neutral and bad ratings per agent and per department in a period, with
+        the number of scored ratings and the sum of their scores (``scored``, ``score_sum``)."""
         report: dict[str, dict[str, dict[str, int]]] = await self.store.rating_report(
             since=since, until=until
         )

@@ -50,15 +50,32 @@ async def ask(
 
 
 async def rate_chat(
-    store: Store, chat_id: str, rating: Rating | str, comment: str, at: float | None = None
+    store: Store,
+    chat_id: str,
+    rating: Rating | str | None,
+    comment: str,
+    score: int | None = None,
+    *,
+    at: float | None = None,
 ) -> Ticket:
-    """Store a visitor's rating on the chat's ticket, once."""
+    """Store a visitor's rating on the chat's ticket, once.
+
+    ``score`` (1 to 5) goes with the rating; without a rating word it stands for one (4-5 good,
+    3 neutral, 1-2 bad). One of the two is needed.
+    """
+    if score is not None and (isinstance(score, bool) or not 1 <= score <= 5):
+        raise EngineError("invalid_field", "score must be an integer from 1 to 5")
+    if rating is None:
+        if score is None:
+            raise EngineError("missing_field", "give a rating, a score, or both")
+        value = Rating.of_score(score)
+    else:
+        try:
+            value = Rating(rating)
+        except ValueError:
+            raise EngineError("invalid_field", "rating must be good, neutral or bad") from None
     try:
-        value = Rating(rating)
-    except ValueError:
-        raise EngineError("invalid_field", "rating must be good, neutral or bad") from None
-    try:
-        return await store.rate(chat_id, value, comment, at=at)
+        return await store.rate(chat_id, value, comment, score, at=at)
     except NotFound:
         raise EngineError("invalid_state", "a chat can be rated once it has ended") from None
     except AlreadyRated:
@@ -138,10 +155,13 @@ class VisitorChat:
             self._left = True
             await self._tell(m.Detach(outlet=self._outlet, leaving=True))
 
-    async def rate(self, rating: Rating | str, comment: str = "") -> Ticket:
-        """Rate the chat once it has ended (good, neutral or bad, with an optional comment);
-        returns the ticket as the visitor may see it (`Ticket.for_visitor`)."""
-        return (await rate_chat(self._store, self.chat_id, rating, comment)).for_visitor()
+    async def rate(
+        self, rating: Rating | str | None, comment: str = "", *, score: int | None = None
+    ) -> Ticket:
+        """Rate the chat once it has ended: good, neutral or bad, or a score of 1 to 5, or both,
+        with an optional comment; returns the ticket as the visitor may see it
+        (`Ticket.for_visitor`)."""
+        return (await rate_chat(self._store, self.chat_id, rating, comment, score)).for_visitor()
 
     async def _attach(self, last_seq: int) -> int:
         seq: int = await self._ask(

@@ -16,14 +16,17 @@ Theory of operation
 Normalisation and word starts are described in `engine.canned.text`.
 
 What is matched
-    The query matches anywhere in the normalised message text, placeholders such as
-    ``{visitor.name}`` included, as typed. Category names are not searched: every suggestion shows
-    the query inside its own text, and the agent browses categories elsewhere.
+    The query matches anywhere in a message's *searchable text*: its text (placeholders included,
+    as typed), title, shortcut and reading, normalised and joined so that no query matches across
+    two of them (`engine.canned.text.searchable_text`). A message titled ``お礼`` with the reading
+    ``おれい`` is found by ``#おれい``. Category names are not searched.
 
 Ranking
-    A message matches the query *at a word start* when some occurrence of the query begins at a
-    word start, and *inside a word* otherwise. Suggestions come in the order: word-start matches
-    before inside-word matches; then more uses by the asking agent first; then newer first
+    A message matches the query *by its shortcut* when its normalised shortcut is the query, *at a
+    word start* when some occurrence of the query begins at a word start of its searchable text,
+    and *inside a word* otherwise. Suggestions come in the order: shortcut matches, then
+    word-start matches (a shortcut the query only begins is one of these), then inside-word
+    matches; then more uses by the asking agent first; then newer first
     (``created_at`` descending); then ``id`` ascending. Only messages of the agent's departments
     and shared messages are suggested. The empty query (``#`` alone) lists every visible message
     by the agent's uses, then newest first.
@@ -51,7 +54,10 @@ Index
       but not the third);
     - for every department, and for shared messages, the set of its messages.
 
-    Each message also keeps its normalised text and a *marked* copy of it, where a NUL stands in
+    - for every normalised shortcut, the ids of the messages that have it (`ShortcutIndex`: a
+      dictionary lookup, so the shortcut tier costs one probe).
+
+    Each message also keeps its searchable text and a *marked* copy of it, where a NUL stands in
     front of every word start. A query's own marked form (`_marked_query`) has a NUL in front and
     wherever a word starts inside the query (a pure function of the query, because the class of
     a character before the query cannot matter once the query's first character is a word
@@ -88,6 +94,7 @@ from dataclasses import dataclass, replace
 from itertools import islice
 from typing import Final
 
+from .bitmaps import add_bit, bitmap_of, remove_bit, slots_desc
 from .records import (
     UNCHANGED,
     CannedCategory,
@@ -98,33 +105,23 @@ from .records import (
     DeleteMode,
     Unchanged,
 )
+from .shortcuts import ShortcutIndex, check_labels
 from .text import (
     index_keys,
     mark,
     marked_query,
     normalize,
     query_of,
+    searchable_text,
 )
 
-__all__ = ["CannedBook"]
+__all__ = ["CannedBook", "searchable"]
 
 
-def _bitmap(slots: list[int]) -> int:
-    """The bitmap of ``slots``, which must be in increasing order."""
-    buf = bytearray((slots[-1] >> 3) + 1)
-    for slot in slots:
-        buf[slot >> 3] |= 1 << (slot & 7)
-    return int.from_bytes(buf, "little")
-
-
-def _slots_desc(bitmap: int) -> Iterator[int]:
-    """The slots of ``bitmap``, highest (newest) first."""
-    bits = bin(bitmap)  # "0b" then the bits, most significant first
-    top = len(bits) - 1
-    at = bits.find("1", 2)
-    while at != -1:
-        yield top - at
-        at = bits.find("1", at + 1)
+def searchable(message: CannedMessage) -> str:
+    """What a query is matched against: the normalised text, title, shortcut and reading of
+    ``message`` (see `searchable_text`)."""
+    return searchable_text(message.text, message.title, message.shortcut, message.reading)
 
 
 def _outranks(a: CannedMessage, b: CannedMessage) -> bool:
@@ -139,20 +136,6 @@ def _newest_first(message: CannedMessage) -> tuple[float, str]:
 def _merge(ranked: Iterator[_Entry], strays: list[_Entry]) -> Iterator[_Entry]:
     """Two sequences of entries in rank order as one."""
     return heapq.merge(ranked, strays, key=_rank) if strays else ranked
-
-
-def _add_bit(postings: dict[str, int], keys: Iterable[str], bit: int) -> None:
-    for key in keys:
-        postings[key] = postings.get(key, 0) | bit
-
-
-def _remove_bit(postings: dict[str, int], keys: Iterable[str], bit: int) -> None:
-    for key in keys:
-        left = postings[key] & ~bit
-        if left:
-            postings[key] = left
-        else:
-            del postings[key]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,7 +162,7 @@ def _check_department(department: object) -> None:
 @dataclass(slots=True, eq=False)
 class _Entry:
     message: CannedMessage
-    norm: str  # normalize(message.text)
+    norm: str  # searchable(message)
     marked: str  # mark(norm)
     slot: int = -1  # -1 until indexed
 
@@ -188,6 +171,8 @@ def _rank(entry: _Entry) -> tuple[float, str]:
     """The key that sorts entries newest first, then by id."""
     return (-entry.message.created_at, entry.message.id)
 
+
+_NO_IDS: Final[frozenset[str]] = frozenset()
 
 _STRAY_LIMIT: Final = 100
 """How many messages may have a slot out of rank order before the next lookup rebuilds."""
@@ -222,6 +207,7 @@ class CannedBook:
         self._contains: dict[str, int] = {}  # character or bigram -> bitmap
         self._starts: dict[str, int] = {}  # 1 to 3 characters at a word start -> bitmap
         self._departments: dict[str | None, int] = {}  # department (None: shared) -> bitmap
+        self._shortcuts = ShortcutIndex()
         for category in categories:
             self.add_category(category.id, category.name)
         for message in messages:
@@ -361,10 +347,15 @@ class CannedBook:
         text: str | None = None,
         category: str | None = None,
         department: str | Unchanged | None = UNCHANGED,
+        title: str | None = None,
+        shortcut: str | None = None,
+        reading: str | None = None,
     ) -> CannedMessage:
-        """Change what is given of a message's text, category and department; return it.
+        """Change what is given of a message's text, category, department, title, shortcut and
+        reading; return it.
 
-        ``department=None`` makes it shared; leaving ``department`` out keeps it.
+        ``department=None`` makes it shared; leaving ``department`` out keeps it. An empty title,
+        shortcut or reading removes it.
         """
         entry = self._check_message(message_id)
         old = entry.message
@@ -379,18 +370,25 @@ class CannedBook:
             text=old.text if text is None else text,
             category=old.category if category is None else category,
             department=old.department if isinstance(department, Unchanged) else department,
+            title=old.title if title is None else title,
+            shortcut=old.shortcut if shortcut is None else shortcut,
+            reading=old.reading if reading is None else reading,
         )
+        check_labels(new.title, new.shortcut, new.reading)
         bit = 1 << entry.slot
-        norm = normalize(new.text)
+        if new.shortcut != old.shortcut:
+            self._shortcuts.remove(old)
+            self._shortcuts.add(new)
+        norm = searchable(new)
         if norm != entry.norm:
             contained, starting = index_keys(entry.norm, entry.marked)
-            _remove_bit(self._contains, contained, bit)
-            _remove_bit(self._starts, starting, bit)
+            remove_bit(self._contains, contained, bit)
+            remove_bit(self._starts, starting, bit)
             entry.norm = norm
             entry.marked = mark(norm)
             contained, starting = index_keys(entry.norm, entry.marked)
-            _add_bit(self._contains, contained, bit)
-            _add_bit(self._starts, starting, bit)
+            add_bit(self._contains, contained, bit)
+            add_bit(self._starts, starting, bit)
         if new.department != old.department:
             self._remove_department_bit(old.department, bit)
             self._departments[new.department] = self._departments.get(new.department, 0) | bit
@@ -402,9 +400,10 @@ class CannedBook:
         entry = self._check_message(message_id)
         bit = 1 << entry.slot
         contained, starting = index_keys(entry.norm, entry.marked)
-        _remove_bit(self._contains, contained, bit)
-        _remove_bit(self._starts, starting, bit)
+        remove_bit(self._contains, contained, bit)
+        remove_bit(self._starts, starting, bit)
         self._remove_department_bit(entry.message.department, bit)
+        self._shortcuts.remove(entry.message)
         if self._stray_bits & bit:
             self._strays.remove(entry)
             self._stray_bits ^= bit
@@ -485,10 +484,26 @@ class CannedBook:
         def visible_to_agent(entry: _Entry) -> bool:
             return entry.message.department is None or entry.message.department in wanted
 
+        def by_use(entry: _Entry) -> tuple[int, float, str]:
+            return (-counts.get(entry.message.id, 0), *_rank(entry))
+
+        # First the messages whose shortcut is the query; they are skipped further down.
+        shortcut_ids = self._shortcuts.ids(norm) if norm else None
+        shortcut_hits: list[_Entry] = []
+        placed = _NO_IDS
+        if shortcut_ids:
+            shortcut_hits = sorted(
+                (e for e in map(self._entries.__getitem__, shortcut_ids) if visible_to_agent(e)),
+                key=by_use,
+            )
+            placed = frozenset(e.message.id for e in shortcut_hits)
+
         # Placed by direct substring tests: the agent's used messages, and the strays.
         used_starts: list[_Entry] = []
         used_inside: list[_Entry] = []
         for message_id in counts:
+            if placed and message_id in placed:
+                continue
             entry = self._entries[message_id]
             if visible_to_agent(entry):
                 if at_start(entry):
@@ -497,24 +512,22 @@ class CannedBook:
                     used_inside.append(entry)
         stray_starts: list[_Entry] = []  # in rank order, as self._strays
         stray_inside: list[_Entry] = []
+        skip = counts.keys() | placed if placed else counts  # placed already, or by use
         for entry in self._strays:
-            if entry.message.id not in counts and visible_to_agent(entry):
+            if entry.message.id not in skip and visible_to_agent(entry):
                 if at_start(entry):
                     stray_starts.append(entry)
                 elif norm in entry.norm:
                     stray_inside.append(entry)
 
-        def by_use(entry: _Entry) -> tuple[int, float, str]:
-            return (-counts[entry.message.id], *_rank(entry))
-
         def read_starts() -> Iterator[_Entry]:
             for entry in self._read(starts):
-                if entry.message.id not in counts and (exact_starts or at_start(entry)):
+                if entry.message.id not in skip and (exact_starts or at_start(entry)):
                     yield entry
 
         def read_inside() -> Iterator[_Entry]:
             for entry in self._read(contains & ~starts if exact_starts else contains):
-                if entry.message.id in counts:
+                if entry.message.id in skip:
                     continue  # placed already
                 if not exact_contains and norm not in entry.norm:
                     continue
@@ -522,7 +535,8 @@ class CannedBook:
                     continue  # placed already, with the word-start matches
                 yield entry
 
-        found = sorted(used_starts, key=by_use)
+        found = shortcut_hits
+        found.extend(sorted(used_starts, key=by_use))
         found.extend(islice(_merge(read_starts(), stray_starts), max(0, limit - len(found))))
         if len(found) < limit:
             found.extend(sorted(used_inside, key=by_use))
@@ -558,9 +572,11 @@ class CannedBook:
         if message.id in self._entries:
             raise CannedError("invalid", f"canned message {message.id!r} already exists")
         self.category(message.category)
-        norm = normalize(message.text)
+        check_labels(message.title, message.shortcut, message.reading)
+        norm = searchable(message)
         entry = _Entry(message=message, norm=norm, marked=mark(norm))
         self._entries[message.id] = entry
+        self._shortcuts.add(message)
         return entry
 
     def _index(self, entry: _Entry) -> None:
@@ -576,8 +592,8 @@ class CannedBook:
             if len(self._strays) > _STRAY_LIMIT:
                 self._dirty = True
         contained, starting = index_keys(entry.norm, entry.marked)
-        _add_bit(self._contains, contained, bit)
-        _add_bit(self._starts, starting, bit)
+        add_bit(self._contains, contained, bit)
+        add_bit(self._starts, starting, bit)
         department = entry.message.department
         self._departments[department] = self._departments.get(department, 0) | bit
 
@@ -596,9 +612,9 @@ class CannedBook:
             for key in starting:
                 starting_slots[key].append(slot)
             department_slots[entry.message.department].append(slot)
-        self._contains = {key: _bitmap(slots) for key, slots in contained_slots.items()}
-        self._starts = {key: _bitmap(slots) for key, slots in starting_slots.items()}
-        self._departments = {key: _bitmap(slots) for key, slots in department_slots.items()}
+        self._contains = {key: bitmap_of(slots) for key, slots in contained_slots.items()}
+        self._starts = {key: bitmap_of(slots) for key, slots in starting_slots.items()}
+        self._departments = {key: bitmap_of(slots) for key, slots in department_slots.items()}
         self._slots = list(live)
         self._holes = 0
         self._top = live[-1].message if live else None
@@ -609,7 +625,7 @@ class CannedBook:
     def _read(self, bitmap: int) -> Iterator[_Entry]:
         """The messages of ``bitmap`` that are not strays, best-ranked first."""
         slots = self._slots
-        for slot in _slots_desc(bitmap & ~self._stray_bits if self._stray_bits else bitmap):
+        for slot in slots_desc(bitmap & ~self._stray_bits if self._stray_bits else bitmap):
             entry = slots[slot]
             assert entry is not None
             yield entry

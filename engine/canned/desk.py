@@ -32,7 +32,9 @@ from .text import fill_placeholders
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS canned_categories (id TEXT PRIMARY KEY, name TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS canned_messages (id TEXT PRIMARY KEY, text TEXT NOT NULL,"
-    " category TEXT NOT NULL, department TEXT, created_at REAL NOT NULL)",
+    " category TEXT NOT NULL, department TEXT, created_at REAL NOT NULL,"
+    " title TEXT NOT NULL DEFAULT '', shortcut TEXT NOT NULL DEFAULT '',"
+    " reading TEXT NOT NULL DEFAULT '')",
     "CREATE TABLE IF NOT EXISTS canned_uses (agent_id TEXT NOT NULL, message_id TEXT NOT NULL,"
     " count INTEGER NOT NULL, PRIMARY KEY (agent_id, message_id))",
 )
@@ -54,9 +56,19 @@ def _load(conn: Connection) -> CannedSnapshot:
             for i, n in conn.execute("SELECT id, name FROM canned_categories")
         ),
         messages=tuple(
-            CannedMessage(id=i, text=t, category=c, department=d, created_at=a)
-            for i, t, c, d, a in conn.execute(
-                "SELECT id, text, category, department, created_at FROM canned_messages"
+            CannedMessage(
+                id=i,
+                text=t,
+                category=c,
+                department=d,
+                created_at=a,
+                title=title,
+                shortcut=shortcut,
+                reading=reading,
+            )
+            for i, t, c, d, a, title, shortcut, reading in conn.execute(
+                "SELECT id, text, category, department, created_at, title, shortcut, reading"
+                " FROM canned_messages"
             )
         ),
         uses=tuple(
@@ -69,11 +81,22 @@ def _load(conn: Connection) -> CannedSnapshot:
 def _put_message(msg: CannedMessage) -> Job:
     def job(conn: Connection) -> None:
         conn.execute(
-            "INSERT INTO canned_messages (id, text, category, department, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET text = excluded.text,"
+            "INSERT INTO canned_messages"
+            " (id, text, category, department, created_at, title, shortcut, reading)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET text = excluded.text,"
             " category = excluded.category, department = excluded.department,"
-            " created_at = excluded.created_at",
-            (msg.id, msg.text, msg.category, msg.department, msg.created_at),
+            " created_at = excluded.created_at, title = excluded.title,"
+            " shortcut = excluded.shortcut, reading = excluded.reading",
+            (
+                msg.id,
+                msg.text,
+                msg.category,
+                msg.department,
+                msg.created_at,
+                msg.title,
+                msg.shortcut,
+                msg.reading,
+            ),
         )
 
     return job
@@ -173,15 +196,27 @@ class CannedDesk:
         await self._write(job)
 
     async def add_message(
-        self, text: str, *, category: str, department: str | None = None, message_id: str = ""
+        self,
+        text: str,
+        *,
+        category: str,
+        department: str | None = None,
+        message_id: str = "",
+        title: str = "",
+        shortcut: str = "",
+        reading: str = "",
     ) -> CannedMessage:
-        """Add a canned message to a category, for one department or (None) all of them."""
+        """Add a canned message to a category, for one department or (None) all of them, with
+        an optional title, shortcut and reading (see `CannedMessage`)."""
         message = CannedMessage(
             id=message_id or _new_id(),
             text=text,
             category=category,
             department=department,
             created_at=self._now(),
+            title=title,
+            shortcut=shortcut,
+            reading=reading,
         )
         self._call(self.book.add_message, message)
         await self._write(_put_message(message))
@@ -194,11 +229,21 @@ class CannedDesk:
         text: str | None = None,
         category: str | None = None,
         department: str | Unchanged | None = UNCHANGED,
+        title: str | None = None,
+        shortcut: str | None = None,
+        reading: str | None = None,
     ) -> CannedMessage:
-        """Change a message's text, category or department (None: shared by all)."""
+        """Change a message's text, category, department (None: shared by all), title, shortcut
+        or reading (an empty one removes it)."""
         message = self._call(
             lambda: self.book.edit_message(
-                message_id, text=text, category=category, department=department
+                message_id,
+                text=text,
+                category=category,
+                department=department,
+                title=title,
+                shortcut=shortcut,
+                reading=reading,
             )
         )
         await self._write(_put_message(message))

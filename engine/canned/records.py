@@ -24,6 +24,9 @@ class CannedMessage:
     category: str  # a CannedCategory id
     department: str | None = None
     created_at: float  # wall-clock seconds since the epoch; newer messages rank first on ties
+    title: str = ""  # a short name agents see in the list; searched
+    shortcut: str = ""  # a word typed after '#' that ranks this message first; no white space
+    reading: str = ""  # how the title is read (a Japanese title's kana); searched
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

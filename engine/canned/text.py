@@ -9,7 +9,8 @@ Normalisation
     and compatibility forms (``ﬁ`` becomes ``fi``); casefold folds case (``STRASSE`` matches
     ``straße``); the second NFKC puts what casefold produced back into composed form. Katakana and
     hiragana are different letters and are not folded into each other. NUL, which the index uses
-    as a marker, becomes a space.
+    as a marker, and U+001F, which joins the fields of a searchable text (`searchable_text`),
+    become spaces.
 
 Word starts
     Each character of a normalised text has a class: *non-word* (Unicode categories Z, P, S, C:
@@ -103,6 +104,7 @@ def fill_placeholders(text: str, values: Mapping[str, str]) -> str:
 # Normalisation and word starts
 
 _MARK: Final = "\x00"  # stands before every word start in a marked text; normalize() removes it
+_FIELD: Final = "\x1f"  # joins the fields of a searchable text; normalize() removes it
 
 _NON_WORD: Final = 0
 _JOINER: Final = 1
@@ -156,9 +158,26 @@ def _class_of(ch: str) -> int:
 
 
 def normalize(text: str) -> str:
-    """``text`` as suggestions compare it: NFKC, casefold, NFKC again, NUL made a space."""
+    """``text`` as suggestions compare it: NFKC, casefold, NFKC again, NUL and U+001F made
+    spaces."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
-    return folded.replace(_MARK, " ") if _MARK in folded else folded
+    if _MARK in folded:
+        folded = folded.replace(_MARK, " ")
+    return folded.replace(_FIELD, " ") if _FIELD in folded else folded
+
+
+def searchable_text(*fields: str) -> str:
+    """What a query is matched against: the normalised ``fields`` that are not empty, joined
+    with U+001F. No query holds U+001F (`normalize` removes it), so none matches across two
+    fields, and each field starts a word."""
+    if len(fields) == 1 or not any(fields[1:]):
+        return normalize(fields[0])
+    return _FIELD.join(normalize(field) for field in fields if field)
+
+
+def is_shortcut(text: str) -> bool:
+    """Whether ``text`` can be a shortcut: typed after ``#``, so no white space and no ``#``."""
+    return not any(ch.isspace() or ch in _HASHES for ch in text)
 
 
 def mark(norm: str) -> str:

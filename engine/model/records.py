@@ -64,6 +64,13 @@ class Rating(enum.StrEnum):
     NEUTRAL = "neutral"
     BAD = "bad"
 
+    @classmethod
+    def of_score(cls, score: int) -> Rating:
+        """The rating a score of 1 to 5 stands for: 4-5 good, 3 neutral, 1-2 bad."""
+        if score >= 4:
+            return cls.GOOD
+        return cls.NEUTRAL if score == 3 else cls.BAD
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Visitor:
@@ -171,6 +178,7 @@ class Ticket:
     handled: bool = False  # a missed-chat ticket somebody followed up
     owner: str = field(default="")  # the agent holding the chat when it ended
     tags: tuple[str, ...] = ()  # labels agents gave the chat, in the order given
+    score: int | None = None  # the visitor's score, 1 (worst) to 5 (best), with the rating
 
     def for_visitor(self) -> Ticket:
         """The ticket as its visitor may see it: without whispers, and without the handoffs

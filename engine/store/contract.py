@@ -153,9 +153,16 @@ class Store(Protocol):
         ...
 
     async def rate(
-        self, chat_id: str, rating: Rating, comment: str = "", *, at: float | None = None
+        self,
+        chat_id: str,
+        rating: Rating,
+        comment: str = "",
+        score: int | None = None,
+        *,
+        at: float | None = None,
     ) -> Ticket:
-        """Record the visitor's rating, committed, once; then ``AlreadyRated`` (nothing changes).
+        """Record the visitor's rating (and its 1..5 ``score``, if given), committed, once; then
+        ``AlreadyRated`` (nothing changes).
 
         ``NotFound`` if the chat has no ticket. Of ratings sent at once, exactly one wins. The
         ``rating.given`` webhook event (at ``at``, default now) is queued in the same transaction.
@@ -167,8 +174,10 @@ class Store(Protocol):
     ) -> RatingReport:
         """Counts of good / neutral / bad per owning agent and per department.
 
-        ``{"agents": {id: {"good": n, ...}}, "departments": {...}}``; only rated tickets that
-        ended in ``since <= ended_at < until`` count, and only names with a rating appear.
+        ``{"agents": {id: {"good": n, ..., "scored": n, "score_sum": n}}, "departments": {...}}``
+        (``scored``: the rated tickets that carry a score; ``score_sum``: their scores added up);
+        only rated tickets that ended in ``since <= ended_at < until`` count, and only names with
+        a rating appear.
         """
         ...
 

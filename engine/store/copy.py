@@ -37,14 +37,14 @@ TABLES: Final = (
     ("tokens", "token_hash, role, subject, created_at"),
     ("token_departments", "token_hash, department"),
     ("canned_categories", "id, name"),
-    ("canned_messages", "id, text, category, department, created_at"),
+    ("canned_messages", "id, text, category, department, created_at, title, shortcut, reading"),
     ("canned_uses", "agent_id, message_id, count"),
     (
         "tickets",
         "id, chat_id, kind, department, question, visitor_name, visitor_email,"
         " visitor_email_lower, visitor_browser, visitor_os, visitor_location, visitor_id, entries,"
         " handoffs, started_at, accepted_at, ended_at, end_reason, rating, rating_comment,"
-        " handled, owner",
+        " handled, owner, score",
     ),
     ("ticket_agents", "ticket_id, position, agent"),
     ("ticket_tags", "ticket_id, position, tag"),

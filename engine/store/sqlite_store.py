@@ -315,9 +315,16 @@ class StoreQueries(AuditQueries, OutboxQueries):
         return await self.write(mark)
 
     async def rate(
-        self: _Backend, chat_id: str, rating: Rating, comment: str = "", *, at: float | None = None
+        self: _Backend,
+        chat_id: str,
+        rating: Rating,
+        comment: str = "",
+        score: int | None = None,
+        *,
+        at: float | None = None,
     ) -> Ticket:
-        """Record the visitor's rating once; then ``AlreadyRated``. ``NotFound`` if no ticket.
+        """Record the visitor's rating (and score) once; then ``AlreadyRated``. ``NotFound`` if
+        no ticket.
 
         Its ``rating.given`` webhook event (at ``at``, default now) is queued in the same write.
         """
@@ -325,9 +332,9 @@ class StoreQueries(AuditQueries, OutboxQueries):
 
         def rate(conn: Connection) -> Ticket:
             cursor = conn.execute(
-                "UPDATE tickets SET rating = ?, rating_comment = ?"
+                "UPDATE tickets SET rating = ?, rating_comment = ?, score = ?"
                 " WHERE chat_id = ? AND rating IS NULL",
-                (rating.value, comment, chat_id),
+                (rating.value, comment, score, chat_id),
             )
             ticket = one_ticket(conn, "chat_id", chat_id)
             if cursor.rowcount == 0:
@@ -351,13 +358,17 @@ class StoreQueries(AuditQueries, OutboxQueries):
         def report(conn: Connection) -> RatingReport:
             result: RatingReport = {"agents": {}, "departments": {}}
             for key, column in (("agents", "owner"), ("departments", "department")):
-                for name, rating, count in conn.execute(
-                    f"SELECT {column}, rating, count(*) FROM tickets"
-                    f" WHERE {where} AND {column} != '' GROUP BY {column}, rating",
+                for name, rating, count, scored, score_sum in conn.execute(
+                    f"SELECT {column}, rating, count(*), count(score), coalesce(sum(score), 0)"
+                    f" FROM tickets WHERE {where} AND {column} != '' GROUP BY {column}, rating",
                     params,
                 ):
-                    counts = result[key].setdefault(name, {r.value: 0 for r in Rating})
+                    counts = result[key].setdefault(
+                        name, {**{r.value: 0 for r in Rating}, "scored": 0, "score_sum": 0}
+                    )
                     counts[rating] = int(count)
+                    counts["scored"] += int(scored)
+                    counts["score_sum"] += int(score_sum)
             return result
 
         return await self.read(report)

@@ -46,7 +46,7 @@ class AlreadyRated(StoreError):
 TICKET_COLUMNS: Final = (
     "id, chat_id, kind, department, question, visitor_name, visitor_email, visitor_browser,"
     " visitor_os, visitor_location, visitor_id, entries, handoffs, started_at, accepted_at,"
-    " ended_at, end_reason, rating, rating_comment, handled, owner"
+    " ended_at, end_reason, rating, rating_comment, handled, owner, score"
 )
 
 
@@ -85,13 +85,14 @@ def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:
         ticket.rating_comment,
         int(ticket.handled),
         ticket.owner,
+        ticket.score,
     )
     keep_id = ticket.id is not None  # a copy keeps its ids; a new ticket gets the next one
     row = conn.execute(
         f"INSERT INTO tickets ({'id, ' if keep_id else ''}chat_id, kind, department, question,"
         " visitor_name, visitor_email, visitor_email_lower, visitor_browser, visitor_os,"
         " visitor_location, visitor_id, entries, handoffs, started_at, accepted_at, ended_at,"
-        " end_reason, rating, rating_comment, handled, owner)"
+        " end_reason, rating, rating_comment, handled, owner, score)"
         f" VALUES ({', '.join('?' * (len(values) + keep_id))})"
         " ON CONFLICT (chat_id) DO NOTHING RETURNING id",
         (ticket.id, *values) if keep_id else values,
@@ -133,6 +134,7 @@ def ticket_from_row(
         rating_comment,
         handled,
         owner,
+        score,
     ) = row
     finish = Finish(
         kind=TicketKind(kind),
@@ -165,6 +167,7 @@ def ticket_from_row(
         rating_comment=rating_comment,
         handled=bool(handled),
         tags=tags,
+        score=None if score is None else int(score),
     )
     return stored
 

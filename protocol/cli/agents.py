@@ -1,4 +1,4 @@
-"""``helpline agent add|list|remove``: the agents stored in the database.
+"""``helpline agent add|update|list|remove``: the agents stored in the database.
 
 Removing an agent revokes its tokens; its tickets remain. A running daemon applies every change
 within a second.
@@ -7,6 +7,7 @@ within a second.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from engine import Agent, Store
@@ -23,11 +24,11 @@ def add_commands(commands: Any) -> None:
     """Add ``helpline agent`` to ``commands`` (``helpline``'s subcommands)."""
     agent = commands.add_parser(
         "agent",
-        help="add, list or remove agents",
+        help="add, update, list or remove agents",
         description="Manage the agents stored in the database.",
     )
     agent_commands = agent.add_subparsers(
-        dest="action", required=True, metavar="ACTION", help="add, list or remove"
+        dest="action", required=True, metavar="ACTION", help="add, update, list or remove"
     )
     add = agent_commands.add_parser(
         "add", help="add an agent", description="Add an agent (offline, ringtone on)."
@@ -50,6 +51,24 @@ def add_commands(commands: Any) -> None:
     )
     existing_db_option(add)
     add.set_defaults(run=_agent_add)
+    update = agent_commands.add_parser(
+        "update",
+        help="change an agent",
+        description="Change an agent's name, departments or capacity; the rest stays.",
+    )
+    update.add_argument("id", help="the agent's id")
+    update.add_argument("--name", help="the agent's display name")
+    update.add_argument(
+        "--department",
+        dest="departments",
+        action="append",
+        metavar="ID",
+        help="a department whose chats the agent takes; repeat for several (they replace the "
+        "agent's departments)",
+    )
+    update.add_argument("--capacity", type=int, help="how many chats the agent may hold at once")
+    existing_db_option(update)
+    update.set_defaults(run=_agent_update)
     listing = agent_commands.add_parser(
         "list", help="list agents", description="List the agents, one per line."
     )
@@ -86,6 +105,36 @@ def _agent_add(args: argparse.Namespace) -> int:
         await store.save_agent(agent)
         await record(store, "agent_added", args.id, None, audit_agent(agent))
         print(f"added agent {args.id}")
+
+    return with_store(args, job, changes=True)
+
+
+def _agent_update(args: argparse.Namespace) -> int:
+    async def job(store: Store) -> None:
+        old = next((a for a in await store.agents() if a.id == args.id), None)
+        if old is None:
+            raise CommandError(f"no agent {args.id!r}")
+        if args.name is None and args.departments is None and args.capacity is None:
+            raise CommandError("nothing to change: give --name, --department or --capacity")
+        changes: dict[str, Any] = {}
+        if args.name is not None:
+            if not args.name.strip():
+                raise CommandError("--name must not be blank")
+            changes["name"] = args.name
+        if args.departments is not None:
+            known = {d.id for d in await store.departments()}
+            missing = [d for d in args.departments if d not in known]
+            if missing:
+                raise CommandError(f"no department {', '.join(missing)}")
+            changes["departments"] = tuple(dict.fromkeys(args.departments))
+        if args.capacity is not None:
+            if args.capacity < 0:
+                raise CommandError("--capacity must not be negative")
+            changes["capacity"] = args.capacity
+        new = dataclasses.replace(old, **changes)
+        await store.save_agent(new)
+        await record(store, "agent_changed", args.id, audit_agent(old), audit_agent(new))
+        print(f"changed agent {args.id}")
 
     return with_store(args, job, changes=True)
 

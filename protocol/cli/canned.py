@@ -91,6 +91,7 @@ def add_commands(commands: Any) -> None:
         help="the department whose agents may use it (default: shared by every department)",
     )
     add.add_argument("--id", default="", help="the message's id (default: a random one)")
+    _label_options(add)
     existing_db_option(add)
     add.set_defaults(run=_canned_add)
     listing = actions.add_parser(
@@ -98,7 +99,7 @@ def add_commands(commands: Any) -> None:
         help="list canned messages",
         description=(
             "List the canned messages, newest first, one per line: id, category, department "
-            "('shared' for all), text."
+            "('shared' for all), text, then title=, shortcut= and reading= for those it has."
         ),
     )
     listing.add_argument(
@@ -118,6 +119,7 @@ def add_commands(commands: Any) -> None:
     owner = edit.add_mutually_exclusive_group()
     owner.add_argument("--department", metavar="ID", help="make it one department's only")
     owner.add_argument("--shared", action="store_true", help="share it with every department")
+    _label_options(edit, clear=True)
     existing_db_option(edit)
     edit.set_defaults(run=_canned_edit)
     remove = actions.add_parser(
@@ -126,6 +128,24 @@ def add_commands(commands: Any) -> None:
     remove.add_argument("id", help="the message's id")
     existing_db_option(remove)
     remove.set_defaults(run=_canned_remove)
+
+
+def _label_options(parser: argparse.ArgumentParser, *, clear: bool = False) -> None:
+    empty = " ('' removes it)" if clear else ""
+    parser.add_argument("--title", help=f"a short name agents see in the list{empty}")
+    parser.add_argument(
+        "--shortcut",
+        help=f"one word an agent types after '#' to get this message first{empty}",
+    )
+    parser.add_argument(
+        "--reading",
+        help=f"how the title is read, found by '#' too: the kana of a Japanese title{empty}",
+    )
+
+
+def _escape(text: str) -> str:
+    """``text`` on one line of a tab-separated listing."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
 
 def _with_canned(
@@ -209,7 +229,13 @@ def _canned_add(args: argparse.Namespace) -> int:
         _check_canned_category(desk, args.category)
         await _check_canned_department(store, args.department)
         message = await desk.add_message(
-            args.text, category=args.category, department=args.department, message_id=args.id
+            args.text,
+            category=args.category,
+            department=args.department,
+            message_id=args.id,
+            title=args.title or "",
+            shortcut=args.shortcut or "",
+            reading=args.reading or "",
         )
         await record(store, "canned_changed", message.id, None, canned_message_record(message))
         print(message.id)
@@ -224,8 +250,16 @@ def _canned_list(args: argparse.Namespace) -> int:
         await _check_canned_department(store, args.department)
         departments = None if args.department is None else (args.department,)
         for m in desk.messages(departments=departments, category=args.category):
-            text = m.text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
-            print(f"{m.id}\t{m.category}\t{m.department or 'shared'}\t{text}")
+            labels = "".join(
+                f"\t{name}={_escape(value)}"
+                for name, value in (
+                    ("title", m.title),
+                    ("shortcut", m.shortcut),
+                    ("reading", m.reading),
+                )
+                if value
+            )
+            print(f"{m.id}\t{m.category}\t{m.department or 'shared'}\t{_escape(m.text)}{labels}")
 
     return _with_canned(args, job)
 
@@ -233,20 +267,26 @@ def _canned_list(args: argparse.Namespace) -> int:
 def _canned_edit(args: argparse.Namespace) -> int:
     async def job(store: Store, desk: CannedDesk) -> None:
         old = _canned_message(desk, args.id)
-        if args.text is None and args.category is None and args.department is None:
-            if not args.shared:
-                raise CommandError(
-                    "nothing to change: give --text, --category, --department or --shared"
-                )
+        labels = {"title": args.title, "shortcut": args.shortcut, "reading": args.reading}
+        given = [args.text, args.category, args.department, *labels.values()]
+        if all(value is None for value in given) and not args.shared:
+            raise CommandError(
+                "nothing to change: give --text, --category, --department, --shared, --title, "
+                "--shortcut or --reading"
+            )
         if args.category is not None:
             _check_canned_category(desk, args.category)
         await _check_canned_department(store, args.department)
         if args.shared or args.department is not None:
             await desk.edit_message(
-                args.id, text=args.text, category=args.category, department=args.department
+                args.id,
+                text=args.text,
+                category=args.category,
+                department=args.department,
+                **labels,
             )
         else:
-            await desk.edit_message(args.id, text=args.text, category=args.category)
+            await desk.edit_message(args.id, text=args.text, category=args.category, **labels)
         new = _canned_message(desk, args.id)
         await record(
             store,

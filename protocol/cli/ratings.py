@@ -23,9 +23,9 @@ def add_commands(commands: Any) -> None:
         "ratings",
         help="report visitors' ratings",
         description=(
-            "Count the good, neutral and bad ratings visitors gave, per agent (the agent that "
-            "held the chat when it ended) and per department, for chats that ended in the period "
-            "(default: all time)."
+            "Count the good, neutral and bad ratings visitors gave, with the average of their "
+            "1-5 scores, per agent (the agent that held the chat when it ended) and per "
+            "department, for chats that ended in the period (default: all time)."
         ),
     )
     period_options(ratings, "chats")
@@ -76,10 +76,16 @@ def format_ratings(
         ("agent", report["by_agent"], "agent_id"),
         ("department", report["by_department"], "department"),
     ):
-        table = [[str(row[key]), *(str(row[r]) for r in RATINGS)] for row in rows]
-        table.append(["total", *(str(report[r]) for r in RATINGS)])
-        lines += ["", *_table([title, *RATINGS], table)]
+        table = [[str(row[key]), *(str(row[r]) for r in RATINGS), _average(row)] for row in rows]
+        table.append(["total", *(str(report[r]) for r in RATINGS), _average(report)])
+        lines += ["", *_table([title, *RATINGS, "score"], table)]
     return "\n".join(lines) + "\n"
+
+
+def _average(row: Mapping[str, Any]) -> str:
+    """The average score of a report row, and of how many scores: ``4.50 (2)``, or ``-``."""
+    average = row.get("average_score")
+    return "-" if average is None else f"{average:.2f} ({row.get('scored', 0)})"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -140,6 +140,9 @@ async def seed_canned(engine: Engine, messages: tuple[CannedMessage, ...]) -> No
                 category=message.category,
                 department=message.department,
                 message_id=message.id,
+                title=message.title,
+                shortcut=message.shortcut,
+                reading=message.reading,
             )
             known.add(message.id)
 

@@ -33,6 +33,7 @@ from types import MappingProxyType
 from typing import Final, TypeVar, overload
 
 from .fields import MAX_REF, Field, Kind, Role, boolean, integer, number, string, strings
+from .limits import DEFAULT_LIMITS, SERVER_FRAME_LIMITS, Limits
 
 __all__ = [
     "ALL_ROLES",
@@ -132,6 +133,13 @@ _DEPARTMENT_SETTINGS: Final = (
     strings("hours_holidays?", 366, item_max_len=10),
 )
 
+SHORTCUT_LEN: Final = 64
+_CANNED_LABELS: Final = (
+    string("title?"),
+    string("shortcut?", SHORTCUT_LEN),
+    string("reading?"),
+)
+
 _TABLE: Final = (
     # Every role; hello must be the first request on a connection.
     _req(
@@ -174,7 +182,16 @@ _TABLE: Final = (
     ),
     _req("typing", VISITOR | IN_CHAT, string("chat_id", roles=IN_CHAT), boolean("on")),
     _req("leave", VISITOR),
-    _req("rate", VISITOR, string("rating", choices=RATINGS), string("comment?", COMMENT_LEN)),
+    _req(
+        "rate",
+        VISITOR,
+        string("rating?", choices=RATINGS),
+        string("comment?", COMMENT_LEN),
+        integer("score?", 1, 5),
+        at_least_one=("rating", "score"),
+    ),
+    # Every role: the departments, and whether anyone is online in each.
+    _req("departments", ALL_ROLES),
     # Agents.
     _req("set_status", AGENT, string("status", choices=STATUSES)),
     _req("set_ringtone", AGENT, boolean("on")),
@@ -235,6 +252,15 @@ _TABLE: Final = (
         integer("capacity?", 0, 1000),
         strings("skills?", 64, item_max_len=64),
     ),
+    _req(
+        "agent_update",
+        ADMIN,
+        string("id"),
+        string("name?", min_len=1),
+        strings("departments?", 64, min_items=1),
+        integer("capacity?", 0, 1000),
+        at_least_one=("name", "departments", "capacity"),
+    ),
     _req("agent_remove", ADMIN, string("id")),
     _req("agent_list", ADMIN),
     _req(
@@ -276,6 +302,7 @@ _TABLE: Final = (
         string("category"),
         string("department?", min_len=1),
         string("id?", min_len=1),
+        *_CANNED_LABELS,
     ),
     _req(
         "canned_edit",
@@ -285,7 +312,8 @@ _TABLE: Final = (
         string("category?", min_len=1),
         string("department?", min_len=1),
         boolean("shared?"),
-        at_least_one=("text", "category", "department", "shared"),
+        *_CANNED_LABELS,
+        at_least_one=("text", "category", "department", "shared", "title", "shortcut", "reading"),
     ),
     _req("canned_delete", ADMIN, string("id")),
     _req("canned_list", ADMIN, string("department?", min_len=1), string("category?", min_len=1)),
@@ -389,7 +417,7 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
                 "visitor",
                 "ringtone",
                 "expires_in",
-                optional=("note", "from_agent"),
+                optional=("note", "from_agent", "from_agent_name"),
             ),
             _event("offer_withdrawn", AGENT, "offer_id", "reason", optional=("chat_id",)),
             _event("handoff_result", AGENT, "chat_id", "kind", "outcome", "target"),
@@ -428,35 +456,6 @@ SYSTEM_KINDS: Final = (
 )
 """The values of a ``system`` event's ``kind`` field."""
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """Hard limits applied while decoding, before and after unpacking.
-
-    String lengths are UTF-8 bytes. ``max_depth`` counts nested maps and lists, the top-level map
-    being depth 1. Per-field limits from :data:`REQUESTS` apply on top of these global caps.
-    """
-
-    max_frame_size: int = 64 * 1024
-    max_str_len: int = 16 * 1024
-    max_list_len: int = 1024
-    max_map_len: int = 256
-    max_depth: int = 8
-
-    def __post_init__(self) -> None:
-        for name in ("max_frame_size", "max_str_len", "max_list_len", "max_map_len", "max_depth"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                raise ValueError(f"Limits.{name} must be a positive int, got {value!r}")
-
-
-DEFAULT_LIMITS: Final = Limits()
-"""Limits the server applies to requests."""
-
-SERVER_FRAME_LIMITS: Final = Limits(
-    max_frame_size=4 * 1024 * 1024, max_str_len=64 * 1024, max_list_len=10_000, max_map_len=1024
-)
-"""Limits a client applies to server frames: replies such as ``ticket`` can be large."""
 
 T = TypeVar("T")
 D = TypeVar("D")

@@ -66,6 +66,7 @@ __all__ = [
     "availability_record",
     "canned_category_record",
     "canned_message_record",
+    "canned_suggestion_record",
     "department_record",
     "desk_chat_record",
     "desk_queue_record",
@@ -133,6 +134,7 @@ def wire_event(event: Event, name_of: NameOf) -> tuple[str, Fields]:
             if event.kind != "chat":
                 offer["note"] = event.note
                 offer["from_agent"] = event.from_agent
+                offer["from_agent_name"] = name_of(event.from_agent) if event.from_agent else ""
             return "offer", offer
         case OfferWithdrawn():
             return "offer_withdrawn", {
@@ -344,6 +346,7 @@ def ticket_record(ticket: Ticket, name_of: NameOf, *, summary: bool = False) -> 
         "ended_at": ticket.ended_at,
         "end_reason": ticket.end_reason.value,
         "rating": None if ticket.rating is None else ticket.rating.value,
+        "score": ticket.score,
         "handled": ticket.handled,
         "tags": list(ticket.tags),
     }
@@ -397,6 +400,23 @@ def canned_message_record(message: CannedMessage) -> Fields:
         "category": message.category,
         "department": message.department,
         "created_at": float(message.created_at),
+        "title": message.title,
+        "shortcut": message.shortcut,
+        "reading": message.reading,
+    }
+
+
+def canned_suggestion_record(message: CannedMessage, category_name: str) -> Fields:
+    """One ``canned_suggest`` suggestion: the message's id, text, labels, category and
+    department (None: shared by every department)."""
+    return {
+        "message_id": message.id,
+        "text": message.text,
+        "title": message.title,
+        "shortcut": message.shortcut,
+        "category": message.category,
+        "category_name": category_name,
+        "department": message.department,
     }
 
 
@@ -408,11 +428,11 @@ def rating_report_record(report: Mapping[str, Mapping[str, Mapping[str, int]]]) 
     """
     by_department = report.get("departments", {})
     totals = {
-        rating: sum(counts.get(rating, 0) for counts in by_department.values())
-        for rating in RATINGS
+        key: sum(counts.get(key, 0) for counts in by_department.values())
+        for key in (*RATINGS, *_SCORE_KEYS)
     }
     return {
-        **totals,
+        **_counts(totals),
         "by_agent": [
             {"agent_id": agent_id, **_counts(counts)}
             for agent_id, counts in sorted(report.get("agents", {}).items())
@@ -424,8 +444,18 @@ def rating_report_record(report: Mapping[str, Mapping[str, Mapping[str, int]]]) 
     }
 
 
-def _counts(counts: Mapping[str, int]) -> dict[str, int]:
-    return {rating: counts.get(rating, 0) for rating in RATINGS}
+_SCORE_KEYS: Final = ("scored", "score_sum")
+
+
+def _counts(counts: Mapping[str, int]) -> dict[str, object]:
+    """The three counts, ``scored`` (ratings that came with a score) and ``average_score`` (their
+    mean, rounded to two places, or None when none did)."""
+    scored = counts.get("scored", 0)
+    return {
+        **{rating: counts.get(rating, 0) for rating in RATINGS},
+        "scored": scored,
+        "average_score": round(counts.get("score_sum", 0) / scored, 2) if scored else None,
+    }
 
 
 def fit(items: Sequence[T], build: Callable[[Sequence[T]], Fields]) -> Fields:

@@ -82,6 +82,15 @@ text = "Thanks for waiting, {visitor.name}!"
 category = "greetings"
 
 [[canned]]
+id = "orei"
+text = "ご連絡ありがとうございます。"
+category = "greetings"
+department = "support"
+title = "お礼"
+reading = "おれい"
+shortcut = "ty"
+
+[[canned]]
 id = "shipping"
 text = "We ship to Japan within five working days."
 category = "shipping"

@@ -40,6 +40,12 @@ def set_online(page: Any, online: bool = True) -> None:
     if switch.is_checked() != online:
         page.click("label[for=status-switch]")
     expect(switch).to_be_checked(checked=online)
+    # the box is ticked at the click; the switch is "on" once the server said so
+    confirmed = page.locator(".switch:has(#status-switch)")
+    if online:
+        expect(confirmed).to_have_class(re.compile(r"\bon\b"))
+    else:
+        expect(confirmed).not_to_have_class(re.compile(r"\bon\b"))
 
 
 def accept_offer(page: Any, text: str) -> None:
@@ -128,6 +134,22 @@ class TestAChat:
         expect(ann.locator(".canned li")).to_have_count(1)
         ann.press(".composer-input", "Escape")
         expect(ann.locator(".canned")).to_be_hidden()
+        # the kana reading finds the message titled お礼; the list shows category and department
+        ann.fill(".composer-input", "")
+        ann.locator(".composer-input").press_sequentially("#おれい")
+        orei = ann.locator(".canned li", has_text="お礼")
+        expect(orei).to_have_count(1)
+        expect(orei.locator(".canned-shortcut")).to_have_text("#ty")
+        expect(orei.locator(".chip.category")).to_have_text("greetings")
+        expect(orei.locator(".chip.department")).to_have_text("Support")
+        ann_tab.shot("console-canned-reading")
+        ann.press(".composer-input", "Enter")
+        expect(ann.locator(".composer-input")).to_have_value("ご連絡ありがとうございます。")
+        ann.fill(".composer-input", "")
+        ann.locator(".composer-input").press_sequentially("#than")
+        shared = ann.locator(".canned li", has_text="Thanks for waiting")
+        expect(shared.locator(".chip.department")).to_have_text("All departments")
+        ann.press(".composer-input", "Escape")
         ann.fill(".composer-input", "Thanks for waiting, Mina!")
         ann.press(".composer-input", "Enter")
         expect(
@@ -145,6 +167,7 @@ class TestAChat:
         expect(ann.locator(".bar.handoff")).to_contain_text("waiting for an answer")
         offer = bob.locator(".offer-transfer")
         expect(offer).to_contain_text("Osaka shipping, over to you")
+        expect(offer.locator(".offer-note strong")).to_have_text("From Ann Archer:")
         bob_tab.shot("console-transfer-offer")
         accept_offer(bob, "Do you ship to Osaka?")
         expect(ann.locator(".bar.handoff")).to_contain_text("accepted")
@@ -156,10 +179,16 @@ class TestAChat:
         # bob ends the chat; the visitor rates it
         bob.click("button:has-text('End now')")
         expect(bob.locator(".bar.ended")).to_contain_text("Ticket #")
-        expect(visitor.locator(".ratings")).to_be_visible()
-        visitor_tab.shot("widget-rating")
+        stars = visitor.locator(".stars .star")
+        expect(stars).to_have_count(5)
+        send = visitor.locator("button:has-text('Send rating')")
+        expect(send).to_be_disabled()
+        stars.nth(3).click()
+        expect(visitor.locator(".star.lit")).to_have_count(4)
+        expect(visitor.locator(".score-word")).to_have_text("Good")
         visitor.fill(".ended textarea", "Quick and kind.")
-        visitor.click(".rating.good")
+        visitor_tab.shot("widget-rating")
+        send.click()
         expect(visitor.locator(".body")).to_contain_text("Thank you for your feedback")
 
         # the ticket in bob's tickets view, with its transcript and rating
@@ -170,6 +199,7 @@ class TestAChat:
         modal = bob.locator("dialog.modal.wide")
         expect(modal).to_contain_text("Bob here: yes, we ship to Osaka.")
         expect(modal).to_contain_text("Quick and kind.")
+        expect(modal.locator(".pill.rating-good")).to_contain_text("★★★★☆")
         expect(modal).to_contain_text("transfer from ann to bob: accepted")
         bob_tab.shot("console-ticket")
         assert [] == ann_tab.errors + bob_tab.errors + visitor_tab.errors
@@ -203,7 +233,7 @@ class TestAChat:
         expect(ann.locator(".transcript .entry.theirs", has_text="Thank you!")).to_be_visible()
         visitor_tab.shot("widget-resumed")
         ann.click("button:has-text('End now')")
-        expect(visitor.locator(".ratings")).to_be_visible()
+        expect(visitor.locator(".stars")).to_be_visible()
 
     def test_a_delayed_end_can_be_cancelled(self, desk: Desk, open_tab: Callable[..., Tab]) -> None:
         """End later shows a countdown to both sides; cancel keeps the chat open."""
@@ -223,7 +253,7 @@ class TestAChat:
         expect(ann.locator(".bar.ending")).to_have_count(0)
         expect(visitor.locator(".line.system", has_text="The chat stays open")).to_be_visible()
         ann.click("button:has-text('End now')")
-        expect(visitor.locator(".ratings")).to_be_visible()
+        expect(visitor.locator(".stars")).to_be_visible()
 
 
 @pytest.fixture
@@ -270,9 +300,16 @@ class TestMissedChats:
             f'<script src="{desk.base}/widget.js" data-department="billing"'
             f' data-server="{desk.daemon.url}"></script>'
         )
-        visitor = open_widget_chat(
-            visitor_tab, shop, "Noa", "Why was I charged twice?", "noa@example.com"
-        )
+        visitor = visitor_tab.page
+        visitor.goto(shop)
+        visitor.click(".launcher")
+        expect(visitor.locator(".prechat .notice")).to_contain_text("No one is online right now")
+        expect(visitor.locator("select[name=department]")).to_have_count(0)  # pinned by the page
+        visitor_tab.shot("widget-no-one-online")
+        visitor.fill("input[name=name]", "Noa")
+        visitor.fill("input[name=email]", "noa@example.com")
+        visitor.fill("textarea[name=question]", "Why was I charged twice?")
+        visitor.click("button:has-text('Send message')")
         expect(visitor.locator(".offline")).to_contain_text("No one is online right now")
         expect(visitor.locator(".offline")).to_contain_text("Why was I charged twice?")
         visitor_tab.shot("widget-offline")
@@ -288,6 +325,42 @@ class TestMissedChats:
         expect(
             dee.locator("table.tickets tr", has_text="Why was I charged twice?")
         ).to_contain_text("handled")
+
+
+class TestDepartmentPicker:
+    def test_the_widget_lists_departments_and_who_is_online(
+        self, desk: Desk, open_tab: Callable[..., Tab], other_site: Callable[[str], str]
+    ) -> None:
+        """Without data-department the widget offers the server's departments; one with no
+        agent online is marked and gets the notice; the chat opens where the visitor chose."""
+        bob_tab, dee_tab, visitor_tab = open_tab(), open_tab(), open_tab(1100, 760)
+        bob = sign_in(bob_tab, desk, "bob")
+        set_online(bob)
+        set_online(sign_in(dee_tab, desk, "dee"), False)
+        shop = other_site(
+            "<!doctype html><title>Shop</title><h1>Help</h1>"
+            f'<script src="{desk.base}/widget.js" data-server="{desk.daemon.url}"></script>'
+        )
+        visitor = visitor_tab.page
+        visitor.goto(shop)
+        visitor.click(".launcher")
+        picker = visitor.locator("select[name=department]")
+        expect(picker.locator("option")).to_have_count(3)
+        expect(picker.locator("option[value=billing]")).to_have_text("Billing (offline)")
+        picker.select_option("billing")
+        expect(visitor.locator(".prechat .notice")).to_contain_text("No one is online")
+        picker.select_option("support")
+        expect(visitor.locator(".prechat .notice")).to_be_hidden()
+        visitor_tab.shot("widget-departments")
+        visitor.fill("input[name=name]", "Ola")
+        visitor.fill("textarea[name=question]", "Which saddle fits?")
+        visitor.click("button:has-text('Start chat')")
+        offer = bob.locator(".offer", has_text="Which saddle fits?")
+        expect(offer.locator(".offer-dept")).to_have_text("Support")
+        accept_offer(bob, "Which saddle fits?")
+        bob.click("button:has-text('End now')")
+        expect(visitor.locator(".stars")).to_be_visible()
+        assert [] == bob_tab.errors + visitor_tab.errors
 
 
 class TestSafety:
@@ -341,13 +414,30 @@ class TestAdmin:
         agents.locator("button:has-text('Add agent')").click()
         expect(page.locator("tr[data-agent=eve]")).to_contain_text("returns")
         expect(page.locator(".issued-token")).to_have_text(re.compile(r"^\S{20,}$"))
+        page.locator("tr[data-agent=eve] button:has-text('Edit')").click()
+        editor = page.locator("form[data-editing=eve]")
+        editor.locator("input[name=name]").fill("Eve Evergreen")
+        editor.locator("input[name=capacity]").fill("5")
+        editor.locator("label:has-text('Support') input").check()
+        editor.locator("button:has-text('Save agent')").click()
+        row = page.locator("tr[data-agent=eve]")
+        expect(row).to_contain_text("Eve Evergreen")
+        expect(row).to_contain_text("returns, support")
+        expect(row.locator("td").nth(3)).to_have_text("5")
 
         canned = page.locator("#canned")
         canned.locator("textarea[name=text]").fill("Returns are free within 30 days.")
         canned.locator("select[name=category]").select_option(label="shipping")
         canned.locator("select[name=department]").select_option("returns")
+        canned.locator("input[name=title]").fill("返品")
+        canned.locator("input[name=shortcut]").fill("ret")
+        canned.locator("input[name=reading]").fill("へんぴん")
         canned.locator("button:has-text('Add message')").click()
-        expect(canned.locator("tr", has_text="Returns are free")).to_be_visible()
+        added = canned.locator("tr", has_text="Returns are free")
+        expect(added).to_be_visible()
+        expect(added.locator("input[aria-label=Shortcut]")).to_have_value("ret")
+        expect(added.locator("input[aria-label=Reading]")).to_have_value("へんぴん")
+        expect(page.locator("#ratings .stat.score .value")).to_be_visible()
         expect(page.locator("#ratings .stat.good .value")).to_have_text(re.compile(r"^\d+$"))
         tab.shot("admin")
         assert [] == tab.errors

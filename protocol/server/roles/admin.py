@@ -60,6 +60,7 @@ from ...wire.records import (
     routing_trace_record,
 )
 from ..auth import authenticate, issue_token, subject
+from .departments import departments_reply
 from .supervisor import Supervising, pump
 from .tickets import TicketDesk
 from .webhooks import webhook_handlers
@@ -134,6 +135,7 @@ class AdminRole:
             "department_update": self._department_update,
             "department_list": self._department_list,
             "agent_add": self._agent_add,
+            "agent_update": self._agent_update,
             "agent_remove": self._agent_remove,
             "agent_list": self._agent_list,
             "token_issue": self._token_issue,
@@ -151,6 +153,7 @@ class AdminRole:
             "canned_delete": self._canned_delete,
             "canned_list": self._canned_list,
             **webhook_handlers(conn),
+            "departments": self._departments_public,
         }
 
     def start(self) -> None:
@@ -242,6 +245,9 @@ class AdminRole:
     async def _department_list(self, request: Request) -> Fields:
         return {"departments": [department_record(d) for d in await self._engine.departments()]}
 
+    async def _departments_public(self, request: Request) -> Fields:
+        return await departments_reply(self._conn)
+
     # -- agents ------------------------------------------------------------------------------------
 
     async def _loads(self) -> dict[str, int]:
@@ -265,6 +271,28 @@ class AdminRole:
         self._conn.log.info("agent_added", agent_id=agent_id)
         await self._audit("agent_added", agent_id, None, audit_agent(agent))
         return {"agent": agent_record(await self._agent(agent_id) or agent, 0)}
+
+    async def _agent_update(self, request: Request) -> Fields:
+        agent_id = request.require("id", str)
+        old = await self._agent(agent_id)
+        if old is None:
+            raise EngineError("not_found", f"no agent {agent_id!r}")
+        changes: dict[str, Any] = {}
+        name = request.get("name", str)
+        if name is not None:
+            changes["name"] = name
+        if "departments" in request.fields:
+            changes["departments"] = tuple(dict.fromkeys(request.strings("departments")))
+        capacity = request.get("capacity", int)
+        if capacity is not None:
+            changes["capacity"] = capacity
+        new = dataclasses.replace(old, **changes)
+        await self._engine.add_agent(new)  # stored, then applied
+        self._conn.log.info("agent_updated", agent_id=agent_id, fields=sorted(changes))
+        loads = await self._loads()
+        stored = await self._agent(agent_id) or new
+        await self._audit("agent_changed", agent_id, audit_agent(old), audit_agent(stored))
+        return {"agent": agent_record(stored, loads.get(agent_id, 0))}
 
     async def _agent_remove(self, request: Request) -> Fields:
         agent_id = request.require("id", str)
@@ -441,6 +469,9 @@ class AdminRole:
             category=category,
             department=department,
             message_id=message_id,
+            title=request.get("title", str, ""),
+            shortcut=request.get("shortcut", str, ""),
+            reading=request.get("reading", str, ""),
         )
         self._conn.log.info("canned_added", message_id=message.id)
         await self._audit("canned_changed", message.id, None, canned_message_record(message))
@@ -463,8 +494,8 @@ class AdminRole:
                 "invalid_field", "to stop sharing a message, give the department it is for"
             )
         changes: dict[str, Any] = {
-            "text": request.get("text", str),
-            "category": request.get("category", str),
+            name: request.get(name, str)
+            for name in ("text", "category", "title", "shortcut", "reading")
         }
         if changes["category"] is not None:
             self._check_category(changes["category"])

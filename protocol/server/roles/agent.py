@@ -37,12 +37,14 @@ from ...wire.records import (
     Fields,
     agent_record,
     availability_record,
+    canned_suggestion_record,
     entry_record,
     fit,
     ticket_record,
     visitor_record,
 )
 from ..auth import authenticate
+from .departments import departments_reply
 from .tickets import TicketDesk
 
 if TYPE_CHECKING:
@@ -106,6 +108,7 @@ class AgentRole:
             "tickets": self._tickets,
             "ticket": self._ticket,
             "mark_handled": self._mark_handled,
+            "departments": self._departments_list,
         }
 
     def start(self) -> None:
@@ -287,7 +290,13 @@ class AgentRole:
     async def _canned_suggest(self, request: Request) -> Fields:
         draft = request.require("draft", str) or "#"  # an empty draft lists the most used
         found = await self._handle.canned_suggest(draft, limit=request.get("limit", int, 5))
-        return {"suggestions": [{"message_id": m.id, "text": m.text} for m in found]}
+        names = {c.id: c.name for c in self._engine.canned.categories()} if found else {}
+        return {
+            "suggestions": [canned_suggestion_record(m, names.get(m.category, "")) for m in found]
+        }
+
+    async def _departments_list(self, request: Request) -> Fields:
+        return await departments_reply(self._conn)
 
     async def _canned_pick(self, request: Request) -> Fields:
         message_id = request.require("message_id", str)

@@ -24,6 +24,7 @@ from engine import EngineError, SupervisorConnection
 from ...wire.frames import Request
 from ...wire.records import Fields, availability_record, desk_chat_record, desk_queue_record
 from ..auth import authenticate_supervisor
+from .departments import departments_reply
 from .tickets import TicketDesk
 
 if TYPE_CHECKING:
@@ -134,10 +135,14 @@ class SupervisorRole:
             "available_agents": self._available_agents,
             "tickets": self._tickets,
             "ticket": self._ticket,
+            "departments": self._departments,
         }
 
     def start(self) -> None:
         self._conn.start_soon(pump, self._conn, self._handle)
+
+    async def _departments(self, request: Request) -> Fields:
+        return await departments_reply(self._conn)
 
     async def handle(self, request: Request) -> Fields:
         return await self._handlers[request.type](request)

@@ -13,11 +13,11 @@ live       ``open_chat``; hello that resumed a chat        ``send``, ``typing``,
 ended      the chat's ``ended`` event                       ``open_chat``, ``rate``
 =========  ==============================================  ======================================
 
-(A visitor connection never names its chat: it has at most one.) The chat is an engine
-``VisitorChat`` handle held in its own exit stack, and a pump task moves the handle's events to the
-connection's queue. When the handle's outlet closes without the chat having ended, another
-connection resumed the chat (the engine hands the chat to the newest connection), so this one is
-closed with 1000, as SPEC.md section 10 says.
+``departments`` is allowed in every state. (A visitor connection never names its chat: it has at
+most one.) The chat is an engine ``VisitorChat`` handle held in its own exit stack, and a pump
+task moves the handle's events to the connection's queue. When the handle's outlet closes
+without the chat having ended, another connection resumed the chat (the engine hands the chat to
+the newest connection), so this one is closed with 1000, as SPEC.md section 10 says.
 
 Resuming: the ``open_chat`` reply carries a resume token, kept by the gateway only as a hash (and
 journaled by the engine with the chat, so it still works after a restart). A hello with that token
@@ -49,6 +49,7 @@ from ...wire.records import Fields
 from ..auth import hash_token, new_resume_token
 from ..registry import ChatFacts, Registry
 from ..settings import ServerSettings
+from .departments import departments_reply
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -243,6 +244,7 @@ class VisitorRole:
             "typing": self._typing,
             "leave": self._leave,
             "rate": self._rate,
+            "departments": self._departments,
         }
 
     def start(self) -> None:
@@ -439,6 +441,12 @@ class VisitorRole:
         if not chat_id or (self._chat is not None and not (self._chat.ended or self._chat.left)):
             raise EngineError("invalid_state", "only a chat that has ended can be rated")
         await self._engine.rate_chat(
-            chat_id, request.require("rating", str), request.get("comment", str, "")
+            chat_id,
+            request.get("rating", str),
+            request.get("comment", str, ""),
+            score=request.get("score", int),
         )
         return {}
+
+    async def _departments(self, request: Request) -> Fields:
+        return await departments_reply(self._conn, shared=True)

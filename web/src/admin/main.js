@@ -210,6 +210,7 @@ class Admin {
   async loadAgents() {
     this.agents = (await this.request("agent_list")).agents || [];
     this.tokenBox = h("div", { hidden: true });
+    this.agentEditor = h("div", { hidden: true });
     const departmentBoxes = this.departments.map((department) =>
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "departments", value: department.id }), department.name),
     );
@@ -239,9 +240,10 @@ class Admin {
     );
     replace(
       this.sections.agents,
-      head("Agents", "Capacity and departments are set when an agent is added (the protocol has no request to change them)."),
+      head("Agents", "Who takes chats, in which departments, and how many at once. Edit changes an agent's name, departments and capacity."),
       add,
       this.tokenBox,
+      this.agentEditor,
       h(
         "div",
         { class: "table-wrap" },
@@ -265,6 +267,7 @@ class Admin {
                 h(
                   "td",
                   { class: "row-actions" },
+                  h("button", { class: "ghost small", onclick: () => this.editAgent(agent) }, "Edit"),
                   h("button", { class: "ghost small", onclick: () => this.issueToken(agent.id) }, "Issue token"),
                   h("button", { class: "ghost small", onclick: () => this.removeAgent(agent) }, "Remove"),
                 ),
@@ -274,6 +277,54 @@ class Admin {
         ),
       ),
     );
+  }
+
+  /** The edit form of one agent: name, capacity and departments (agent_update). */
+  editAgent(agent) {
+    const mine = new Set(agent.departments || []);
+    const form = h(
+      "form",
+      {
+        class: "inline-form agent-editor",
+        dataset: { editing: agent.id },
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const data = new FormData(event.target);
+          const departments = data.getAll("departments");
+          if (!departments.length) {
+            this.toast("Choose at least one department.", "error");
+            return;
+          }
+          await this.request("agent_update", {
+            id: agent.id,
+            name: String(data.get("name")).trim(),
+            capacity: Math.round(Number(data.get("capacity"))),
+            departments,
+          });
+          this.toast(`Saved ${agent.id}.`);
+          this.loadAgents();
+        },
+      },
+      h("strong", { class: "editor-title" }, `Edit ${agent.id}`),
+      field("Name", h("input", { name: "name", required: true, value: agent.name })),
+      field("Capacity", h("input", { name: "capacity", type: "number", min: 0, max: 1000, value: agent.capacity }), "narrow"),
+      field(
+        "Departments",
+        h(
+          "div",
+          { class: "dept-chips" },
+          this.departments.map((department) =>
+            h("label", { class: "check" }, h("input", { type: "checkbox", name: "departments", value: department.id, checked: mine.has(department.id) }), department.name),
+          ),
+        ),
+        "wide",
+      ),
+      h("button", { class: "primary", type: "submit" }, "Save agent"),
+      h("button", { class: "link", type: "button", onclick: () => (this.agentEditor.hidden = true) }, "Cancel"),
+    );
+    replace(this.agentEditor, form);
+    this.agentEditor.hidden = false;
+    form.querySelector("input[name=name]").focus();
   }
 
   async issueToken(agentId) {
@@ -336,12 +387,18 @@ class Admin {
             text: data.get("text").trim(),
             category: data.get("category"),
             department: data.get("department") || undefined,
+            title: data.get("title").trim() || undefined,
+            shortcut: data.get("shortcut").trim() || undefined,
+            reading: data.get("reading").trim() || undefined,
           });
           this.toast("Canned message added.");
           this.loadCanned();
         },
       },
       field("Message", h("textarea", { name: "text", required: true, rows: 2, placeholder: "Thanks for waiting, {visitor.name}!" }), "wide"),
+      field("Title", h("input", { name: "title", maxlength: 200, placeholder: "お礼" })),
+      field("Shortcut", h("input", { name: "shortcut", maxlength: 64, pattern: "[^\\s#]*", title: "One word, without #", placeholder: "thx" }), "narrow"),
+      field("Reading", h("input", { name: "reading", maxlength: 200, placeholder: "おれい" })),
       field("Category", h("select", { name: "category", required: true }, categoryOptions())),
       field("Department", h("select", { name: "department" }, departmentOptions(null))),
       h("button", { class: "primary", type: "submit", disabled: !categories.length }, "Add message"),
@@ -372,13 +429,16 @@ class Admin {
         h(
           "table",
           {},
-          h("thead", {}, h("tr", {}, ["Message", "Category", "Department", ""].map((label) => h("th", {}, label)))),
+          h("thead", {}, h("tr", {}, ["Message", "Title · shortcut · reading", "Category", "Department", ""].map((label) => h("th", {}, label)))),
           h(
             "tbody",
             {},
             messages.length
               ? messages.map((message) => {
                   const text = h("textarea", { rows: 2, "aria-label": "Text" }, message.text);
+                  const title = h("input", { value: message.title || "", placeholder: "Title", "aria-label": "Title", maxlength: 200 });
+                  const shortcut = h("input", { value: message.shortcut || "", placeholder: "Shortcut", "aria-label": "Shortcut", maxlength: 64 });
+                  const reading = h("input", { value: message.reading || "", placeholder: "Reading", "aria-label": "Reading", maxlength: 200 });
                   const category = h("select", { "aria-label": "Category" }, categoryOptions(message.category));
                   const department = h("select", { "aria-label": "Department" }, departmentOptions(message.department));
                   const save = async () => {
@@ -386,6 +446,9 @@ class Admin {
                       id: message.id,
                       text: text.value.trim(),
                       category: category.value,
+                      title: title.value.trim(),
+                      shortcut: shortcut.value.trim(),
+                      reading: reading.value.trim(),
                       ...(department.value ? { department: department.value } : { shared: true }),
                     });
                     this.toast("Saved.");
@@ -395,6 +458,7 @@ class Admin {
                     "tr",
                     { dataset: { canned: message.id }, title: categoryName[message.category] || "" },
                     h("td", { class: "wide" }, text),
+                    h("td", { class: "labels" }, title, shortcut, reading),
                     h("td", {}, category),
                     h("td", {}, department),
                     h(
@@ -405,7 +469,7 @@ class Admin {
                     ),
                   );
                 })
-              : h("tr", {}, h("td", { colspan: 4, class: "muted" }, "No canned messages yet.")),
+              : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No canned messages yet.")),
           ),
         ),
       ),
@@ -444,13 +508,15 @@ class Admin {
         h(
           "table",
           {},
-          h("thead", {}, h("tr", {}, [title, "Good", "Neutral", "Bad", ""].map((label) => h("th", {}, label)))),
+          h("thead", {}, h("tr", {}, [title, "Good", "Neutral", "Bad", "Average score", ""].map((label) => h("th", {}, label)))),
           h(
             "tbody",
             {},
             rows.length
-              ? rows.map((row) => h("tr", {}, h("td", {}, row[key]), h("td", {}, row.good), h("td", {}, row.neutral), h("td", {}, row.bad), h("td", {}, bars(row))))
-              : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No ratings in this period.")),
+              ? rows.map((row) =>
+                  h("tr", {}, h("td", {}, row[key]), h("td", {}, row.good), h("td", {}, row.neutral), h("td", {}, row.bad), h("td", { class: "score" }, averageScore(row)), h("td", {}, bars(row))),
+                )
+              : h("tr", {}, h("td", { colspan: 6, class: "muted" }, "No ratings in this period.")),
           ),
         ),
       );
@@ -468,6 +534,7 @@ class Admin {
         "div",
         { class: "report" },
         ["good", "neutral", "bad"].map((key) => h("div", { class: `stat ${key}` }, h("div", { class: "value" }, report[key] ?? 0), h("div", { class: "muted" }, key))),
+        h("div", { class: "stat score" }, h("div", { class: "value" }, averageScore(report)), h("div", { class: "muted" }, "average score")),
       ),
       h("h3", {}, "By agent"),
       table("Agent", report.by_agent || [], "agent_id"),
@@ -475,6 +542,12 @@ class Admin {
       table("Department", report.by_department || [], "department"),
     );
   }
+}
+
+/** "4.50 ★ (2)": the average of the 1-5 scores and how many there were, or a dash. */
+function averageScore(row) {
+  if (row.average_score === null || row.average_score === undefined) return "—";
+  return `${Number(row.average_score).toFixed(2)} ★ (${row.scored})`;
 }
 
 function head(title, text) {

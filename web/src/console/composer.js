@@ -3,6 +3,7 @@
  * the agent types, and opens canned suggestions when the text before the cursor has a `#` word:
  * arrow keys move, Enter or Tab inserts (canned_pick fills the placeholders), Esc closes.
  */
+import { cannedMeta } from "../shared/desk.js";
 import { errorText, h, replace } from "../shared/dom.js";
 
 const TYPING_REFRESH = 2500; // ms between "on" notices while typing
@@ -118,10 +119,12 @@ export class Composer {
       this.list.hidden = false;
       return;
     }
+    const names = this.app.departmentNames();
     replace(
       this.list,
-      this.suggestions.map((suggestion, index) =>
-        h(
+      this.suggestions.map((suggestion, index) => {
+        const meta = cannedMeta(suggestion, names);
+        return h(
           "li",
           {
             role: "option",
@@ -133,19 +136,27 @@ export class Composer {
               this.pick(suggestion);
             },
           },
-          h("span", { class: "canned-text" }, suggestion.text),
-          // canned_suggest names only message_id and text; category and department show when
-          // a server sends them
+          h(
+            "span",
+            { class: "canned-body" },
+            suggestion.title || suggestion.shortcut
+              ? h(
+                  "span",
+                  { class: "canned-title" },
+                  suggestion.title || null,
+                  suggestion.shortcut ? h("kbd", { class: "canned-shortcut" }, `#${suggestion.shortcut}`) : null,
+                )
+              : null,
+            h("span", { class: "canned-text" }, suggestion.text),
+          ),
           h(
             "span",
             { class: "canned-meta" },
-            suggestion.category_name || suggestion.category ? h("span", { class: "chip" }, suggestion.category_name || suggestion.category) : null,
-            suggestion.department !== undefined
-              ? h("span", { class: "chip" }, suggestion.department || "all departments")
-              : null,
+            meta.category ? h("span", { class: "chip category", title: "Category" }, meta.category) : null,
+            h("span", { class: `chip department ${suggestion.department ? "" : "shared"}`, title: "Department" }, meta.department),
           ),
-        ),
-      ),
+        );
+      }),
     );
     this.list.hidden = false;
     this.input.setAttribute("aria-activedescendant", `canned-${this.active}`);

@@ -23,9 +23,13 @@ export class HandoffDialog {
     const me = this.app.state.agent;
     const inChat = new Set(chat.info.agents || []);
     const candidates = agents.filter((agent) => agent.id !== me.id && !inChat.has(agent.id));
-    // agents see no department list (department_list is for admins): offer the departments the
-    // agent and the available agents belong to
-    const departments = [...new Set([...(me.departments || []), ...agents.flatMap((a) => a.departments || [])])].sort();
+    // every department whose chat is on (the departments request), by name; an older server
+    // without it: the departments the agent and the available agents belong to, by id
+    const listed = this.app.state.departments.filter((d) => d.chat_enabled);
+    const departments = listed.length
+      ? listed.map((d) => ({ id: d.id, label: d.online ? d.name : `${d.name} (no one online)` }))
+      : [...new Set([...(me.departments || []), ...agents.flatMap((a) => a.departments || [])])].sort().map((id) => ({ id, label: id }));
+    const names = this.app.departmentNames();
 
     const error = h("p", { class: "form-error", role: "alert" });
     const note = h("textarea", { name: "note", rows: 3, maxlength: 1000, placeholder: "A note for your colleague (optional)" });
@@ -34,7 +38,11 @@ export class HandoffDialog {
       { name: "agent", "aria-label": "Agent" },
       kind === "transfer" ? h("option", { value: "" }, "Any agent of the department") : null,
       candidates.map((agent) =>
-        h("option", { value: agent.id }, `${agent.name} (${agent.id}) · ${agent.load}/${agent.capacity} chats`),
+        h(
+          "option",
+          { value: agent.id },
+          `${agent.name} · ${(agent.departments || []).map((id) => names.get(id) || id).join(", ")} · ${agent.load}/${agent.capacity} chats`,
+        ),
       ),
     );
     const departmentSelect =
@@ -43,7 +51,7 @@ export class HandoffDialog {
             "select",
             { name: "department", "aria-label": "Department" },
             h("option", { value: "" }, "Agent in any department"),
-            departments.map((id) => h("option", { value: id }, id)),
+            departments.map(({ id, label }) => h("option", { value: id }, label)),
           )
         : null;
     const submit = h("button", { class: "primary", type: "submit" }, kind === "transfer" ? "Transfer" : "Invite");

@@ -42,6 +42,7 @@ class Console {
       chats: new Map(),
       current: null,
       offers: new Map(),
+      departments: [], // {id, name, chat_enabled, online}, from the departments request
       view: "chats",
     };
   }
@@ -136,12 +137,31 @@ class Console {
     if (first) this.renderShell();
     this.setConnection("online");
     this.renderPresence();
+    this.loadDepartments();
     for (const chatId of reply.chats || []) this.loadChat(chatId);
     // chats we showed but the server no longer lists ended or left while we were away
     for (const chat of this.state.chats.values()) {
       if (!chat.ended && !(reply.chats || []).includes(chat.id)) chat.gone = "closed while you were away";
     }
     this.chatView.render();
+  }
+
+  /** The departments' names (for canned suggestions and the transfer dialog). */
+  async loadDepartments() {
+    try {
+      this.state.departments = (await this.client.request("departments")).departments || [];
+    } catch {
+      // an older server: ids stand in for names
+    }
+  }
+
+  departmentNames() {
+    return new Map(this.state.departments.map((d) => [d.id, d.name]));
+  }
+
+  /** A department's name, or its id while the names are not known. */
+  departmentName(id) {
+    return this.state.departments.find((d) => d.id === id)?.name || id || "";
   }
 
   // -- events -------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ export class OfferPopups {
         "header",
         {},
         h("span", { class: "offer-kind" }, KIND_TITLE[offer.kind] || "Offer"),
-        h("span", { class: "offer-dept" }, offer.department),
+        h("span", { class: "offer-dept", title: offer.department }, this.app.departmentName(offer.department)),
         h("span", { class: "countdown", dataset: { countdown: offer.offer_id } }),
       ),
       h("div", { class: "offer-visitor" }, visitor.name || "Visitor"),
@@ -52,7 +52,7 @@ export class OfferPopups {
         ? h(
             "p",
             { class: "offer-note" },
-            h("strong", {}, `From ${offer.from_agent || "a colleague"}: `),
+            h("strong", { title: offer.from_agent || "" }, `From ${offer.from_agent_name || offer.from_agent || "a colleague"}: `),
             offer.note || "(no note)",
           )
         : null,

@@ -36,7 +36,7 @@ export class RecordsView {
     this.kind = kind;
     this.title.textContent = kind === "missed" ? "Missed chats" : "Tickets";
     const departments = this.app.state.agent?.departments || [];
-    replace(this.department, h("option", { value: "" }, "All my departments"), departments.map((id) => h("option", { value: id }, id)));
+    replace(this.department, h("option", { value: "" }, "All my departments"), departments.map((id) => h("option", { value: id }, this.app.departmentName(id))));
     replace(
       this.filters,
       kind === "tickets" ? this.view : null,
@@ -112,10 +112,10 @@ export class RecordsView {
               h("td", { class: "num" }, ticket.id),
               h("td", {}, h("div", { class: "strong" }, visitor.name || "—"), h("div", { class: "muted small" }, visitor.email || "")),
               h("td", { class: "question-cell" }, ticket.question),
-              h("td", {}, ticket.department),
+              h("td", {}, this.app.departmentName(ticket.department)),
               h("td", {}, missed ? reasonText(ticket.end_reason) : (ticket.agents || []).join(", ")),
               h("td", { class: "nowrap" }, when(ticket.ended_at)),
-              h("td", {}, missed ? (ticket.handled ? h("span", { class: "pill ok" }, "handled") : h("span", { class: "pill warn" }, "open")) : ratingPill(ticket.rating)),
+              h("td", {}, missed ? (ticket.handled ? h("span", { class: "pill ok" }, "handled") : h("span", { class: "pill warn" }, "open")) : ratingPill(ticket.rating, ticket.score)),
               h(
                 "td",
                 { class: "row-actions" },
@@ -165,12 +165,12 @@ export class RecordsView {
         h(
           "p",
           { class: "muted small" },
-          `${visitor.name || "Visitor"}${visitor.email ? ` · ${visitor.email}` : ""} · ${ticket.department} · ${ticket.kind} · ${reasonText(ticket.end_reason)} · ${when(ticket.started_at)} – ${when(ticket.ended_at)}`,
+          `${visitor.name || "Visitor"}${visitor.email ? ` · ${visitor.email}` : ""} · ${this.app.departmentName(ticket.department)} · ${ticket.kind} · ${reasonText(ticket.end_reason)} · ${when(ticket.started_at)} – ${when(ticket.ended_at)}`,
         ),
         h(
           "p",
           { class: "small" },
-          ticket.rating ? ["Rating: ", ratingPill(ticket.rating), ticket.rating_comment ? ` “${ticket.rating_comment}”` : ""] : h("span", { class: "muted" }, "Not rated"),
+          ticket.rating ? ["Rating: ", ratingPill(ticket.rating, ticket.score), ticket.rating_comment ? ` “${ticket.rating_comment}”` : ""] : h("span", { class: "muted" }, "Not rated"),
           " ",
           markButton,
           ticket.handled ? h("span", { class: "pill ok" }, "handled") : null,
@@ -220,7 +220,8 @@ function reasonText(reason) {
   return texts[reason] || reason || "";
 }
 
-function ratingPill(rating) {
+function ratingPill(rating, score) {
   if (!rating) return h("span", { class: "muted small" }, "—");
-  return h("span", { class: `pill rating-${rating}` }, RATING[rating] || rating);
+  const stars = score ? ` ${"★".repeat(score)}${"☆".repeat(5 - score)}` : "";
+  return h("span", { class: `pill rating-${rating}`, title: score ? `${score} of 5` : "" }, (RATING[rating] || rating) + stars);
 }

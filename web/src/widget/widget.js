@@ -4,21 +4,26 @@
  *   <script src="https://help.example.com/widget.js" data-department="support" async></script>
  *
  * Attributes: `data-server` (the daemon's WebSocket URL; default: the origin the script came
- * from), `data-department` (the department chats open in), `data-departments` ("sales:Sales,
- * support:Support": the visitor chooses; SPEC gives visitors no department list), `data-title`.
+ * from), `data-department` (the one department chats open in; without it the visitor chooses
+ * among the departments whose chat is on, from the server's `departments` list),
+ * `data-departments` ("sales:Sales, support:Support": the departments offered, overriding the
+ * server's list), `data-title`.
  *
  * Theory of operation
  * -------------------
  * The widget lives in a shadow root, so the site's styles and the widget's do not mix. It is a
  * small state machine: `form` -> `waiting` (queue position) -> `chat` (an agent joined) ->
- * `ended` (rating) or `offline` (nobody could take the chat: the question became a missed-chat
- * ticket). The client keeps the chat's resume token and last seq in sessionStorage, so a reload
+ * `ended` (rating: five stars and a comment) or `offline` (nobody could take the chat: the
+ * question became a missed-chat ticket). While the form shows, the widget asks the server which
+ * departments are open and whether anyone is online in them, and says "no one is online" above
+ * the form when that is so: the visitor may still write, and the message becomes a missed chat. The client keeps the chat's resume token and last seq in sessionStorage, so a reload
  * resumes the chat and the server replays every line since. Messages are sent with a
  * client_msg_id and shown as "sending" until their `message` event comes back; a message not yet
  * acknowledged when the connection drops is sent again after the resume (stored once).
  * Everything a person typed is put on screen as text, never as HTML.
  */
 import { HelplineClient } from "../client/helpline-client.js";
+import { parseDepartmentsAttribute, widgetDepartments } from "../shared/desk.js";
 import { clock, h, randomId, replace } from "../shared/dom.js";
 import { describeAgent, describeLocation } from "../shared/useragent.js";
 import css from "./widget.css";
@@ -30,30 +35,26 @@ const QUESTION_KEY = "helpline.widget.question";
 const LINES_KEY = "helpline.widget.lines";
 const KEPT_LINES = 300;
 const OFFLINE_REASONS = new Set(["no_agent_online", "chat_off", "queue_full", "queue_timeout", "offer_timeout", "all_declined"]);
-const RATINGS = [
-  ["good", "Good", "M8 14.5c1 1.6 2.4 2.4 4 2.4s3-.8 4-2.4"],
-  ["neutral", "Okay", "M8.5 15.5h7"],
-  ["bad", "Bad", "M8 16.5c1-1.6 2.4-2.4 4-2.4s3 .8 4 2.4"],
-];
+const DEPARTMENTS_REFRESH = 10_000; // ms between department lists while the form is open
 
-/** A drawn face (no emoji font needed): a circle, two eyes and the given mouth. */
-function face(mouth) {
+/** A department as the picker shows it. */
+function departmentLabel(department) {
+  return department.online === false ? `${department.name} (offline)` : department.name;
+}
+
+const SCORE_WORDS = ["", "Poor", "Not great", "Okay", "Good", "Excellent"];
+const STAR = "M12 2.8l2.8 5.9 6.4.8-4.7 4.4 1.2 6.4L12 17.2l-5.7 3.1 1.2-6.4-4.7-4.4 6.4-.8z";
+
+/** A drawn star (no emoji font needed). */
+function star() {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   svg.setAttribute("viewBox", "0 0 24 24");
-  svg.setAttribute("class", "face");
+  svg.setAttribute("class", "star-shape");
   svg.setAttribute("aria-hidden", "true");
-  const parts = [
-    ["circle", { cx: 12, cy: 12, r: 10 }],
-    ["circle", { cx: 9, cy: 10, r: 1.2, class: "eye" }],
-    ["circle", { cx: 15, cy: 10, r: 1.2, class: "eye" }],
-    ["path", { d: mouth }],
-  ];
-  for (const [tag, attributes] of parts) {
-    const node = document.createElementNS(ns, tag);
-    for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, String(value));
-    svg.append(node);
-  }
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", STAR);
+  svg.append(path);
   return svg;
 }
 
@@ -70,16 +71,10 @@ function settings(script) {
     // inline or missing src: the page's own origin
   }
   const server = data.server || origin.replace(/^http/, "ws") + "/";
-  const departments = (data.departments || "")
-    .split(",")
-    .map((pair) => pair.trim())
-    .filter(Boolean)
-    .map((pair) => {
-      const [id, name] = pair.split(":");
-      return { id: id.trim(), name: (name || id).trim() };
-    });
-  const department = data.department || departments[0]?.id || "support";
-  return { server, department, departments, title: data.title || "Chat with us" };
+  // data-department alone pins one department; data-departments lists those offered
+  const attribute = data.departments ? parseDepartmentsAttribute(data.departments) : data.department ? [{ id: data.department, name: data.department }] : [];
+  const department = data.department || attribute[0]?.id || "";
+  return { server, department, attribute, title: data.title || "Chat with us" };
 }
 
 function visitorId() {
@@ -105,6 +100,7 @@ class Widget {
     this.agentTyping = false;
     this.position = null;
     this.endReason = "";
+    this.departments = widgetDepartments(config.attribute, null); // until the server's list comes
     this.client = new HelplineClient({ url: config.server, role: "visitor", storage: sessionStorage, storageKey: RESUME_KEY });
     this.bindClient();
 
@@ -154,10 +150,48 @@ class Widget {
     return this.connecting;
   }
 
+  /**
+   * Asks which departments are open and who is online, and shows the answer in the form: again
+   * every DEPARTMENTS_REFRESH ms while the form is open, so that "no one is online" goes away
+   * when an agent comes online while the visitor writes.
+   */
+  async loadDepartments() {
+    clearTimeout(this.departmentsTimer);
+    let listed;
+    try {
+      listed = (await this.client.request("departments")).departments;
+    } catch {
+      return; // an older server, or no connection: the attribute's departments, online unknown
+    }
+    const before = this.departments;
+    this.departments = widgetDepartments(this.config.attribute, listed);
+    if (this.state !== "form") return;
+    this.departmentsTimer = setTimeout(() => !this.panel.hidden && this.loadDepartments(), DEPARTMENTS_REFRESH);
+    if (this.body.dataset.view !== "form") return;
+    const same = (a, b) => a.length === b.length && a.every((d, i) => d.id === b[i].id && d.name === b[i].name);
+    if (!same(before, this.departments)) {
+      this.redrawForm();
+      return;
+    }
+    // the same departments: only who is online changed, so keep the form (and the caret) as it is
+    for (const option of this.body.querySelectorAll("select[name=department] option")) {
+      const department = this.departments.find((d) => d.id === option.value);
+      if (department) option.textContent = departmentLabel(department);
+    }
+    this.renderFormNotice();
+  }
+
+  /** The department the form would open the chat in now. */
+  chosenDepartment() {
+    const select = this.body.querySelector("select[name=department]");
+    return select?.value || this.config.department || this.departments[0]?.id || "support";
+  }
+
   bindClient() {
     const c = this.client;
     c.on("open", (reply) => {
       this.online = true;
+      if (this.state === "form" && !this.panel.hidden) this.loadDepartments();
       if (reply.resumed === false && (this.state === "waiting" || this.state === "chat")) {
         // the chat ended while we were away (or the server forgot it)
         this.state = this.lines.size ? "ended" : "form";
@@ -223,6 +257,7 @@ class Widget {
     if (open) {
       this.unread = 0;
       this.connect();
+      if (this.online && this.state === "form") this.loadDepartments();
       this.render();
       this.focusInput();
     } else {
@@ -248,7 +283,7 @@ class Widget {
       this.state = "waiting";
       this.render();
       await this.client.request("open_chat", {
-        department: String(data.get("department") || this.config.department),
+        department: String(data.get("department") || this.chosenDepartment()),
         name: this.visitorName,
         email: String(data.get("email") || "").trim() || undefined,
         question: this.question,
@@ -314,12 +349,13 @@ class Widget {
     this.render();
   }
 
-  async rate(rating, comment, status) {
+  async rate(score, comment, status) {
     status.textContent = "Sending…";
     // after `leave`, an active chat ends only when the visitor grace runs out: retry until then
     for (let attempt = 0; attempt < 20; attempt++) {
       try {
-        await this.client.request("rate", { rating, comment: comment || undefined });
+        // the score alone: the server reads 4-5 as good, 3 as neutral, 1-2 as bad
+        await this.client.request("rate", { score, comment: comment || undefined });
         this.state = "rated";
         this.render();
         return;
@@ -344,6 +380,7 @@ class Widget {
     this.agentName = "";
     this.state = "form";
     this.render();
+    this.loadDepartments();
     this.focusInput();
   }
 
@@ -423,7 +460,8 @@ class Widget {
   }
 
   formView() {
-    const departments = this.config.departments;
+    const departments = this.departments;
+    this.formNotice = h("p", { class: "notice", role: "status", hidden: true });
     const form = h(
       "form",
       {
@@ -433,6 +471,7 @@ class Widget {
           this.openChat(event.target);
         },
       },
+      this.formNotice,
       h("p", { class: "intro" }, "Hi! Tell us who you are and what you need; an agent will be with you shortly."),
       h("label", {}, "Your name", h("input", { name: "name", required: true, maxlength: 100, autocomplete: "name" })),
       h("label", {}, "Email ", h("span", { class: "optional" }, "(so we can reply if we miss you)"), h("input", { name: "email", type: "email", maxlength: 254, autocomplete: "email" })),
@@ -441,14 +480,46 @@ class Widget {
             "label",
             {},
             "Department",
-            h("select", { name: "department" }, departments.map((d) => h("option", { value: d.id, selected: d.id === this.config.department }, d.name))),
+            h(
+              "select",
+              { name: "department", onchange: () => this.renderFormNotice() },
+              departments.map((d) => h("option", { value: d.id, selected: d.id === this.config.department }, departmentLabel(d))),
+            ),
           )
         : null,
       h("label", {}, "How can we help?", h("textarea", { name: "question", required: true, rows: 3, maxlength: 2000 })),
       h("p", { class: "error", role: "alert" }),
       h("button", { class: "primary", type: "submit" }, "Start chat"),
     );
+    queueMicrotask(() => this.renderFormNotice());
     return form;
+  }
+
+  /** "No one is online" above the form, when the server says so of the chosen department. */
+  renderFormNotice() {
+    if (!this.formNotice?.isConnected) return;
+    const chosen = this.departments.find((d) => d.id === this.chosenDepartment());
+    const offline = chosen?.online === false;
+    replace(
+      this.formNotice,
+      offline ? [h("strong", {}, "No one is online right now."), " Leave your message and we will get back to you by email."] : null,
+    );
+    this.formNotice.hidden = !offline;
+    const button = this.body.querySelector("button[type=submit]");
+    if (button) button.textContent = offline ? "Send message" : "Start chat";
+  }
+
+  /** The form again (the department list changed), keeping what the visitor typed. */
+  redrawForm() {
+    const form = this.body.querySelector("form");
+    const typed = form ? Object.fromEntries(new FormData(form)) : {};
+    const focused = this.shadow.activeElement?.name;
+    replace(this.body, this.formView());
+    for (const [name, value] of Object.entries(typed)) {
+      const field = this.body.querySelector(`[name="${name}"]`);
+      if (field) field.value = value;
+    }
+    if (focused) this.body.querySelector(`[name="${focused}"]`)?.focus({ preventScroll: true });
   }
 
   chatView() {
@@ -543,26 +614,46 @@ class Widget {
   endedView() {
     const status = h("p", { class: "rate-status", role: "status" });
     const comment = h("textarea", { rows: 2, maxlength: 2000, placeholder: "Anything you'd like to add? (optional)", "aria-label": "Comment" });
-    // SPEC rates good / neutral / bad with a comment (no numeric score): three faces, no mapping
+    const word = h("span", { class: "score-word", "aria-hidden": "true" }, " ");
+    let score = 0;
+    const submit = h("button", { class: "primary", type: "button", disabled: true, onclick: () => this.rate(score, comment.value.trim(), status) }, "Send rating");
+    const stars = [1, 2, 3, 4, 5].map((value) =>
+      h(
+        "button",
+        {
+          class: "star",
+          type: "button",
+          role: "radio",
+          "aria-checked": "false",
+          "aria-label": `${value} of 5: ${SCORE_WORDS[value]}`,
+          dataset: { score: value },
+          onclick: () => choose(value),
+          onmouseenter: () => paint(value),
+          onmouseleave: () => paint(score),
+        },
+        star(),
+      ),
+    );
+    const paint = (upTo) => {
+      stars.forEach((node, index) => node.classList.toggle("lit", index < upTo));
+      word.textContent = SCORE_WORDS[upTo] || " ";
+    };
+    const choose = (value) => {
+      score = value;
+      stars.forEach((node, index) => node.setAttribute("aria-checked", String(index + 1 === value)));
+      paint(value);
+      submit.disabled = false;
+    };
     return h(
       "div",
       { class: "ended" },
       this.lines.size ? h("ol", { class: "lines compact" }, this.summaryLines()) : null,
       h("h2", {}, "Thanks for chatting with us"),
       h("p", { class: "muted" }, "How was your chat?"),
-      h(
-        "div",
-        { class: "ratings", role: "group", "aria-label": "Rating" },
-        RATINGS.map(([value, label, mouth]) =>
-          h(
-            "button",
-            { class: `rating ${value}`, dataset: { rating: value }, onclick: () => this.rate(value, comment.value.trim(), status) },
-            face(mouth),
-            label,
-          ),
-        ),
-      ),
+      h("div", { class: "stars", role: "radiogroup", "aria-label": "Rating from 1 to 5 stars" }, stars),
+      word,
       comment,
+      submit,
       status,
       h("button", { class: "link", onclick: () => this.restart() }, "Start a new chat"),
     );

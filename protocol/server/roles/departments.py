@@ -1,0 +1,64 @@
+"""The ``departments`` request, the same for every role: each department's id, name, whether its
+chat is on, and whether one of its agents is online now.
+
+Theory of operation
+-------------------
+This is public information: a visitor's widget needs it before it opens a chat, to offer a
+department picker and to say "no one is online" up front (the chat still opens and becomes a
+missed-chat ticket, SPEC.md section 6.2); an agent's console needs the names for its transfer
+dialog. An agent is *online* when its status is online and at least one of its connections is
+open, as the router sees it. Visitors may ask as often as the request rate allows, so the answer
+a visitor gets is kept for ``_FRESH`` seconds per engine and shared by every visitor connection:
+the router is asked at most once a second however many widgets open. Agents and admins always
+get a fresh answer.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import TYPE_CHECKING, Final
+
+from engine import Engine
+
+from ...wire.records import Fields
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+
+__all__ = ["departments_reply"]
+
+_FRESH: Final = 1.0  # seconds an answer is reused
+_CACHE: weakref.WeakKeyDictionary[Engine, tuple[float, Fields]] = weakref.WeakKeyDictionary()
+
+
+async def departments_reply(conn: Connection, *, shared: bool = False) -> Fields:
+    """The reply to ``departments``: ``{"departments": [{id, name, chat_enabled, online}]}``.
+
+    ``shared``: an answer up to a second old will do (for visitors).
+    """
+    engine = conn.engine
+    now = engine.now()
+    cached = _CACHE.get(engine) if shared else None
+    if cached is not None and 0 <= now - cached[0] < _FRESH:
+        return cached[1]
+    view = await engine.inspect()
+    online = {
+        department
+        for agent in view.agents.values()
+        if agent.status == "online" and agent.connected
+        for department in agent.departments
+    }
+    departments = sorted(await engine.departments(), key=lambda d: (d.name.casefold(), d.id))
+    fields: Fields = {
+        "departments": [
+            {
+                "id": d.id,
+                "name": d.name,
+                "chat_enabled": d.chat_enabled,
+                "online": d.id in online,
+            }
+            for d in departments
+        ]
+    }
+    _CACHE[engine] = (now, fields)
+    return fields
