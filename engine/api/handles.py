@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import trio
 
 from ..actors import messages as m
-from ..actors.outbox import Outlet
+from ..actors.outbox import Outlet, Sink
 from ..canned.desk import CannedDesk
 from ..canned.records import CannedMessage
 from ..model.errors import EngineError
@@ -106,6 +106,10 @@ class VisitorChat:
         """Every event for this visitor, in order, until the chat ends."""
         return aiter(self._outlet)
 
+    def attach(self, sink: Sink) -> None:
+        """Deliver this chat's events to `sink` instead of `events()` (see `actors.outbox`)."""
+        self._outlet.attach(sink)
+
     async def next_event(self) -> Event:
         """The next event; raises trio.EndOfChannel after the last one."""
         return await self._outlet.receive()
@@ -189,6 +193,10 @@ class AgentConnection:
     def events(self) -> AsyncIterator[Event]:
         """Every event for this agent (offers, chat lines of its chats, results), in order."""
         return aiter(self._outlet)
+
+    def attach(self, sink: Sink) -> None:
+        """Deliver this connection's events to `sink` instead of `events()`."""
+        self._outlet.attach(sink)
 
     async def next_event(self) -> Event:
         return await self._outlet.receive()

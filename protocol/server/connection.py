@@ -15,15 +15,17 @@ A connection is three tasks around one bounded queue of outgoing frames:
 - the **heartbeat** pings every ``heartbeat_interval`` and closes with 4001 when a pong does not
   come back within ``heartbeat_timeout``.
 
-Role handlers (``roles/visitor.py``, ``roles/agent.py``, ``roles/admin.py``) add one more task
-per engine handle that moves the handle's events onto the queue (a "pump").
+Events need no task of their own: a role attaches an :class:`EventSink` to each engine handle, and
+the engine's fan-out calls it, which encodes the event and queues the frame at once (no wake-up,
+no second queue; ``engine/actors/outbox.py``).
 
 Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
 ``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
 replies to half of it, so what fills it is events): the connection is closed with 4000 at once
-and the engine's disconnect grace takes over. The engine's own outlet behind a
-pump therefore never fills (the pump drains it at the speed of encoding), and one slow reader never
-slows a chat (DESIGN.md, "Fan-out never waits").
+and the engine's disconnect grace takes over. A sink therefore answers the engine at once, and
+one slow reader never slows a chat (DESIGN.md, "Fan-out never waits"). Replayed events (a
+resumed chat's missed lines, a newcomer's transcript) are queued beyond the limit: a replay
+never makes a client look slow.
 
 Rule 2: **the first close wins.** :meth:`Connection.close` records a code and either lets the
 writer flush what is queued first (an error event, a ``shutdown`` event) or skips the queue
@@ -45,7 +47,8 @@ a frame with a ref gets an error reply. Before a successful hello every refusal 
 from __future__ import annotations
 
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -72,7 +75,7 @@ from .transport import ConnectionClosed, Transport
 if TYPE_CHECKING:
     from .gateway import Gateway
 
-__all__ = ["Connection", "RoleHandler", "TokenBucket"]
+__all__ = ["Connection", "EventSink", "RoleHandler", "TokenBucket"]
 
 log = structlog.get_logger("helpline.gateway")
 
@@ -114,6 +117,59 @@ class TokenBucket:
         return True
 
 
+class EventSink:
+    """Feeds one engine handle's events straight into its connection's queue (an outbox `Sink`).
+
+    ``see`` lets the role note an event before it is queued (an offer, the end of the chat);
+    ``gone`` hears that the handle's outlet closed (``kicked``: as a slow consumer). Both run in
+    the engine's actor that pushed, so a fault is caught here and closes this connection only
+    (Rule 3).
+    """
+
+    __slots__ = ("_conn", "_gone", "_see")
+
+    def __init__(
+        self,
+        conn: Connection,
+        see: Callable[[Event], None] | None = None,
+        gone: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._see = see
+        self._gone = gone
+
+    def push(self, event: Event) -> bool:
+        conn = self._conn
+        if conn._closing:
+            return False
+        try:
+            if self._see is not None:
+                self._see(event)
+            conn.put_event(event)
+        except Exception:
+            conn._fault()
+        return not conn._closing
+
+    def replay(self, events: Sequence[Event]) -> None:
+        conn = self._conn
+        try:
+            for event in events:
+                if self._see is not None:
+                    self._see(event)
+                conn.put_event(event, replayed=True)
+        except Exception:
+            conn._fault()
+
+    def closed(self, kicked: bool) -> None:
+        try:
+            if kicked:
+                self._conn.close(4000, "events were not read fast enough", flush=False)
+            elif self._gone is not None:
+                self._gone(kicked)
+        except Exception:
+            self._conn._fault()
+
+
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
@@ -131,7 +187,10 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._handler: RoleHandler | None = None
-        self._send, self._recv = trio.open_memory_channel[Any](self.settings.outbound_queue)
+        self._queue: deque[Any] = deque()  # frames to write, and _FLUSH
+        self._limit = self.settings.outbound_queue
+        self._replayed = 0  # frames of replays in the queue, not counted against the limit
+        self._writable = trio.lowlevel.ParkingLot()  # the writer waits here for frames
         self._closing = False
         self._skip_queue = False  # a close that drops what is queued (Rule 2)
         self._high_water = self.settings.outbound_queue // 2  # the reader pauses above it
@@ -143,21 +202,34 @@ class Connection:
 
     # -- for role handlers -------------------------------------------------------------------------
 
-    def put(self, frame: bytes) -> None:
+    def put(self, frame: bytes, *, replayed: bool = False) -> None:
         """Queue one frame; a full queue closes the connection as a slow consumer (Rule 1)."""
         if self._closing:
             return
-        try:
-            self._send.send_nowait(frame)
-        except trio.WouldBlock:
+        queue = self._queue
+        if replayed:
+            self._replayed += 1
+        elif len(queue) - self._replayed >= self._limit:
             self.close(4000, "events were not read fast enough", flush=False)
+            return
+        queue.append(frame)
+        if len(queue) == 1:
+            self._writable.unpark()
 
-    def put_event(self, event: Event) -> None:
+    def put_event(self, event: Event, *, replayed: bool = False) -> None:
         """Queue the wire event for one engine event."""
         name, fields = wire_event(event, self.gateway.name_of)
-        self.put(encode_event(name, **fields))
+        self.put(encode_event(name, **fields), replayed=replayed)
         if self.role is Role.AGENT and isinstance(event, ChatMessage) and event.author == "visitor":
             self._stats.delivery.observe(max(0.0, self.engine.now() - event.at))
+
+    def sink(
+        self,
+        see: Callable[[Event], None] | None = None,
+        gone: Callable[[bool], None] | None = None,
+    ) -> EventSink:
+        """A sink for an engine handle's events (see :class:`EventSink`)."""
+        return EventSink(self, see, gone)
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a task for this connection; it is cancelled when the connection closes."""
@@ -171,13 +243,12 @@ class Connection:
         self._closing = True
         self.close_code, self.close_reason = code, reason
         self._stats.closes[code] += 1
-        if flush:
-            try:
-                self._send.send_nowait(_FLUSH)
-                return
-            except trio.WouldBlock:
-                pass
+        if flush and len(self._queue) - self._replayed < self._limit:
+            self._queue.append(_FLUSH)
+            self._writable.unpark()
+            return
         self._skip_queue = True
+        self._writable.unpark()
         self._done.set()
 
     def shutdown(self, reason: str) -> None:
@@ -226,8 +297,11 @@ class Connection:
         try:
             await fn(*args)
         except Exception:
-            self.log.exception("connection_fault")
-            self.close(1011, "internal server error", flush=False)
+            self._fault()
+
+    def _fault(self) -> None:
+        self.log.exception("connection_fault")
+        self.close(1011, "internal server error", flush=False)
 
     def _peer_closed(self) -> None:
         if not self._closing:
@@ -238,28 +312,27 @@ class Connection:
         self._done.set()
 
     async def _writer(self) -> None:
-        async with self._recv:
-            while True:
-                batch = [await self._recv.receive()]
-                while True:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                self._room.set()
-                if self._skip_queue:
-                    return
-                flush = _FLUSH in batch
-                if flush:
-                    batch = batch[: batch.index(_FLUSH)]
-                try:
-                    await self.ws.send(batch)
-                except ConnectionClosed:
-                    self._peer_closed()
-                    return
-                if flush:
-                    self._done.set()
-                    return
+        queue = self._queue
+        while True:
+            while not queue and not self._skip_queue:
+                await self._writable.park()
+            batch = list(queue)
+            queue.clear()
+            self._replayed = 0
+            self._room.set()
+            if self._skip_queue:
+                return
+            flush = _FLUSH in batch
+            if flush:
+                batch = batch[: batch.index(_FLUSH)]
+            try:
+                await self.ws.send(batch)
+            except ConnectionClosed:
+                self._peer_closed()
+                return
+            if flush:
+                self._done.set()
+                return
 
     async def _heartbeat(self) -> None:
         settings = self.settings
@@ -277,7 +350,7 @@ class Connection:
                 return
 
     async def _receive(self) -> bytes | str | None:
-        while self._send.statistics().current_buffer_used > self._high_water:
+        while len(self._queue) > self._high_water:
             self._room = trio.Event()
             await self._room.wait()
         try:
