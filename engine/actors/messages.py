@@ -272,6 +272,7 @@ class Say:
     text: str
     client_msg_id: str
     reply: Reply
+    origin: Outlet | None = None  # the writer's own outlet: the answer stands for its echo
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

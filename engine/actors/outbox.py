@@ -156,9 +156,9 @@ class Outbox:
     def __init__(self) -> None:
         self.outlets: list[Outlet] = []
 
-    def push(self, event: Event) -> None:
-        """Deliver to every live outlet, dropping the ones that fell behind."""
-        dead = [o for o in self.outlets if not o.push(event)]
+    def push(self, event: Event, skip: Outlet | None = None) -> None:
+        """Deliver to every live outlet but `skip`, dropping the ones that fell behind."""
+        dead = [o for o in self.outlets if o is not skip and not o.push(event)]
         for outlet in dead:
             self.outlets.remove(outlet)
 

@@ -7,7 +7,9 @@ Theory of operation:
   same order.
 - Chat messages come straight from connections (the data plane skips the router). The session
   checks the author is in the chat, appends, and pushes the line into each participant's outbox,
-  which never blocks.
+  which never blocks. The outlet the line was written through gets no echo of it: the answer to
+  its `Say` (the sequence number) stands for it. The author's other outlets (an agent's other
+  tabs) get the line like everyone else.
 - With the journal on, a line is committed to the store before anyone sees it: before a message is
   acknowledged (its sequence number answered) or fanned out. Messages that are already waiting in
   the mailbox are taken together and written in one job, and the store's group commit puts many
@@ -42,7 +44,7 @@ from ..model.records import EndReason, Entry, Finish, Ticket, TicketKind, Visito
 from ..store.contract import Store
 from ..store.journal import entries_by_client_id
 from . import messages as m
-from .outbox import Outbox
+from .outbox import Outbox, Outlet
 
 log = structlog.get_logger("helpline.session")
 
@@ -86,7 +88,8 @@ class Session:
         self._members: dict[str, tuple[str, Outbox]] = dict(members or {})
         self._client_ids = entries_by_client_id(self.entries)
         self._unsaved: list[Entry] = []  # lines not in the journal yet (the newest lines)
-        self._held: list[tuple[Entry, Event, list[Outbox]]] = []  # lines waiting for their write
+        # lines waiting for their write: the event, its outboxes, the outlet that gets no echo
+        self._held: list[tuple[Event, list[Outbox], Outlet | None]] = []
         self._log = log.bind(chat_id=chat_id, department=department)
 
     async def run(self) -> None:
@@ -202,7 +205,7 @@ class Session:
             return EngineError("not_in_chat", "you are not in that chat")
         if msg.client_msg_id and msg.client_msg_id in self._client_ids:
             return self._client_ids[msg.client_msg_id]  # a resend: already in the transcript
-        entry = self._line("message", msg.author, msg.text, msg.client_msg_id)
+        entry = self._line("message", msg.author, msg.text, msg.client_msg_id, msg.origin)
         if msg.client_msg_id:
             self._client_ids[msg.client_msg_id] = entry.seq
         return entry.seq
@@ -223,15 +226,23 @@ class Session:
 
     def _deliver(self) -> None:
         held, self._held = self._held, []
-        for _, event, outboxes in held:
+        for event, outboxes, origin in held:
             for outbox in outboxes:
-                outbox.push(event)
+                outbox.push(event, origin)
 
     def _last_seq(self) -> int:
         return self.entries[-1].seq if self.entries else 0
 
-    def _line(self, kind: str, author: str, text: str = "", client_msg_id: str = "") -> Entry:
-        """Append a line; it reaches the participants of this moment once it is written."""
+    def _line(
+        self,
+        kind: str,
+        author: str,
+        text: str = "",
+        client_msg_id: str = "",
+        origin: Outlet | None = None,
+    ) -> Entry:
+        """Append a line; it reaches the participants of this moment (but `origin`) once it is
+        written."""
         entry = Entry(
             seq=self._last_seq() + 1,
             at=self._wall(),
@@ -243,13 +254,13 @@ class Session:
         self.entries.append(entry)
         event = self._event_of(entry)
         if not self._journal:  # nothing to wait for
-            self._visitor.push(event)
+            self._visitor.push(event, origin)
             for _, outbox in self._members.values():
-                outbox.push(event)
+                outbox.push(event, origin)
             return entry
         self._unsaved.append(entry)
         outboxes = [self._visitor, *(outbox for _, outbox in self._members.values())]
-        self._held.append((entry, event, outboxes))
+        self._held.append((event, outboxes, origin))
         return entry
 
     def _system(self, event: str, *, agent: str = "", detail: str = "") -> None:

@@ -115,9 +115,18 @@ class VisitorChat:
         return await self._outlet.receive()
 
     async def send(self, text: str, *, client_msg_id: str = "") -> int:
-        """Write a message; returns its sequence number. A resent client_msg_id is not repeated."""
+        """Write a message; returns its sequence number. A resent client_msg_id is not repeated.
+
+        The returned number stands for the line: this handle's `events()` does not repeat it.
+        """
         seq: int = await self._ask(
-            lambda r: m.Say(author="visitor", text=text, client_msg_id=client_msg_id, reply=r)
+            lambda r: m.Say(
+                author="visitor",
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            )
         )
         return seq
 
@@ -241,9 +250,17 @@ class AgentConnection:
 
     # conversation
     async def send(self, chat_id: str, text: str, *, client_msg_id: str = "") -> int:
+        """Write a message; returns its sequence number, which stands for the line on this
+        connection (its `events()` does not repeat it; the agent's other connections get it)."""
         seq: int = await ask(
             self._session(chat_id),
-            lambda r: m.Say(author=self.agent_id, text=text, client_msg_id=client_msg_id, reply=r),
+            lambda r: m.Say(
+                author=self.agent_id,
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            ),
             self._timeout,
             "that chat has ended",
             "chat_ended",
