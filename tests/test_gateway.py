@@ -157,6 +157,25 @@ class TestVisitor:
             await settle()
             assert "message" not in names(ann.pending_events())
 
+    async def test_pipelined_lines(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """Lines sent without waiting for replies are all answered, numbered in the order they
+        were sent, and a request after them takes effect after them."""
+        async with open_gateway(engine) as gw, gw.agent("ann") as ann, gw.visitor() as v:
+            chat_id = await open_chat(v)
+            await accept(ann, chat_id)
+            seqs: dict[int, int] = {}
+
+            async def say(i: int) -> None:
+                seqs[i] = int((await v.request("send", text=f"line {i}"))["seq"])
+
+            async with trio.open_nursery() as nursery:
+                for i in range(12):
+                    nursery.start_soon(say, i)
+                    await trio.lowlevel.checkpoint()
+            assert sorted(seqs.values()) == [seqs[i] for i in range(12)]
+            heard = [(await ann.wait_for("message", seq=seqs[i])).fields["text"] for i in range(12)]
+            assert [f"line {i}" for i in range(12)] == heard
+
     async def test_typing_goes_to_the_others(
         self, engine: Engine, autojump_clock: MockClock
     ) -> None:

@@ -90,6 +90,7 @@ class Session:
         self._unsaved: list[Entry] = []  # lines not in the journal yet (the newest lines)
         # lines waiting for their write: the event, its outboxes, the outlet that gets no echo
         self._held: list[tuple[Event, list[Outbox], Outlet | None]] = []
+        self._saying: list[m.Say] = []  # the messages being written (answered if this crashes)
         self._log = log.bind(chat_id=chat_id, department=department)
 
     async def run(self) -> None:
@@ -100,6 +101,8 @@ class Session:
                 # A crash (also a ticket the store refused every time): everyone still learns how
                 # the chat ended; the router stores what this session held as a failed ticket.
                 self._tell_ended(EndReason.CRASHED.value, None)
+                for say in self._saying:
+                    m.answer(say.reply, EngineError("chat_ended", "this chat has ended"))
                 self._refuse_the_rest()
                 raise
             self._refuse_the_rest()
@@ -178,6 +181,11 @@ class Session:
 
     async def _say_all(self, says: list[m.Say]) -> None:
         """Append messages, write them in one job, then acknowledge and fan them out."""
+        self._saying = says  # left in place by a crash, for run() to answer
+        await self._say_written(says)
+        self._saying = []
+
+    async def _say_written(self, says: list[m.Say]) -> None:
         first = len(self.entries)
         results = [(say.reply, self._say(say)) for say in says]
         if await self._write():

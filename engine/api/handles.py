@@ -49,6 +49,34 @@ async def ask(
     return result
 
 
+async def post(
+    session: trio.MemorySendChannel[m.ToSession],
+    timeout: float,  # noqa: ASYNC109 - bounds the wait for room in the mailbox
+    then: Callable[[Any], None],
+    build: Callable[[m.Reply], m.Say],
+) -> Callable[[], None]:
+    """Hand a line to its session and return without waiting for the answer (a pipelined send).
+
+    `then` is called once, from the session, with the line's sequence number or an EngineError
+    (never raise from it). The function returned gives up: `then` gets `busy` at once and a late
+    answer is dropped. The writer's later lines queue behind this one in the session's mailbox,
+    so several lines of one writer share a commit.
+    """
+    reply = m.Reply(then)
+    with trio.move_on_after(timeout) as scope:
+        try:
+            await session.send(build(reply))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise EngineError("chat_ended", "this chat has ended") from None
+    if scope.cancelled_caught:
+        raise EngineError("busy", "the engine did not answer in time; try again")
+
+    def give_up() -> None:
+        m.answer(reply, EngineError("busy", "the engine did not answer in time; try again"))
+
+    return give_up
+
+
 async def rate_chat(store: Store, chat_id: str, rating: Rating | str, comment: str) -> Ticket:
     """Store a visitor's rating on the chat's ticket, once."""
     try:
@@ -129,6 +157,23 @@ class VisitorChat:
             )
         )
         return seq
+
+    async def post(
+        self, text: str, *, client_msg_id: str = "", then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """Write a message without waiting for its answer (see `post`)."""
+        return await post(
+            self._session,
+            self._timeout,
+            then,
+            lambda r: m.Say(
+                author="visitor",
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            ),
+        )
 
     async def typing(self, on: bool) -> None:
         await self._tell(m.SetTyping(author="visitor", on=on))
@@ -266,6 +311,28 @@ class AgentConnection:
             "chat_ended",
         )
         return seq
+
+    async def post(
+        self,
+        chat_id: str,
+        text: str,
+        *,
+        client_msg_id: str = "",
+        then: Callable[[int | EngineError], None],
+    ) -> Callable[[], None]:
+        """Write a message without waiting for its answer (see `post`)."""
+        return await post(
+            self._session(chat_id),
+            self._timeout,
+            then,
+            lambda r: m.Say(
+                author=self.agent_id,
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            ),
+        )
 
     async def typing(self, chat_id: str, on: bool) -> None:
         """Tell the chat this agent started or stopped typing; refused if it is not in the chat."""

@@ -5,11 +5,14 @@ Theory of operation
 A connection is three tasks around one bounded queue of outgoing frames:
 
 - the **reader** takes WebSocket messages one at a time, decodes each with the codec, and handles
-  it to the end (a request's reply is queued before the next message is read, so one client's
-  requests never run concurrently and a client cannot make the server hold more than one
-  request of its own). It reads nothing more while the queue is more than half full: a client
-  that pipelines requests faster than it reads the replies is slowed down (TCP backpressure),
-  not dropped;
+  it to the end, with one exception: a chat line (``send``) is handed to its chat's session and
+  the reader goes on to the next message while the session writes it (up to ``PIPELINE`` lines
+  per connection at once; the session's answer queues the reply). So a client's lines in flight
+  reach the session together and share one commit. Any other request first waits until those
+  lines are answered, so requests still take effect in the order they were sent; replies to
+  lines of different chats may arrive out of order, which SPEC.md section 2 allows. It reads
+  nothing more while the queue is more than half full: a client that pipelines requests faster
+  than it reads the replies is slowed down (TCP backpressure), not dropped;
 - the **writer** sends the frames: it takes everything queued (without waiting for more) and
   writes the batch with one write;
 - the **heartbeat** pings every ``heartbeat_interval`` and closes with 4001 when a pong does not
@@ -80,6 +83,7 @@ __all__ = ["Connection", "EventSink", "RoleHandler", "TokenBucket"]
 log = structlog.get_logger("helpline.gateway")
 
 _FLUSH: Final = object()  # queued behind the last frame of a flushing close
+PIPELINE: Final = 8  # chat lines of one connection handed to sessions and not yet answered
 _STORE_CODES: Final = frozenset({"not_found", "already_rated"})  # passed through from the store
 _WIRE_CODES: Final = {  # the store's own codes, as the wire names them (SPEC.md section 8)
     "store_busy": "busy",
@@ -96,6 +100,14 @@ class RoleHandler(Protocol):
 
     async def handle(self, request: Request) -> Fields:
         """Serve one request; return the reply's result fields or raise an error with a code."""
+
+    posts: frozenset[str]
+    """The request types served by ``post`` (pipelined) instead of ``handle``."""
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """Hand a chat line over; ``then`` gets its seq (or error). Returns a give-up function."""
 
 
 class TokenBucket:
@@ -199,6 +211,9 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._bucket = TokenBucket(self.settings.rate, self.settings.burst, trio.current_time())
         self._pings = 0
+        self._posted: dict[int, tuple[float, Callable[[], None]]] = {}  # lines not answered yet
+        self._serial = 0
+        self._settled = trio.Event()  # set each time a posted line is answered
 
     # -- for role handlers -------------------------------------------------------------------------
 
@@ -394,7 +409,11 @@ class Connection:
             self._reply_error(request.ref, "invalid_state", "this connection said hello already")
         elif request.type == "ping":
             self.put(encode_reply_ok(request.ref, at=self.engine.now()))
+        elif request.type in self._handler.posts:
+            await self._post(request, self._handler)
         else:
+            if self._posted:
+                await self._settle(0)
             await self._dispatch(request, self._handler)
 
     def _refuse(self, error: ProtocolError) -> None:
@@ -435,6 +454,50 @@ class Connection:
         else:
             self.put(encode_reply_ok(request.ref, **result))
 
+    async def _post(self, request: Request, handler: RoleHandler) -> None:
+        """Hand a chat line to its session; its reply is queued when the session answers."""
+        if len(self._posted) >= PIPELINE:
+            await self._settle(PIPELINE - 1)
+        key, self._serial = self._serial, self._serial + 1
+        ref = request.ref
+
+        def answered(value: int | EngineError) -> None:  # called from the session actor
+            if self._posted.pop(key, None) is None:
+                return  # given up already
+            self._settled.set()
+            try:
+                if isinstance(value, EngineError):
+                    self._reply_error(ref, value.code, value.message)
+                else:
+                    self.put(encode_reply_ok(ref, seq=value, at=self.engine.now()))
+            except Exception:
+                self._fault()
+
+        deadline = trio.current_time() + self.engine.config.ask_timeout
+        self._posted[key] = (deadline, _nothing)
+        try:
+            give_up = await handler.post(request, answered)
+        except (EngineError, ProtocolError, StoreError) as exc:
+            self._posted.pop(key, None)
+            self._reply_error(ref, exc.code, exc.message)
+            return
+        except BaseException:
+            self._posted.pop(key, None)
+            raise
+        if key in self._posted:
+            self._posted[key] = (deadline, give_up)
+
+    async def _settle(self, most: int) -> None:
+        """Wait until at most ``most`` posted lines wait for an answer; overdue ones get busy."""
+        while len(self._posted) > most:
+            self._settled = trio.Event()
+            with trio.move_on_at(min(deadline for deadline, _ in self._posted.values())):
+                await self._settled.wait()
+            now = trio.current_time()
+            for deadline, give_up in list(self._posted.values()):
+                if deadline <= now:
+                    give_up()
+
     async def _hello(self, request: Request) -> None:
         if request.type != "hello":
             self._reply_error(request.ref, "hello_required", "the first request must be hello")
@@ -470,6 +533,10 @@ class Connection:
         )
         self.log.info("hello", role=role.value)
         handler.start()
+
+
+def _nothing() -> None:
+    pass
 
 
 _ROLES: Final[

@@ -26,7 +26,7 @@ invalid), a department must exist (``not_found``), and ``canned_edit`` takes a d
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import Agent, CannedMessage, Department, EngineError, RoutingMode
@@ -106,6 +106,13 @@ class AdminRole:
             "canned_delete": self._canned_delete,
             "canned_list": self._canned_list,
         }
+
+    posts: frozenset[str] = frozenset()
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        raise AssertionError("an admin posts nothing")
 
     def start(self) -> None:
         """An admin receives no events besides ``shutdown``."""

@@ -19,7 +19,7 @@ the facts the gateway recorded when the visitor opened it. Ticket requests are s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from engine import (
@@ -111,8 +111,21 @@ class AgentRole:
     def start(self) -> None:
         self._handle.attach(self._conn.sink(self._see))
 
+    posts = frozenset({"send"})
+
     async def handle(self, request: Request) -> Fields:
         return await self._handlers[request.type](request)
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """A pipelined ``send``: the session answers through ``then``."""
+        return await self._handle.post(
+            request.require("chat_id", str),
+            request.require("text", str),
+            client_msg_id=request.get("client_msg_id", str, ""),
+            then=then,
+        )
 
     def _see(self, event: Event) -> None:
         if isinstance(event, Offer):

@@ -34,7 +34,7 @@ import hmac
 import ipaddress
 import itertools
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -248,8 +248,20 @@ class VisitorRole:
         if self._chat is not None:
             self._started(self._chat)
 
+    posts = frozenset({"send"})
+
     async def handle(self, request: Request) -> Fields:
         return await self._handlers[request.type](request)
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """A pipelined ``send``: the session answers through ``then``."""
+        return await self._live().handle.post(
+            request.require("text", str),
+            client_msg_id=request.get("client_msg_id", str, ""),
+            then=then,
+        )
 
     # -- states ------------------------------------------------------------------------------------
 
