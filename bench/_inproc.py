@@ -217,7 +217,7 @@ async def _throughput(
             async def visitor_reader(chat: VisitorChat) -> None:
                 while True:  # the visitor sees its own lines too; a real widget reads them
                     await chat.next_event()
-                    chat._outlet.pending()
+                    chat.pending_events()
 
             async def visitor(chat: VisitorChat) -> None:
                 for _ in range(per_chat):

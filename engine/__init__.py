@@ -1,21 +1,26 @@
 """helpline's engine: actors that route help-desk chats to agents and keep every chat as a ticket.
 
-Import from here; the underscored modules are private.
+Import from here; the modules under the layer folders (model, store, canned, actors, api) are
+internal and may move.
 """
 
 from .api.engine import Engine, open_engine
 from .api.handles import AgentConnection, VisitorChat
+from .api.supervision import SupervisorConnection
 from .canned.desk import CannedDesk
 from .canned.records import CannedCategory, CannedMessage
 from .canned.text import fill_placeholders, query_of
+from .model.audit import AUDIT_ACTIONS, AuditEntry
 from .model.chatstate import ChatState
 from .model.config import EngineConfig
+from .model.desk import DeskChat, DeskQueue, DeskSnapshot
 from .model.errors import EngineError
 from .model.events import (
     ChatAssigned,
     ChatEnded,
     ChatMessage,
     ChatRemoved,
+    DeskChanged,
     Event,
     HandoffResult,
     Offer,
@@ -24,6 +29,7 @@ from .model.events import (
     StatusChanged,
     SystemEvent,
     Typing,
+    WhisperMessage,
 )
 from .model.records import (
     Agent,
@@ -52,16 +58,19 @@ from .model.views import (
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
 from .store.exclusive import exclusive_use
+from .store.sqlite import hold_clock_for_store
 from .store.sqlite_store import SqliteStore, StoreError
 from .store.tickets import MAX_PAGE
 from .store.url import StoreLocation, open_store, parse_store_url
 
 __all__ = [
+    "AUDIT_ACTIONS",
     "MAX_PAGE",
     "Agent",
     "AgentConnection",
     "AgentStatus",
     "AgentView",
+    "AuditEntry",
     "Availability",
     "CannedCategory",
     "CannedDesk",
@@ -75,6 +84,10 @@ __all__ = [
     "ChatView",
     "CopyReport",
     "Department",
+    "DeskChanged",
+    "DeskChat",
+    "DeskQueue",
+    "DeskSnapshot",
     "EndReason",
     "Engine",
     "EngineConfig",
@@ -98,6 +111,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreLocation",
+    "SupervisorConnection",
     "SystemEvent",
     "Ticket",
     "TicketKind",
@@ -105,9 +119,11 @@ __all__ = [
     "Visitor",
     "VisitorChat",
     "VisitorPanel",
+    "WhisperMessage",
     "copy_store",
     "exclusive_use",
     "fill_placeholders",
+    "hold_clock_for_store",
     "open_engine",
     "open_store",
     "parse_store_url",

@@ -27,6 +27,7 @@ from engine import (
     RoutingMode,
     Ticket,
     Visitor,
+    hold_clock_for_store,
     open_engine,
 )
 from protocol import configure_logging
@@ -128,7 +129,8 @@ def main(db: str | os.PathLike[str] = "helpline-demo.db") -> None:
     for suffix in ("", "-wal", "-shm"):
         if os.path.exists(f"{db}{suffix}"):
             os.remove(f"{db}{suffix}")
-    trio.run(run_demo, db, clock=MockClock(autojump_threshold=0))
+    with hold_clock_for_store():
+        trio.run(run_demo, db, clock=MockClock(autojump_threshold=0))
 
 
 if __name__ == "__main__":

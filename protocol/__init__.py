@@ -1,7 +1,8 @@
 """helpline's wire: the msgpack codec, the WebSocket gateway and daemon, and the client library.
 
-Import from here; the underscored modules are private. The protocol itself is specified in
-protocol/SPEC.md.
+Import from here; the modules under it are private: ``wire/`` (frames, codec, error codes,
+records), ``server/`` (gateway, connections, roles, daemon), ``client.py`` and ``cli/``. The
+protocol itself is specified in protocol/SPEC.md.
 """
 
 from .client import Client, ClientClosed, ClientError, connect, connect_stream

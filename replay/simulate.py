@@ -23,11 +23,13 @@ waits for real time. The clock is held still while the engine starts and the age
 (the store writes their presence), and from the last visitor on (the tickets are read back and
 the engine stops); the module docstring of ``replay.clock`` says why it may run free in between.
 `simulate` also runs under trio's ``MockClock(autojump_threshold=0)``, as tests do (pytest-trio's
-``autojump_clock``); the engine then keeps that clock from jumping while its store works.
+``autojump_clock``); it then opens the engine inside ``hold_clock_for_store``, so that the
+store keeps that clock from jumping while it works.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -55,6 +57,7 @@ from engine import (
     Ticket,
     TicketKind,
     Visitor,
+    hold_clock_for_store,
     open_engine,
 )
 
@@ -115,17 +118,19 @@ async def simulate(
     `db` keeps the engine's database (it must not exist yet); by default it is a temporary file.
     """
     clock = trio.lowlevel.current_clock()
+    hold: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if isinstance(clock, VirtualClock):
         pause, resume = clock.pause, clock.resume
     elif isinstance(clock, MockClock) and clock.autojump_threshold == 0:
         pause = resume = _nothing
+        hold = hold_clock_for_store()
     else:
         raise RuntimeError(
             "simulate needs a virtual clock: replay.clock.VirtualClock, or "
             "trio.testing.MockClock(autojump_threshold=0)"
         )
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="helpline-replay-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="helpline-replay-") as tmp, hold:
         path = Path(db) if db is not None else Path(tmp) / "replay.db"
         if path.exists():
             raise FileExistsError(f"{os.fspath(path)} exists already; a replay writes a new one")

@@ -9,7 +9,15 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from engine import Agent, Department, Engine, EngineConfig, RoutingMode, open_engine
+from engine import (
+    Agent,
+    Department,
+    Engine,
+    EngineConfig,
+    RoutingMode,
+    hold_clock_for_store,
+    open_engine,
+)
 
 from .postgres import fresh_schema
 
@@ -30,6 +38,13 @@ AGENTS = (
     Agent(id="cy", name="Cy", departments=("support",), capacity=1),
     Agent(id="dee", name="Dee", departments=("closed",), capacity=1),
 )
+
+
+@pytest.fixture
+def autojump_clock() -> Iterator[MockClock]:
+    """pytest-trio's autojump clock, held still by every store the test opens while it works."""
+    with hold_clock_for_store():
+        yield MockClock(autojump_threshold=0)
 
 
 @pytest.fixture

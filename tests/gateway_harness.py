@@ -88,6 +88,21 @@ class Harness:
             yield client
 
     @asynccontextmanager
+    async def supervisor(
+        self, name: str, *departments: str, **options: Any
+    ) -> AsyncIterator[Client]:
+        """A supervisor of ``departments`` signed in."""
+        token = await issue_token(
+            self.engine.store,
+            Role.SUPERVISOR,
+            name,
+            now=self.engine.now(),
+            departments=departments,
+        )
+        async with self.connect(role="supervisor", token=token, **options) as client:
+            yield client
+
+    @asynccontextmanager
     async def visitor(self, **options: Any) -> AsyncIterator[Client]:
         async with self.connect(role="visitor", **options) as client:
             yield client

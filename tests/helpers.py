@@ -20,7 +20,7 @@ async def settle() -> None:
 async def drain(handle: AgentConnection | VisitorChat) -> list[Event]:
     """Everything delivered to `handle` so far."""
     await settle()
-    return handle._outlet.pending()
+    return handle.pending_events()
 
 
 def of_type(events: list[Event], kind: type[E]) -> list[E]:

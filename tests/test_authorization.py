@@ -50,6 +50,12 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("visitor", "tickets (department)", "own", "forbidden"),
     ("visitor", "ticket", "own", "forbidden"),
     ("visitor", "agent_list", "-", "forbidden"),
+    ("visitor", "supervise_start", "-", "forbidden"),
+    ("visitor", "monitor", "own", "forbidden"),
+    ("visitor", "whisper", "own", "forbidden"),
+    ("visitor", "barge", "own", "forbidden"),
+    ("visitor", "reassign", "own", "forbidden"),
+    ("visitor", "audit_list", "-", "forbidden"),
     # An agent of sales.
     ("agent", "set_status", "-", "ok"),
     ("agent", "set_ringtone", "-", "ok"),
@@ -109,6 +115,53 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "canned_add", "own", "forbidden"),
     ("agent", "canned_edit", "own", "forbidden"),
     ("agent", "canned_delete", "own", "forbidden"),
+    ("agent", "supervise_start", "-", "forbidden"),
+    ("agent", "supervise_stop", "-", "forbidden"),
+    ("agent", "monitor", "own", "forbidden"),
+    ("agent", "unmonitor", "own", "forbidden"),
+    ("agent", "whisper", "own", "forbidden"),
+    ("agent", "barge", "own", "forbidden"),
+    ("agent", "reassign", "own", "forbidden"),
+    ("agent", "audit_list", "-", "forbidden"),
+    # A supervisor of sales.
+    ("supervisor", "supervise_start", "own", "ok"),
+    ("supervisor", "supervise_start", "other", "hidden"),
+    ("supervisor", "supervise_stop", "-", "ok"),
+    ("supervisor", "monitor", "own", "ok"),
+    ("supervisor", "monitor", "other", "not_found"),
+    ("supervisor", "unmonitor", "own", "ok"),
+    ("supervisor", "unmonitor", "other", "not_found"),
+    ("supervisor", "whisper", "own", "ok"),
+    ("supervisor", "whisper", "other", "not_found"),
+    ("supervisor", "barge", "own", "ok"),
+    ("supervisor", "barge", "other", "not_found"),
+    ("supervisor", "reassign", "own", "ok"),
+    ("supervisor", "reassign", "other", "not_found"),
+    ("supervisor", "send (barged)", "own", "ok"),
+    ("supervisor", "send", "own", "not_in_chat"),
+    ("supervisor", "send", "other", "not_in_chat"),
+    ("supervisor", "typing", "own", "not_in_chat"),
+    ("supervisor", "leave_chat", "own", "not_in_chat"),
+    ("supervisor", "available_agents", "other", "ok"),
+    ("supervisor", "tickets (department)", "own", "ok"),
+    ("supervisor", "tickets (department)", "other", "forbidden"),
+    ("supervisor", "tickets (missed)", "other", "hidden"),
+    ("supervisor", "ticket", "own", "ok"),
+    ("supervisor", "ticket", "other", "not_found"),
+    ("supervisor", "open_chat", "-", "forbidden"),
+    ("supervisor", "accept", "own", "forbidden"),
+    ("supervisor", "decline", "own", "forbidden"),
+    ("supervisor", "transfer", "own", "forbidden"),
+    ("supervisor", "end_chat", "own", "forbidden"),
+    ("supervisor", "set_status", "-", "forbidden"),
+    ("supervisor", "visitor_panel", "own", "forbidden"),
+    ("supervisor", "canned_suggest", "-", "forbidden"),
+    ("supervisor", "mark_handled", "own", "forbidden"),
+    ("supervisor", "department_update", "own", "forbidden"),
+    ("supervisor", "agent_list", "-", "forbidden"),
+    ("supervisor", "token_issue", "-", "forbidden"),
+    ("supervisor", "canned_list", "own", "forbidden"),
+    ("supervisor", "audit_list", "-", "forbidden"),
     # An admin: every department, and no chats.
     ("admin", "tickets (department)", "own", "ok"),
     ("admin", "tickets (department)", "other", "ok"),
@@ -140,9 +193,20 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "visitor_panel", "own", "forbidden"),
     ("admin", "canned_suggest", "-", "forbidden"),
     ("admin", "canned_pick", "own", "forbidden"),
+    ("admin", "supervise_start", "own", "ok"),
+    ("admin", "supervise_start", "other", "ok"),
+    ("admin", "supervise_stop", "-", "ok"),
+    ("admin", "monitor", "other", "ok"),
+    ("admin", "unmonitor", "other", "ok"),
+    ("admin", "whisper", "other", "ok"),
+    ("admin", "reassign", "other", "ok"),
+    ("admin", "barge", "own", "forbidden"),
+    ("admin", "token_issue (supervisor)", "-", "ok"),
+    ("admin", "audit_list", "-", "ok"),
 )
 
 DEPARTMENT = {"own": "sales", "other": "support"}
+ELSEWHERE = {"own": "support", "other": "sales"}  # where a chat of ``whose`` is reassigned to
 
 
 @pytest.fixture
@@ -347,6 +411,46 @@ async def _canned_list(desk: Desk, whose: str, me: Client) -> bool:
     return desk.canned[whose] in _ids(reply["messages"], "id")
 
 
+async def _supervise_start(desk: Desk, whose: str, me: Client) -> bool:
+    reply = await me.request("supervise_start")
+    return desk.chats[whose] in _ids(reply["chats"], "chat_id")
+
+
+async def _unmonitor(desk: Desk, whose: str, me: Client) -> Reply:
+    chat_id = desk.chats[whose]
+    try:
+        await me.request("monitor", chat_id=chat_id)
+    except ClientError as exc:
+        if exc.code != "not_found":
+            raise
+    return await me.request("unmonitor", chat_id=chat_id)
+
+
+async def _send_barged(desk: Desk, whose: str, me: Client) -> Reply:
+    await me.request("barge", chat_id=desk.chats[whose])
+    return await me.request("send", chat_id=desk.chats[whose], text="supervisor here")
+
+
+async def _audit_list(desk: Desk, whose: str, me: Client) -> Reply:
+    reply = await me.request("audit_list")
+    assert isinstance(reply["entries"], list | tuple)
+    return reply
+
+
+STEPS["supervise_start"] = _supervise_start
+STEPS["supervise_stop"] = lambda d, w, me: me.request("supervise_stop")
+STEPS["monitor"] = lambda d, w, me: me.request("monitor", chat_id=d.chats[w])
+STEPS["unmonitor"] = _unmonitor
+STEPS["whisper"] = lambda d, w, me: me.request("whisper", chat_id=d.chats[w], text="psst")
+STEPS["barge"] = lambda d, w, me: me.request("barge", chat_id=d.chats[w])
+STEPS["reassign"] = lambda d, w, me: me.request(
+    "reassign", chat_id=d.chats[w], to_department=ELSEWHERE[w]
+)
+STEPS["send (barged)"] = _send_barged
+STEPS["audit_list"] = _audit_list
+STEPS["token_issue (supervisor)"] = lambda d, w, me: me.request(
+    "token_issue", role="supervisor", name="sue", departments=["sales"]
+)
 STEPS["visitor_panel (history)"] = _panel_history
 STEPS["canned_suggest"] = _suggest
 STEPS["canned_list"] = _canned_list
@@ -356,7 +460,9 @@ async def outcome(desk: Desk, role: str, request: str, whose: str) -> str:
     """What ``role`` gets for ``request`` about the data of ``whose``."""
     me = {"agent": desk.ann, "visitor": desk.visitors["own"]}.get(role)
     async with AsyncExitStack() as stack:
-        if me is None:
+        if role == "supervisor":
+            me = await stack.enter_async_context(desk.gw.supervisor("sue", "sales"))
+        elif me is None:
             me = await stack.enter_async_context(desk.gw.admin())
         try:
             result = await STEPS[request](desk, "own" if whose == "-" else whose, me)
@@ -379,7 +485,7 @@ def _spec_rows() -> list[tuple[str, str, str, str]]:
     rows = []
     for line in section.splitlines():
         cells = [c.replace("`", "").strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0] in ("visitor", "agent", "admin"):
+        if len(cells) == 4 and cells[0] in ("visitor", "agent", "supervisor", "admin"):
             rows.append((cells[0], cells[1], cells[2], cells[3]))
     return rows
 

@@ -30,11 +30,16 @@ from engine import (
     Ticket,
     TicketKind,
     Visitor,
+    hold_clock_for_store,
     open_engine,
     open_store,
 )
 from protocol import ConfigError, load_config
-from protocol.cli.main import build_parser, export_tickets, format_ratings, main, parse_time
+from protocol.cli import main
+from protocol.cli.common import parse_time
+from protocol.cli.main import build_parser
+from protocol.cli.ratings import format_ratings
+from protocol.cli.tickets import export_tickets
 from protocol.server.auth import authenticate
 from protocol.server.settings import DEFAULT_PORT, parse_config
 from protocol.wire.frames import Role
@@ -447,7 +452,8 @@ async def _run_chats(db: Path) -> None:
 
 def make_tickets(db: Path) -> None:
     """Run the chats of CHATS through the engine, a minute apart (virtual time), over ``db``."""
-    trio.run(_run_chats, db, clock=MockClock(autojump_threshold=0))
+    with hold_clock_for_store():
+        trio.run(_run_chats, db, clock=MockClock(autojump_threshold=0))
 
 
 def stored(db: Path) -> list[dict[str, Any]]:

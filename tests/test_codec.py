@@ -13,6 +13,8 @@ from typing import Any
 import msgpack
 import pytest
 
+from engine import EngineError, StoreError
+from engine.model.errors import ENGINE_ERROR_CODES
 from protocol.wire.codec import (
     decode_request,
     decode_server_frame,
@@ -28,6 +30,7 @@ from protocol.wire.errors import (
     ERROR_CODES,
     SERVER_ERROR_CODES,
     ProtocolError,
+    wire_error,
 )
 from protocol.wire.frames import (
     DEFAULT_LIMITS,
@@ -120,7 +123,20 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "agent_add": {"id": "ann", "name": "Ann", "departments": ["sales", "billing"], "capacity": 3},
     "agent_remove": {"id": "ann"},
     "agent_list": {},
-    "token_issue": {"agent_id": "ann"},
+    "token_issue": {
+        "agent_id": "ann",
+        "role": "agent",
+        "name": "sue",
+        "departments": ["sales"],
+    },
+    "audit_list": {
+        "since": 1.0,
+        "until": 2.0,
+        "actor": "cli",
+        "action": "whisper",
+        "limit": 10,
+        "offset": 5,
+    },
     "rating_report": {"since": 1_700_000_000.0, "until": 1_700_086_400.0},
     "canned_category_add": {"name": "Shipping", "id": "shipping"},
     "canned_category_rename": {"id": "shipping", "name": "Shipping and returns"},
@@ -142,6 +158,13 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     },
     "canned_delete": {"id": "cm-3"},
     "canned_list": {"department": "sales", "category": "general"},
+    "supervise_start": {},
+    "supervise_stop": {},
+    "monitor": {"chat_id": "c-1"},
+    "unmonitor": {"chat_id": "c-1"},
+    "whisper": {"chat_id": "c-1", "text": "offer the discount"},
+    "barge": {"chat_id": "c-1"},
+    "reassign": {"chat_id": "c-1", "to_agent": "bob", "to_department": "sales", "note": "VIP"},
 }
 
 
@@ -778,6 +801,31 @@ class TestProtocolError:
         """ERROR_CODES is exactly the codec's codes and the server's codes."""
         assert set(CODEC_ERROR_CODES) | set(SERVER_ERROR_CODES) == set(ERROR_CODES)
         assert not set(CODEC_ERROR_CODES) & set(SERVER_ERROR_CODES)
+
+    def test_engine_codes_are_wire_codes(self) -> None:
+        """Every code the engine defines for itself may appear on the wire as it is."""
+        assert set(ENGINE_ERROR_CODES) <= set(ERROR_CODES)
+
+
+class TestWireError:
+    @pytest.mark.parametrize(
+        ("refusal", "expected"),
+        [
+            (EngineError("not_owner", "not yours"), ("not_owner", "not yours")),
+            (EngineError("store_busy", "wait"), ("busy", "wait")),
+            (EngineError("store_failed", "disk"), ("store_unavailable", "disk")),
+            (EngineError("ticket_exists", "twice"), ("internal", "ticket_exists: twice")),
+            (StoreError("gone", code="not_found"), ("not_found", "gone")),
+            (StoreError("full", code="store_busy"), ("store_unavailable", "full")),
+            (ProtocolError("rate_limited", "slow down"), ("rate_limited", "slow down")),
+        ],
+    )
+    def test_translation(
+        self, refusal: EngineError | StoreError | ProtocolError, expected: tuple[str, str]
+    ) -> None:
+        """Engine codes pass, the store's are renamed as SPEC.md says, and others are internal."""
+        error = wire_error(refusal)
+        assert expected == (error.code, error.message)
 
 
 # -- SPEC.md agrees with the tables ------------------------------------------------------------

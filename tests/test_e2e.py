@@ -199,6 +199,80 @@ class TestDaemon:
                 await visitor.send_raw(encode_request("ping", 9, pad="x" * 70_000))
                 assert 1009 == await visitor.wait_closed()
 
+    async def test_a_supervisor_whispers_unseen(self, daemon: Daemon) -> None:
+        """A supervisor lists the live chats, monitors one and whispers to its agent; the visitor
+        sees nothing of it, live or when it resumes, and the ticket keeps it as internal."""
+        url = daemon.url
+        with trio.fail_after(DEADLINE):
+            issued = await trio.run_process(
+                helpline(
+                    "token", "--supervisor", "sue", "--department", "sales", "--db", str(daemon.db)
+                ),
+                capture_stdout=True,
+            )
+            sue_token = issued.stdout.decode().strip()
+            async with connect(url, role="admin", token=daemon.admin_token) as admin:
+                ann_token = (await admin.request("token_issue", agent_id="ann"))["token"]
+                async with (
+                    connect(url, role="agent", token=ann_token) as ann,
+                    connect(url, role="visitor") as visitor,
+                    connect(url, role="supervisor", token=sue_token) as sue,
+                ):
+                    assert dict(sue.hello["supervisor"]) == {  # type: ignore[call-overload]
+                        "id": "supervisor:sue",
+                        "name": "sue",
+                        "departments": ("sales",),
+                    }
+                    await ann.request("set_status", status="online")
+                    opened = await visitor.request(
+                        "open_chat", department="sales", name="Mina", question="A discount?"
+                    )
+                    chat_id = str(opened["chat_id"])
+                    await take(ann, chat_id)
+                    await visitor.request("send", text="Is there a discount?")
+                    desk = await sue.request("supervise_start")
+                    [row] = [c for c in desk["chats"] if c["chat_id"] == chat_id]
+                    assert (row["state"], row["owner"]) == ("active", "ann")
+                    monitored = await sue.request("monitor", chat_id=chat_id)
+                    replayed = await sue.wait_for("message", seq=monitored["seq"])
+                    assert replayed.fields["text"] == "Is there a discount?"
+                    whisper = await sue.request("whisper", chat_id=chat_id, text="Offer 10%")
+                    heard = await ann.wait_for("whisper", chat_id=chat_id)
+                    assert (heard.fields["seq"], heard.fields["text"]) == (
+                        whisper["seq"],
+                        "Offer 10%",
+                    )
+                    await ann.request("send", chat_id=chat_id, text="We can do 10% off.")
+                    answer = await visitor.wait_for("message", author="ann")
+                    assert answer.fields["seq"] > whisper["seq"]
+                    await sue.wait_for("message", author="ann")
+                    changed = await sue.wait_for("desk_changed")
+                    assert chat_id in [c["chat_id"] for c in changed.fields["chats"]]
+                    seen = visitor.pending_events()
+                    assert all(e.name != "whisper" for e in seen)
+                    assert all("Offer 10%" not in str(e.fields) for e in seen)
+                    token = str(opened["resume_token"])
+                    await visitor.aclose()
+                async with connect(
+                    url, role="visitor", resume_token=token, last_seq=0, chat_id=chat_id
+                ) as again:
+                    assert again.hello["resumed"] is True
+                    await again.wait_for("message", author="ann")
+                    replay = again.pending_events()
+                    assert all(e.name != "whisper" for e in replay)
+                    async with connect(url, role="agent", token=ann_token) as ann_again:
+                        ended = await ann_again.request("end_chat", chat_id=chat_id)
+                    await again.wait_for("ended")
+                    assert await again.request("rate", rating="good") == {}
+                ticket = (await admin.request("ticket", ticket_id=ended["ticket_id"]))["ticket"]
+                [internal] = [e for e in ticket["entries"] if e["kind"] == "whisper"]
+                assert (internal["text"], internal["internal"]) == ("Offer 10%", True)
+                audit = await admin.request("audit_list", actor="supervisor:sue")
+                assert [e["action"] for e in audit["entries"]] == ["whisper", "monitor"]
+        async with open_store(daemon.db, synchronous="NORMAL") as store:
+            stored = await store.ticket_for_chat(chat_id)
+        assert "Offer 10%" not in [e.text for e in stored.for_visitor().entries]
+
     async def test_sigterm_ends_every_chat(self, daemon: Daemon, tmp_path: Path) -> None:
         """SIGTERM: clients get shutdown and 1001, the daemon exits 0, every chat is a ticket."""
         url, ann_token = daemon.url, None

@@ -35,6 +35,7 @@ from engine import (
     SystemEvent,
     Visitor,
     VisitorChat,
+    hold_clock_for_store,
     open_engine,
     open_store,
 )
@@ -100,7 +101,7 @@ class World:
         readers: list[tuple[str, Any]] = [(a, c) for a, c in self.agents.items()]
         readers += [(f"visitor:{cid}", v) for cid, v in self.chats.items()]
         for name, handle in readers:
-            for event in handle._outlet.pending():
+            for event in handle.pending_events():
                 if isinstance(event, Offer) and name in self.offers:
                     self.offers[name].append(event.offer_id)
                 if isinstance(event, ChatMessage | SystemEvent):
@@ -311,7 +312,7 @@ def test_invariants_hold_under_random_operations(
     online: set[str], operations: list[tuple[Any, ...]]
 ) -> None:
     """Any sequence of operations keeps ownership, capacity, offers, tickets and order sound."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, hold_clock_for_store():
         trio.run(
             scenario,
             Path(tmp) / "h.db",

@@ -1,12 +1,11 @@
-"""The engine's shape: imports point down the layers, never in a circle, and modules stay small."""
+"""The shape of engine/ and protocol/: imports point down the layers, never in a circle, and
+modules stay small."""
 
 from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 ENGINE = Path(__file__).parent.parent / "engine"
 MAX_LINES = 650
@@ -31,14 +30,17 @@ def type_checking_only(node: ast.If) -> bool:
     )
 
 
-def module_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Imports run when the module is imported (TYPE_CHECKING blocks and functions excepted)."""
+def module_imports(
+    tree: ast.Module, *, type_checking: bool = False
+) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Imports run when the module is imported (functions excepted; TYPE_CHECKING blocks too,
+    unless ``type_checking``)."""
     todo: list[ast.stmt] = list(tree.body)
     while todo:
         node = todo.pop()
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
-        elif isinstance(node, ast.If) and not type_checking_only(node):
+        elif isinstance(node, ast.If) and (type_checking or not type_checking_only(node)):
             todo.extend(node.body + node.orelse)
         elif isinstance(node, ast.Try):
             todo.extend(node.body + node.orelse + node.finalbody)
@@ -46,14 +48,18 @@ def module_imports(tree: ast.Module) -> Iterator[ast.Import | ast.ImportFrom]:
                 todo.extend(handler.body)
 
 
-def engine_imports(path: Path, known: set[str]) -> set[str]:
-    """The engine modules `path` imports (`from . import x` counts as importing `x`)."""
+def imports(
+    path: Path, known: set[str], *, top: str | None = "engine", type_checking: bool = False
+) -> set[str]:
+    """The modules of package `top` (of any package if None) that `path` imports (`from . import
+    x` counts as importing `x`)."""
     name = module_name(path)
     package = name if is_package(path) else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in module_imports(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in module_imports(tree, type_checking=type_checking):
         if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.split(".")[0] == "engine")
+            found.update(a.name for a in node.names if top in (None, a.name.split(".")[0]))
             continue
         if node.level:
             base = package.split(".")
@@ -61,7 +67,7 @@ def engine_imports(path: Path, known: set[str]) -> set[str]:
             target = ".".join([*base, node.module] if node.module else base)
         else:
             target = node.module or ""
-        if target.split(".")[0] != "engine":
+        if top not in (None, target.split(".")[0]):
             continue
         for alias in node.names:
             sub = f"{target}.{alias.name}"
@@ -70,10 +76,41 @@ def engine_imports(path: Path, known: set[str]) -> set[str]:
     return found
 
 
-def graph() -> dict[str, set[str]]:
-    paths = sorted(ENGINE.rglob("*.py"))
+def graph(
+    root: Path = ENGINE, *, top: str | None = "engine", type_checking: bool = False
+) -> dict[str, set[str]]:
+    paths = sorted(root.rglob("*.py"))
     known = {module_name(p) for p in paths}
-    return {module_name(p): engine_imports(p, known) for p in paths}
+    return {module_name(p): imports(p, known, top=top, type_checking=type_checking) for p in paths}
+
+
+def circles(edges: dict[str, set[str]]) -> list[str]:
+    """Every import circle found walking `edges` (each as "a -> b -> a")."""
+    found: list[str] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            found.append(" -> ".join([*path[path.index(module) :], module]))
+            return
+        if module in done:
+            return
+        for target in sorted(edges.get(module, ())):
+            visit(target, [*path, module])
+        done.add(module)
+
+    for module in sorted(edges):
+        visit(module, [])
+    return found
+
+
+def too_long(root: Path) -> dict[str, int]:
+    """The modules under `root` longer than MAX_LINES, with their lengths."""
+    return {
+        str(p.relative_to(root.parent)): n
+        for p in sorted(root.rglob("*.py"))
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
 
 
 def layer(module: str) -> int | None:
@@ -83,21 +120,7 @@ def layer(module: str) -> int | None:
 
 def test_no_import_circles() -> None:
     """No engine module imports, through any chain, itself."""
-    edges = graph()
-    done: set[str] = set()
-
-    def visit(module: str, path: list[str]) -> None:
-        if module in path:
-            cycle = [*path[path.index(module) :], module]
-            pytest.fail("import circle: " + " -> ".join(cycle))
-        if module in done:
-            return
-        for target in sorted(edges.get(module, ())):
-            visit(target, [*path, module])
-        done.add(module)
-
-    for module in sorted(edges):
-        visit(module, [])
+    assert [] == circles(graph())
 
 
 def test_imports_point_down_the_layers() -> None:
@@ -123,9 +146,65 @@ def test_every_engine_folder_is_a_known_layer() -> None:
 
 def test_no_module_is_too_long() -> None:
     """Every engine module has at most 650 lines: one concern each."""
-    long = {
-        str(p.relative_to(ENGINE.parent)): n
-        for p in sorted(ENGINE.rglob("*.py"))
-        if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    assert {} == too_long(ENGINE)
+
+
+# -- protocol/ -----------------------------------------------------------------------------------
+
+PROTOCOL = ENGINE.parent / "protocol"
+
+# Within protocol: cli -> server -> wire, and client -> wire. The wire does no I/O: it imports
+# neither trio nor a WebSocket library (DESIGN.md, "Layout"). Nothing imports the command line.
+PROTOCOL_BANS = {
+    "protocol.wire": ("protocol", "trio", "trio_websocket", "websockets"),
+    "protocol.client": ("protocol.server", "protocol.cli"),
+    "protocol.server": ("protocol.cli", "protocol.client"),
+}
+PROTOCOL_ALLOWED = {"protocol.wire": ("protocol.wire",)}  # exceptions to the bans above
+
+
+def protocol_graph() -> dict[str, set[str]]:
+    """Every import of every protocol module, TYPE_CHECKING ones included."""
+    return graph(PROTOCOL, top=None, type_checking=True)
+
+
+def within(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def test_protocol_imports_point_down() -> None:
+    """The wire imports no other part of protocol and no I/O library; the client and the server
+    do not import each other, nor the command line."""
+    upward = sorted(
+        f"{module} -> {target}"
+        for module, targets in protocol_graph().items()
+        for layer, banned in PROTOCOL_BANS.items()
+        if within(module, layer)
+        for target in targets
+        if any(within(target, ban) for ban in banned)
+        and not any(within(target, ok) for ok in PROTOCOL_ALLOWED.get(layer, ()))
+    )
+    assert [] == upward
+
+
+def test_engine_never_imports_protocol() -> None:
+    """protocol/ uses the engine; the engine knows nothing of the wire."""
+    assert [] == sorted(
+        f"{module} -> {target}"
+        for module, targets in graph(top="protocol", type_checking=True).items()
+        for target in targets
+    )
+
+
+def test_protocol_has_no_import_circles() -> None:
+    """No protocol module imports, through any chain, itself (TYPE_CHECKING imports count)."""
+    edges = {
+        module: {t for t in targets if within(t, "protocol")}
+        for module, targets in protocol_graph().items()
     }
-    assert {} == long
+    assert [] == circles(edges)
+
+
+def test_no_protocol_module_is_too_long() -> None:
+    """Every protocol module has at most 650 lines: one concern each."""
+    assert {} == too_long(PROTOCOL)

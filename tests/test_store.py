@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -468,6 +469,26 @@ class TestWriter:
         store.submit(insert_token("a"), outcomes.callback("a"))
         assert outcomes.values == []  # reported on a later tick, not from inside submit
         assert isinstance((await outcomes.wait_for(1))["a"], StoreClosed)
+
+
+class TestClockHold:
+    async def test_store_work_takes_no_virtual_time(
+        self, autojump_clock: trio.testing.MockClock, db_path: Path
+    ) -> None:
+        """Under the autojump clock (inside hold_clock_for_store) a write or a read lets no
+        virtual time pass, however long its thread takes, even with a timer due."""
+
+        def slow(conn: sqlite3.Connection) -> str:
+            time.sleep(0.05)
+            return insert_token("slow")(conn)
+
+        async with open_store(db_path) as store, trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 1_000)
+            before = trio.current_time()
+            await store.write(slow)
+            await store.read(lambda conn: time.sleep(0.05))
+            assert before == trio.current_time()
+            nursery.cancel_scope.cancel()
 
 
 class TestReads:

@@ -29,6 +29,7 @@ from engine import (
     Visitor,
     open_store,
 )
+from engine.model.audit import AuditEntry
 from engine.store.contract import Connection
 from engine.store.journal import JournalBatch
 from engine.store.migrate import latest
@@ -376,6 +377,78 @@ class TestConfiguration:
             assert desk.book.use_count(hello.id, "ann") == 1
             await desk.delete_category("greet", messages="delete")
             assert desk.messages() == []
+
+
+class TestSupervisorTokens:
+    async def test_departments_of_a_token(self, store: Store) -> None:
+        """A supervisor's token keeps its departments; revoking it deletes them with it."""
+        await store.save_token(
+            token_hash="s1",
+            role="supervisor",
+            subject="supervisor:sue",
+            created_at=1.0,
+            departments=("support", "sales", "sales"),
+        )
+        await store.save_token(token_hash="a1", role="agent", subject="agent:ann", created_at=1.0)
+        assert await store.token("s1") == ("supervisor", "supervisor:sue")
+        assert await store.token_departments("s1") == ("sales", "support")
+        assert await store.token_departments("a1") == ()
+        assert await store.token_departments("unknown") == ()
+        assert await store.revoke_tokens(subject="supervisor:sue") == 1
+        assert await store.token_departments("s1") == ()
+
+
+class TestAudit:
+    async def test_record_and_list(self, store: Store) -> None:
+        """Entries come back newest first with their before and after, filtered as asked."""
+        first = await store.record_audit(
+            AuditEntry(
+                at=10.0,
+                actor="cli",
+                action="department_added",
+                target="sales",
+                after={"id": "sales", "name": "Sales ✓", "queue_limit": 3},
+            )
+        )
+        second = await store.record_audit(
+            AuditEntry(
+                at=20.0,
+                actor="admin:root",
+                action="department_changed",
+                target="sales",
+                before={"name": "Sales ✓"},
+                after={"name": "Sales"},
+            )
+        )
+        third = await store.record_audit(
+            AuditEntry(at=30.0, actor="supervisor:sue", action="whisper", target="c-1")
+        )
+        ids = [entry.id or 0 for entry in (first, second, third)]
+        assert ids == sorted(ids)
+        assert 0 < ids[0]
+        assert [third, second, first] == await store.audit()
+        assert first.after == {"id": "sales", "name": "Sales ✓", "queue_limit": 3}
+        assert [second] == await store.audit(actor="admin:root")
+        assert [second, first] == await store.audit(action="department_changed") + [
+            *await store.audit(action="department_added")
+        ]
+        assert [third, second] == await store.audit(since=20.0)
+        assert [second, first] == await store.audit(until=30.0)
+        assert [third] == await store.audit(limit=1)
+        assert [second] == await store.audit(limit=1, offset=1)
+        assert [] == await store.audit(actor="nobody")
+
+    async def test_refusals(self, store: Store) -> None:
+        """An entry with an id, a page out of bounds, or a state that is not JSON is refused."""
+        with pytest.raises(ValueError, match="assigns"):
+            await store.record_audit(AuditEntry(id=3, at=1.0, actor="cli", action="x", target=""))
+        with pytest.raises(ValueError, match="limit"):
+            await store.audit(limit=1001)
+        with pytest.raises(TypeError):
+            await store.record_audit(
+                AuditEntry(at=1.0, actor="cli", action="x", target="", after={"bad": object()})
+            )
+        assert [] == await store.audit()
 
 
 class TestJournal:

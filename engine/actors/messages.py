@@ -265,6 +265,66 @@ class Inspect:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Supervise:
+    """A supervisor's connection asks for the live desk of `departments` (None: all of them);
+    answered with a `DeskSnapshot`, then `DeskChanged` events follow on `outlet`."""
+
+    watcher: str  # one per connection
+    outlet: Outlet
+    departments: frozenset[str] | None
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsupervise:
+    """A supervisor's connection no longer wants the desk (it stopped, or closed)."""
+
+    watcher: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Activity:
+    """A session's newest message (for the desk's last message time); dropped when busy."""
+
+    chat_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Barge:
+    """A supervisor joins a live chat of `departments` (None: any) as a participant."""
+
+    chat_id: str
+    supervisor: str
+    name: str
+    outbox: Outbox
+    departments: frozenset[str] | None
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeaveBarge:
+    """A supervisor leaves a chat it barged into (`reply` None: its connection closed)."""
+
+    chat_id: str
+    supervisor: str
+    reply: Reply | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reassign:
+    """A supervisor transfers a chat of `departments` on behalf of its owner."""
+
+    chat_id: str
+    supervisor: str
+    departments: frozenset[str] | None
+    to_agent: str
+    to_department: str
+    note: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Shutdown:
     """End every live chat (tickets written), then answer."""
 
@@ -371,6 +431,34 @@ class QueuePosition:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Watch:
+    """A supervisor monitors the chat: replay the transcript to `outbox`, then every new line,
+    without being a participant; answered with the last sequence number."""
+
+    watcher: str
+    outbox: Outbox
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unwatch:
+    """A supervisor stops monitoring the chat."""
+
+    watcher: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Whisper:
+    """A supervisor's note to the chat's agents, never shown to the visitor; answered with its
+    sequence number."""
+
+    author: str
+    name: str
+    text: str
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class History:
     """Ask for the chat's lines after `after_seq` (for panels and resume), as `reader`."""
 
@@ -402,11 +490,29 @@ ToRouter = (
     | StoreDone
     | LiveChats
     | Inspect
+    | Supervise
+    | Unsupervise
+    | Activity
+    | Barge
+    | LeaveBarge
+    | Reassign
     | Shutdown
 )
 
 ToSession = (
-    Say | SetTyping | Attach | Detach | Join | Part | Notice | QueuePosition | Finish | History
+    Say
+    | SetTyping
+    | Attach
+    | Detach
+    | Join
+    | Part
+    | Notice
+    | QueuePosition
+    | Finish
+    | History
+    | Watch
+    | Unwatch
+    | Whisper
 )
 
 ToAgent = ToRouter | Plug | Unplug

@@ -22,6 +22,14 @@ Theory of operation:
 - Who is in the chat is the router's decision; the session learns it from Join and Part, which the
   router sends before it answers the agent who asked, so an agent can never write into a chat
   before its session knows it is there.
+- Supervisors may watch a chat without being in it (Watch): a watcher gets the transcript so far
+  and then every line, typing notice and the ending, as members do, and is never named to the
+  others. A whisper is a line of kind "whisper" from a supervisor to the agents: numbered and
+  journaled like any line, and kept in the ticket, it reaches the members and the watchers and never
+  the visitor (not live, not in a resume's replay, not in the visitor's history). A watcher whose
+  queue is full is dropped like any slow consumer (its outbox forgets it).
+- After each batch of messages the router hears the newest one's time (`Activity`, with
+  `send_nowait`, dropped when the router is busy), for the supervisors' desk.
 - On Finish the session writes the chat's one ticket (awaiting the store is allowed: the store is a
   leaf), tells everyone the chat ended, tells the router it is closed, and stops. Storing the
   ticket deletes the chat's journal in the same transaction.
@@ -39,8 +47,24 @@ import structlog
 import trio
 
 from ..model.errors import EngineError
-from ..model.events import ChatEnded, ChatMessage, Event, Queued, SystemEvent, Typing
-from ..model.records import EndReason, Entry, Finish, Ticket, TicketKind, Visitor
+from ..model.events import (
+    ChatEnded,
+    ChatMessage,
+    Event,
+    Queued,
+    SystemEvent,
+    Typing,
+    WhisperMessage,
+)
+from ..model.records import (
+    WHISPER,
+    EndReason,
+    Entry,
+    Finish,
+    Ticket,
+    Visitor,
+    for_visitor,
+)
 from ..store.contract import Store
 from ..store.journal import entries_by_client_id
 from . import messages as m
@@ -86,10 +110,12 @@ class Session:
         self._journal = journal
         self.entries: list[Entry] = list(entries)  # a restored chat starts with its transcript
         self._members: dict[str, tuple[str, Outbox]] = dict(members or {})
+        self._watchers: dict[str, Outbox] = {}  # supervisors monitoring the chat
+        self._names: dict[str, str] = {}  # whisper authors' display names
         self._client_ids = entries_by_client_id(self.entries)
         self._unsaved: list[Entry] = []  # lines not in the journal yet (the newest lines)
         # lines waiting for their write: the event, its outboxes, the outlet that gets no echo
-        self._held: list[tuple[Event, list[Outbox], Outlet | None]] = []
+        self._held: list[tuple[Entry, Event, list[Outbox], Outlet | None]] = []
         self._saying: list[m.Say] = []  # the messages being written (answered if this crashes)
         self._log = log.bind(chat_id=chat_id, department=department)
 
@@ -171,10 +197,33 @@ class Session:
             case m.QueuePosition(position=position):
                 self._visitor.push(Queued(chat_id=self.chat_id, position=position))
             case m.History(reader=reader, after_seq=after):
-                if reader != "visitor" and reader not in self._members:
+                lines = tuple(e for e in self.entries if e.seq > after)
+                if reader == "visitor":
+                    m.answer(msg.reply, for_visitor(lines))
+                elif reader not in self._members:
                     m.answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
                 else:
-                    m.answer(msg.reply, tuple(e for e in self.entries if e.seq > after))
+                    m.answer(msg.reply, lines)
+            case m.Watch(watcher=watcher, outbox=outbox):
+                outbox.replay(self._event_of(entry) for entry in self.entries)
+                self._watchers[watcher] = outbox
+                m.answer(msg.reply, self._last_seq())
+            case m.Unwatch(watcher=watcher):
+                self._watchers.pop(watcher, None)
+            case m.Whisper(author=author, name=name, text=text, reply=reply):
+                self._names[author] = name
+                entry = self._line(WHISPER, author, text)
+                if await self._write():
+                    self._deliver()
+                    m.answer(reply, entry.seq)
+                    return
+                self.entries.remove(entry)
+                self._unsaved.remove(entry)
+                self._held = [held for held in self._held if held[0] is not entry]
+                m.answer(
+                    reply,
+                    EngineError("store_unavailable", "the whisper was not saved; send it again"),
+                )
         if self._held:  # system lines: shown even if their write failed (see the docstring)
             await self._write()
             self._deliver()
@@ -192,6 +241,8 @@ class Session:
             self._deliver()
             for reply, result in results:
                 m.answer(reply, result)
+            if len(self.entries) > first:
+                self._activity(self.entries[-1].at)
             return
         new = self.entries[first:]  # not stored: as if they never came
         del self.entries[first:]
@@ -234,9 +285,15 @@ class Session:
 
     def _deliver(self) -> None:
         held, self._held = self._held, []
-        for event, outboxes, origin in held:
+        for _, event, outboxes, origin in held:
             for outbox in outboxes:
                 outbox.push(event, origin)
+
+    def _activity(self, at: float) -> None:
+        try:
+            self._router.send_nowait(m.Activity(chat_id=self.chat_id, at=at))
+        except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # only the desk's last message time is late
 
     def _last_seq(self) -> int:
         return self.entries[-1].seq if self.entries else 0
@@ -261,14 +318,16 @@ class Session:
         )
         self.entries.append(entry)
         event = self._event_of(entry)
+        outboxes = [outbox for _, outbox in self._members.values()]
+        outboxes += self._watchers.values()
+        if kind != WHISPER:
+            outboxes.append(self._visitor)
         if not self._journal:  # nothing to wait for
-            self._visitor.push(event, origin)
-            for _, outbox in self._members.values():
+            for outbox in outboxes:
                 outbox.push(event, origin)
             return entry
         self._unsaved.append(entry)
-        outboxes = [self._visitor, *(outbox for _, outbox in self._members.values())]
-        self._held.append((event, outboxes, origin))
+        self._held.append((entry, event, outboxes, origin))
         return entry
 
     def _system(self, event: str, *, agent: str = "", detail: str = "") -> None:
@@ -291,6 +350,15 @@ class Session:
                 text=entry.text,
                 client_msg_id=entry.client_msg_id,
             )
+        if entry.kind == WHISPER:
+            return WhisperMessage(
+                chat_id=self.chat_id,
+                seq=entry.seq,
+                at=entry.at,
+                author=entry.author,
+                author_name=self._names.get(entry.author, entry.author),
+                text=entry.text,
+            )
         return SystemEvent(
             chat_id=self.chat_id,
             seq=entry.seq,
@@ -306,6 +374,8 @@ class Session:
         for agent_id, (_, outbox) in self._members.items():
             if agent_id != skip:
                 outbox.push(event)
+        for outbox in self._watchers.values():
+            outbox.push(event)
 
     def _join(self, msg: m.Join) -> None:
         # the newcomer sees the conversation so far, in order
@@ -324,7 +394,8 @@ class Session:
         for old in self._visitor.outlets:
             old.close()
         self._visitor.outlets.clear()
-        msg.outlet.replay(self._event_of(e) for e in self.entries if e.seq > msg.last_seq)
+        missed = for_visitor([e for e in self.entries if e.seq > msg.last_seq])
+        msg.outlet.replay(self._event_of(e) for e in missed)
         self._visitor.add(msg.outlet)
         m.answer(msg.reply, self._last_seq())
         return was_gone
@@ -361,33 +432,16 @@ class Session:
 
     def ticket(self, msg: Finish) -> Ticket:
         """The chat's ticket as the router's Finish describes it."""
-        return Ticket(
+        return msg.ticket(
             chat_id=self.chat_id,
-            kind=msg.kind,
             department=self.department,
             question=self.question,
             visitor=self.visitor,
-            entries=tuple(self.entries),
-            agents=msg.agents,
-            handoffs=msg.handoffs,
+            entries=self.entries,
             started_at=self.started_at,
-            accepted_at=msg.accepted_at,
             ended_at=self._wall(),
-            end_reason=EndReason(msg.reason),
-            owner=msg.owner,
         )
 
     def snapshot(self) -> Ticket:
         """What this session holds, as a failed-chat ticket (the router fills in the rest)."""
-        return Ticket(
-            chat_id=self.chat_id,
-            kind=TicketKind.FAILED,
-            department=self.department,
-            question=self.question,
-            visitor=self.visitor,
-            entries=tuple(self.entries),
-            agents=(),
-            started_at=self.started_at,
-            ended_at=self._wall(),
-            end_reason=EndReason.CRASHED,
-        )
+        return self.ticket(Finish.crashed())

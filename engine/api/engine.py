@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -52,6 +52,7 @@ from ..store.contract import Connection, Store
 from ..store.sqlite import StoreError
 from ..store.url import open_store
 from .handles import AgentConnection, VisitorChat, ask, rate_chat
+from .supervision import SupervisorConnection
 
 log = structlog.get_logger("helpline.engine")
 T = TypeVar("T")
@@ -307,6 +308,34 @@ class Engine:
         async with conn:
             yield conn
 
+    @asynccontextmanager
+    async def connect_supervisor(
+        self,
+        supervisor_id: str,
+        *,
+        name: str = "",
+        departments: Collection[str] | None = None,
+    ) -> AsyncIterator[SupervisorConnection]:
+        """Open a connection for a supervisor of `departments` (None: every department).
+
+        `supervisor_id` names it in transcripts and in the audit log (a gateway passes
+        "supervisor:NAME", or "admin:NAME" for an administrator); `name` is its display name.
+        """
+        conn = SupervisorConnection(
+            supervisor_id=supervisor_id,
+            name=name or supervisor_id,
+            departments=None if departments is None else frozenset(departments),
+            router=self._router_send,
+            sessions=self._sessions,
+            chat_view=self.chat_view,
+            store=self.store,
+            now=self.now,
+            outlet=Outlet(self.config.outbound_size),
+            timeout=self.config.ask_timeout,
+        )
+        async with conn:
+            yield conn
+
     # --- administration -------------------------------------------------------------------------
 
     def agent_record(self, agent_id: str) -> Agent | None:
@@ -445,8 +474,9 @@ class Engine:
         return handled
 
     async def rate_chat(self, chat_id: str, rating: Rating | str, comment: str = "") -> Ticket:
-        """Store a visitor's rating of an ended chat, once (what a resumed visitor calls)."""
-        return await rate_chat(self.store, chat_id, rating, comment)
+        """Store a visitor's rating of an ended chat, once (what a resumed visitor calls);
+        returns the ticket as the visitor may see it (`Ticket.for_visitor`)."""
+        return (await rate_chat(self.store, chat_id, rating, comment)).for_visitor()
 
     async def rating_report(
         self, *, since: float | None = None, until: float | None = None

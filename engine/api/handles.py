@@ -142,6 +142,10 @@ class VisitorChat:
         """The next event; raises trio.EndOfChannel after the last one."""
         return await self._outlet.receive()
 
+    def pending_events(self) -> list[Event]:
+        """Everything queued for this visitor right now, without waiting."""
+        return self._outlet.pending()
+
     async def send(self, text: str, *, client_msg_id: str = "") -> int:
         """Write a message; returns its sequence number. A resent client_msg_id is not repeated.
 
@@ -191,8 +195,9 @@ class VisitorChat:
             await self._tell(m.Detach(outlet=self._outlet, leaving=True))
 
     async def rate(self, rating: Rating | str, comment: str = "") -> Ticket:
-        """Rate the chat once it has ended (good, neutral or bad, with an optional comment)."""
-        return await rate_chat(self._store, self.chat_id, rating, comment)
+        """Rate the chat once it has ended (good, neutral or bad, with an optional comment);
+        returns the ticket as the visitor may see it (`Ticket.for_visitor`)."""
+        return (await rate_chat(self._store, self.chat_id, rating, comment)).for_visitor()
 
     async def _attach(self, last_seq: int) -> int:
         seq: int = await self._ask(
@@ -446,7 +451,7 @@ class AgentConnection:
             question=chat.question,
             started_at=chat.started_at,
             visitor=visitor,
-            recent_chats=tuple(live_first + [_summary_of(t) for t in ended])[:limit],
+            recent_chats=tuple(live_first + [ChatSummary.of_ticket(t) for t in ended])[:limit],
             recent_tickets=tuple(tickets),
         )
 
@@ -537,15 +542,3 @@ class AgentConnection:
 
     async def _ask(self, build: Callable[[m.Reply], m.ToAgent]) -> Any:
         return await ask(self._inbox, build, self._timeout, "this agent was removed")
-
-
-def _summary_of(ticket: Ticket) -> ChatSummary:
-    return ChatSummary(
-        chat_id=ticket.chat_id,
-        department=ticket.department,
-        question=ticket.question,
-        started_at=ticket.started_at,
-        state="ended",
-        agents=ticket.agents,
-        ticket_id=ticket.id,
-    )

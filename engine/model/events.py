@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .desk import DeskChat, DeskQueue
 from .records import Visitor
 
 
@@ -121,6 +122,28 @@ class StatusChanged:
     ringtone: bool
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WhisperMessage:
+    """A numbered note from a supervisor to the chat's agents; the visitor never sees it."""
+
+    chat_id: str
+    seq: int
+    at: float
+    author: str  # the supervisor
+    author_name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeskChanged:
+    """Chats and queues of a supervisor's departments changed: whole rows of the chats that
+    changed, the ids of chats that ended (or left the departments), and the queues that moved."""
+
+    chats: tuple[DeskChat, ...]
+    removed: tuple[str, ...]
+    queues: tuple[DeskQueue, ...]
+
+
 Event = (
     Queued
     | ChatMessage
@@ -133,4 +156,6 @@ Event = (
     | ChatAssigned
     | ChatRemoved
     | StatusChanged
+    | WhisperMessage
+    | DeskChanged
 )

@@ -6,8 +6,14 @@ epoch (float) so that they survive a restart and mean the same thing in every pr
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Final
+
+WHISPER: Final = "whisper"
+"""The kind of a transcript line that is a supervisor's note to the agents (internal)."""
 
 
 class RoutingMode(enum.StrEnum):
@@ -106,7 +112,7 @@ class Entry:
 
     seq: int
     at: float
-    kind: str  # "message" or a system event name such as "joined"
+    kind: str  # "message", "whisper" (internal), or a system event name such as "joined"
     author: str  # "visitor", an agent id, or "system"
     text: str = ""
     client_msg_id: str = ""
@@ -147,6 +153,16 @@ class Ticket:
     handled: bool = False  # a missed-chat ticket somebody followed up
     owner: str = field(default="")  # the agent holding the chat when it ended
 
+    def for_visitor(self) -> Ticket:
+        """The ticket as its visitor may see it: without whispers, and without the handoffs
+        (their notes are for agents)."""
+        return dataclasses.replace(self, entries=for_visitor(self.entries), handoffs=())
+
+
+def for_visitor(entries: Iterable[Entry]) -> tuple[Entry, ...]:
+    """The lines a visitor may see: every line but the whispers."""
+    return tuple(e for e in entries if e.kind != WHISPER)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Finish:
@@ -159,3 +175,54 @@ class Finish:
     agents: tuple[str, ...]
     handoffs: tuple[Handoff, ...]
     accepted_at: float | None
+
+    @classmethod
+    def crashed(
+        cls,
+        *,
+        owner: str = "",
+        agents: tuple[str, ...] = (),
+        handoffs: tuple[Handoff, ...] = (),
+        accepted_at: float | None = None,
+    ) -> Finish:
+        """A chat lost to a fault (a crashed session, a journal record that cannot be read)."""
+        return cls(
+            kind=TicketKind.FAILED,
+            reason=EndReason.CRASHED.value,
+            owner=owner,
+            agents=agents,
+            handoffs=handoffs,
+            accepted_at=accepted_at,
+        )
+
+    def ticket(
+        self,
+        *,
+        chat_id: str,
+        department: str,
+        question: str,
+        visitor: Visitor,
+        entries: Iterable[Entry],
+        started_at: float,
+        ended_at: float,
+    ) -> Ticket:
+        """The chat's ticket: this decision together with what the chat itself holds.
+
+        Every ticket the engine makes is built here (the store adds its id, rating and the
+        missed-chat follow-up when it reads one back).
+        """
+        return Ticket(
+            chat_id=chat_id,
+            kind=self.kind,
+            department=department,
+            question=question,
+            visitor=visitor,
+            entries=tuple(entries),
+            agents=self.agents,
+            handoffs=self.handoffs,
+            started_at=started_at,
+            accepted_at=self.accepted_at,
+            ended_at=ended_at,
+            end_reason=EndReason(self.reason),
+            owner=self.owner,
+        )

@@ -103,6 +103,19 @@ class ChatSummary:
     agents: tuple[str, ...]
     ticket_id: int | None = None
 
+    @classmethod
+    def of_ticket(cls, ticket: Ticket) -> ChatSummary:
+        """An ended chat, as its ticket tells it (a live one is summed up by the router)."""
+        return cls(
+            chat_id=ticket.chat_id,
+            department=ticket.department,
+            question=ticket.question,
+            started_at=ticket.started_at,
+            state="ended",
+            agents=ticket.agents,
+            ticket_id=ticket.id,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VisitorPanel:

@@ -42,6 +42,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
+from ..model.audit import AuditEntry
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind
 from .journal import JournalBatch, LiveState
 
@@ -212,9 +213,21 @@ class Store(Protocol):
     # -- access tokens (hashes only) ------------------------------------------------------------
 
     async def save_token(
-        self, *, token_hash: str, role: str, subject: str, created_at: float
+        self,
+        *,
+        token_hash: str,
+        role: str,
+        subject: str,
+        created_at: float,
+        departments: Sequence[str] = (),
     ) -> None:
-        """Store a token's hash, committed; ``StoreError("token_exists")`` if the hash is stored."""
+        """Store a token's hash, with the departments it covers (a supervisor's), in one
+        committed transaction; ``StoreError("token_exists")`` if the hash is stored."""
+        ...
+
+    async def token_departments(self, token_hash: str) -> tuple[str, ...]:
+        """The departments stored with that token, sorted; empty for none or no such token.
+        Revoking a token deletes them with it."""
         ...
 
     async def token(self, token_hash: str) -> tuple[str, str] | None:
@@ -238,4 +251,26 @@ class Store(Protocol):
 
     async def config_version(self) -> int:
         """The configuration counter (0 in a new store)."""
+        ...
+
+    # -- the audit log -------------------------------------------------------------------------
+
+    async def record_audit(self, entry: AuditEntry) -> AuditEntry:
+        """Append one audit entry, committed; returns it with its id. ``ValueError`` if
+        ``entry.id`` is set or ``before``/``after`` are not JSON-serialisable."""
+        ...
+
+    async def audit(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditEntry]:
+        """One page of audit entries matching every filter, newest (``at``, then id) first;
+        the period is ``since <= at < until``. ``ValueError`` unless ``0 <= limit <= 1000`` and
+        ``offset >= 0``."""
         ...

@@ -1,11 +1,12 @@
 """Copy a whole desk from one store to another (``helpline store copy FROM TO``).
 
 Every table the contract's data lives in is copied row for row, in an order that satisfies the
-foreign keys: departments, agents, tokens, canned messages, tickets (with their ids, agents and
-ratings) and the journal of the chats that are still open. Ids are kept, so a ticket keeps its
-number; on PostgreSQL the ticket id sequence is moved past the highest id copied. Rows go over in
-pages of ``PAGE`` rows, one transaction per page, through the contract's ``read`` and ``write``
-(the SQL is the stores' common dialect).
+foreign keys: departments, agents, tokens (with a supervisor's departments), canned messages,
+tickets (with their ids, agents and ratings), the journal of the chats that are still open, and the
+audit log. Ids are kept, so a ticket keeps its number; on PostgreSQL the ticket and audit id
+sequences are moved past the highest ids copied. Rows go over in pages of ``PAGE`` rows, one
+transaction per page, through the contract's ``read`` and ``write`` (the SQL is the stores' common
+dialect).
 
 The target must be empty, so a copy never merges two desks; the source should not be in use (stop
 its daemon first), or rows written meanwhile may be missed. At the end every table is counted on
@@ -31,6 +32,7 @@ TABLES: Final = (
     ("agents", "id, name, capacity, status, ringtone"),
     ("agent_departments", "agent_id, position, department"),
     ("tokens", "token_hash, role, subject, created_at"),
+    ("token_departments", "token_hash, department"),
     ("canned_categories", "id, name"),
     ("canned_messages", "id, text, category, department, created_at"),
     ("canned_uses", "agent_id, message_id, count"),
@@ -45,6 +47,7 @@ TABLES: Final = (
     ("live_chats", "chat_id, record"),
     ("live_entries", "chat_id, seq, at, kind, author, text, client_msg_id"),
     ("live_agents", "agent_id, grace_until"),
+    ("audit_log", "id, at, actor, action, target, before, after"),
 )
 
 _ORDER: Final = {  # a stable order to page by: each table's primary key
@@ -52,6 +55,7 @@ _ORDER: Final = {  # a stable order to page by: each table's primary key
     "agents": "id",
     "agent_departments": "agent_id, position",
     "tokens": "token_hash",
+    "token_departments": "token_hash, department",
     "canned_categories": "id",
     "canned_messages": "id",
     "canned_uses": "agent_id, message_id",
@@ -60,6 +64,7 @@ _ORDER: Final = {  # a stable order to page by: each table's primary key
     "live_chats": "chat_id",
     "live_entries": "chat_id, seq",
     "live_agents": "agent_id",
+    "audit_log": "id",
 }
 
 
@@ -109,6 +114,18 @@ def _page_writer(
     return write
 
 
+def _sequence_past(table: str) -> Callable[[Connection], None]:
+    """Move a PostgreSQL table's id sequence past the highest id copied."""
+
+    def move(conn: Connection) -> None:
+        conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+            f" (SELECT COALESCE(max(id), 0) + 1 FROM {table}), false)"
+        ).fetchone()
+
+    return move
+
+
 async def copy_store(
     source: Store,
     target: Store,
@@ -136,12 +153,8 @@ async def copy_store(
             await target.write(_page_writer(table, columns, page))
             copied += len(page)
     if target_is_postgres:
-        await target.write(
-            lambda conn: conn.execute(
-                "SELECT setval(pg_get_serial_sequence('tickets', 'id'),"
-                " (SELECT COALESCE(max(id), 0) + 1 FROM tickets), false)"
-            ).fetchone()
-        )
+        for table in ("tickets", "audit_log"):
+            await target.write(_sequence_past(table))
     rated = await source.read(
         lambda conn: int(
             conn.execute("SELECT count(*) FROM tickets WHERE rating IS NOT NULL").fetchone()[0]

@@ -330,7 +330,7 @@ def forget(conn: Connection, chat_id: str) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class LiveChat:
+class JournaledChat:
     """One chat as the journal holds it: its record (None if only lines are left) and lines."""
 
     chat_id: str
@@ -342,7 +342,7 @@ class LiveChat:
 class LiveState:
     """Everything the journal holds, read at start."""
 
-    chats: tuple[LiveChat, ...]
+    chats: tuple[JournaledChat, ...]
     graces: dict[str, float]
 
 
@@ -358,14 +358,14 @@ def load(conn: Connection) -> LiveState:
             Entry(seq=seq, at=at, kind=kind, author=author, text=text, client_msg_id=client_msg_id)
         )
     chats = tuple(
-        LiveChat(chat_id=c, record=records.get(c), entries=tuple(entries.get(c, ())))
+        JournaledChat(chat_id=c, record=records.get(c), entries=tuple(entries.get(c, ())))
         for c in sorted(records.keys() | entries.keys())
     )
     graces = dict(conn.execute("SELECT agent_id, grace_until FROM live_agents"))
     return LiveState(chats=chats, graces=graces)
 
 
-def salvage(chat: LiveChat, now: float) -> Ticket:
+def salvage(chat: JournaledChat, now: float) -> Ticket:
     """A FAILED ticket holding whatever can be read of a chat that cannot be restored."""
     doc: dict[str, Any] = {}
     if chat.record is not None:
@@ -397,19 +397,15 @@ def salvage(chat: LiveChat, now: float) -> Ticket:
     started = number("started_at")
     if started is None:
         started = chat.entries[0].at if chat.entries else now
-    return Ticket(
+    finish = Finish.crashed(owner=text("owner"), agents=agents, accepted_at=number("accepted_at"))
+    return finish.ticket(
         chat_id=chat.chat_id,
-        kind=TicketKind.FAILED,
         department=text("department"),
         question=text("question"),
         visitor=Visitor(**{"name": "", **visitor}),
         entries=chat.entries,
-        agents=agents,
         started_at=started,
-        accepted_at=number("accepted_at"),
         ended_at=now,
-        end_reason=EndReason.CRASHED,
-        owner=text("owner"),
     )
 
 

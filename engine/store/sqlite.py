@@ -54,20 +54,20 @@ Errors that SQLite raises inside a job or a read reach the caller as ``StoreErro
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import queue
 import sqlite3
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Final, TypeVar, cast
 
 import structlog
 import trio
 import trio.lowlevel
-import trio.testing
 
 T = TypeVar("T")
 
@@ -255,19 +255,42 @@ def run_batch(conn: sqlite3.Connection, jobs: list[_Job]) -> list[_Outcome]:
     return outcomes
 
 
-class ClockHold:
-    """Keeps trio's autojump clock from jumping while the store works in another thread.
+_HOLD_CLOCK: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "helpline_hold_clock", default=False
+)
 
-    Under ``trio.testing.MockClock`` with autojump, a task waiting for the writer or a reader thread
-    counts as blocked, so virtual time would leap to the next deadline in the middle of a commit.
-    While a store operation is in flight, ``run`` keeps one task runnable so the clock holds still;
-    with any other clock it returns at once and costs nothing.
+
+@contextlib.contextmanager
+def hold_clock_for_store() -> Iterator[None]:
+    """Stores opened inside this block hold a jumping clock still while they work (``ClockHold``).
+
+    For a trio run on a clock that jumps to the next deadline as soon as every task is blocked,
+    such as ``trio.testing.MockClock(autojump_threshold=0)``: enter it around ``trio.run`` (the run
+    inherits the setting) or in the task that opens the store. Tests do it in their
+    ``autojump_clock`` fixture. On a real clock it is not needed: it would only spin a task while
+    a store operation is in flight.
+    """
+    token = _HOLD_CLOCK.set(True)
+    try:
+        yield
+    finally:
+        _HOLD_CLOCK.reset(token)
+
+
+class ClockHold:
+    """Keeps a jumping clock from jumping while the store works in another thread.
+
+    Under a clock that jumps as soon as every task is blocked (trio.testing's autojump
+    ``MockClock``), a task waiting for the writer or a reader thread counts as blocked, so virtual
+    time would leap to the next deadline in the middle of a commit. While a store operation is in
+    flight, ``run`` keeps one task runnable so the clock holds still. It is active only for a store
+    opened inside ``hold_clock_for_store``; otherwise ``run`` returns at once and costs nothing.
     """
 
     def __init__(self) -> None:
         self.count = 0
         self._wake = trio.Event()
-        self.active = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        self.active = _HOLD_CLOCK.get()
 
     def enter(self) -> None:
         self.count += 1

@@ -62,6 +62,7 @@ from ..model.records import (
     TicketKind,
 )
 from . import journal
+from .audit import AuditQueries
 from .contract import Connection, RatingReport
 from .migrate import latest, migrate
 from .sqlite import (
@@ -220,7 +221,7 @@ class _Backend(Protocol):
     ) -> None: ...
 
 
-class StoreQueries:
+class StoreQueries(AuditQueries):
     """The contract's methods (``engine.store.contract.Store``), over a backend's machinery.
 
     Mixed into ``SqliteStore`` and ``PostgresStore``, each of which provides ``write``, ``read``,
@@ -415,9 +416,16 @@ class StoreQueries:
     # -- access tokens (hashes only) ----------------------------------------------------------
 
     async def save_token(
-        self: _Backend, *, token_hash: str, role: str, subject: str, created_at: float
+        self: _Backend,
+        *,
+        token_hash: str,
+        role: str,
+        subject: str,
+        created_at: float,
+        departments: Sequence[str] = (),
     ) -> None:
-        """Store a token's hash with its role and subject; ``StoreError`` if the hash exists."""
+        """Store a token's hash with its role, subject and departments (a supervisor's scope);
+        ``StoreError`` if the hash exists."""
 
         def insert(conn: Connection) -> None:
             cursor = conn.execute(
@@ -427,8 +435,24 @@ class StoreQueries:
             )
             if cursor.rowcount == 0:
                 raise StoreError("that token is already stored", code="token_exists")
+            conn.executemany(
+                "INSERT INTO token_departments (token_hash, department) VALUES (?, ?)",
+                [(token_hash, d) for d in dict.fromkeys(departments)],
+            )
 
         await self.write(insert)
+
+    async def token_departments(self: _Backend, token_hash: str) -> tuple[str, ...]:
+        """The departments stored with the token with that hash, by id (none: empty)."""
+
+        def select(conn: Connection) -> tuple[str, ...]:
+            rows = conn.execute(
+                "SELECT department FROM token_departments WHERE token_hash = ? ORDER BY department",
+                (token_hash,),
+            )
+            return tuple(row[0] for row in rows)
+
+        return await self.read(select)
 
     async def token(self: _Backend, token_hash: str) -> tuple[str, str] | None:
         """``(role, subject)`` of the token with that hash, or None."""

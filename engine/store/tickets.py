@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from ..model.records import (
-    EndReason,
     Entry,
+    Finish,
     Handoff,
     Rating,
     Ticket,
@@ -131,10 +131,16 @@ def ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
         handled,
         owner,
     ) = row
-    return Ticket(
-        id=ticket_id,
-        chat_id=chat_id,
+    finish = Finish(
         kind=TicketKind(kind),
+        reason=end_reason,
+        owner=owner,
+        agents=agents,
+        handoffs=tuple(Handoff(**item) for item in json.loads(handoffs)),
+        accepted_at=accepted_at,
+    )
+    ticket = finish.ticket(
+        chat_id=chat_id,
         department=department,
         question=question,
         visitor=Visitor(
@@ -145,18 +151,18 @@ def ticket_from_row(row: Sequence[Any], agents: tuple[str, ...]) -> Ticket:
             location=location,
             visitor_id=visitor_id,
         ),
-        entries=tuple(Entry(**item) for item in json.loads(entries)),
-        agents=agents,
-        handoffs=tuple(Handoff(**item) for item in json.loads(handoffs)),
+        entries=(Entry(**item) for item in json.loads(entries)),
         started_at=started_at,
-        accepted_at=accepted_at,
         ended_at=ended_at,
-        end_reason=EndReason(end_reason),
+    )
+    stored: Ticket = dataclasses.replace(
+        ticket,
+        id=ticket_id,
         rating=None if rating is None else Rating(rating),
         rating_comment=rating_comment,
         handled=bool(handled),
-        owner=owner,
     )
+    return stored
 
 
 def select_tickets(conn: Connection, where: str, params: Sequence[object]) -> list[Ticket]:

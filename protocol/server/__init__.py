@@ -2,7 +2,8 @@
 
 gateway (accepts connections on one port), transport (the sans-I/O WebSocket protocol over a trio
 stream), http (plain pages, health), connection (hello, requests, replies, events, heartbeat),
-roles/ (one module per role: visitor, agent, admin), registry (what spans connections), auth
-(tokens), settings (limits, timings, the TOML file), daemon (the long-running process), metrics
-(Prometheus). Imports the wire and the engine; never the command line.
+roles/ (one module per role: visitor, agent, supervisor, admin; and the role table), registry
+(what spans connections), auth (tokens), settings (limits, timings, the TOML file), daemon (the
+long-running process), metrics (Prometheus). Imports the wire and the engine; never the command
+line.
 """

@@ -23,6 +23,10 @@ wait for that, a daemon registers a catch-up with :func:`before_agent_sign_in`, 
 :func:`authenticate` runs it for a valid agent token before the hello goes on to connect the
 agent.
 
+A supervisor's token (subject ``"supervisor:<name>"``) is stored with the departments it covers
+(``token_departments``); :func:`authenticate_supervisor` returns them. An admin's token also signs
+in a supervisor connection, covering every department: admins supervise the whole desk.
+
 Resume tokens never touch the disk: they only have to outlive a network hiccup, not a restart
 (a restart ends every chat), so the gateway keeps their hashes in memory (``server/registry.py``).
 """
@@ -33,7 +37,7 @@ import hashlib
 import hmac
 import secrets
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import structlog
@@ -45,6 +49,7 @@ from ..wire.frames import Role
 __all__ = [
     "ADMIN_NAME",
     "authenticate",
+    "authenticate_supervisor",
     "before_agent_sign_in",
     "hash_token",
     "issue_token",
@@ -86,13 +91,20 @@ def subject(role: Role, name: str) -> str:
     return f"{role.value}:{name}"
 
 
-async def issue_token(store: Store, role: Role, name: str, *, now: float) -> str:
-    """Revoke ``name``'s tokens for ``role``, store a new one's hash, and return the new token."""
+async def issue_token(
+    store: Store, role: Role, name: str, *, now: float, departments: Sequence[str] = ()
+) -> str:
+    """Revoke ``name``'s tokens for ``role``, store a new one's hash (with the ``departments`` a
+    supervisor covers), and return the new token."""
     who = subject(role, name)
     token = new_token()
     await store.revoke_tokens(subject=who)
     await store.save_token(
-        token_hash=hash_token(token), role=role.value, subject=who, created_at=now
+        token_hash=hash_token(token),
+        role=role.value,
+        subject=who,
+        created_at=now,
+        departments=departments,
     )
     return token
 
@@ -132,3 +144,27 @@ async def authenticate(store: Store, role: Role, token: str) -> str | None:
             log.info("sign_in_refused", role=role.value, agent_id=name, reason="no such agent")
             return None
     return name
+
+
+async def authenticate_supervisor(
+    store: Store, token: str
+) -> tuple[str, str, frozenset[str] | None] | None:
+    """``(participant id, name, departments)`` that ``token`` signs in as a supervisor, or None.
+
+    A supervisor's token covers the departments stored with it; an admin's covers every
+    department (None). Refusals are logged as for :func:`authenticate`.
+    """
+    found = await store.token(hash_token(token))
+    if found is None:
+        log.info("sign_in_refused", role="supervisor", reason="unknown or revoked token")
+        return None
+    stored_role, who = found
+    if stored_role == Role.ADMIN.value and who.startswith("admin:"):
+        return who, who.removeprefix("admin:"), None
+    if stored_role != Role.SUPERVISOR.value or not who.startswith("supervisor:"):
+        log.info(
+            "sign_in_refused", role="supervisor", reason=f"the token is for the {stored_role} role"
+        )
+        return None
+    departments = await store.token_departments(hash_token(token))
+    return who, who.removeprefix("supervisor:"), frozenset(departments)

@@ -22,6 +22,10 @@ Events need no task of their own: a role attaches an :class:`EventSink` to each 
 the engine's fan-out calls it, which encodes the event and queues the frame at once (no wake-up,
 no second queue; ``engine/actors/outbox.py``).
 
+A hello's role picks its handler from the gateway's role table (``roles/__init__.py``). The
+connection knows the roles only as :class:`RoleHandler` and the gateway only as :class:`Host`, so
+it imports neither: the role modules and the gateway import it.
+
 Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
 ``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
 replies to half of it, so what fills it is events): the connection is closed with 4000 at once
@@ -53,12 +57,12 @@ import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import structlog
 import trio
 
-from engine import ChatMessage, EngineError, Event, StoreError
+from engine import ChatMessage, Engine, EngineError, Event, StoreError
 
 from ..wire.codec import (
     decode_request,
@@ -67,29 +71,20 @@ from ..wire.codec import (
     encode_reply_error,
     encode_reply_ok,
 )
-from ..wire.errors import ERROR_CODES, ProtocolError
+from ..wire.errors import ProtocolError, wire_error
 from ..wire.frames import PROTOCOL_VERSION, Request, Role
 from ..wire.records import Fields, wire_event
-from .roles.admin import open_admin
-from .roles.agent import open_agent
-from .roles.visitor import open_visitor
+from .metrics import ServerStats
+from .registry import Registry
+from .settings import ServerSettings
 from .transport import ConnectionClosed, Transport
 
-if TYPE_CHECKING:
-    from .gateway import Gateway
-
-__all__ = ["Connection", "EventSink", "RoleHandler", "TokenBucket"]
+__all__ = ["Connection", "EventSink", "Host", "RoleHandler", "RoleOpener", "TokenBucket"]
 
 log = structlog.get_logger("helpline.gateway")
 
 _FLUSH: Final = object()  # queued behind the last frame of a flushing close
 PIPELINE: Final = 8  # chat lines of one connection handed to sessions and not yet answered
-_STORE_CODES: Final = frozenset({"not_found", "already_rated"})  # passed through from the store
-_WIRE_CODES: Final = {  # the store's own codes, as the wire names them (SPEC.md section 8)
-    "store_busy": "busy",
-    "store_closed": "store_unavailable",
-    "store_failed": "store_unavailable",
-}
 
 
 class RoleHandler(Protocol):
@@ -108,6 +103,23 @@ class RoleHandler(Protocol):
         self, request: Request, then: Callable[[int | EngineError], None]
     ) -> Callable[[], None]:
         """Hand a chat line over; ``then`` gets its seq (or error). Returns a give-up function."""
+
+
+RoleOpener = Callable[["Connection", Request], Awaitable[tuple[RoleHandler, Fields]]]
+"""Signs a hello in as one role: the role's handler and the hello reply's extra fields."""
+
+
+class Host(Protocol):
+    """What a connection needs from the gateway that accepted it."""
+
+    engine: Engine
+    settings: ServerSettings
+    registry: Registry
+    stats: ServerStats
+    roles: Mapping[Role, RoleOpener]  # the role table (``roles/``)
+
+    def name_of(self, agent_id: str) -> str:
+        """An agent's display name, or its id once it was removed."""
 
 
 class TokenBucket:
@@ -185,7 +197,7 @@ class EventSink:
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
-    def __init__(self, gateway: Gateway, ws: Transport, peer: str) -> None:
+    def __init__(self, gateway: Host, ws: Transport, peer: str) -> None:
         self.gateway = gateway
         self.engine = gateway.engine
         self.settings = gateway.settings
@@ -427,10 +439,6 @@ class Connection:
             self.close(1008, "hello failed")
 
     def _reply_error(self, ref: int, code: str, message: str) -> None:
-        code = _WIRE_CODES.get(code, code)
-        if code not in ERROR_CODES:
-            message = f"{code}: {message}"
-            code = "internal"
         self._stats.errors[code] += 1
         self.put(encode_reply_error(ref, code, message))
 
@@ -440,13 +448,15 @@ class Connection:
         try:
             result = await handler.handle(request)
         except (EngineError, ProtocolError, StoreError) as exc:
-            code = exc.code
-            if isinstance(exc, StoreError) and code not in _STORE_CODES:
-                code = "store_unavailable"
+            error = wire_error(exc)
             self.log.info(
-                "request_refused", type=request.type, ref=request.ref, chat_id=chat_id, code=code
+                "request_refused",
+                type=request.type,
+                ref=request.ref,
+                chat_id=chat_id,
+                code=error.code,
             )
-            self._reply_error(request.ref, code, exc.message)
+            self._reply_error(request.ref, error.code, error.message)
         except Exception:
             self.log.exception("request_failed", type=request.type, ref=request.ref)
             self._reply_error(request.ref, "internal", "the server failed to serve this request")
@@ -467,7 +477,8 @@ class Connection:
             self._settled.set()
             try:
                 if isinstance(value, EngineError):
-                    self._reply_error(ref, value.code, value.message)
+                    error = wire_error(value)
+                    self._reply_error(ref, error.code, error.message)
                 else:
                     self.put(encode_reply_ok(ref, seq=value, at=self.engine.now()))
             except Exception:
@@ -479,7 +490,8 @@ class Connection:
             give_up = await handler.post(request, answered)
         except (EngineError, ProtocolError, StoreError) as exc:
             self._posted.pop(key, None)
-            self._reply_error(ref, exc.code, exc.message)
+            error = wire_error(exc)
+            self._reply_error(ref, error.code, error.message)
             return
         except BaseException:
             self._posted.pop(key, None)
@@ -514,10 +526,11 @@ class Connection:
             return
         role = Role(request.require("role", str))
         try:
-            handler, fields = await _ROLES[role](self, request)
+            handler, fields = await self.gateway.roles[role](self, request)
         except (EngineError, ProtocolError) as exc:
             self.log.info("hello_refused", role=role.value, code=exc.code)
-            self._reply_error(request.ref, exc.code, exc.message)
+            error = wire_error(exc)
+            self._reply_error(request.ref, error.code, error.message)
             self.close(1008, "hello failed")
             return
         self.role, self._handler = role, handler
@@ -537,8 +550,3 @@ class Connection:
 
 def _nothing() -> None:
     pass
-
-
-_ROLES: Final[
-    Mapping[Role, Callable[[Connection, Request], Awaitable[tuple[RoleHandler, Fields]]]]
-] = {Role.VISITOR: open_visitor, Role.AGENT: open_agent, Role.ADMIN: open_admin}

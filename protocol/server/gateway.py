@@ -47,6 +47,7 @@ from .connection import Connection
 from .http import DEFAULT_WEB_DIR, Routes, default_routes, web_dir_missing
 from .metrics import ServerStats, metrics_route
 from .registry import Registry
+from .roles import ROLES
 from .settings import ServerSettings
 from .transport import Transport
 
@@ -64,6 +65,8 @@ class Gateway:
         self.engine = engine
         self.settings = settings or ServerSettings()
         self.registry = Registry()
+        #: The role table: how a hello signs in as each role.
+        self.roles = ROLES
         self.url = ""
         self._stopping = False
         self._accepting: trio.CancelScope | None = None
@@ -77,9 +80,13 @@ class Gateway:
         metrics_route(self.routes, engine, self.registry, self.stats)
 
     def name_of(self, agent_id: str) -> str:
-        """An agent's display name, or its id once it was removed."""
+        """An agent's display name, or its id once it was removed; a supervisor's name (its
+        participant id is ``supervisor:NAME``, or ``admin:NAME``)."""
         record = self.engine.agent_record(agent_id)
-        return agent_id if record is None else record.name
+        if record is not None:
+            return record.name
+        role, _, name = agent_id.partition(":")
+        return name if name and role in ("supervisor", "admin") else agent_id
 
     # -- one connection ----------------------------------------------------------------------------
 

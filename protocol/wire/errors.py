@@ -8,11 +8,16 @@ a short stable string that travels to the client inside an error reply
 (``{"type": "reply", "ref": ..., "ok": false, "error": {"code": ..., "message": ...}}``) or, when no
 ``ref`` could be read, inside a ref-less ``error`` event.
 
-The tables below are the single source of truth for codes: protocol/SPEC.md documents exactly these,
-and a test checks that every code listed here is documented there. The codec raises the
-:data:`CODEC_ERROR_CODES` (and ``forbidden`` when told the connection's role); the gateway and the
-engine use the :data:`SERVER_ERROR_CODES`.
+The tables below are the single source of truth for codes on the wire: protocol/SPEC.md documents
+exactly these, and a test checks that every code listed here is documented there. The codec raises
+the :data:`CODEC_ERROR_CODES` (and ``forbidden`` when told the connection's role); the
+:data:`SERVER_ERROR_CODES` are the few the gateway adds and the engine's own codes, which the engine
+defines (``engine/model/errors.py``) and this module imports.
 :data:`CLOSE_CODES` lists the WebSocket close codes the server uses.
+
+:func:`wire_error` is the one place where a refusal of the engine or the store becomes a wire
+error: the engine's codes pass unchanged, the store's are named as SPEC.md section 8 names them,
+and a code the wire does not know becomes ``internal`` (its message keeps the code).
 """
 
 from __future__ import annotations
@@ -22,12 +27,16 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
+from engine import StoreError
+from engine.model.errors import ENGINE_ERROR_CODES, EngineError
+
 __all__ = [
     "CLOSE_CODES",
     "CODEC_ERROR_CODES",
     "ERROR_CODES",
     "SERVER_ERROR_CODES",
     "ProtocolError",
+    "wire_error",
 ]
 
 CODEC_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
@@ -49,7 +58,7 @@ CODEC_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
     }
 )
 
-SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
+_GATEWAY_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
     {
         "hello_required": "The first request on a connection must be hello.",
         "unsupported_version": "The hello names a protocol version this server does not speak.",
@@ -57,66 +66,21 @@ SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
             "The hello's token is missing, unknown, revoked or issued for another role; or a "
             "resume token was presented with the id of another chat."
         ),
-        "forbidden": (
-            "The connection's role may not send this request, or the request reaches beyond "
-            "what the connection may touch (another agent's handoff, another department's "
-            "tickets)."
-        ),
-        "not_found": (
-            "The named department, agent, chat, offer, ticket, canned message or canned category "
-            "does not exist."
-        ),
         "rate_limited": "Too many requests; slow down and retry later.",
         "too_many_chats": (
             "Too many open chats: per connection, per verified visitor or per address (SPEC.md "
             "section 11); end one, or wait until one ends. The connection stays open."
         ),
-        "stale_offer": "The offer expired, was withdrawn or was declined before this answer.",
-        "offer_taken": "Another agent accepted the offer first.",
-        "not_your_offer": "The offer was addressed to another agent.",
-        "capacity_full": (
-            "The agent already holds as many chats as its capacity allows (reserved: offers "
-            "reserve capacity, so version 1 never sends it)."
-        ),
-        "chat_off": (
-            "The department's chat is switched off: a transfer to it, or going online while "
-            "chat is off in every department of the agent."
-        ),
-        "agent_unavailable": (
-            "The transfer or invite target is offline, disconnected, full, or (for a "
-            "department) has no eligible agent."
-        ),
-        "not_in_chat": (
-            "The agent is not a participant of that chat, or the chat does not exist or ended."
-        ),
-        "not_owner": "Only the agent that owns the chat may do this.",
-        "handoff_pending": "A transfer or invite for this chat is already waiting for an answer.",
-        "no_handoff": "There is no pending transfer or invite to cancel.",
-        "already_rated": "The chat was rated already.",
-        "category_not_empty": (
-            "The canned category still holds messages; delete it with messages `delete` or "
-            "`move` to say what becomes of them."
-        ),
-        "chat_ended": "The chat ended while the request was on its way; nothing was changed.",
-        "slow_consumer": (
-            "The connection did not read its events fast enough and was dropped; reconnect."
-        ),
-        "shutting_down": "The server is stopping and takes no new chats; retry later.",
-        "busy": "The server is momentarily overloaded (a mailbox is full); retry shortly.",
-        "store_unavailable": (
-            "The database could not save the change. A message was not stored (send it again "
-            "with the same `client_msg_id`). Any other change may have taken effect, but might "
-            "not survive a crash: the events that follow tell what happened."
-        ),
-        "internal": "An unexpected server fault; the request may or may not have taken effect.",
-        "invalid_state": (
-            "The request does not fit the current state: a second hello, send before open_chat, "
-            "open_chat while a chat is open, rate before the chat ended, cancel_end with no "
-            "ending pending, a handoff of a chat that is not active, adding a department, an "
-            "agent, a canned message or a canned category whose id exists, and so on."
-        ),
     }
 )
+
+SERVER_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        **_GATEWAY_ERROR_CODES,
+        **{c: m for c, m in ENGINE_ERROR_CODES.items() if c not in CODEC_ERROR_CODES},
+    }
+)
+"""The codes the gateway adds and the engine's own (engine/model/errors.py), code -> meaning."""
 
 ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
     {**CODEC_ERROR_CODES, **SERVER_ERROR_CODES}
@@ -179,3 +143,25 @@ class ProtocolError(Exception):
             f"ProtocolError(code={self.code!r}, message={self.message!r}, "
             f"ref={self.ref!r}, field={self.field!r})"
         )
+
+
+_STORE_PASSED: Final = frozenset({"not_found", "already_rated"})
+"""The codes of a ``StoreError`` that reach the wire as they are; any other is store_unavailable."""
+
+_STORE_RENAMED: Final[Mapping[str, str]] = MappingProxyType(
+    {"store_busy": "busy", "store_closed": "store_unavailable", "store_failed": "store_unavailable"}
+)
+"""The store's own codes, carried by an ``EngineError``, as the wire names them (SPEC.md 8)."""
+
+
+def wire_error(exc: EngineError | StoreError | ProtocolError) -> ProtocolError:
+    """The wire error for a refusal of the engine, of the store, or of the wire itself."""
+    if isinstance(exc, ProtocolError):
+        return exc
+    code = exc.code
+    if isinstance(exc, StoreError) and code not in _STORE_PASSED:
+        code = "store_unavailable"
+    code = _STORE_RENAMED.get(code, code)
+    if code not in ERROR_CODES:
+        return ProtocolError("internal", f"{code}: {exc.message}")
+    return ProtocolError(code, exc.message)

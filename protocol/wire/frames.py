@@ -73,6 +73,7 @@ class Role(enum.StrEnum):
     VISITOR = "visitor"
     AGENT = "agent"
     ADMIN = "admin"
+    SUPERVISOR = "supervisor"
 
 
 ALL_ROLES: Final = frozenset(Role)
@@ -80,6 +81,9 @@ VISITOR: Final = frozenset({Role.VISITOR})
 AGENT: Final = frozenset({Role.AGENT})
 ADMIN: Final = frozenset({Role.ADMIN})
 STAFF: Final = frozenset({Role.AGENT, Role.ADMIN})
+SUPERVISOR: Final = frozenset({Role.SUPERVISOR})
+SUPERVISING: Final = frozenset({Role.SUPERVISOR, Role.ADMIN})  # admins supervise every department
+IN_CHAT: Final = frozenset({Role.AGENT, Role.SUPERVISOR})  # a supervisor once it barged in
 
 
 class Kind(enum.Enum):
@@ -252,6 +256,7 @@ STATUSES: Final = ("online", "offline")
 ROUTINGS: Final = ("broadcast", "assigned")
 TICKET_VIEWS: Final = ("missed", "department", "agent", "visitor", "all")
 CANNED_DELETE_MODES: Final = ("refuse", "delete", "move")
+TOKEN_ROLES: Final = ("agent", "supervisor")
 
 _DEPARTMENT_SETTINGS: Final = (
     boolean("chat_enabled?"),
@@ -272,7 +277,11 @@ _TABLE: Final = (
         string("resume_token?"),
         integer("last_seq?"),
         string("chat_id?", min_len=1),
-        needs=(("role", "agent", "token"), ("role", "admin", "token")),
+        needs=(
+            ("role", "agent", "token"),
+            ("role", "admin", "token"),
+            ("role", "supervisor", "token"),
+        ),
     ),
     _req("ping", ALL_ROLES),
     # Visitors.
@@ -291,12 +300,12 @@ _TABLE: Final = (
     ),
     _req(
         "send",
-        VISITOR | AGENT,
-        string("chat_id", roles=AGENT),
+        VISITOR | IN_CHAT,
+        string("chat_id", roles=IN_CHAT),
         string("text", TEXT_LEN),
         string("client_msg_id?", min_len=1),
     ),
-    _req("typing", VISITOR | AGENT, string("chat_id", roles=AGENT), boolean("on")),
+    _req("typing", VISITOR | IN_CHAT, string("chat_id", roles=IN_CHAT), boolean("on")),
     _req("leave", VISITOR),
     _req("rate", VISITOR, string("rating", choices=RATINGS), string("comment?", COMMENT_LEN)),
     # Agents.
@@ -316,16 +325,16 @@ _TABLE: Final = (
     _req("cancel_transfer", AGENT, string("chat_id")),
     _req("invite", AGENT, string("chat_id"), string("to_agent"), string("note?", NOTE_LEN)),
     _req("cancel_invite", AGENT, string("chat_id")),
-    _req("leave_chat", AGENT, string("chat_id")),
+    _req("leave_chat", IN_CHAT, string("chat_id")),
     _req("end_chat", AGENT, string("chat_id"), number("delay?", 0.0, DAY)),
     _req("cancel_end", AGENT, string("chat_id")),
-    _req("available_agents", STAFF, string("department?", min_len=1)),
+    _req("available_agents", STAFF | SUPERVISOR, string("department?", min_len=1)),
     _req("visitor_panel", AGENT, string("chat_id")),
     _req("canned_suggest", AGENT, string("draft", TEXT_LEN, min_len=0), integer("limit?", 1, 50)),
     _req("canned_pick", AGENT, string("message_id"), string("chat_id")),
     _req(
         "tickets",
-        STAFF,
+        STAFF | SUPERVISOR,
         string("view", choices=TICKET_VIEWS),
         string("department?", min_len=1),
         string("agent?", min_len=1),
@@ -336,7 +345,7 @@ _TABLE: Final = (
         integer("offset?"),
         needs=(("view", "visitor", "visitor_email"),),
     ),
-    _req("ticket", STAFF, integer("ticket_id", 1)),
+    _req("ticket", STAFF | SUPERVISOR, integer("ticket_id", 1)),
     _req("mark_handled", STAFF, integer("ticket_id", 1)),
     # Admins.
     _req("department_add", ADMIN, string("id"), string("name"), *_DEPARTMENT_SETTINGS),
@@ -358,7 +367,25 @@ _TABLE: Final = (
     ),
     _req("agent_remove", ADMIN, string("id")),
     _req("agent_list", ADMIN),
-    _req("token_issue", ADMIN, string("agent_id")),
+    _req(
+        "token_issue",
+        ADMIN,
+        string("agent_id?", min_len=1),
+        string("role?", choices=TOKEN_ROLES),
+        string("name?", min_len=1),
+        strings("departments?", 64, min_items=1),
+        needs=(("role", "supervisor", "name"), ("role", "supervisor", "departments")),
+    ),
+    _req(
+        "audit_list",
+        ADMIN,
+        number("since?"),
+        number("until?"),
+        string("actor?", min_len=1),
+        string("action?", min_len=1),
+        integer("limit?", 1, 1000),
+        integer("offset?"),
+    ),
     _req("rating_report", ADMIN, number("since?"), number("until?")),
     # Admins: canned messages and their categories.
     _req("canned_category_add", ADMIN, string("name"), string("id?", min_len=1)),
@@ -391,6 +418,22 @@ _TABLE: Final = (
     ),
     _req("canned_delete", ADMIN, string("id")),
     _req("canned_list", ADMIN, string("department?", min_len=1), string("category?", min_len=1)),
+    # Supervisors (and admins, who supervise every department).
+    _req("supervise_start", SUPERVISING),
+    _req("supervise_stop", SUPERVISING),
+    _req("monitor", SUPERVISING, string("chat_id")),
+    _req("unmonitor", SUPERVISING, string("chat_id")),
+    _req("whisper", SUPERVISING, string("chat_id"), string("text", TEXT_LEN)),
+    _req("barge", SUPERVISOR, string("chat_id")),
+    _req(
+        "reassign",
+        SUPERVISING,
+        string("chat_id"),
+        string("to_agent?", min_len=1),
+        string("to_department?", min_len=1),
+        string("note?", NOTE_LEN),
+        at_least_one=("to_agent", "to_department"),
+    ),
 )
 
 REQUESTS: Final[Mapping[str, FrameSpec]] = MappingProxyType({spec.type: spec for spec in _TABLE})
@@ -413,7 +456,7 @@ def _event(
     return EventSpec(name=name, audience=audience, required=required, optional=optional)
 
 
-_CHAT_AUDIENCE: Final = VISITOR | AGENT
+_CHAT_AUDIENCE: Final = VISITOR | AGENT | SUPERVISING  # supervisors: chats they monitor
 
 EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
     {
@@ -461,6 +504,17 @@ EVENTS: Final[Mapping[str, EventSpec]] = MappingProxyType(
             _event("chat_assigned", AGENT, "chat_id", "role"),
             _event("chat_removed", AGENT, "chat_id", "reason"),
             _event("status", AGENT, "status", "ringtone"),
+            _event(
+                "whisper",
+                AGENT | SUPERVISING,
+                "chat_id",
+                "seq",
+                "at",
+                "author",
+                "author_name",
+                "text",
+            ),
+            _event("desk_changed", SUPERVISING, "chats", "removed", "queues"),
             _event("shutdown", ALL_ROLES, "reason"),
             _event("error", ALL_ROLES, "code", "message"),
         )
@@ -477,6 +531,7 @@ SYSTEM_KINDS: Final = (
     "ending_cancelled",
     "ended",
     "requeued",
+    "barged",
 )
 """The values of a ``system`` event's ``kind`` field."""
 

@@ -28,6 +28,7 @@ import msgpack
 
 from engine import (
     Agent,
+    AuditEntry,
     Availability,
     CannedCategory,
     CannedMessage,
@@ -36,6 +37,9 @@ from engine import (
     ChatMessage,
     ChatRemoved,
     Department,
+    DeskChanged,
+    DeskChat,
+    DeskQueue,
     Entry,
     Event,
     Handoff,
@@ -48,6 +52,7 @@ from engine import (
     Ticket,
     Typing,
     Visitor,
+    WhisperMessage,
 )
 
 from .frames import RATINGS, SERVER_FRAME_LIMITS
@@ -55,10 +60,14 @@ from .frames import RATINGS, SERVER_FRAME_LIMITS
 __all__ = [
     "NameOf",
     "agent_record",
+    "audit_agent",
+    "audit_record",
     "availability_record",
     "canned_category_record",
     "canned_message_record",
     "department_record",
+    "desk_chat_record",
+    "desk_queue_record",
     "entry_record",
     "fit",
     "rating_report_record",
@@ -137,6 +146,17 @@ def wire_event(event: Event, name_of: NameOf) -> tuple[str, Fields]:
             return "chat_removed", {"chat_id": event.chat_id, "reason": event.reason}
         case StatusChanged():
             return "status", {"status": event.status, "ringtone": event.ringtone}
+        case WhisperMessage():
+            whisper = _message(
+                event.chat_id, event.seq, event.at, event.author, event.author_name, event.text, ""
+            )
+            return "whisper", whisper
+        case DeskChanged():
+            return "desk_changed", {
+                "chats": [desk_chat_record(c) for c in event.chats],
+                "removed": list(event.removed),
+                "queues": [desk_queue_record(q) for q in event.queues],
+            }
     raise TypeError(f"no wire event for {type(event).__name__}")
 
 
@@ -178,8 +198,34 @@ def _system(kind: str, agent: str, detail: str, name_of: NameOf) -> Fields:
     return fields
 
 
+def desk_chat_record(chat: DeskChat) -> Fields:
+    """One row of a supervisor's desk (SPEC.md section 5, Desk chat)."""
+    return {
+        "chat_id": chat.chat_id,
+        "department": chat.department,
+        "state": chat.state,
+        "owner": chat.owner,
+        "agents": list(chat.agents),
+        "started_at": chat.started_at,
+        "accepted_at": chat.accepted_at,
+        "wait": chat.wait,
+        "last_message_at": chat.last_message_at,
+    }
+
+
+def desk_queue_record(queue: DeskQueue) -> Fields:
+    """One department's queue on a supervisor's desk."""
+    return {"department": queue.department, "chats": list(queue.chats)}
+
+
 def entry_record(entry: Entry, visitor_name: str, name_of: NameOf) -> Fields:
-    """One transcript line as an Entry record (SPEC.md section 5)."""
+    """One transcript line as an Entry record (SPEC.md section 5); a whisper is marked
+    ``internal``."""
+    if entry.kind == "whisper":
+        fields = _message("", entry.seq, entry.at, entry.author, name_of(entry.author), "", "")
+        del fields["chat_id"]
+        fields.update(kind="whisper", text=entry.text, internal=True)
+        return fields
     if entry.kind == "message":
         name = visitor_name if entry.author == "visitor" else name_of(entry.author)
         fields = _message("", entry.seq, entry.at, entry.author, name, entry.text, "")
@@ -356,3 +402,26 @@ def fit(items: Sequence[T], build: Callable[[Sequence[T]], Fields]) -> Fields:
 
 def _size(fields: Fields) -> int:
     return len(msgpack.packb(fields, use_bin_type=True))
+
+
+def audit_record(entry: AuditEntry) -> Fields:
+    """An Audit entry record (SPEC.md section 5)."""
+    return {
+        "id": entry.id,
+        "at": entry.at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "target": entry.target,
+        "before": None if entry.before is None else dict(entry.before),
+        "after": None if entry.after is None else dict(entry.after),
+    }
+
+
+def audit_agent(agent: Agent) -> Fields:
+    """An agent's settings as the audit log keeps them (presence is the agent's own)."""
+    return {
+        "id": agent.id,
+        "name": agent.name,
+        "departments": list(agent.departments),
+        "capacity": agent.capacity,
+    }

@@ -63,6 +63,7 @@ below it, so a concern calls only what is below it and an import never points ba
     handshakes   accept, decline, transfer, invite
     visitors     open a chat, a visitor leaving and coming back
     presence     status, connections, graces, crashed actors, directory changes
+    supervision  supervisors' live desks (coalesced events), barging in, reassigning
     firing       what each kind of timer does when it fires (Rule 3)
     restore      load the directory and the journal's live chats before the loop
     loop         `Router`: the mailbox loop and the handler table

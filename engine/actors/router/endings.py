@@ -14,7 +14,6 @@ from ...model.events import (
 )
 from ...model.records import (
     EndReason,
-    Finish,
     TicketKind,
 )
 from .. import messages as m
@@ -48,14 +47,7 @@ class Endings(Queues):
             kind=kind.value,
             reason=reason.value,
         )
-        chat.final = Finish(
-            kind=kind,
-            reason=reason.value,
-            owner=chat.owner,
-            agents=tuple(chat.ever),
-            handoffs=tuple(chat.handoffs),
-            accepted_at=chat.accepted_at,
-        )
+        chat.final = chat.finish(kind, reason)
         self._tell(chat, chat.final)
 
     def _owned(self, agent_id: str, chat_id: str) -> Chat | EngineError:

@@ -1,7 +1,8 @@
 """Timers are data (Rule 3): what each kind of deadline does when it fires.
 
 Keys are `(kind, id)`: an offer's window, a queue wait, a delayed ending, a visitor's or an agent's
-grace, a tell waiting for room in a session's mailbox, and the journal retry.
+grace, a tell waiting for room in a session's mailbox, the journal retry, and a supervisor's desk
+event.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from ...model.records import (
     EndReason,
     TicketKind,
 )
-from .presence import Presence
+from .supervision import Supervision
 
 log = structlog.get_logger("helpline.router")
 
 
-class Firing(Presence):
+class Firing(Supervision):
     """Handle a fired timer like a message."""
 
     def _timer_handlers(self) -> dict[str, Callable[[str], None]]:
@@ -33,6 +34,7 @@ class Firing(Presence):
             "agent": self._agent_grace_over,
             "tell": self._tell_again,
             "retry": lambda _: self._retry_journal(),
+            "desk": self._desk_fire,
         }
 
     def _offer_expired(self, offer_id: str) -> None:

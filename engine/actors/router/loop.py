@@ -82,6 +82,12 @@ class Router(Restore):
             m.ActorDown: self._actor_down,
             m.LiveChats: self._live_chats,
             m.Inspect: self._inspect,
+            m.Supervise: self._supervise,
+            m.Unsupervise: self._unsupervise,
+            m.Activity: self._activity,
+            m.Barge: self._barge,
+            m.LeaveBarge: self._leave_barge,
+            m.Reassign: self._reassign,
             m.Shutdown: self._shutdown,
         }
 

@@ -203,18 +203,13 @@ def _push_to(outlet: Outlet, event: Event) -> None:
 
 
 def _failed_ticket(snapshot: Ticket, chat: Chat, now: float) -> Ticket:
-    return Ticket(
+    """What a crashed session held, with the router's record of the chat, as a failed ticket."""
+    return chat.finish(TicketKind.FAILED, EndReason.CRASHED).ticket(
         chat_id=chat.id,
-        kind=TicketKind.FAILED,
         department=chat.department,
         question=chat.question,
         visitor=chat.visitor,
         entries=snapshot.entries,
-        agents=tuple(chat.ever),
-        handoffs=tuple(chat.handoffs),
         started_at=chat.started_at,
-        accepted_at=chat.accepted_at,
         ended_at=now,
-        end_reason=EndReason.CRASHED,
-        owner=chat.owner,
     )

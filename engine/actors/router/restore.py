@@ -43,13 +43,13 @@ class Restore(Firing):
         a = self._agents[agent_id]
         a.status, a.ringtone = status, ringtone
 
-    def restore(self, live: journal.LiveState) -> list[journal.LiveChat]:
+    def restore(self, live: journal.LiveState) -> list[journal.JournaledChat]:
         """Rebuild the live chats the journal holds (after `load`, before `run`).
 
         Returns the chats that cannot be restored (their record does not parse, or names a
         department or agent that is gone); the caller stores each as a FAILED ticket.
         """
-        broken: list[journal.LiveChat] = []
+        broken: list[journal.JournaledChat] = []
         for item in live.chats:
             try:
                 if item.record is None:

@@ -22,6 +22,7 @@ from ...model.events import (
 from ...model.records import (
     AgentStatus,
     Department,
+    EndReason,
     Entry,
     Finish,
     Handoff,
@@ -71,6 +72,17 @@ class Chat:
     # tells that found the session's mailbox full, and answers waiting for them, in order
     tells: deque[m.ToSession | Callable[[], None]] = field(default_factory=deque)
     waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
+
+    def finish(self, kind: TicketKind, reason: EndReason) -> Finish:
+        """How this chat's ticket is to be written, ending now as `kind` for `reason`."""
+        return Finish(
+            kind=kind,
+            reason=reason.value,
+            owner=self.owner,
+            agents=tuple(self.ever),
+            handoffs=tuple(self.handoffs),
+            accepted_at=self.accepted_at,
+        )
 
 
 @dataclass(slots=True, eq=False)

@@ -21,20 +21,36 @@ is seen by the next ``canned_suggest`` of every agent. The desk validates what i
 module adds what the wire promises on top: an existing id is ``invalid_state`` (the desk calls it
 invalid), a department must exist (``not_found``), and ``canned_edit`` takes a department *or*
 ``shared: true``, never both.
+
+Every change is written to the audit log (``audit_list``; the actor is ``admin:NAME``) with the
+record before and after it, once the change is made. An admin also supervises every department
+(``supervisor.py``): its first desk, monitor, whisper or reassign request opens a supervisor
+handle of all departments for the connection, and from then on its events come too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from engine import Agent, CannedMessage, Department, EngineError, RoutingMode
+from engine import (
+    Agent,
+    AuditEntry,
+    CannedCategory,
+    CannedMessage,
+    Department,
+    EngineError,
+    RoutingMode,
+    SupervisorConnection,
+)
 
 from ...wire.frames import Request, Role
 from ...wire.records import (
     Fields,
     agent_record,
+    audit_agent,
+    audit_record,
     canned_category_record,
     canned_message_record,
     department_record,
@@ -42,6 +58,7 @@ from ...wire.records import (
     rating_report_record,
 )
 from ..auth import authenticate, issue_token, subject
+from .supervisor import Supervising, pump
 from .tickets import TicketDesk
 
 if TYPE_CHECKING:
@@ -65,7 +82,7 @@ async def open_admin(conn: Connection, request: Request) -> tuple[AdminRole, Fie
     if name is None:
         raise EngineError("unauthorized", "that token is unknown or was revoked")
     conn.log = conn.log.bind(admin=name)
-    return AdminRole(conn), {}
+    return AdminRole(conn, name), {}
 
 
 def _settings(request: Request) -> dict[str, Any]:
@@ -80,12 +97,17 @@ def _settings(request: Request) -> dict[str, Any]:
 class AdminRole:
     """The requests of one admin connection."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, name: str) -> None:
         self._conn = conn
         self._engine = conn.engine
         self._registry = conn.registry
+        self._name = name
+        self._actor = subject(Role.ADMIN, name)
         self._desk = TicketDesk(conn.engine, conn.gateway.name_of)
+        self._supervisor: SupervisorConnection | None = None
         self._handlers = {
+            **Supervising(conn, self._supervising).handlers,
+            "audit_list": self._audit_list,
             "department_add": self._department_add,
             "department_update": self._department_update,
             "department_list": self._department_list,
@@ -115,7 +137,45 @@ class AdminRole:
         raise AssertionError("an admin posts nothing")
 
     def start(self) -> None:
-        """An admin receives no events besides ``shutdown``."""
+        """An admin receives no events besides ``shutdown`` until it supervises."""
+
+    async def _supervising(self) -> SupervisorConnection:
+        """The connection's supervisor handle of every department, opened on first use."""
+        if self._supervisor is None:
+            self._supervisor = await self._conn.stack.enter_async_context(
+                self._engine.connect_supervisor(self._actor, name=self._name)
+            )
+            self._conn.start_soon(pump, self._conn, self._supervisor)
+        return self._supervisor
+
+    async def _audit(
+        self,
+        action: str,
+        target: str,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self._engine.store.record_audit(
+            AuditEntry(
+                at=self._engine.now(),
+                actor=self._actor,
+                action=action,
+                target=target,
+                before=before,
+                after=after,
+            )
+        )
+
+    async def _audit_list(self, request: Request) -> Fields:
+        entries = await self._engine.store.audit(
+            since=request.get("since", float),
+            until=request.get("until", float),
+            actor=request.get("actor", str),
+            action=request.get("action", str),
+            limit=request.get("limit", int, 100),
+            offset=request.get("offset", int, 0),
+        )
+        return fit(entries, lambda shown: {"entries": [audit_record(e) for e in shown]})
 
     async def handle(self, request: Request) -> Fields:
         return await self._handlers[request.type](request)
@@ -132,6 +192,7 @@ class AdminRole:
         department = Department(id=dept_id, name=request.require("name", str), **_settings(request))
         stored = await self._engine.add_department(department)
         self._conn.log.info("department_added", department=dept_id)
+        await self._audit("department_added", dept_id, None, department_record(stored))
         return {"department": department_record(stored)}
 
     async def _department_update(self, request: Request) -> Fields:
@@ -145,6 +206,9 @@ class AdminRole:
             changes["name"] = name
         stored = await self._engine.update_department(dataclasses.replace(old, **changes))
         self._conn.log.info("department_updated", department=dept_id)
+        await self._audit(
+            "department_changed", dept_id, department_record(old), department_record(stored)
+        )
         return {"department": department_record(stored)}
 
     async def _department_list(self, request: Request) -> Fields:
@@ -170,16 +234,19 @@ class AdminRole:
         )
         await self._engine.add_agent(agent)
         self._conn.log.info("agent_added", agent_id=agent_id)
+        await self._audit("agent_added", agent_id, None, audit_agent(agent))
         return {"agent": agent_record(await self._agent(agent_id) or agent, 0)}
 
     async def _agent_remove(self, request: Request) -> Fields:
         agent_id = request.require("id", str)
-        if await self._agent(agent_id) is None:
+        old = await self._agent(agent_id)
+        if old is None:
             raise EngineError("not_found", f"no agent {agent_id!r}")
         await self._engine.store.revoke_tokens(subject=subject(Role.AGENT, agent_id))
         await self._engine.remove_agent(agent_id)
         closed = self._registry.close_agent(agent_id, 1008, "the agent was removed")
         self._conn.log.info("agent_removed", agent_id=agent_id, connections=closed)
+        await self._audit("agent_removed", agent_id, audit_agent(old), None)
         return {}
 
     async def _agent_list(self, request: Request) -> Fields:
@@ -188,12 +255,35 @@ class AdminRole:
         return {"agents": [agent_record(a, loads.get(a.id, 0)) for a in agents]}
 
     async def _token_issue(self, request: Request) -> Fields:
-        agent_id = request.require("agent_id", str)
+        if request.get("role", str, "agent") == "supervisor":
+            return await self._supervisor_token(request)
+        agent_id = request.get("agent_id", str)
+        if agent_id is None:
+            raise EngineError("missing_field", "an agent's token needs 'agent_id'")
         if await self._agent(agent_id) is None:
             raise EngineError("not_found", f"no agent {agent_id!r}")
         token = await issue_token(self._engine.store, Role.AGENT, agent_id, now=self._engine.now())
         self._conn.log.info("token_issued", agent_id=agent_id)
+        await self._audit("token_issued", subject(Role.AGENT, agent_id), None, {"role": "agent"})
         return {"agent_id": agent_id, "token": token}
+
+    async def _supervisor_token(self, request: Request) -> Fields:
+        name = request.require("name", str)
+        departments = tuple(dict.fromkeys(request.strings("departments")))
+        for department in departments:
+            self._check_department(department)
+        token = await issue_token(
+            self._engine.store,
+            Role.SUPERVISOR,
+            name,
+            now=self._engine.now(),
+            departments=departments,
+        )
+        who = subject(Role.SUPERVISOR, name)
+        self._conn.log.info("token_issued", supervisor=who)
+        after = {"role": "supervisor", "departments": sorted(departments)}
+        await self._audit("token_issued", who, None, after)
+        return {"supervisor": who, "name": name, "departments": sorted(departments), "token": token}
 
     async def _available_agents(self, request: Request) -> Fields:
         department = request.get("department", str, "")
@@ -263,13 +353,18 @@ class AdminRole:
             request.require("name", str), category_id=category_id
         )
         self._conn.log.info("canned_category_added", category=category.id)
+        await self._audit("canned_changed", category.id, None, _category(category))
         return {"category": canned_category_record(category)}
 
     async def _canned_category_rename(self, request: Request) -> Fields:
+        category_id = request.require("id", str)
+        old = next((c for c in self._engine.canned.categories() if c.id == category_id), None)
         category = await self._engine.canned.rename_category(
-            request.require("id", str), request.require("name", str)
+            category_id, request.require("name", str)
         )
         self._conn.log.info("canned_category_renamed", category=category.id)
+        before = None if old is None else _category(old)
+        await self._audit("canned_changed", category.id, before, _category(category))
         return {"category": canned_category_record(category)}
 
     async def _canned_category_delete(self, request: Request) -> Fields:
@@ -289,6 +384,9 @@ class AdminRole:
                 category_id, messages="delete" if mode == "delete" else "refuse"
             )
         self._conn.log.info("canned_category_deleted", category=category_id, messages=mode)
+        await self._audit(
+            "canned_changed", category_id, {"category": category_id, "messages": held}, None
+        )
         return {
             "deleted": held if mode == "delete" else 0,
             "moved": held if mode == "move" else 0,
@@ -309,11 +407,13 @@ class AdminRole:
             message_id=message_id,
         )
         self._conn.log.info("canned_added", message_id=message.id)
+        await self._audit("canned_changed", message.id, None, canned_message_record(message))
         return {"message": canned_message_record(message)}
 
     async def _canned_edit(self, request: Request) -> Fields:
         message_id = request.require("id", str)
-        if self._canned_message(message_id) is None:
+        old = self._canned_message(message_id)
+        if old is None:
             raise EngineError("not_found", f"no canned message {message_id!r}")
         department = request.get("department", str)
         shared = request.get("shared", bool)
@@ -337,12 +437,21 @@ class AdminRole:
             changes["department"] = department  # None: shared by every department
         message = await self._engine.canned.edit_message(message_id, **changes)
         self._conn.log.info("canned_edited", message_id=message_id)
+        await self._audit(
+            "canned_changed",
+            message_id,
+            canned_message_record(old),
+            canned_message_record(message),
+        )
         return {"message": canned_message_record(message)}
 
     async def _canned_delete(self, request: Request) -> Fields:
         message_id = request.require("id", str)
+        old = self._canned_message(message_id)
         await self._engine.canned.delete_message(message_id)
         self._conn.log.info("canned_deleted", message_id=message_id)
+        before = None if old is None else canned_message_record(old)
+        await self._audit("canned_changed", message_id, before, None)
         return {}
 
     async def _canned_list(self, request: Request) -> Fields:
@@ -364,3 +473,7 @@ class AdminRole:
             }
 
         return fit(messages, build)
+
+
+def _category(category: CannedCategory) -> dict[str, Any]:
+    return dict(canned_category_record(category))
