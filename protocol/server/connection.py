@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A connection is three tasks around one bounded queue of outgoing frames:
+A connection is two tasks around one bounded queue of outgoing frames:
 
 - the **reader** takes WebSocket messages one at a time, decodes each with the codec, and handles
   it to the end, with one exception: a chat line (``send``) is handed to its chat's session and
@@ -14,9 +14,9 @@ A connection is three tasks around one bounded queue of outgoing frames:
   nothing more while the queue is more than half full: a client that pipelines requests faster
   than it reads the replies is slowed down (TCP backpressure), not dropped;
 - the **writer** sends the frames: it takes everything queued (without waiting for more) and
-  writes the batch with one write;
-- the **heartbeat** pings every ``heartbeat_interval`` and closes with 4001 when a pong does not
-  come back within ``heartbeat_timeout``.
+  writes the batch with one write. It is the heartbeat too: it waits for frames only until the
+  next ping is due, pings every ``heartbeat_interval``, and closes with 4001 when a pong does not
+  come back within ``heartbeat_timeout`` (the reader's transport sets the pong's event).
 
 Events need no task of their own: a role attaches an :class:`EventSink` to each engine handle, and
 the engine's fan-out calls it, which encodes the event and queues the frame at once (no wake-up,
@@ -53,6 +53,7 @@ a frame with a ref gets an error reply. Before a successful hello every refusal 
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -311,7 +312,6 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._guarded, self._writer)
-            nursery.start_soon(self._guarded, self._heartbeat)
             nursery.start_soon(self._guarded, self._reader)
             task_status.started()
 
@@ -340,9 +340,32 @@ class Connection:
 
     async def _writer(self) -> None:
         queue = self._queue
+        settings = self.settings
+        next_ping = trio.current_time() + settings.heartbeat_interval
+        pong: trio.Event | None = None  # the pong awaited, due at pong_due
+        pong_due = math.inf
         while True:
-            while not queue and not self._skip_queue:
-                await self._writable.park()
+            with trio.move_on_at(min(next_ping, pong_due)):
+                while not queue and not self._skip_queue:
+                    await self._writable.park()
+            now = trio.current_time()
+            if pong is not None and pong.is_set():
+                pong, pong_due = None, math.inf
+            if pong is not None and now >= pong_due:
+                self.log.warning("heartbeat_timeout")
+                self.close(4001, "no pong in time", flush=False)
+                return
+            if pong is None and now >= next_ping:
+                self._pings += 1
+                try:
+                    pong = await self.ws.send_ping(struct.pack("!Q", self._pings))
+                except ConnectionClosed:
+                    self._peer_closed()
+                    return
+                pong_due = now + settings.heartbeat_timeout
+                next_ping = now + settings.heartbeat_interval
+            if not queue and not self._skip_queue:
+                continue
             batch = list(queue)
             queue.clear()
             self._replayed = 0
@@ -359,21 +382,6 @@ class Connection:
                 return
             if flush:
                 self._done.set()
-                return
-
-    async def _heartbeat(self) -> None:
-        settings = self.settings
-        while True:
-            await trio.sleep(settings.heartbeat_interval)
-            self._pings += 1
-            with trio.move_on_after(settings.heartbeat_timeout) as scope:
-                try:
-                    await self.ws.ping(struct.pack("!Q", self._pings))
-                except ConnectionClosed:
-                    return
-            if scope.cancelled_caught:
-                self.log.warning("heartbeat_timeout")
-                self.close(4001, "no pong in time", flush=False)
                 return
 
     async def _receive(self) -> bytes | str | None:
