@@ -130,17 +130,17 @@ class TestVisitor:
             )
 
     async def test_conversation(self, engine: Engine, autojump_clock: MockClock) -> None:
-        """Messages reach every participant in one order, with the sender's client_msg_id."""
+        """Messages reach the other participants in one order, with the sender's client_msg_id;
+        the sending connection gets the reply instead of its own line."""
         async with open_gateway(engine) as gw, gw.agent("ann") as ann, gw.visitor() as v:
             chat_id = await open_chat(v)
             await accept(ann, chat_id)
             sent = await v.request("send", text="Hello", client_msg_id="m-1")
             await ann.request("send", chat_id=chat_id, text="Hi Vera")
             await v.wait_for("chat_opened")
-            lines = [await v.receive() for _ in range(3)]
+            lines = [await v.receive() for _ in range(2)]
             assert [
                 ("system", 1, "joined", None, None),
-                ("message", 2, None, "visitor", "m-1"),
                 ("message", 3, None, "ann", None),
             ] == [
                 (
@@ -153,8 +153,29 @@ class TestVisitor:
                 for e in lines
             ]
             assert 2 == sent["seq"]
-            message = await ann.wait_for("message", seq=3)
-            assert ("Ann", "Hi Vera") == (message.fields["author_name"], message.fields["text"])
+            heard = await ann.wait_for("message", seq=2)
+            assert ("visitor", "m-1") == (heard.fields["author"], heard.fields["client_msg_id"])
+            await settle()
+            assert "message" not in names(ann.pending_events())
+
+    async def test_pipelined_lines(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """Lines sent without waiting for replies are all answered, numbered in the order they
+        were sent, and a request after them takes effect after them."""
+        async with open_gateway(engine) as gw, gw.agent("ann") as ann, gw.visitor() as v:
+            chat_id = await open_chat(v)
+            await accept(ann, chat_id)
+            seqs: dict[int, int] = {}
+
+            async def say(i: int) -> None:
+                seqs[i] = int((await v.request("send", text=f"line {i}"))["seq"])
+
+            async with trio.open_nursery() as nursery:
+                for i in range(12):
+                    nursery.start_soon(say, i)
+                    await trio.lowlevel.checkpoint()
+            assert sorted(seqs.values()) == [seqs[i] for i in range(12)]
+            heard = [(await ann.wait_for("message", seq=seqs[i])).fields["text"] for i in range(12)]
+            assert [f"line {i}" for i in range(12)] == heard
 
     async def test_typing_goes_to_the_others(
         self, engine: Engine, autojump_clock: MockClock

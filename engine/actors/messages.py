@@ -7,6 +7,7 @@ which never blocks and drops the answer quietly if the asker gave up. Everything
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,22 +23,31 @@ class Reply:
     """The answer slot of one ask: filled once by the actor, awaited by the asker.
 
     Cheaper than a memory channel of size 1 (one Event, no channel pair), and it keeps the
-    channel's `send_nowait` contract: a second answer raises trio.WouldBlock.
+    channel's `send_nowait` contract: a second answer raises trio.WouldBlock. An asker that does
+    not wait (a pipelined request) gives `then` instead, which is called with the answer.
     """
 
-    __slots__ = ("_event", "value")
+    __slots__ = ("_answered", "_event", "_then", "value")
 
-    def __init__(self) -> None:
-        self._event = trio.Event()
+    def __init__(self, then: Callable[[Any], None] | None = None) -> None:
+        self._then = then
+        self._event = trio.Event() if then is None else None
+        self._answered = False
         self.value: Any = None
 
     def send_nowait(self, value: object) -> None:
-        if self._event.is_set():
+        if self._answered:
             raise trio.WouldBlock
+        self._answered = True
         self.value = value
-        self._event.set()
+        if self._then is not None:
+            self._then(value)
+        else:
+            assert self._event is not None
+            self._event.set()
 
     async def wait(self) -> Any:
+        assert self._event is not None
         await self._event.wait()
         return self.value
 
@@ -360,6 +370,7 @@ class Say:
     text: str
     client_msg_id: str
     reply: Reply
+    origin: Outlet | None = None  # the writer's own outlet: the answer stands for its echo
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

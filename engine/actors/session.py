@@ -7,7 +7,9 @@ Theory of operation:
   same order.
 - Chat messages come straight from connections (the data plane skips the router). The session
   checks the author is in the chat, appends, and pushes the line into each participant's outbox,
-  which never blocks.
+  which never blocks. The outlet the line was written through gets no echo of it: the answer to
+  its `Say` (the sequence number) stands for it. The author's other outlets (an agent's other
+  tabs) get the line like everyone else.
 - With the journal on, a line is committed to the store before anyone sees it: before a message is
   acknowledged (its sequence number answered) or fanned out. Messages that are already waiting in
   the mailbox are taken together and written in one job, and the store's group commit puts many
@@ -66,7 +68,7 @@ from ..model.records import (
 from ..store.contract import Store
 from ..store.journal import entries_by_client_id
 from . import messages as m
-from .outbox import Outbox
+from .outbox import Outbox, Outlet
 
 log = structlog.get_logger("helpline.session")
 
@@ -113,7 +115,9 @@ class Session:
         self._names: dict[str, str] = {}  # whisper authors' display names
         self._client_ids = entries_by_client_id(self.entries)
         self._unsaved: list[Entry] = []  # lines not in the journal yet (the newest lines)
-        self._held: list[tuple[Entry, Event, list[Outbox]]] = []  # lines waiting for their write
+        # lines waiting for their write: the event, its outboxes, the outlet that gets no echo
+        self._held: list[tuple[Entry, Event, list[Outbox], Outlet | None]] = []
+        self._saying: list[m.Say] = []  # the messages being written (answered if this crashes)
         self._log = log.bind(chat_id=chat_id, department=department)
         # Whether the router wants to hear that the visitor waits for an answer (see `_awaiting`).
         self._watch_silence = watch_silence or (lambda: False)
@@ -127,6 +131,8 @@ class Session:
                 # A crash (also a ticket the store refused every time): everyone still learns how
                 # the chat ended; the router stores what this session held as a failed ticket.
                 self._tell_ended(EndReason.CRASHED.value, None)
+                for say in self._saying:
+                    m.answer(say.reply, EngineError("chat_ended", "this chat has ended"))
                 self._refuse_the_rest()
                 raise
             self._refuse_the_rest()
@@ -228,6 +234,11 @@ class Session:
 
     async def _say_all(self, says: list[m.Say]) -> None:
         """Append messages, write them in one job, then acknowledge and fan them out."""
+        self._saying = says  # left in place by a crash, for run() to answer
+        await self._say_written(says)
+        self._saying = []
+
+    async def _say_written(self, says: list[m.Say]) -> None:
         first = len(self.entries)
         results = [(say.reply, self._say(say)) for say in says]
         if await self._write():
@@ -271,7 +282,7 @@ class Session:
             return EngineError("not_in_chat", "you are not in that chat")
         if msg.client_msg_id and msg.client_msg_id in self._client_ids:
             return self._client_ids[msg.client_msg_id]  # a resend: already in the transcript
-        entry = self._line("message", msg.author, msg.text, msg.client_msg_id)
+        entry = self._line("message", msg.author, msg.text, msg.client_msg_id, msg.origin)
         if msg.client_msg_id:
             self._client_ids[msg.client_msg_id] = entry.seq
         return entry.seq
@@ -292,9 +303,9 @@ class Session:
 
     def _deliver(self) -> None:
         held, self._held = self._held, []
-        for _, event, outboxes in held:
+        for _, event, outboxes, origin in held:
             for outbox in outboxes:
-                outbox.push(event)
+                outbox.push(event, origin)
 
     def _activity(self, at: float) -> None:
         try:
@@ -305,8 +316,16 @@ class Session:
     def _last_seq(self) -> int:
         return self.entries[-1].seq if self.entries else 0
 
-    def _line(self, kind: str, author: str, text: str = "", client_msg_id: str = "") -> Entry:
-        """Append a line; it reaches the participants of this moment once it is written."""
+    def _line(
+        self,
+        kind: str,
+        author: str,
+        text: str = "",
+        client_msg_id: str = "",
+        origin: Outlet | None = None,
+    ) -> Entry:
+        """Append a line; it reaches the participants of this moment (but `origin`) once it is
+        written."""
         entry = Entry(
             seq=self._last_seq() + 1,
             at=self._wall(),
@@ -323,10 +342,10 @@ class Session:
             outboxes.append(self._visitor)
         if not self._journal:  # nothing to wait for
             for outbox in outboxes:
-                outbox.push(event)
+                outbox.push(event, origin)
             return entry
         self._unsaved.append(entry)
-        self._held.append((entry, event, outboxes))
+        self._held.append((entry, event, outboxes, origin))
         return entry
 
     def _system(self, event: str, *, agent: str = "", detail: str = "") -> None:

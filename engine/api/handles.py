@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import trio
 
 from ..actors import messages as m
-from ..actors.outbox import Outlet
+from ..actors.outbox import Outlet, Sink
 from ..canned.desk import CannedDesk
 from ..canned.records import CannedMessage
 from ..model.errors import EngineError
@@ -47,6 +47,34 @@ async def ask(
     if isinstance(result, EngineError):
         raise result
     return result
+
+
+async def post(
+    session: trio.MemorySendChannel[m.ToSession],
+    timeout: float,  # noqa: ASYNC109 - bounds the wait for room in the mailbox
+    then: Callable[[Any], None],
+    build: Callable[[m.Reply], m.Say],
+) -> Callable[[], None]:
+    """Hand a line to its session and return without waiting for the answer (a pipelined send).
+
+    `then` is called once, from the session, with the line's sequence number or an EngineError
+    (never raise from it). The function returned gives up: `then` gets `busy` at once and a late
+    answer is dropped. The writer's later lines queue behind this one in the session's mailbox,
+    so several lines of one writer share a commit.
+    """
+    reply = m.Reply(then)
+    with trio.move_on_after(timeout) as scope:
+        try:
+            await session.send(build(reply))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise EngineError("chat_ended", "this chat has ended") from None
+    if scope.cancelled_caught:
+        raise EngineError("busy", "the engine did not answer in time; try again")
+
+    def give_up() -> None:
+        m.answer(reply, EngineError("busy", "the engine did not answer in time; try again"))
+
+    return give_up
 
 
 async def rate_chat(
@@ -125,6 +153,10 @@ class VisitorChat:
         """Every event for this visitor, in order, until the chat ends."""
         return aiter(self._outlet)
 
+    def attach(self, sink: Sink) -> None:
+        """Deliver this chat's events to `sink` instead of `events()` (see `actors.outbox`)."""
+        self._outlet.attach(sink)
+
     async def next_event(self) -> Event:
         """The next event; raises trio.EndOfChannel after the last one."""
         return await self._outlet.receive()
@@ -134,11 +166,37 @@ class VisitorChat:
         return self._outlet.pending()
 
     async def send(self, text: str, *, client_msg_id: str = "") -> int:
-        """Write a message; returns its sequence number. A resent client_msg_id is not repeated."""
+        """Write a message; returns its sequence number. A resent client_msg_id is not repeated.
+
+        The returned number stands for the line: this handle's `events()` does not repeat it.
+        """
         seq: int = await self._ask(
-            lambda r: m.Say(author="visitor", text=text, client_msg_id=client_msg_id, reply=r)
+            lambda r: m.Say(
+                author="visitor",
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            )
         )
         return seq
+
+    async def post(
+        self, text: str, *, client_msg_id: str = "", then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """Write a message without waiting for its answer (see `post`)."""
+        return await post(
+            self._session,
+            self._timeout,
+            then,
+            lambda r: m.Say(
+                author="visitor",
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            ),
+        )
 
     async def typing(self, on: bool) -> None:
         await self._tell(m.SetTyping(author="visitor", on=on))
@@ -217,6 +275,10 @@ class AgentConnection:
         """Every event for this agent (offers, chat lines of its chats, results), in order."""
         return aiter(self._outlet)
 
+    def attach(self, sink: Sink) -> None:
+        """Deliver this connection's events to `sink` instead of `events()`."""
+        self._outlet.attach(sink)
+
     async def next_event(self) -> Event:
         return await self._outlet.receive()
 
@@ -260,14 +322,44 @@ class AgentConnection:
 
     # conversation
     async def send(self, chat_id: str, text: str, *, client_msg_id: str = "") -> int:
+        """Write a message; returns its sequence number, which stands for the line on this
+        connection (its `events()` does not repeat it; the agent's other connections get it)."""
         seq: int = await ask(
             self._session(chat_id),
-            lambda r: m.Say(author=self.agent_id, text=text, client_msg_id=client_msg_id, reply=r),
+            lambda r: m.Say(
+                author=self.agent_id,
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            ),
             self._timeout,
             "that chat has ended",
             "chat_ended",
         )
         return seq
+
+    async def post(
+        self,
+        chat_id: str,
+        text: str,
+        *,
+        client_msg_id: str = "",
+        then: Callable[[int | EngineError], None],
+    ) -> Callable[[], None]:
+        """Write a message without waiting for its answer (see `post`)."""
+        return await post(
+            self._session(chat_id),
+            self._timeout,
+            then,
+            lambda r: m.Say(
+                author=self.agent_id,
+                text=text,
+                client_msg_id=client_msg_id,
+                reply=r,
+                origin=self._outlet,
+            ),
+        )
 
     async def typing(self, chat_id: str, on: bool) -> None:
         """Tell the chat this agent started or stopped typing; refused if it is not in the chat."""

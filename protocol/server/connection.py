@@ -2,21 +2,25 @@
 
 Theory of operation
 -------------------
-A connection is three tasks around one bounded queue of outgoing frames:
+A connection is two tasks around one bounded queue of outgoing frames:
 
 - the **reader** takes WebSocket messages one at a time, decodes each with the codec, and handles
-  it to the end (a request's reply is queued before the next message is read, so one client's
-  requests never run concurrently and a client cannot make the server hold more than one
-  request of its own). It reads nothing more while the queue is more than half full: a client
-  that pipelines requests faster than it reads the replies is slowed down (TCP backpressure),
-  not dropped;
+  it to the end, with one exception: a chat line (``send``) is handed to its chat's session and
+  the reader goes on to the next message while the session writes it (up to ``PIPELINE`` lines
+  per connection at once; the session's answer queues the reply). So a client's lines in flight
+  reach the session together and share one commit. Any other request first waits until those
+  lines are answered, so requests still take effect in the order they were sent; replies to
+  lines of different chats may arrive out of order, which SPEC.md section 2 allows. It reads
+  nothing more while the queue is more than half full: a client that pipelines requests faster
+  than it reads the replies is slowed down (TCP backpressure), not dropped;
 - the **writer** sends the frames: it takes everything queued (without waiting for more) and
-  writes the batch with one write;
-- the **heartbeat** pings every ``heartbeat_interval`` and closes with 4001 when a pong does not
-  come back within ``heartbeat_timeout``.
+  writes the batch with one write. It is the heartbeat too: it waits for frames only until the
+  next ping is due, pings every ``heartbeat_interval``, and closes with 4001 when a pong does not
+  come back within ``heartbeat_timeout`` (the reader's transport sets the pong's event).
 
-Role handlers (``roles/visitor.py``, ``roles/agent.py``, ``roles/admin.py``) add one more task
-per engine handle that moves the handle's events onto the queue (a "pump").
+Events need no task of their own: a role attaches an :class:`EventSink` to each engine handle, and
+the engine's fan-out calls it, which encodes the event and queues the frame at once (no wake-up,
+no second queue; ``engine/actors/outbox.py``).
 
 A hello's role picks its handler from the gateway's role table (``roles/__init__.py``). The
 connection knows the roles only as :class:`RoleHandler` and the gateway only as :class:`Host`, so
@@ -25,9 +29,10 @@ it imports neither: the role modules and the gateway import it.
 Rule 1: **nothing waits to enqueue.** Replies and events are put on the queue with
 ``send_nowait``. A full queue means the client does not read fast enough (the reader's pause keeps
 replies to half of it, so what fills it is events): the connection is closed with 4000 at once
-and the engine's disconnect grace takes over. The engine's own outlet behind a
-pump therefore never fills (the pump drains it at the speed of encoding), and one slow reader never
-slows a chat (DESIGN.md, "Fan-out never waits").
+and the engine's disconnect grace takes over. A sink therefore answers the engine at once, and
+one slow reader never slows a chat (DESIGN.md, "Fan-out never waits"). Replayed events (a
+resumed chat's missed lines, a newcomer's transcript) are queued beyond the limit: a replay
+never makes a client look slow.
 
 Rule 2: **the first close wins.** :meth:`Connection.close` records a code and either lets the
 writer flush what is queued first (an error event, a ``shutdown`` event) or skips the queue
@@ -48,8 +53,10 @@ a frame with a ref gets an error reply. Before a successful hello every refusal 
 
 from __future__ import annotations
 
+import math
 import struct
-from collections.abc import Awaitable, Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Final, Protocol
 
@@ -73,11 +80,12 @@ from .registry import Registry
 from .settings import ServerSettings
 from .transport import ConnectionClosed, Transport
 
-__all__ = ["Connection", "Host", "RoleHandler", "RoleOpener", "TokenBucket"]
+__all__ = ["Connection", "EventSink", "Host", "RoleHandler", "RoleOpener", "TokenBucket"]
 
 log = structlog.get_logger("helpline.gateway")
 
 _FLUSH: Final = object()  # queued behind the last frame of a flushing close
+PIPELINE: Final = 8  # chat lines of one connection handed to sessions and not yet answered
 
 
 class RoleHandler(Protocol):
@@ -88,6 +96,14 @@ class RoleHandler(Protocol):
 
     async def handle(self, request: Request) -> Fields:
         """Serve one request; return the reply's result fields or raise an error with a code."""
+
+    posts: frozenset[str]
+    """The request types served by ``post`` (pipelined) instead of ``handle``."""
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """Hand a chat line over; ``then`` gets its seq (or error). Returns a give-up function."""
 
 
 RoleOpener = Callable[["Connection", Request], Awaitable[tuple[RoleHandler, Fields]]]
@@ -126,6 +142,59 @@ class TokenBucket:
         return True
 
 
+class EventSink:
+    """Feeds one engine handle's events straight into its connection's queue (an outbox `Sink`).
+
+    ``see`` lets the role note an event before it is queued (an offer, the end of the chat);
+    ``gone`` hears that the handle's outlet closed (``kicked``: as a slow consumer). Both run in
+    the engine's actor that pushed, so a fault is caught here and closes this connection only
+    (Rule 3).
+    """
+
+    __slots__ = ("_conn", "_gone", "_see")
+
+    def __init__(
+        self,
+        conn: Connection,
+        see: Callable[[Event], None] | None = None,
+        gone: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._conn = conn
+        self._see = see
+        self._gone = gone
+
+    def push(self, event: Event) -> bool:
+        conn = self._conn
+        if conn._closing:
+            return False
+        try:
+            if self._see is not None:
+                self._see(event)
+            conn.put_event(event)
+        except Exception:
+            conn._fault()
+        return not conn._closing
+
+    def replay(self, events: Sequence[Event]) -> None:
+        conn = self._conn
+        try:
+            for event in events:
+                if self._see is not None:
+                    self._see(event)
+                conn.put_event(event, replayed=True)
+        except Exception:
+            conn._fault()
+
+    def closed(self, kicked: bool) -> None:
+        try:
+            if kicked:
+                self._conn.close(4000, "events were not read fast enough", flush=False)
+            elif self._gone is not None:
+                self._gone(kicked)
+        except Exception:
+            self._conn._fault()
+
+
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
@@ -143,7 +212,10 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._handler: RoleHandler | None = None
-        self._send, self._recv = trio.open_memory_channel[Any](self.settings.outbound_queue)
+        self._queue: deque[Any] = deque()  # frames to write, and _FLUSH
+        self._limit = self.settings.outbound_queue
+        self._replayed = 0  # frames of replays in the queue, not counted against the limit
+        self._writable = trio.lowlevel.ParkingLot()  # the writer waits here for frames
         self._closing = False
         self._skip_queue = False  # a close that drops what is queued (Rule 2)
         self._high_water = self.settings.outbound_queue // 2  # the reader pauses above it
@@ -152,24 +224,40 @@ class Connection:
         self._nursery: trio.Nursery | None = None
         self._bucket = TokenBucket(self.settings.rate, self.settings.burst, trio.current_time())
         self._pings = 0
+        self._posted: dict[int, tuple[float, Callable[[], None]]] = {}  # lines not answered yet
+        self._serial = 0
+        self._settled = trio.Event()  # set each time a posted line is answered
 
     # -- for role handlers -------------------------------------------------------------------------
 
-    def put(self, frame: bytes) -> None:
+    def put(self, frame: bytes, *, replayed: bool = False) -> None:
         """Queue one frame; a full queue closes the connection as a slow consumer (Rule 1)."""
         if self._closing:
             return
-        try:
-            self._send.send_nowait(frame)
-        except trio.WouldBlock:
+        queue = self._queue
+        if replayed:
+            self._replayed += 1
+        elif len(queue) - self._replayed >= self._limit:
             self.close(4000, "events were not read fast enough", flush=False)
+            return
+        queue.append(frame)
+        if len(queue) == 1:
+            self._writable.unpark()
 
-    def put_event(self, event: Event) -> None:
+    def put_event(self, event: Event, *, replayed: bool = False) -> None:
         """Queue the wire event for one engine event."""
         name, fields = wire_event(event, self.gateway.name_of)
-        self.put(encode_event(name, **fields))
+        self.put(encode_event(name, **fields), replayed=replayed)
         if self.role is Role.AGENT and isinstance(event, ChatMessage) and event.author == "visitor":
             self._stats.delivery.observe(max(0.0, self.engine.now() - event.at))
+
+    def sink(
+        self,
+        see: Callable[[Event], None] | None = None,
+        gone: Callable[[bool], None] | None = None,
+    ) -> EventSink:
+        """A sink for an engine handle's events (see :class:`EventSink`)."""
+        return EventSink(self, see, gone)
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run a task for this connection; it is cancelled when the connection closes."""
@@ -183,13 +271,12 @@ class Connection:
         self._closing = True
         self.close_code, self.close_reason = code, reason
         self._stats.closes[code] += 1
-        if flush:
-            try:
-                self._send.send_nowait(_FLUSH)
-                return
-            except trio.WouldBlock:
-                pass
+        if flush and len(self._queue) - self._replayed < self._limit:
+            self._queue.append(_FLUSH)
+            self._writable.unpark()
+            return
         self._skip_queue = True
+        self._writable.unpark()
         self._done.set()
 
     def shutdown(self, reason: str) -> None:
@@ -225,7 +312,6 @@ class Connection:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._guarded, self._writer)
-            nursery.start_soon(self._guarded, self._heartbeat)
             nursery.start_soon(self._guarded, self._reader)
             task_status.started()
 
@@ -238,8 +324,11 @@ class Connection:
         try:
             await fn(*args)
         except Exception:
-            self.log.exception("connection_fault")
-            self.close(1011, "internal server error", flush=False)
+            self._fault()
+
+    def _fault(self) -> None:
+        self.log.exception("connection_fault")
+        self.close(1011, "internal server error", flush=False)
 
     def _peer_closed(self) -> None:
         if not self._closing:
@@ -250,46 +339,53 @@ class Connection:
         self._done.set()
 
     async def _writer(self) -> None:
-        async with self._recv:
-            while True:
-                batch = [await self._recv.receive()]
-                while True:
-                    try:
-                        batch.append(self._recv.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                self._room.set()
-                if self._skip_queue:
-                    return
-                flush = _FLUSH in batch
-                if flush:
-                    batch = batch[: batch.index(_FLUSH)]
-                try:
-                    await self.ws.send(batch)
-                except ConnectionClosed:
-                    self._peer_closed()
-                    return
-                if flush:
-                    self._done.set()
-                    return
-
-    async def _heartbeat(self) -> None:
+        queue = self._queue
         settings = self.settings
+        next_ping = trio.current_time() + settings.heartbeat_interval
+        pong: trio.Event | None = None  # the pong awaited, due at pong_due
+        pong_due = math.inf
         while True:
-            await trio.sleep(settings.heartbeat_interval)
-            self._pings += 1
-            with trio.move_on_after(settings.heartbeat_timeout) as scope:
-                try:
-                    await self.ws.ping(struct.pack("!Q", self._pings))
-                except ConnectionClosed:
-                    return
-            if scope.cancelled_caught:
+            with trio.move_on_at(min(next_ping, pong_due)):
+                while not queue and not self._skip_queue:
+                    await self._writable.park()
+            now = trio.current_time()
+            if pong is not None and pong.is_set():
+                pong, pong_due = None, math.inf
+            if pong is not None and now >= pong_due:
                 self.log.warning("heartbeat_timeout")
                 self.close(4001, "no pong in time", flush=False)
                 return
+            if pong is None and now >= next_ping:
+                self._pings += 1
+                try:
+                    pong = await self.ws.send_ping(struct.pack("!Q", self._pings))
+                except ConnectionClosed:
+                    self._peer_closed()
+                    return
+                pong_due = now + settings.heartbeat_timeout
+                next_ping = now + settings.heartbeat_interval
+            if not queue and not self._skip_queue:
+                continue
+            batch = list(queue)
+            queue.clear()
+            self._replayed = 0
+            self._room.set()
+            if self._skip_queue:
+                return
+            flush = _FLUSH in batch
+            if flush:
+                batch = batch[: batch.index(_FLUSH)]
+            try:
+                await self.ws.send(batch)
+            except ConnectionClosed:
+                self._peer_closed()
+                return
+            if flush:
+                self._done.set()
+                return
 
     async def _receive(self) -> bytes | str | None:
-        while self._send.statistics().current_buffer_used > self._high_water:
+        while len(self._queue) > self._high_water:
             self._room = trio.Event()
             await self._room.wait()
         try:
@@ -333,7 +429,11 @@ class Connection:
             self._reply_error(request.ref, "invalid_state", "this connection said hello already")
         elif request.type == "ping":
             self.put(encode_reply_ok(request.ref, at=self.engine.now()))
+        elif request.type in self._handler.posts:
+            await self._post(request, self._handler)
         else:
+            if self._posted:
+                await self._settle(0)
             await self._dispatch(request, self._handler)
 
     def _refuse(self, error: ProtocolError) -> None:
@@ -372,6 +472,52 @@ class Connection:
         else:
             self.put(encode_reply_ok(request.ref, **result))
 
+    async def _post(self, request: Request, handler: RoleHandler) -> None:
+        """Hand a chat line to its session; its reply is queued when the session answers."""
+        if len(self._posted) >= PIPELINE:
+            await self._settle(PIPELINE - 1)
+        key, self._serial = self._serial, self._serial + 1
+        ref = request.ref
+
+        def answered(value: int | EngineError) -> None:  # called from the session actor
+            if self._posted.pop(key, None) is None:
+                return  # given up already
+            self._settled.set()
+            try:
+                if isinstance(value, EngineError):
+                    error = wire_error(value)
+                    self._reply_error(ref, error.code, error.message)
+                else:
+                    self.put(encode_reply_ok(ref, seq=value, at=self.engine.now()))
+            except Exception:
+                self._fault()
+
+        deadline = trio.current_time() + self.engine.config.ask_timeout
+        self._posted[key] = (deadline, _nothing)
+        try:
+            give_up = await handler.post(request, answered)
+        except (EngineError, ProtocolError, StoreError) as exc:
+            self._posted.pop(key, None)
+            error = wire_error(exc)
+            self._reply_error(ref, error.code, error.message)
+            return
+        except BaseException:
+            self._posted.pop(key, None)
+            raise
+        if key in self._posted:
+            self._posted[key] = (deadline, give_up)
+
+    async def _settle(self, most: int) -> None:
+        """Wait until at most ``most`` posted lines wait for an answer; overdue ones get busy."""
+        while len(self._posted) > most:
+            self._settled = trio.Event()
+            with trio.move_on_at(min(deadline for deadline, _ in self._posted.values())):
+                await self._settled.wait()
+            now = trio.current_time()
+            for deadline, give_up in list(self._posted.values()):
+                if deadline <= now:
+                    give_up()
+
     async def _hello(self, request: Request) -> None:
         if request.type != "hello":
             self._reply_error(request.ref, "hello_required", "the first request must be hello")
@@ -408,3 +554,7 @@ class Connection:
         )
         self.log.info("hello", role=role.value)
         handler.start()
+
+
+def _nothing() -> None:
+    pass

@@ -168,6 +168,17 @@ class Transport:
             raise ConnectionClosed(self.closed) from None
         await self._flush()
 
+    async def send_ping(self, payload: bytes) -> trio.Event:
+        """Send a ping; the event returned is set when its pong arrives (while another task
+        receives)."""
+        waiter = self._pings[payload] = trio.Event()
+        try:
+            self._protocol.send_ping(payload)
+        except InvalidState:
+            raise ConnectionClosed(self.closed) from None
+        await self._flush()
+        return waiter
+
     async def ping(self, payload: bytes) -> None:
         """Send a ping and wait for its pong (which arrives while another task receives)."""
         waiter = self._pings[payload] = trio.Event()

@@ -31,7 +31,7 @@ handle of all departments for the connection, and from then on its events come t
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from engine import (
@@ -155,6 +155,13 @@ class AdminRole:
             **webhook_handlers(conn),
             "departments": self._departments_public,
         }
+
+    posts: frozenset[str] = frozenset()
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        raise AssertionError("an admin posts nothing")
 
     def start(self) -> None:
         """An admin receives no events besides ``shutdown`` until it supervises."""

@@ -4,9 +4,9 @@ Theory of operation
 -------------------
 The hello's token names the agent; the connection then holds one engine ``AgentConnection`` for
 its whole life (an agent may hold several connections; the engine counts the agent as gone when
-the last one closes, and the agent's disconnect grace starts). A pump moves the handle's events
-(offers, the lines of the agent's chats, handoff results, status changes) to the connection's
-queue.
+the last one closes, and the agent's disconnect grace starts). The handle's events (offers, the
+lines of the agent's chats, handoff results, status changes) go straight to the connection's
+queue through a sink (``Connection.sink``).
 
 Every request maps to one engine call, listed in the table ``_handlers``. The engine is the one
 that refuses what the agent may not do: a chat the agent is not in (``not_in_chat``), an offer
@@ -19,7 +19,7 @@ the facts the gateway recorded when the visitor opened it. Ticket requests are s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from engine import (
@@ -28,6 +28,7 @@ from engine import (
     ChatSummary,
     EngineError,
     Entry,
+    Event,
     Offer,
     OfferWithdrawn,
 )
@@ -112,24 +113,31 @@ class AgentRole:
         }
 
     def start(self) -> None:
-        self._conn.start_soon(self._pump)
+        self._handle.attach(self._conn.sink(self._see))
+
+    posts = frozenset({"send"})
 
     async def handle(self, request: Request) -> Fields:
         return await self._handlers[request.type](request)
 
-    async def _pump(self) -> None:
-        conn = self._conn
-        try:
-            async for event in self._handle.events():
-                if isinstance(event, Offer):
-                    self._offers[event.offer_id] = event.kind
-                    if len(self._offers) > _OFFERS_KEPT:  # answered on another connection
-                        del self._offers[next(iter(self._offers))]
-                elif isinstance(event, OfferWithdrawn):
-                    self._offers.pop(event.offer_id, None)
-                conn.put_event(event)
-        except EngineError:  # slow_consumer: the engine dropped this outlet
-            conn.close(4000, "events were not read fast enough", flush=False)
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """A pipelined ``send``: the session answers through ``then``."""
+        return await self._handle.post(
+            request.require("chat_id", str),
+            request.require("text", str),
+            client_msg_id=request.get("client_msg_id", str, ""),
+            then=then,
+        )
+
+    def _see(self, event: Event) -> None:
+        if isinstance(event, Offer):
+            self._offers[event.offer_id] = event.kind
+            if len(self._offers) > _OFFERS_KEPT:  # answered on another connection
+                del self._offers[next(iter(self._offers))]
+        elif isinstance(event, OfferWithdrawn):
+            self._offers.pop(event.offer_id, None)
 
     async def agent(self) -> Agent:
         """The agent's stored record: its departments, capacity, status and ringtone now."""

@@ -144,6 +144,13 @@ class SupervisorRole:
     async def _departments(self, request: Request) -> Fields:
         return await departments_reply(self._conn)
 
+    posts: frozenset[str] = frozenset()  # a supervisor's lines are not pipelined
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        raise AssertionError("a supervisor posts nothing")
+
     async def handle(self, request: Request) -> Fields:
         return await self._handlers[request.type](request)
 

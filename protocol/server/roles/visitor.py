@@ -14,10 +14,11 @@ ended      the chat's ``ended`` event                       ``open_chat``, ``rat
 =========  ==============================================  ======================================
 
 ``departments`` is allowed in every state. (A visitor connection never names its chat: it has at
-most one.) The chat is an engine ``VisitorChat`` handle held in its own exit stack, and a pump
-task moves the handle's events to the connection's queue. When the handle's outlet closes
-without the chat having ended, another connection resumed the chat (the engine hands the chat to
-the newest connection), so this one is closed with 1000, as SPEC.md section 10 says.
+most one.) The chat is an engine ``VisitorChat`` handle held in its own exit stack; the handle's
+events go straight to the connection's queue through a sink (``Connection.sink``). When the
+handle's outlet closes without the chat having ended or been left, another connection resumed the
+chat (the engine hands the chat to the newest connection), so this one is closed with 1000, as
+SPEC.md section 10 says.
 
 Resuming: the ``open_chat`` reply carries a resume token, kept by the gateway only as a hash (and
 journaled by the engine with the chat, so it still works after a restart). A hello with that token
@@ -34,14 +35,13 @@ import hmac
 import ipaddress
 import itertools
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Final
 
-import trio
-
-from engine import ChatEnded, Engine, EngineError, Visitor, VisitorChat
+from engine import ChatEnded, Engine, EngineError, Event, Visitor, VisitorChat
 
 from ...wire.codec import encode_event
 from ...wire.frames import Request
@@ -201,16 +201,16 @@ def chat_limits(registry: Registry) -> ChatLimits:
 
 @dataclass(slots=True, eq=False)
 class _Chat:
-    """The visitor's current chat and what its pump learned about it."""
+    """The visitor's current chat and what its events said about it."""
 
     chat_id: str
     department: str
     resume_token: str
     handle: VisitorChat
     stack: AsyncExitStack
-    scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     ended: bool = False
     left: bool = False
+    dropped: bool = False  # this connection let the chat go (closing, or opening another)
 
 
 async def open_visitor(conn: Connection, request: Request) -> tuple[VisitorRole, Fields]:
@@ -251,8 +251,20 @@ class VisitorRole:
         if self._chat is not None:
             self._started(self._chat)
 
+    posts = frozenset({"send"})
+
     async def handle(self, request: Request) -> Fields:
         return await self._handlers[request.type](request)
+
+    async def post(
+        self, request: Request, then: Callable[[int | EngineError], None]
+    ) -> Callable[[], None]:
+        """A pipelined ``send``: the session answers through ``then``."""
+        return await self._live().handle.post(
+            request.require("text", str),
+            client_msg_id=request.get("client_msg_id", str, ""),
+            then=then,
+        )
 
     # -- states ------------------------------------------------------------------------------------
 
@@ -273,31 +285,27 @@ class VisitorRole:
                 department=chat.department,
             )
         )
-        self._conn.start_soon(self._pump, chat)
+        chat.handle.attach(
+            self._conn.sink(partial(self._see, chat), partial(self._outlet_closed, chat))
+        )
 
-    async def _pump(self, chat: _Chat) -> None:
-        conn = self._conn
-        with chat.scope:
-            try:
-                async for event in chat.handle.events():
-                    if isinstance(event, ChatEnded):
-                        chat.ended = True
-                        self._limits.forget(chat.chat_id)
-                        self._rateable = chat.chat_id
-                        self._registry.forget_chat(chat.chat_id)
-                        conn.log.info("chat_ended", reason=event.reason)
-                    conn.put_event(event)
-            except EngineError:  # slow_consumer: the engine dropped this outlet
-                conn.close(4000, "events were not read fast enough", flush=False)
-                return
-            if not chat.ended:
-                conn.close(1000, "the chat was resumed on another connection")
+    def _see(self, chat: _Chat, event: Event) -> None:
+        if isinstance(event, ChatEnded):
+            chat.ended = True
+            self._limits.forget(chat.chat_id)
+            self._rateable = chat.chat_id
+            self._registry.forget_chat(chat.chat_id)
+            self._conn.log.info("chat_ended", reason=event.reason)
+
+    def _outlet_closed(self, chat: _Chat, kicked: bool) -> None:
+        if not (chat.ended or chat.left or chat.dropped):
+            self._conn.close(1000, "the chat was resumed on another connection")
 
     async def _drop_chat(self) -> None:
         """Release the current chat's handle (a disconnect, if the chat is still open)."""
         chat, self._chat = self._chat, None
         if chat is not None:
-            chat.scope.cancel()
+            chat.dropped = True
             await chat.stack.aclose()
 
     # -- hello -------------------------------------------------------------------------------------
@@ -428,7 +436,6 @@ class VisitorRole:
     async def _leave(self, request: Request) -> Fields:
         chat = self._live()
         chat.left = True
-        chat.scope.cancel()
         self._registry.forget_resume(chat.chat_id)
         await chat.handle.leave()
         self._rateable = chat.chat_id

@@ -477,7 +477,19 @@ export class ChatView {
   async send(chat, text) {
     const client_msg_id = randomId("a");
     try {
-      await this.app.client.request("send", { chat_id: chat.id, text, client_msg_id });
+      const reply = await this.app.client.request("send", { chat_id: chat.id, text, client_msg_id });
+      // the reply stands for the line on this connection (other tabs get a message event)
+      const me = this.app.state.agent || {};
+      this.addEntry(chat.id, {
+        kind: "message",
+        chat_id: chat.id,
+        seq: reply.seq,
+        at: reply.at,
+        author: me.id,
+        author_name: me.name || me.id,
+        text,
+        client_msg_id,
+      });
       return true;
     } catch (error) {
       this.app.toast(`Message not sent: ${errorText(error)}`, "error");

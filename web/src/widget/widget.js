@@ -18,8 +18,9 @@
  * departments are open and whether anyone is online in them, and says "no one is online" above
  * the form when that is so: the visitor may still write, and the message becomes a missed chat. The client keeps the chat's resume token and last seq in sessionStorage, so a reload
  * resumes the chat and the server replays every line since. Messages are sent with a
- * client_msg_id and shown as "sending" until their `message` event comes back; a message not yet
- * acknowledged when the connection drops is sent again after the resume (stored once).
+ * client_msg_id and shown as "sending" until the send's reply comes back (it carries the line's
+ * seq and time; the sending connection gets no `message` event for its own line); a message not
+ * yet acknowledged when the connection drops is sent again after the resume (stored once).
  * Everything a person typed is put on screen as text, never as HTML.
  */
 import { HelplineClient } from "../client/helpline-client.js";
@@ -95,7 +96,7 @@ class Widget {
     this.config = config;
     this.state = "form";
     this.lines = new Map(); // seq -> message or system line
-    this.outbox = new Map(); // client_msg_id -> text, until acknowledged by its message event
+    this.outbox = new Map(); // client_msg_id -> text, until acknowledged by the send reply
     this.agentName = "";
     this.agentTyping = false;
     this.position = null;
@@ -314,11 +315,27 @@ class Widget {
   }
 
   transmit(text, client_msg_id) {
-    this.client.request("send", { text, client_msg_id }).catch((error) => {
-      if (error.code === "chat_ended" || error.code === "invalid_state") this.outbox.delete(client_msg_id);
-      // otherwise it stays in the outbox and goes again after the reconnect
-      this.renderTranscript();
-    });
+    this.client.request("send", { text, client_msg_id }).then(
+      (reply) => {
+        // the reply stands for the line: the sending connection gets no message event for it
+        this.outbox.delete(client_msg_id);
+        this.lines.set(reply.seq, {
+          kind: "message",
+          seq: reply.seq,
+          at: reply.at,
+          author: "visitor",
+          author_name: this.visitorName || "",
+          text,
+          client_msg_id,
+        });
+        this.renderTranscript();
+      },
+      (error) => {
+        if (error.code === "chat_ended" || error.code === "invalid_state") this.outbox.delete(client_msg_id);
+        // otherwise it stays in the outbox and goes again after the reconnect
+        this.renderTranscript();
+      },
+    );
   }
 
   typing() {
