@@ -193,6 +193,7 @@ class TestAgentUpdate:
                 "status": "online",
                 "ringtone": True,
                 "load": 0,
+                "skills": (),
             } == dict(reply["agent"])  # type: ignore[call-overload]
             await admin.request("agent_update", id="cy", departments=["sales", "sales"])
             listed = await admin.request("agent_list")
