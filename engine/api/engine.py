@@ -52,8 +52,8 @@ from ..model.views import AgentView, ChatView, Health, LiveChat, RouterView
 from ..store import journal
 from ..store import traces as trace_rows
 from ..store.contract import Connection, Store
-from ..store.sqlite import StoreError
 from ..store.url import open_store
+from ..store.writer import StoreError
 from .handles import AgentConnection, VisitorChat, ask, rate_chat
 from .supervision import SupervisorConnection
 
