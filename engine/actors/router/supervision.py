@@ -4,7 +4,9 @@ chat on behalf of its owner.
 The desk. A supervisor's connection registers an outlet and its departments (`Supervise`) and is
 answered with every live chat and queue of them. From then on every change to a chat's record
 (anything `_touch` journals) and every new message (`Activity`, from the session) marks the chat
-dirty for each desk that shows it or covers its department. A desk's dirty chats are sent at most
+dirty for each desk that shows it or covers its department; while no desk is open the sessions
+send no `Activity` at all (they leave the last message time on the `DeskBoard`, and the router
+reads it from there when a desk opens). A desk's dirty chats are sent at most
 every `DESK_INTERVAL` seconds, by a timer of the router's heap (Rule 3), as one `DeskChanged`:
 the whole row of each chat still live, the ids of the chats that ended or left the desk's
 departments, and the queues that moved since the last one sent. So a busy desk costs a few events
@@ -39,6 +41,7 @@ from ...model.desk import DeskChat, DeskQueue, DeskSnapshot
 from ...model.errors import EngineError
 from ...model.events import DeskChanged
 from .. import messages as m
+from ..deskboard import DeskBoard
 from ..outbox import Outlet
 from .presence import Presence
 from .state import Chat
@@ -71,10 +74,12 @@ def _not_found() -> EngineError:
 class Supervision(Presence):
     """Desks for supervisors, barging in, and reassigning chats."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, desk_board: DeskBoard | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._desks: dict[str, Desk] = {}
-        self._last_lines: dict[str, float] = {}  # chat -> its newest message's time
+        # chat -> its newest message's time (written by the sessions), and how many desks watch
+        self._board = desk_board or DeskBoard()
+        self._last_lines = self._board.last_lines
         self._barged: dict[str, set[str]] = {}  # chat -> supervisors in it
 
     # -- the desk ----------------------------------------------------------------------------------
@@ -100,19 +105,19 @@ class Supervision(Presence):
         desk.shown = {row.chat_id for row in rows}
         desk.queues = self._desk_queues(desk)
         self._desks[msg.watcher] = desk
+        self._board.watchers = len(self._desks)
         queues = tuple(DeskQueue(department=d, chats=q) for d, q in sorted(desk.queues.items()))
         self._answer(msg.reply, DeskSnapshot(chats=tuple(rows), queues=queues))
 
     def _unsupervise(self, msg: m.Unsupervise) -> None:
         if self._desks.pop(msg.watcher, None) is not None:
             self._timers.cancel(("desk", msg.watcher))
+        self._board.watchers = len(self._desks)
 
     def _activity(self, msg: m.Activity) -> None:
         chat = self._chats.get(msg.chat_id)
-        if chat is not None:
-            self._last_lines[chat.id] = msg.at
-            if self._desks:
-                self._desk_dirty(chat.id, chat.department)
+        if chat is not None and self._desks:
+            self._desk_dirty(chat.id, chat.department)
 
     def _desk_fire(self, watcher: str) -> None:
         """A desk's timer: send what changed since its last event."""
@@ -152,6 +157,7 @@ class Supervision(Presence):
             log.info("desk_dropped", watcher=desk.watcher)  # a slow consumer
             del self._desks[desk.watcher]
             self._timers.cancel(("desk", desk.watcher))
+            self._board.watchers = len(self._desks)
 
     def _desk_chats(self, desk: Desk) -> Iterable[Chat]:
         return (
