@@ -405,7 +405,9 @@ class Session:
     def _join(self, msg: m.Join) -> None:
         # the newcomer sees the conversation so far, in order
         msg.outbox.replay(self._event_of(entry) for entry in self.entries)
-        if msg.replaces:
+        if not msg.event:  # a member's new connection (a supervisor after a restart): no line
+            self._members[msg.agent_id] = (msg.name, msg.outbox)
+        elif msg.replaces:
             self._system(msg.event, agent=msg.agent_id, detail=msg.detail)
             self._members.pop(msg.replaces, None)
             self._members[msg.agent_id] = (msg.name, msg.outbox)

@@ -16,8 +16,11 @@ desk whose outlet is full is a slow consumer: the outlet closes and the desk is 
 
 Barging. A supervisor joins a live chat as a participant (the session's `Join`, with the system
 line `barged` that everyone sees), so it can write in it; it holds no capacity and does not own
-the chat, and nothing about it is journaled (after a restart it is no longer in the chat). It
-leaves with `LeaveBarge`, also when its connection closes.
+the chat. Who barged in is part of the chat's journaled record (`Chat.barged`), so after a restart
+the supervisor is still in the chat: a connection of it that barges again attaches to the chat
+(the transcript replayed, nobody told), as does a second connection of the same supervisor, which
+takes the chat's lines over. It leaves with `LeaveBarge`, also when the connection that reads the
+chat closes.
 
 Reassigning. A supervisor starts the transfer handshake of a chat on behalf of its owner: the
 same offer, decided by the same code, as if the owner had asked; the owner hears the outcome.
@@ -80,7 +83,6 @@ class Supervision(Presence):
         # chat -> its newest message's time (written by the sessions), and how many desks watch
         self._board = desk_board or DeskBoard()
         self._last_lines = self._board.last_lines
-        self._barged: dict[str, set[str]] = {}  # chat -> supervisors in it
 
     # -- the desk ----------------------------------------------------------------------------------
 
@@ -187,7 +189,6 @@ class Supervision(Presence):
 
     def _forget_supervised(self, chat_id: str) -> None:
         self._last_lines.pop(chat_id, None)
-        self._barged.pop(chat_id, None)
         if self._desks:
             self._desk_dirty(chat_id, None)
 
@@ -223,24 +224,32 @@ class Supervision(Presence):
                 msg.reply, EngineError("invalid_state", f"the chat is {chat.state}; nobody took it")
             )
             return
-        inside = self._barged.setdefault(chat.id, set())
-        if msg.supervisor not in inside:
-            inside.add(msg.supervisor)
+        inside = chat.barged.get(msg.supervisor)
+        if inside is None:
+            chat.barged[msg.supervisor] = (msg.name, msg.outbox)
+            self._touch(chat)
             self._tell(
                 chat,
                 m.Join(agent_id=msg.supervisor, name=msg.name, outbox=msg.outbox, event="barged"),
             )
             log.info("barged_in", chat_id=chat.id, supervisor=msg.supervisor)
+        elif inside[1] is not msg.outbox:  # after a restart, or another connection: attach it
+            chat.barged[msg.supervisor] = (msg.name, msg.outbox)
+            self._tell(chat, m.Join(agent_id=msg.supervisor, name=msg.name, outbox=msg.outbox))
+            log.info("barge_attached", chat_id=chat.id, supervisor=msg.supervisor)
         self._answer_after_tells(chat, msg.reply, chat.id)
 
     def _leave_barge(self, msg: m.LeaveBarge) -> None:
         chat = self._chats.get(msg.chat_id)
-        inside = self._barged.get(msg.chat_id, set())
-        if chat is None or msg.supervisor not in inside:
+        inside = chat.barged.get(msg.supervisor) if chat is not None else None
+        if chat is None or inside is None:
             if msg.reply is not None:
                 self._answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
             return
-        inside.discard(msg.supervisor)
+        if msg.outbox is not None and inside[1] is not msg.outbox:
+            return  # a connection that another one took the chat over from closed
+        del chat.barged[msg.supervisor]
+        self._touch(chat)
         self._tell(chat, m.Part(agent_id=msg.supervisor, event="left"))
         if msg.reply is not None:
             self._answer_after_tells(chat, msg.reply, None)
