@@ -19,6 +19,9 @@ Rule 3. The deliverer (protocol/server/webhooks.py) records every outcome here (
 Rule 4. The outbox outlives the process: a row that was being posted when the process stopped is
         still pending, and is posted again after a restart (at least once, deduplicated by the
         receiver through its delivery id).
+Rule 5. Delivered rows are kept for a while (to look into a receiver's complaint), then deleted
+        by the deliverer (``outbox_purge``, after its ``retention``). Failed rows are never
+        purged that way: they stay until replayed, or until an admin removes their webhook.
 
 The SQL is the stores' common dialect; ``OutboxQueries`` is mixed into ``StoreQueries``, so both
 stores implement these contract methods once.
@@ -247,6 +250,19 @@ class OutboxQueries:
             return int(cursor.rowcount)
 
         return await self.write(replay)
+
+    async def outbox_purge(self: _Backend, *, delivered_before: float) -> int:
+        """Delete the delivered rows recorded before ``delivered_before``, committed; returns
+        how many. Pending and failed rows are kept (Rule 5)."""
+
+        def purge(conn: Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM webhook_outbox WHERE state = 'delivered' AND done_at < ?",
+                (delivered_before,),
+            )
+            return int(cursor.rowcount)
+
+        return await self.write(purge)
 
     async def outbox_counts(self: _Backend) -> dict[str, int]:
         """How many outbox rows are in each state (for health and tests)."""

@@ -36,6 +36,7 @@ dataclass it fills: an unknown key, a value of the wrong type or an impossible v
 
     [webhooks]
     max_age = 86400   # seconds before an undeliverable event is given up (see server/webhooks.py)
+    retention = 604800  # seconds a delivered event stays in the outbox before it is deleted
 
 Departments and agents listed in the file are stored (added or updated) when the daemon starts;
 without a ``[[departments]]`` list the daemon has one department, ``support``. Canned messages
