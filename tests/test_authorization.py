@@ -150,6 +150,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("supervisor", "barge", "other", "not_found"),
     ("supervisor", "reassign", "own", "ok"),
     ("supervisor", "reassign", "other", "not_found"),
+    ("supervisor", "routing_trace", "own", "ok"),
+    ("supervisor", "routing_trace", "other", "not_found"),
     ("supervisor", "send (barged)", "own", "ok"),
     ("supervisor", "send", "own", "not_in_chat"),
     ("supervisor", "send", "other", "not_in_chat"),

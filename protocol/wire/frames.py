@@ -283,7 +283,7 @@ _TABLE: Final = (
         integer("offset?"),
     ),
     _req("rating_report", ADMIN, number("since?"), number("until?")),
-    _req("routing_trace", ADMIN, string("chat_id")),
+    _req("routing_trace", SUPERVISING, string("chat_id")),
     # Admins: canned messages and their categories.
     _req("canned_category_add", ADMIN, string("name"), string("id?", min_len=1)),
     _req("canned_category_rename", ADMIN, string("id"), string("name")),
