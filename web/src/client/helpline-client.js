@@ -74,8 +74,8 @@ export class HelplineClient {
   /**
    * @param {object} options
    * @param {string} options.url           the daemon's WebSocket URL
-   * @param {"visitor"|"agent"|"admin"} options.role
-   * @param {string} [options.token]       agents and admins: the sign-in token
+   * @param {"visitor"|"agent"|"admin"|"supervisor"} options.role
+   * @param {string} [options.token]       agents, supervisors and admins: the sign-in token
    * @param {Storage} [options.storage]    visitors: where the resume state is kept (sessionStorage)
    * @param {string} [options.storageKey]
    * @param {number} [options.requestTimeout]  ms before a request is given up (default 10000)
