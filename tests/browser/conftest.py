@@ -156,9 +156,13 @@ class Desk:
 
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[Desk]:
-    root = tmp_path_factory.mktemp("browser")
+    yield from running_desk(tmp_path_factory.mktemp("browser"), CONFIG)
+
+
+def running_desk(root: Path, config_text: str) -> Iterator[Desk]:
+    """A daemon started with ``config_text`` under ``root``, with tokens for its agents."""
     config = root / "helpline.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     daemon = start_daemon(root, "--config", str(config))
     try:
         tokens = {
