@@ -185,6 +185,9 @@ class Supervision(Presence):
             accepted_at=chat.accepted_at,
             wait=max(0.0, until - chat.started_at),
             last_message_at=self._last_lines.get(chat.id),
+            visitor_name=chat.visitor.name,
+            question=chat.question,
+            agent_names=tuple(a.name if (a := self._agents.get(i)) else i for i in agents),
         )
 
     def _forget_supervised(self, chat_id: str) -> None:
