@@ -7,15 +7,25 @@ so that a failure shows up while the test watches.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
+from bench._daemonproc import helpline
 from protocol import connect
 
 from .conftest import CONFIG, OUTPUT, Desk, Tab, running_desk
+from .test_pages import (
+    accept_offer,
+    agent_says,
+    open_widget_chat,
+    set_online,
+    sign_in,
+    visitor_says,
+)
 
 pytest.importorskip("playwright", reason="the playwright package is not installed")
 from playwright.sync_api import expect
@@ -110,3 +120,78 @@ class TestWebhooks:
         expect(hooks.locator("tr[data-webhook]")).to_have_count(1)  # the question dismissed
         assert ["Remove the webhook"] == [d[:18] for d in tab.dialogs]
         assert [] == tab.errors
+
+
+def supervisor_token(desk: Desk, name: str, *departments: str) -> str:
+    args = [f"--department={d}" for d in departments]
+    done = subprocess.run(
+        helpline("token", "--supervisor", name, *args, "--db", str(desk.daemon.db)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip().split()[-1]
+
+
+class TestSupervisor:
+    def test_monitor_and_whisper(self, ops_desk: Desk, open_tab: Callable[..., Tab]) -> None:
+        """A supervisor sees the live chats pushed to its desk, listens in to one and whispers:
+        the agent sees the whisper marked internal, the visitor's widget nothing of it."""
+        desk = ops_desk
+        ann_tab, sue_tab, visitor_tab = open_tab(), open_tab(1440, 860), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        set_online(ann)
+        sue = sue_tab.page
+        sue.goto(f"{desk.base}/console")
+        sue.fill("#token", supervisor_token(desk, "Sue Summers", "support", "sales"))
+        sue.click("button:has-text('Sign in')")
+        expect(sue.locator(".supervisor-pill")).to_have_text("Supervisor")
+        expect(sue.locator(".desk-empty")).to_be_visible()
+
+        visitor = open_widget_chat(
+            visitor_tab, f"{desk.base}/demo", "Mina", "Where is my parcel?", "mina@example.com"
+        )
+        row = sue.locator(".desk-row", has_text="Where is my parcel?")
+        expect(row).to_be_visible()  # pushed: the page never asks again
+        expect(row.locator(".pill")).to_have_text(re.compile("new|queued|offered"))
+        accept_offer(ann, "Where is my parcel?")
+        expect(row.locator(".pill")).to_have_text("active")
+        expect(row).to_contain_text("Ann Archer")
+        visitor_says(visitor, "It was due on Monday.")
+        agent_says(ann, "Let me look it up for you.")
+        waiting = open_widget_chat(
+            open_tab(), f"{desk.base}/demo", "Kenji", "Do you sell gift cards?"
+        )
+        expect(sue.locator(".desk-row.waiting", has_text="gift cards")).to_be_visible()
+        del waiting
+
+        row.click()
+        transcript = sue.locator(".monitor-pane .transcript")
+        expect(transcript).to_contain_text("It was due on Monday.")
+        expect(transcript).to_contain_text("Let me look it up for you.")
+        expect(sue.locator(".bar.monitoring")).to_contain_text("nobody in the chat is told")
+        sue.fill(".supervisor-composer textarea", "Offer free shipping on the next order.")
+        sue.press(".supervisor-composer textarea", "Enter")
+        expect(transcript.locator(".entry.whisper")).to_contain_text("Offer free shipping")
+        visitor_says(visitor, "Any news?")
+        expect(transcript).to_contain_text("Any news?")  # new lines arrive as they are written
+
+        whisper = ann.locator(".transcript .entry.whisper")
+        expect(whisper).to_contain_text("Offer free shipping on the next order.")
+        expect(whisper).to_contain_text("Whisper from Sue Summers")
+        expect(whisper.locator(".chip.internal")).to_have_text("internal")
+        agent_says(ann, "It ships today, and the next delivery is on us.")
+        expect(visitor.locator(".line", has_text="next delivery is on us")).to_be_visible()
+        expect(visitor.locator(".line", has_text="free shipping")).to_have_count(0)
+        expect(visitor.locator("text=Sue")).to_have_count(0)
+
+        sue.click("button:has-text('Routing trace')")
+        trace = sue.locator("dialog .trace")
+        expect(trace).to_contain_text("accepted")
+        expect(trace.locator(".candidates").first).to_contain_text("ann")
+        sue.locator("dialog button:has-text('Close')").click()
+        expect(sue.locator(".desk-row.selected .chip.listening")).to_be_visible()
+        sue_tab.shot("supervisor")
+        ann_tab.shot("console-whisper")
+        visitor_tab.shot("widget-no-whisper")
+        assert [] == ann_tab.errors + sue_tab.errors + visitor_tab.errors

@@ -299,8 +299,7 @@ export class HelplineClient {
     const lines = this.monitored.get(fields.chat_id);
     if (!lines) return true;
     if (LINE_EVENTS.has(name)) {
-      if (lines.length && fields.seq <= lines[lines.length - 1].seq) return false;
-      lines.push({ event: name, ...fields });
+      return this.note(fields.chat_id, { event: name, ...fields });
     } else if (name === "ended") {
       this.monitored.delete(fields.chat_id);
     }
@@ -345,6 +344,18 @@ export class HelplineClient {
   /** The lines (message, system and whisper events) of a monitored or barged chat so far. */
   lines(chatId) {
     return this.monitored.get(chatId) || [];
+  }
+
+  /**
+   * Adds a line to a monitored or barged chat's transcript unless its seq is there already
+   * (a supervisor's own lines come back in replies, not events); returns whether it was new.
+   */
+  note(chatId, line) {
+    const lines = this.monitored.get(chatId);
+    if (!lines || lines.some((known) => known.seq === line.seq)) return false;
+    lines.push(line);
+    if (lines.length > 1 && lines[lines.length - 2].seq > line.seq) lines.sort((a, b) => a.seq - b.seq);
+    return true;
   }
 
   /** A note to the chat's agents that the visitor never sees; resolves with {seq, at}. */
