@@ -352,6 +352,12 @@ _TABLE: Final = (
         string("webhook_id?", min_len=1),
         strings("delivery_ids?", 500, item_max_len=64),
     ),
+    _req(
+        "webhook_discard",
+        ADMIN,
+        string("webhook_id?", min_len=1),
+        strings("delivery_ids?", 500, item_max_len=64),
+    ),
 )
 
 REQUESTS: Final[Mapping[str, FrameSpec]] = MappingProxyType({spec.type: spec for spec in _TABLE})

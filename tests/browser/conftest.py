@@ -188,6 +188,7 @@ class Tab:
     page: Any
     dialogs: list[str]
     errors: list[str]
+    accept: bool = False  # answer the page's questions (confirm) with yes; else no
 
     def shot(self, name: str) -> Path:
         OUTPUT.mkdir(exist_ok=True)
@@ -210,7 +211,10 @@ def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
 
         def on_dialog(dialog: Any) -> None:
             tab.dialogs.append(dialog.message)
-            dialog.dismiss()
+            if tab.accept:
+                dialog.accept()
+            else:
+                dialog.dismiss()
 
         page.on("dialog", on_dialog)
         page.on("pageerror", lambda error: tab.errors.append(str(error)))

@@ -119,6 +119,13 @@ class TestWebhooks:
         hooks.locator("tr[data-webhook] button:has-text('Remove')").click()
         expect(hooks.locator("tr[data-webhook]")).to_have_count(1)  # the question dismissed
         assert ["Remove the webhook"] == [d[:18] for d in tab.dialogs]
+        tab.accept = True
+        failed.first.locator("button:has-text('Discard')").click()
+        expect(failed).to_have_count(1)
+        expect(hooks.locator("tr[data-webhook] .pill")).to_have_text("1 failed")
+        hooks.locator("tr[data-webhook] button:has-text('Remove')").click()
+        expect(hooks.locator("tr[data-webhook]")).to_have_count(0)
+        expect(failed).to_have_count(0)  # its deliveries went with it
         assert [] == tab.errors
 
 

@@ -1,7 +1,7 @@
 /**
  * The admin page's webhooks section (SPEC section 6.7): the webhooks (URL, department or all,
  * events), a form to add one, removing one, the deliveries given up with their last error, and
- * replaying them (one, or all of a webhook's). The secret is made here or typed, sent once with
+ * replaying them (one, all of a webhook's, or all) or discarding one for good. The secret is made here or typed, sent once with
  * `webhook_add` and never shown back by the server.
  */
 import { h, replace, when } from "../shared/dom.js";
@@ -81,6 +81,13 @@ export async function renderWebhooks(admin, section) {
     reload();
   };
 
+  const discard = async (failure) => {
+    if (!confirm(`Discard the ${failure.type} event of chat ${failure.chat_id.slice(0, 8)} for good? It is not posted again.`)) return;
+    const { discarded } = await admin.request("webhook_discard", { delivery_ids: [failure.delivery_id] });
+    admin.toast(`${discarded} failed ${discarded === 1 ? "delivery" : "deliveries"} discarded.`);
+    reload();
+  };
+
   const hooks = h(
     "div",
     { class: "table-wrap" },
@@ -136,7 +143,12 @@ export async function renderWebhooks(admin, section) {
                 h("td", { class: "nowrap" }, when(f.queued_at)),
                 h("td", { class: "nowrap" }, when(f.failed_at)),
                 h("td", { class: "error-text" }, f.last_error),
-                h("td", { class: "row-actions" }, h("button", { class: "ghost small", onclick: () => replay({ delivery_ids: [f.delivery_id] }, f.type) }, "Replay")),
+                h(
+                  "td",
+                  { class: "row-actions" },
+                  h("button", { class: "ghost small", onclick: () => replay({ delivery_ids: [f.delivery_id] }, f.type) }, "Replay"),
+                  h("button", { class: "ghost small", onclick: () => discard(f) }, "Discard"),
+                ),
               ),
             ),
           ),
