@@ -201,4 +201,19 @@ class TestSupervisor:
         sue_tab.shot("supervisor")
         ann_tab.shot("console-whisper")
         visitor_tab.shot("widget-no-whisper")
+
+        # barging in: now the visitor is told, and sees what the supervisor writes
+        sue.click("button:has-text('Barge in')")
+        expect(sue.locator(".bar.barged")).to_be_visible()
+        expect(
+            visitor.locator(".line.system", has_text="Sue Summers joined the chat")
+        ).to_be_visible()
+        expect(
+            ann.locator(".entry.system", has_text="Sue Summers (supervisor) joined")
+        ).to_be_visible()
+        sue.fill(".supervisor-composer textarea", "Hello Mina, I am Ann's team lead.")
+        sue.click("button:has-text('Send to chat')")
+        expect(transcript.locator(".entry.mine")).to_contain_text("team lead")
+        expect(visitor.locator(".line", has_text="team lead")).to_be_visible()
+        expect(ann.locator(".transcript .entry", has_text="team lead")).to_be_visible()
         assert [] == ann_tab.errors + sue_tab.errors + visitor_tab.errors
