@@ -126,6 +126,9 @@ class Session:
         self._watch_silence = watch_silence or (lambda: False)
         self._waiting = False
         self._desk = desk_board or DeskBoard()
+        said = [e.at for e in self.entries if e.kind == "message"]
+        if said:  # a restored chat: the desk knows its last line before anyone writes again
+            self._desk.last_lines[chat_id] = said[-1]
 
     async def run(self) -> None:
         async with self._inbox:

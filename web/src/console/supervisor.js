@@ -321,7 +321,7 @@ export class SupervisorView {
       h(
         "div",
         { class: "chat-actions" },
-        live && !inside && this.me.id.startsWith("supervisor:") ? h("button", { class: "ghost", onclick: () => this.barge() }, "Barge in") : null,
+        live && !inside ? h("button", { class: "ghost", onclick: () => this.barge() }, "Barge in") : null,
         live && inside ? h("button", { class: "ghost", onclick: () => this.leave() }, "Leave chat") : null,
         live && row.owner ? h("button", { class: "ghost", onclick: () => this.reassign.open(row) }, "Reassign…") : null,
         h("button", { class: "ghost", onclick: () => showTrace(this, chatId) }, "Routing trace"),
