@@ -196,11 +196,17 @@ class TestSupervisor:
         trace = sue.locator("dialog .trace")
         expect(trace).to_contain_text("accepted")
         expect(trace.locator(".candidates").first).to_contain_text("ann")
+        sue_tab.shot("supervisor-trace")
         sue.locator("dialog button:has-text('Close')").click()
         expect(sue.locator(".desk-row.selected .chip.listening")).to_be_visible()
         sue_tab.shot("supervisor")
         ann_tab.shot("console-whisper")
         visitor_tab.shot("widget-no-whisper")
+
+        sue.click("button:has-text('Reassign…')")
+        expect(sue.locator("dialog select[name=department]")).to_be_visible()
+        sue_tab.shot("supervisor-reassign")
+        sue.locator("dialog button:has-text('Cancel')").click()
 
         # barging in: now the visitor is told, and sees what the supervisor writes
         sue.click("button:has-text('Barge in')")
