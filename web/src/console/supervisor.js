@@ -175,7 +175,7 @@ export class SupervisorView {
           "div",
           { class: `queue-card ${chats.length ? "waiting" : ""}`, dataset: { department } },
           h("span", { class: "queue-name" }, this.departmentName(department)),
-          h("span", { class: "queue-figure" }, chats.length, h("small", {}, chats.length === 1 ? " waiting" : " waiting")),
+          h("span", { class: "queue-figure" }, chats.length, h("small", {}, " waiting")),
           h("span", { class: "muted small" }, oldest ? `oldest ${duration(now - oldest.started_at)}` : `${live.get(department) || 0} live`),
         );
       }),
