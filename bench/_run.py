@@ -8,7 +8,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import _crash, _daemon, _durability, _inproc, _memory, _replay, _socketio, _suggest
+from . import (
+    _crash,
+    _daemon,
+    _durability,
+    _inproc,
+    _memory,
+    _metrics,
+    _replay,
+    _socketio,
+    _suggest,
+)
 from ._common import (
     RESULTS_DIR,
     SYNCHRONOUS,
@@ -49,6 +59,10 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "connections": (
         "server RSS per connected visitor with an open chat (5,000 with --full)",
         _daemon.connections,
+    ),
+    "metrics-cost": (
+        "daemon throughput with metrics collected against [metrics] enabled = false",
+        _metrics.metrics_cost,
     ),
     "socketio": (
         "helpline's daemon against a python-socketio room relay on uvicorn: throughput, CPU per "

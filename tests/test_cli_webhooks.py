@@ -87,3 +87,25 @@ class TestWebhookCommands:
             capsys, "webhook", "replay", delivery_id, "--db", db
         )
         assert (0, "", "") == run(capsys, "webhook", "failures", "--db", db)
+
+    def test_discard(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A failed delivery is deleted for good by discard."""
+        db = empty_db(tmp_path)
+        run(
+            capsys,
+            "webhook",
+            "add",
+            "https://a.example",
+            "--secret",
+            SECRET,
+            "--id",
+            "crm",
+            "--db",
+            db,
+        )
+        fail_one(db)
+        assert (0, "discarded 1 failed deliveries\n", "") == run(
+            capsys, "webhook", "discard", "--webhook", "crm", "--db", db
+        )
+        assert (0, "", "") == run(capsys, "webhook", "failures", "--db", db)
+        assert (0, "replayed 0 deliveries\n", "") == run(capsys, "webhook", "replay", "--db", db)

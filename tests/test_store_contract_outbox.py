@@ -190,6 +190,46 @@ class TestDue:
         )
         assert [] == await store.outbox_failures()
 
+    async def test_purge_deletes_only_old_delivered_rows(self, store: Store) -> None:
+        """Delivered rows older than the cut are deleted; newer delivered, pending and failed
+        rows stay."""
+        await store.enqueue_events(
+            [event(DeskEventKind.CHAT_OPENED, f"c{n}", float(n), department="x") for n in range(4)]
+        )
+        rows = await store.outbox_due(10.0)
+        assert 4 == len(rows)
+        outcomes = [
+            (DeliveryState.DELIVERED, 10.0),
+            (DeliveryState.DELIVERED, 30.0),
+            (DeliveryState.FAILED, 10.0),
+        ]
+        for row, (state, at) in zip(rows, outcomes, strict=False):
+            await store.outbox_mark(row.id, state=state, attempts=1, next_attempt=at, now=at)
+        assert {"pending": 1, "delivered": 2, "failed": 1} == await store.outbox_counts()
+        assert 1 == await store.outbox_purge(delivered_before=20.0)
+        assert {"pending": 1, "delivered": 1, "failed": 1} == await store.outbox_counts()
+        assert 0 == await store.outbox_purge(delivered_before=20.0)
+        assert 1 == await store.outbox_purge(delivered_before=1e12)
+        assert {"pending": 1, "delivered": 0, "failed": 1} == await store.outbox_counts()
+        assert [rows[2].delivery_id] == [f.delivery_id for f in await store.outbox_failures()]
+
+    async def test_discard_deletes_only_failed_rows(self, store: Store) -> None:
+        """An admin's discard deletes the failed rows named (or a webhook's, or all), nothing
+        pending or delivered."""
+        await store.enqueue_events(
+            [event(DeskEventKind.CHAT_OPENED, f"c{n}", float(n), department="x") for n in range(4)]
+        )
+        rows = await store.outbox_due(10.0)
+        for row, state in zip(
+            rows, [DeliveryState.FAILED] * 3 + [DeliveryState.DELIVERED], strict=True
+        ):
+            await store.outbox_mark(row.id, state=state, attempts=1, next_attempt=10.0, now=10.0)
+        assert 1 == await store.outbox_discard(delivery_ids=[rows[0].delivery_id])
+        assert 0 == await store.outbox_discard(webhook_id="sales-ends")
+        assert 0 == await store.outbox_discard(delivery_ids=[rows[3].delivery_id])
+        assert 2 == await store.outbox_discard()
+        assert {"pending": 0, "delivered": 1, "failed": 0} == await store.outbox_counts()
+
 
 class TestCopy:
     async def test_webhooks_and_outbox_are_copied(self, store: Store, tmp_path: Path) -> None:

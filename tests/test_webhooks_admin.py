@@ -97,3 +97,11 @@ class TestWebhookRequests:
             assert [row.delivery_id] == [
                 d.delivery_id for d in await engine.store.outbox_due(engine.now())
             ]
+            assert {"discarded": 0} == dict(await admin.request("webhook_discard"))  # pending
+            await engine.store.outbox_mark(
+                row.id, state=DeliveryState.FAILED, attempts=1, next_attempt=0.0, now=engine.now()
+            )
+            discarded = await admin.request("webhook_discard", delivery_ids=[row.delivery_id])
+            assert {"discarded": 1} == dict(discarded)
+            assert {"failures": ()} == dict(await admin.request("webhook_failures"))
+            assert [] == await engine.store.outbox_due(engine.now())

@@ -37,6 +37,7 @@ import structlog
 import trio
 
 from ..actors import messages as m
+from ..actors.deskboard import DeskBoard
 from ..actors.outbox import Outbox, Outlet
 from ..actors.router import Chat, Members, Router
 from ..actors.session import Session
@@ -125,6 +126,7 @@ class Engine:
         self.canned: CannedDesk
         #: counters and histograms for operators (see engine.model.stats); read them, never write
         self.stats = Stats()
+        self._desk_board = DeskBoard()
         store.on_commit = self._observe_commit
 
     # --- clock ----------------------------------------------------------------------------------
@@ -171,6 +173,7 @@ class Engine:
             journal=config.journal,
             trace_steps=config.trace_steps,
             stats=self.stats,
+            desk_board=self._desk_board,
         )
         self._router = router
         oldest = self.now() - config.trace_days * 86_400
@@ -251,6 +254,7 @@ class Engine:
             members=members,
             journal=self.config.journal,
             watch_silence=lambda: self._silence_on(chat),
+            desk_board=self._desk_board,
         )
         self._sessions[chat.id] = send
 

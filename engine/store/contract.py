@@ -350,6 +350,18 @@ class Store(Protocol):
         ``now`` with their attempts and retry time restarted, committed; returns how many."""
         ...
 
+    async def outbox_discard(
+        self, *, webhook_id: str | None = None, delivery_ids: Sequence[str] = ()
+    ) -> int:
+        """Delete failed deliveries (all, one webhook's, or those named), committed; returns how
+        many. Pending and delivered rows stay."""
+        ...
+
+    async def outbox_purge(self, *, delivered_before: float) -> int:
+        """Delete the delivered rows whose delivery was recorded (``done_at``) before
+        ``delivered_before``, committed; returns how many. Pending and failed rows stay."""
+        ...
+
     async def outbox_counts(self) -> dict[str, int]:
         """How many outbox rows are pending, delivered and failed."""
         ...
