@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -102,12 +102,19 @@ class Desk:
         await self._exits.pop(agent_id).aclose()
 
     async def open_chat(
-        self, department: str = "sales", question: str = "Help", visitor: Visitor = VISITOR
+        self,
+        department: str = "sales",
+        question: str = "Help",
+        visitor: Visitor = VISITOR,
+        *,
+        skills: Sequence[str] = (),
     ) -> str:
         """A visitor opens a chat; returns its id (which names the visitor from now on)."""
         exits = contextlib.AsyncExitStack()
         chat = await exits.enter_async_context(
-            self.engine.open_chat(department=department, question=question, visitor=visitor)
+            self.engine.open_chat(
+                department=department, question=question, visitor=visitor, skills=skills
+            )
         )
         self._visitors[chat.chat_id], self._exits[chat.chat_id] = chat, exits
         return chat.chat_id
