@@ -8,6 +8,7 @@ from trio.testing import MockClock
 
 from engine import Engine
 from engine.model.desk_events import DeliveryState, DeskEvent, DeskEventKind
+from engine.store.outbox import enqueue
 
 from .gateway_harness import open_gateway, refused
 
@@ -71,7 +72,7 @@ class TestWebhookRequests:
             event = DeskEvent(
                 kind=DeskEventKind.CHAT_OPENED, chat_id="c1", department="sales", at=5.0
             )
-            await engine.store.enqueue_events([event])
+            await engine.store.write(lambda conn: enqueue(conn, [event]))
             (row,) = await engine.store.outbox_due(engine.now())
             await engine.store.outbox_mark(
                 row.id,

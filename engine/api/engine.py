@@ -446,6 +446,20 @@ class Engine:
         )
         return view
 
+    async def transcript(self, chat_id: str) -> tuple[Entry, ...]:
+        """A live chat's lines so far, as its visitor sees them (whispers left out); EngineError
+        ``not_found`` if the chat is not live."""
+        session = self._sessions.get(chat_id)
+        if session is None:
+            raise EngineError("not_found", "that chat has ended or never existed")
+        lines: tuple[Entry, ...] = await ask(
+            session,
+            lambda r: m.History(reader="visitor", after_seq=0, reply=r),
+            self.config.ask_timeout,
+            gone="that chat has ended",
+        )
+        return lines
+
     async def agent_view(self, agent_id: str) -> AgentView | None:
         """One agent's presence and load as the router sees it (None for an unknown agent)."""
         view: AgentView | None = await self._ask_router(

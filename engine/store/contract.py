@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..model.audit import AuditEntry
-from ..model.desk_events import Delivery, DeliveryState, DeskEvent, Webhook
+from ..model.desk_events import Delivery, DeliveryState, Webhook
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind
 from .journal import JournalBatch, LiveState
 
@@ -305,12 +305,6 @@ class Store(Protocol):
 
     async def remove_webhook(self, webhook_id: str) -> None:
         """Delete a webhook and all its outbox rows, committed; ``NotFound`` if there is none."""
-        ...
-
-    async def enqueue_events(self, events: Sequence[DeskEvent]) -> int:
-        """Queue events, in order, for every webhook that wants them, committed; returns how many
-        rows were queued. (The engine's own events are queued inside the writes that decide
-        them; this is for events decided elsewhere.)"""
         ...
 
     async def outbox_due(self, now: float, *, limit: int = 100) -> list[Delivery]:

@@ -166,10 +166,6 @@ class OutboxQueries:
 
         await self.write(delete)
 
-    async def enqueue_events(self: _Backend, events: Sequence[DeskEvent]) -> int:
-        """Queue events for the webhooks that want them, committed; returns the rows queued."""
-        return await self.write(lambda conn: enqueue(conn, events))
-
     async def outbox_due(self: _Backend, now: float, *, limit: int = 100) -> list[Delivery]:
         """The deliveries to attempt now: of each (webhook, chat), the oldest pending row, if its
         ``next_attempt`` has come; oldest first, at most ``limit``."""
