@@ -12,7 +12,6 @@ own log lines are kept to warnings, on standard error.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import math
@@ -75,8 +74,9 @@ when the chat ended.
 """
 
 
-def register(commands: Any) -> None:
-    """Add ``replay`` to the subparsers of the ``helpline`` command."""
+def register(commands: Any, parse_time: Callable[[str], float]) -> None:
+    """Add ``replay`` to the subparsers of the ``helpline`` command; ``parse_time`` reads
+    --since and --until (the command line's own, shared by its commands)."""
     p: argparse.ArgumentParser = commands.add_parser(
         "replay",
         help="replay recorded traffic against another configuration (what-if)",
@@ -119,9 +119,11 @@ def register(commands: Any) -> None:
         "or replay again",
     )
     source.add_argument(
-        "--since", type=_time, metavar="TIME", help="only chats that ended at or after TIME"
+        "--since", type=parse_time, metavar="TIME", help="only chats that ended at or after TIME"
     )
-    source.add_argument("--until", type=_time, metavar="TIME", help="only chats that ended before")
+    source.add_argument(
+        "--until", type=parse_time, metavar="TIME", help="only chats that ended before"
+    )
     source.add_argument(
         "--department",
         action="append",
@@ -215,25 +217,6 @@ def _non_negative(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
     return value
-
-
-def _time(text: str) -> float:
-    """Seconds since the epoch, or an ISO 8601 date or time (UTC unless it says otherwise)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            moment = datetime.datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected seconds since the epoch or an ISO 8601 time, not {text!r}"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        seconds = moment.timestamp()
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"expected a time after 1970, not {text!r}")
-    return seconds
 
 
 class UsageError(Exception):
