@@ -2,9 +2,11 @@
 
 Theory of operation
 -------------------
-`simulate` opens a real engine (`open_engine`) over a temporary SQLite file, with SQLite's
-``synchronous=OFF`` and the engine's journal of live chats off (a replay has nothing to recover),
-seeded with the desk's departments and agents. Then, on a virtual clock:
+`simulate` opens a real engine (`open_engine`) over an in-memory SQLite store (``":memory:"``,
+or a new file when asked to keep it, with ``synchronous=OFF``) and the engine's journal of live
+chats off (a replay has nothing to recover), seeded with the desk's departments and agents. The
+in-memory store runs its writes in trio's thread (``engine.store.sqlite``, Rule 6): the same SQL
+and group commits, without waiting for a writer thread to be scheduled. Then, on a virtual clock:
 
 * every agent connects, goes online and reads its events. An offer of a chat is accepted after
   the agent's reaction time (lognormal around the desk's median, drawn from a hash of the request
@@ -33,7 +35,6 @@ import contextlib
 import math
 import os
 import random
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -115,7 +116,8 @@ async def simulate(
     """Replay `traffic` against `desk` (see the module docstring).
 
     It must run under a `VirtualClock` or ``trio.testing.MockClock(autojump_threshold=0)``.
-    `db` keeps the engine's database (it must not exist yet); by default it is a temporary file.
+    `db` keeps the engine's database in a file (it must not exist yet); by default the store is
+    in memory and gone afterwards.
     """
     clock = trio.lowlevel.current_clock()
     hold: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
@@ -130,10 +132,12 @@ async def simulate(
             "trio.testing.MockClock(autojump_threshold=0)"
         )
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="helpline-replay-") as tmp, hold:
-        path = Path(db) if db is not None else Path(tmp) / "replay.db"
-        if path.exists():
-            raise FileExistsError(f"{os.fspath(path)} exists already; a replay writes a new one")
+    with hold:
+        path: str | os.PathLike[str] = ":memory:"
+        if db is not None:
+            path = Path(db)
+            if path.exists():
+                raise FileExistsError(f"{os.fspath(db)} exists already; a replay writes a new one")
         config = EngineConfig(departments=desk.departments, agents=desk.agents, journal=False)
         pause()
         try:

@@ -43,6 +43,12 @@ pooled, ``query_only`` connection inside one read transaction, so a read sees on
 (WAL lets it run while the writer writes). A write that ``write`` acknowledged is visible to every
 read that starts afterwards.
 
+Rule 6: an in-memory store (path ``":memory:"``, a throwaway such as a replay's) has no file
+for other connections to share, so it has no threads either: the same jobs, batches and
+callbacks, but each batch runs in the trio thread from a ``run_sync_soon`` callback (still on a
+later tick, never re-entrantly), and a read runs at once on the one connection, inside one read
+transaction with ``query_only`` on. Nothing then waits for another thread to be scheduled.
+
 Closing puts a stop marker behind the pending jobs; the writer finishes them, delivers their
 outcomes, closes its connection and exits, and ``aclose`` waits for that, shielded from
 cancellation.
@@ -75,6 +81,7 @@ _log = structlog.get_logger(__name__)
 
 SYNCHRONOUS_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _IDLE_READERS: Final = 8
+MEMORY: Final = ":memory:"  # the path of a throwaway in-memory store (Rule 6)
 
 _Outcome = tuple[bool, object]  # (succeeded, result or exception)
 
@@ -141,7 +148,7 @@ def connect_writer(
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         (journal,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if str(journal).lower() != "wal":
+        if str(journal).lower() != ("memory" if path == MEMORY else "wal"):
             raise StoreError(f"{path!r} cannot use WAL journaling (got {journal!r})")
         conn.execute(f"PRAGMA synchronous = {mode}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -344,13 +351,17 @@ class Database:
         self._thread = threading.Thread(
             target=self._writer_main, name=f"helpline-store-writer:{path}", daemon=True
         )
+        #: Rule 6: no threads, every batch runs in the trio thread.
+        self.inline = path == MEMORY
+        self._drain_due = False
         self.hold = ClockHold()
 
     # -- writes -------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Start the writer thread, which owns the writer connection from now on."""
-        self._thread.start()
+        if not self.inline:
+            self._thread.start()
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in the writer thread inside a batch transaction; return once committed."""
@@ -369,7 +380,7 @@ class Database:
             done.set()
 
         self.hold.enter()
-        self._jobs.put(_Job(fn, on_done))
+        self._put(_Job(fn, on_done))
         await done.wait()
         ok, value = box[0]
         if ok:
@@ -401,7 +412,34 @@ class Database:
             error = StoreBusy("too many store writes are pending")
             self._token.run_sync_soon(self._refuse, deliver, error)
             return
-        self._jobs.put(_Job(fn, deliver))
+        self._put(_Job(fn, deliver))
+
+    def _put(self, job: _Job) -> None:
+        self._jobs.put(job)
+        if self.inline and not self._drain_due:
+            self._drain_due = True
+            self._token.run_sync_soon(self._drain)
+
+    def _drain(self) -> None:
+        """In the trio thread (Rule 6): run the queued jobs as one batch and deliver them."""
+        self._drain_due = False
+        batch: list[_Job] = []
+        while len(batch) < self.batch_max:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                batch.append(job)
+        if batch:
+            started = time.perf_counter()
+            outcomes = run_batch(self._conn, batch)
+            self.batch_count += 1
+            self.job_count += len(batch)
+            self._deliver(batch, outcomes, time.perf_counter() - started)
+        if not self._jobs.empty() and not self._drain_due:
+            self._drain_due = True
+            self._token.run_sync_soon(self._drain)
 
     @staticmethod
     def _refuse(deliver: Callable[[bool, object], None], error: StoreError) -> None:
@@ -457,6 +495,12 @@ class Database:
         """Run ``fn`` on a reader connection in a worker thread, inside one read transaction."""
         if self._closed:
             raise StoreClosed("the store is closed")
+        if self.inline:
+            await trio.lowlevel.checkpoint()
+            ok, value = self._read_inline(fn)
+            if ok:
+                return cast(T, value)
+            raise cast(BaseException, value)
         conn = self._readers.pop() if self._readers else None
         self.hold.enter()
         try:
@@ -492,6 +536,21 @@ class Database:
         except BaseException as exc:
             return conn, False, exc
 
+    def _read_inline(self, fn: Callable[[sqlite3.Connection], object]) -> tuple[bool, object]:
+        """Rule 6: ``fn`` on the one connection, in one read transaction, query only."""
+        conn = self._conn
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("BEGIN")
+            try:
+                return True, fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("PRAGMA query_only = OFF")
+        except BaseException as exc:
+            return False, _wrap(exc)
+
     # -- closing ------------------------------------------------------------------------------
 
     async def aclose(self) -> None:
@@ -500,6 +559,10 @@ class Database:
             self._closed = True
             self._jobs.put(_STOP)
         with trio.CancelScope(shield=True):
+            if self.inline:
+                while not self._jobs.empty():
+                    self._drain()
+                self._conn.close()
             if self._thread.is_alive():
                 await trio.to_thread.run_sync(self._thread.join)
             readers, self._readers = self._readers, []
