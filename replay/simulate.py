@@ -6,7 +6,9 @@ Theory of operation
 or a new file when asked to keep it, with ``synchronous=OFF``) and the engine's journal of live
 chats off (a replay has nothing to recover), seeded with the desk's departments and agents. The
 in-memory store runs its writes in trio's thread (``engine.store.sqlite``, Rule 6): the same SQL
-and group commits, without waiting for a writer thread to be scheduled. Then, on a virtual clock:
+and group commits, without waiting for a writer thread to be scheduled; and it keeps no routing
+traces (``trace_days=0``: the flight recorder records every step as live, but a finished chat's
+trace is not written, since nobody can ask for it). Then, on a virtual clock:
 
 * every agent connects, goes online and reads its events. An offer of a chat is accepted after
   the agent's reaction time (lognormal around the desk's median, drawn from a hash of the request
@@ -138,7 +140,12 @@ async def simulate(
             path = Path(db)
             if path.exists():
                 raise FileExistsError(f"{os.fspath(db)} exists already; a replay writes a new one")
-        config = EngineConfig(departments=desk.departments, agents=desk.agents, journal=False)
+        config = EngineConfig(
+            departments=desk.departments,
+            agents=desk.agents,
+            journal=False,
+            trace_days=30.0 if db is not None else 0.0,  # a throwaway store keeps no traces
+        )
         pause()
         try:
             async with open_engine(config, db=path, synchronous="OFF") as engine:

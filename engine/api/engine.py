@@ -170,6 +170,7 @@ class Engine:
             agent_grace=config.agent_grace,
             journal=config.journal,
             trace_steps=config.trace_steps,
+            keep_traces=config.trace_days > 0,
             stats=self.stats,
         )
         self._router = router
