@@ -117,6 +117,8 @@ class ChatRecord:
     relaxed: bool = False
     tags: tuple[str, ...] = ()
     overflowed: tuple[str, ...] = ()
+    silence_deadline: float | None = None  # the owner's silence timer, while armed
+    reassigning: bool = False  # the pending transfer is a re-offer after the owner went silent
 
 
 def dumps(record: ChatRecord) -> str:
@@ -146,6 +148,8 @@ def dumps(record: ChatRecord) -> str:
         "relaxed": record.relaxed,
         "tags": list(record.tags),
         "overflowed": list(record.overflowed),
+        "silence_deadline": record.silence_deadline,
+        "reassigning": record.reassigning,
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
@@ -195,6 +199,10 @@ def loads(chat_id: str, text: str) -> ChatRecord:
             relaxed=bool(doc.get("relaxed", False)),
             tags=_strs(doc, "tags") if "tags" in doc else (),
             overflowed=_strs(doc, "overflowed") if "overflowed" in doc else (),
+            silence_deadline=_num_or_none(doc, "silence_deadline")
+            if "silence_deadline" in doc
+            else None,
+            reassigning=bool(doc.get("reassigning", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"chat {chat_id}: {exc!r}") from exc

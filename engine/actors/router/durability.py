@@ -195,6 +195,8 @@ class Durability(Recorder):
             relaxed=chat.relaxed,
             tags=tuple(chat.tags),
             overflowed=tuple(chat.overflowed),
+            silence_deadline=self._to_wall(("silence", chat.id)),
+            reassigning=chat.reassigning,
         )
 
     def _offer_record(self, offer_id: str) -> journal.OfferRecord | None:
