@@ -4,7 +4,7 @@ Import from here; the modules under the layer folders (model, store, canned, act
 internal and may move.
 """
 
-from .api.engine import Engine, open_engine
+from .api.engine import Engine, open_engine, pin_wall_clock
 from .api.handles import AgentConnection, VisitorChat
 from .api.supervision import SupervisorConnection
 from .canned.desk import CannedDesk
@@ -133,5 +133,6 @@ __all__ = [
     "open_engine",
     "open_store",
     "parse_store_url",
+    "pin_wall_clock",
     "query_of",
 ]

@@ -15,6 +15,9 @@ trace is not written, since nobody can ask for it). Then, on a virtual clock:
   and the agent, so the same agent reacts to the same chat alike in every run); an offer withdrawn
   meanwhile (another agent took the chat, the window lapsed) is let go. A chat the agent took is
   ended with ``end_chat`` once its recorded handle time has passed;
+* the engine's wall clock is pinned (``pin_wall_clock``) so that each request comes at its
+  recorded wall-clock time (``Traffic.start`` plus its offset): business hours, tickets and
+  waits fall on the recorded days;
 * every visitor opens its chat at its recorded time and stays until the chat ends. A visitor with
   a patience leaves (``leave``) if no agent has joined when it runs out;
 * the outcome of every request is then read back from the tickets the engine wrote, as a
@@ -62,6 +65,7 @@ from engine import (
     Visitor,
     hold_clock_for_store,
     open_engine,
+    pin_wall_clock,
 )
 
 from .clock import VirtualClock
@@ -148,10 +152,11 @@ async def simulate(
         )
         pause()
         try:
+            t0 = trio.current_time()  # the moment of the first request, on the recorded day
+            pin_wall_clock(traffic.start - t0)
             async with open_engine(config, db=path, synchronous="OFF") as engine:
                 sim = _Simulation(engine, traffic, desk)
-                t0 = trio.current_time()
-                await sim.run(progress, ready=resume, done=pause)
+                await sim.run(progress, t0, ready=resume, done=pause)
                 simulated = trio.current_time() - t0
                 outcomes = await sim.outcomes()
         finally:
@@ -174,14 +179,19 @@ class _Simulation:
         self.requests = {r.key: r for r in traffic.requests}
 
     async def run(
-        self, progress: Progress | None, *, ready: Callable[[], None], done: Callable[[], None]
+        self,
+        progress: Progress | None,
+        t0: float,
+        *,
+        ready: Callable[[], None],
+        done: Callable[[], None],
     ) -> None:
-        """Bring the agents online, call `ready`, play the traffic, call `done`, let them go."""
+        """Bring the agents online, call `ready`, play the traffic from `t0` on (the trio time
+        of the first request), call `done`, let them go."""
         async with trio.open_nursery() as agents:
             for agent in self.desk.agents:
                 await agents.start(self._agent, agent.id)
             ready()
-            t0 = trio.current_time()
             total = len(self.traffic.requests)
             async with trio.open_nursery() as visitors:
                 for n, request in enumerate(self.traffic.requests):

@@ -65,6 +65,14 @@ T = TypeVar("T")
 _WALL_ORIGIN: trio.lowlevel.RunVar[float] = trio.lowlevel.RunVar("helpline_wall_origin")
 
 
+def pin_wall_clock(at_zero: float) -> None:
+    """Set this trio run's wall clock: `at_zero` is the wall-clock time (seconds since the epoch)
+    at trio time 0, for the engines opened from now on in this run. A replay of recorded traffic
+    on a virtual clock pins it so that the engine's hours, tickets and traces fall on the
+    recorded days; by default the first engine of a run takes it from `time.time()`."""
+    _WALL_ORIGIN.set(at_zero)
+
+
 @asynccontextmanager
 async def open_engine(
     config: EngineConfig | None = None,
