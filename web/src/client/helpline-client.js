@@ -23,6 +23,17 @@
  * carries them, so the server replays every line after it (SPEC section 10). With a `storage`
  * (sessionStorage) the same state survives a page reload. Lines at or below the last seq are not
  * delivered twice.
+ *
+ * Routing fields (SPEC.md): every field of a frame reaches the caller as the server sent it, and
+ * a few have helpers. A visitor's `openChat(details)` takes `skills` (a list or "a,b": what the
+ * agent must know), and `queue` holds the last `queued` event's `position` and `eta` (estimated
+ * wait in seconds, when the server has an estimate) until an agent joins. `departments()` lists
+ * each department's `chat_enabled`, `online`, `open` (within its business hours) and `opens_at`
+ * (when a closed one opens next). An `ended` event with reason `closed_hours` carries `opens_at`;
+ * reason `overflow` means the department overflowed with no fallback left; a `system` line of
+ * kind `reassigning` says the chat is being offered to other agents because its owner went
+ * silent. `tag(chatId, tags)` labels a chat (an agent in it, or a supervisor or admin of its
+ * department) and resolves with every tag it has now.
  */
 import { decode, encode } from "@msgpack/msgpack";
 
@@ -44,14 +55,21 @@ export function defaultServerUrl(loc = globalThis.location) {
 }
 
 const NO_RETRY_CODES = new Set([1008]);
+const MAX_SKILLS = 16; // open_chat's limit (SPEC section 6.2)
+
+/** Skills as `open_chat` takes them: "de, billing" or a list -> ["de", "billing"]. */
+export function skillList(value) {
+  const items = Array.isArray(value) ? value : String(value ?? "").split(",");
+  return [...new Set(items.map((s) => String(s).trim()).filter(Boolean))].slice(0, MAX_SKILLS);
+}
 const RESUME_KEYS = ["chat_id", "resume_token", "last_seq"];
 
 export class HelplineClient {
   /**
    * @param {object} options
    * @param {string} options.url           the daemon's WebSocket URL
-   * @param {"visitor"|"agent"|"admin"} options.role
-   * @param {string} [options.token]       agents and admins: the sign-in token
+   * @param {"visitor"|"agent"|"admin"|"supervisor"} options.role
+   * @param {string} [options.token]       agents, supervisors and admins: the sign-in token
    * @param {Storage} [options.storage]    visitors: where the resume state is kept (sessionStorage)
    * @param {string} [options.storageKey]
    * @param {number} [options.requestTimeout]  ms before a request is given up (default 10000)
@@ -82,7 +100,32 @@ export class HelplineClient {
     this.retryTimer = null;
     this.pingTimer = null;
     this.hello = null;
+    this.queue = null; // a visitor's last `queued` event: {chat_id, position, eta}
     this.resume = this.loadResume();
+  }
+
+  /**
+   * A visitor opens its chat: `details` are open_chat's fields (department, name, question,
+   * email...); `skills` may be a list or "a,b" and is left out when empty.
+   */
+  openChat(details) {
+    const fields = { ...details };
+    const skills = skillList(fields.skills);
+    if (skills.length) fields.skills = skills;
+    else delete fields.skills;
+    this.queue = null;
+    return this.request("open_chat", fields);
+  }
+
+  /** Adds tags to a chat; resolves with every tag the chat has now, in the order given. */
+  async tag(chatId, tags) {
+    const reply = await this.request("tag", { chat_id: chatId, tags: [...tags] });
+    return reply.tags;
+  }
+
+  /** The departments: {id, name, chat_enabled, online, open, opens_at?} each. */
+  async departments() {
+    return (await this.request("departments")).departments;
   }
 
   /** Calls `fn(fields)` for every event `name`; returns a function that unsubscribes. */
@@ -259,6 +302,12 @@ export class HelplineClient {
       }
     } else if (name === "ended") {
       if (this.resume && this.resume.chat_id === fields.chat_id) this.setResume(null);
+      this.queue = null;
+    }
+    if (name === "queued") {
+      this.queue = { chat_id: fields.chat_id, position: fields.position, eta: fields.eta ?? null };
+    } else if (name === "system" && (fields.kind === "joined" || fields.kind === "transferred")) {
+      this.queue = null;
     }
     return true;
   }
