@@ -363,6 +363,39 @@ class TestDepartmentPicker:
         assert [] == bob_tab.errors + visitor_tab.errors
 
 
+class TestRoutingAhead:
+    def test_required_skills_and_tags(
+        self, desk: Desk, open_tab: Callable[..., Tab], other_site: Callable[[str], str]
+    ) -> None:
+        """A page that embeds the widget with data-skills gets its chat offered only to an
+        agent with the skill: it waits while only Ann (without it) is online, and goes to Bob
+        when he comes online; Bob tags the chat in the console."""
+        ann_tab, bob_tab, visitor_tab = open_tab(), open_tab(), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        bob = sign_in(bob_tab, desk, "bob")
+        set_online(ann)
+        set_online(bob, False)
+        shop = other_site(
+            "<!doctype html><title>Laden</title><h1>Hilfe</h1>"
+            f'<script src="{desk.base}/widget.js" data-department="support"'
+            f' data-skills="de" data-server="{desk.daemon.url}"></script>'
+        )
+        visitor = open_widget_chat(visitor_tab, shop, "Uwe", "Wo ist mein Paket?")
+        expect(visitor.locator(".status-line")).to_contain_text("in line")
+        expect(ann.locator(".offer", has_text="Wo ist mein Paket?")).to_have_count(0)
+        set_online(bob)
+        accept_offer(bob, "Wo ist mein Paket?")
+        bob.fill(".chat-tags .tag-input", "parcel, de")
+        bob.press(".chat-tags .tag-input", "Enter")
+        expect(bob.locator(".chat-tags .tag")).to_have_text(["parcel", "de"])
+        bob_tab.shot("console-tags")
+        bob.click("button:has-text('End now')")
+        expect(visitor.locator(".stars")).to_be_visible()
+        set_online(ann, False)
+        set_online(bob, False)
+        assert [] == ann_tab.errors + bob_tab.errors + visitor_tab.errors
+
+
 class TestSafety:
     def test_visitor_html_is_shown_as_text(self, desk: Desk, open_tab: Callable[..., Tab]) -> None:
         """A visitor's name, question and message of HTML show as text, and nothing runs."""
