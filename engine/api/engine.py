@@ -84,7 +84,8 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Run an engine for the duration of the block (see the module docstring).
 
-    `db` is a SQLite file's path, `sqlite:///path` or `postgresql://user@host/db`.
+    `db` is a SQLite file's path, `sqlite:///path` or `postgresql://user@host/db`; `":memory:"` is
+    a throwaway SQLite store in memory, without threads (store.sqlite, Rule 6), as a replay uses.
     `synchronous` is SQLite's pragma: FULL (the default) survives power loss, NORMAL survives a
     crash of the process, OFF neither (on PostgreSQL only OFF changes anything). `busy_timeout` is
     how long a SQLite write waits for a lock another process holds before it fails (the next write
