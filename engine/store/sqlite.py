@@ -492,7 +492,8 @@ class Database:
     # -- reads --------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on a reader connection in a worker thread, inside one read transaction."""
+        """Run ``fn`` on a reader connection in a worker thread, inside one read transaction (in
+        memory, Rule 6: at once, on the one connection)."""
         if self._closed:
             raise StoreClosed("the store is closed")
         if self.inline:
