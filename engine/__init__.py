@@ -7,6 +7,7 @@ internal and may move.
 from .api.engine import Engine, open_engine
 from .api.handles import AgentConnection, VisitorChat
 from .api.supervision import SupervisorConnection
+from .api.wallclock import pin_wall_clock
 from .canned.desk import CannedDesk
 from .canned.records import CannedCategory, CannedMessage
 from .canned.text import fill_placeholders, query_of
@@ -133,5 +134,6 @@ __all__ = [
     "open_engine",
     "open_store",
     "parse_store_url",
+    "pin_wall_clock",
     "query_of",
 ]

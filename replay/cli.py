@@ -12,7 +12,6 @@ own log lines are kept to warnings, on standard error.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import logging
 import math
@@ -28,7 +27,8 @@ from typing import Any, TextIO, TypeVar
 import structlog
 import trio
 
-from engine import RoutingMode, StoreError
+from engine import Hours, RoutingMode, StoreError
+from engine.model.hours import check_hours
 
 from .desk import ALL, Changes, Desk, generated_desk, recorded_desk
 from .report import build_report, duration, format_report, report_json
@@ -56,8 +56,11 @@ wait. A chat nobody took has no recorded handle time: it gets one drawn from its
 
 The desk replayed against is, unless changed, the one recorded: the store's departments and the
 agents who handled chats in that stretch (all of them online throughout). Change it with
---agents, --agent-capacity, --routing, --queue-timeout and --queue-limit, each either for every
-department (--agents 8) or for one (--agents support=8, repeatable).
+--agents, --agent-capacity, --routing, --queue-timeout, --queue-limit, --hours, --timezone,
+--overflow-wait, --overflow-queue and --overflow-to, each either for every department
+(--agents 8) or for one (--agents support=8, repeatable). The engine's clock shows the recorded
+days (a generated day is Tuesday 2024-05-14, UTC), so other business hours close the desk when
+they would have.
 """
 
 EPILOG = """\
@@ -67,6 +70,8 @@ examples:
   helpline replay --from tickets.jsonl --routing assigned --json
   helpline replay --generate 2000 --agents 4 --department support
   helpline replay --generate 2000 --sweep agents=2..8 --png sweep.png
+  helpline replay --generate 2000 --hours 'mon-fri 09:00-12:00' --timezone Europe/Berlin
+  helpline replay --generate 2000 --overflow-queue support=3 --overflow-to support=sales
 
 Utilisation is busy chat-seconds / (agents x capacity x span), the span running from the first
 request to the end of the last chat. Times for --since and --until are seconds since the epoch or
@@ -75,8 +80,9 @@ when the chat ended.
 """
 
 
-def register(commands: Any) -> None:
-    """Add ``replay`` to the subparsers of the ``helpline`` command."""
+def register(commands: Any, parse_time: Callable[[str], float]) -> None:
+    """Add ``replay`` to the subparsers of the ``helpline`` command; ``parse_time`` reads
+    --since and --until (the command line's own, shared by its commands)."""
     p: argparse.ArgumentParser = commands.add_parser(
         "replay",
         help="replay recorded traffic against another configuration (what-if)",
@@ -119,9 +125,11 @@ def register(commands: Any) -> None:
         "or replay again",
     )
     source.add_argument(
-        "--since", type=_time, metavar="TIME", help="only chats that ended at or after TIME"
+        "--since", type=parse_time, metavar="TIME", help="only chats that ended at or after TIME"
     )
-    source.add_argument("--until", type=_time, metavar="TIME", help="only chats that ended before")
+    source.add_argument(
+        "--until", type=parse_time, metavar="TIME", help="only chats that ended before"
+    )
     source.add_argument(
         "--department",
         action="append",
@@ -168,6 +176,43 @@ def register(commands: Any) -> None:
         default=[],
         metavar="[DEPT=]N",
         help="how many chats may wait in the department's queue",
+    )
+    whatif.add_argument(
+        "--hours",
+        action="append",
+        default=[],
+        metavar="[DEPT=]SPANS",
+        help="business hours: weekly spans separated by ';' such as 'mon-fri 09:00-17:00; sat "
+        "10:00-14:00', or 'always'; outside them a request is missed (reason closed_hours)",
+    )
+    whatif.add_argument(
+        "--timezone",
+        action="append",
+        default=[],
+        metavar="[DEPT=]ZONE",
+        help="the time zone of the business hours, such as Europe/Berlin",
+    )
+    whatif.add_argument(
+        "--overflow-wait",
+        action="append",
+        default=[],
+        metavar="[DEPT=]SECONDS",
+        help="overflow a chat whose estimated wait passes SECONDS (0: off)",
+    )
+    whatif.add_argument(
+        "--overflow-queue",
+        action="append",
+        default=[],
+        metavar="[DEPT=]N",
+        help="overflow a chat that would wait behind N others (0: off)",
+    )
+    whatif.add_argument(
+        "--overflow-to",
+        action="append",
+        default=[],
+        metavar="[DEPT=]D1,D2",
+        help="the departments an overflowing chat is offered to, in order ('none': it is missed "
+        "with reason overflow)",
     )
     whatif.add_argument(
         "--reaction",
@@ -217,25 +262,6 @@ def _non_negative(text: str) -> float:
     return value
 
 
-def _time(text: str) -> float:
-    """Seconds since the epoch, or an ISO 8601 date or time (UTC unless it says otherwise)."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            moment = datetime.datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected seconds since the epoch or an ISO 8601 time, not {text!r}"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.UTC)
-        seconds = moment.timestamp()
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"expected a time after 1970, not {text!r}")
-    return seconds
-
-
 class UsageError(Exception):
     """An option's value cannot be used; the message says why."""
 
@@ -270,8 +296,39 @@ def _changes(args: argparse.Namespace) -> Changes:
         routing=_per_department(args.routing, "--routing", RoutingMode),
         queue_timeout=_per_department(args.queue_timeout, "--queue-timeout", _seconds),
         queue_limit=_per_department(args.queue_limit, "--queue-limit", _count),
+        hours=_per_department(args.hours, "--hours", _weekly),
+        timezone=_per_department(args.timezone, "--timezone", _zone),
+        overflow_wait=_per_department(args.overflow_wait, "--overflow-wait", _seconds),
+        overflow_queue=_per_department(args.overflow_queue, "--overflow-queue", _at_least_0),
+        overflow_to=_per_department(args.overflow_to, "--overflow-to", _departments),
         reaction=args.reaction,
     )
+
+
+def _weekly(text: str) -> tuple[str, ...]:
+    if text.strip().lower() == "always":
+        return ()
+    spans = tuple(s.strip() for s in text.split(";") if s.strip())
+    check_hours(Hours(weekly=spans))
+    return spans
+
+
+def _zone(text: str) -> str:
+    check_hours(Hours(timezone=text.strip()))
+    return text.strip()
+
+
+def _at_least_0(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected 0 or more")
+    return value
+
+
+def _departments(text: str) -> tuple[str, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    return tuple(d.strip() for d in text.split(",") if d.strip())
 
 
 # --- the command ----------------------------------------------------------------------------------
@@ -313,10 +370,19 @@ def _replay(args: argparse.Namespace) -> int:
         ("--routing", changes.routing),
         ("--queue-timeout", changes.queue_timeout),
         ("--queue-limit", changes.queue_limit),
+        ("--hours", changes.hours),
+        ("--timezone", changes.timezone),
+        ("--overflow-wait", changes.overflow_wait),
+        ("--overflow-queue", changes.overflow_queue),
+        ("--overflow-to", changes.overflow_to),
     ):
         stray = sorted(set(values) - {ALL, *traffic.department_ids})
         if stray:
             raise UsageError(f"{option}: no chats of {', '.join(stray)} in the traffic")
+    targets = {d for ds in changes.overflow_to.values() for d in ds}
+    stray = sorted(targets - set(traffic.department_ids))
+    if stray:
+        raise UsageError(f"--overflow-to: no department {', '.join(stray)} in the replay")
     if not traffic.requests:
         raise UsageError("no chats to replay in that period")
     if not desk.agents and not changes.agents:

@@ -12,8 +12,9 @@ who were there), or every agent of a department none of whose agents handled a c
 from an exported file carries no configuration: its departments get the default settings and its
 agents are those named on its tickets, in the departments they handled, with capacity 3.
 
-`Changes` are the what-ifs: a number of agents, a capacity or a routing mode (and queue settings)
-for every department or for one. A department whose agent count is changed is staffed with that
+`Changes` are the what-ifs: a number of agents, a capacity or a routing mode, queue settings,
+business hours (weekly spans and a time zone) and overflow (limits and fallback departments), for
+every department or for one. A department whose agent count is changed is staffed with that
 many fresh agents (``<department>-1``, ``<department>-2``...) of the department's recorded
 capacity (its agents' median) or the changed one; agents that also served other departments keep
 serving those.
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from engine import Agent, AgentStatus, Department, RoutingMode
+from engine import Agent, AgentStatus, Department, Hours, RoutingMode
 
 from .traffic import DayProfile, Traffic
 
@@ -94,6 +95,11 @@ class Changes:
     routing: Mapping[str, RoutingMode] = field(default_factory=dict)
     queue_timeout: Mapping[str, float] = field(default_factory=dict)
     queue_limit: Mapping[str, int] = field(default_factory=dict)
+    hours: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # weekly spans; () always
+    timezone: Mapping[str, str] = field(default_factory=dict)
+    overflow_wait: Mapping[str, float] = field(default_factory=dict)
+    overflow_queue: Mapping[str, int] = field(default_factory=dict)
+    overflow_to: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     reaction: float | None = None
 
     def with_agents(self, count: int, departments: tuple[str, ...] = ()) -> Changes:
@@ -111,11 +117,27 @@ class Changes:
             routing = _pick(self.routing, d)
             timeout = _pick(self.queue_timeout, d)
             limit = _pick(self.queue_limit, d)
+            weekly = _pick(self.hours, d)
+            zone = _pick(self.timezone, d)
+            hours = dept.hours
+            if weekly is not None or zone is not None:
+                hours = Hours(
+                    timezone=hours.timezone if zone is None else zone,
+                    weekly=hours.weekly if weekly is None else weekly,
+                    holidays=hours.holidays,
+                )
+            wait = _pick(self.overflow_wait, d)
+            length = _pick(self.overflow_queue, d)
+            to = _pick(self.overflow_to, d)
             depts[d] = dataclasses.replace(
                 dept,
                 routing=dept.routing if routing is None else routing,
                 queue_timeout=dept.queue_timeout if timeout is None else timeout,
                 queue_limit=dept.queue_limit if limit is None else limit,
+                hours=hours,
+                overflow_wait=dept.overflow_wait if wait is None else wait,
+                overflow_queue=dept.overflow_queue if length is None else length,
+                overflow_to=dept.overflow_to if to is None else tuple(x for x in to if x != d),
             )
         agents = list(desk.agents)
         for d in departments:

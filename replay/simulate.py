@@ -2,15 +2,22 @@
 
 Theory of operation
 -------------------
-`simulate` opens a real engine (`open_engine`) over a temporary SQLite file, with SQLite's
-``synchronous=OFF`` and the engine's journal of live chats off (a replay has nothing to recover),
-seeded with the desk's departments and agents. Then, on a virtual clock:
+`simulate` opens a real engine (`open_engine`) over an in-memory SQLite store (``":memory:"``,
+or a new file when asked to keep it, with ``synchronous=OFF``) and the engine's journal of live
+chats off (a replay has nothing to recover), seeded with the desk's departments and agents. The
+in-memory store runs its writes in trio's thread (``engine.store.sqlite``, Rule 6): the same SQL
+and group commits, without waiting for a writer thread to be scheduled; and it keeps no routing
+traces (``trace_days=0``: the flight recorder records every step as live, but a finished chat's
+trace is not written, since nobody can ask for it). Then, on a virtual clock:
 
 * every agent connects, goes online and reads its events. An offer of a chat is accepted after
   the agent's reaction time (lognormal around the desk's median, drawn from a hash of the request
   and the agent, so the same agent reacts to the same chat alike in every run); an offer withdrawn
   meanwhile (another agent took the chat, the window lapsed) is let go. A chat the agent took is
   ended with ``end_chat`` once its recorded handle time has passed;
+* the engine's wall clock is pinned (``pin_wall_clock``) so that each request comes at its
+  recorded wall-clock time (``Traffic.start`` plus its offset): business hours, tickets and
+  waits fall on the recorded days;
 * every visitor opens its chat at its recorded time and stays until the chat ends. A visitor with
   a patience leaves (``leave``) if no agent has joined when it runs out;
 * the outcome of every request is then read back from the tickets the engine wrote, as a
@@ -33,7 +40,6 @@ import contextlib
 import math
 import os
 import random
-import tempfile
 import time
 import zlib
 from collections.abc import Callable, Mapping
@@ -59,6 +65,7 @@ from engine import (
     Visitor,
     hold_clock_for_store,
     open_engine,
+    pin_wall_clock,
 )
 
 from .clock import VirtualClock
@@ -115,7 +122,8 @@ async def simulate(
     """Replay `traffic` against `desk` (see the module docstring).
 
     It must run under a `VirtualClock` or ``trio.testing.MockClock(autojump_threshold=0)``.
-    `db` keeps the engine's database (it must not exist yet); by default it is a temporary file.
+    `db` keeps the engine's database in a file (it must not exist yet); by default the store is
+    in memory and gone afterwards.
     """
     clock = trio.lowlevel.current_clock()
     hold: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
@@ -130,17 +138,25 @@ async def simulate(
             "trio.testing.MockClock(autojump_threshold=0)"
         )
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="helpline-replay-") as tmp, hold:
-        path = Path(db) if db is not None else Path(tmp) / "replay.db"
-        if path.exists():
-            raise FileExistsError(f"{os.fspath(path)} exists already; a replay writes a new one")
-        config = EngineConfig(departments=desk.departments, agents=desk.agents, journal=False)
+    with hold:
+        path: str | os.PathLike[str] = ":memory:"
+        if db is not None:
+            path = Path(db)
+            if path.exists():
+                raise FileExistsError(f"{os.fspath(db)} exists already; a replay writes a new one")
+        config = EngineConfig(
+            departments=desk.departments,
+            agents=desk.agents,
+            journal=False,
+            trace_days=30.0 if db is not None else 0.0,  # a throwaway store keeps no traces
+        )
         pause()
         try:
+            t0 = trio.current_time()  # the moment of the first request, on the recorded day
+            pin_wall_clock(traffic.start - t0)
             async with open_engine(config, db=path, synchronous="OFF") as engine:
                 sim = _Simulation(engine, traffic, desk)
-                t0 = trio.current_time()
-                await sim.run(progress, ready=resume, done=pause)
+                await sim.run(progress, t0, ready=resume, done=pause)
                 simulated = trio.current_time() - t0
                 outcomes = await sim.outcomes()
         finally:
@@ -163,14 +179,19 @@ class _Simulation:
         self.requests = {r.key: r for r in traffic.requests}
 
     async def run(
-        self, progress: Progress | None, *, ready: Callable[[], None], done: Callable[[], None]
+        self,
+        progress: Progress | None,
+        t0: float,
+        *,
+        ready: Callable[[], None],
+        done: Callable[[], None],
     ) -> None:
-        """Bring the agents online, call `ready`, play the traffic, call `done`, let them go."""
+        """Bring the agents online, call `ready`, play the traffic from `t0` on (the trio time
+        of the first request), call `done`, let them go."""
         async with trio.open_nursery() as agents:
             for agent in self.desk.agents:
                 await agents.start(self._agent, agent.id)
             ready()
-            t0 = trio.current_time()
             total = len(self.traffic.requests)
             async with trio.open_nursery() as visitors:
                 for n, request in enumerate(self.traffic.requests):

@@ -33,7 +33,7 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import trio
 
@@ -79,7 +79,7 @@ class Traffic:
 
     requests: tuple[Request, ...]
     source: str
-    start: float = 0.0  # wall-clock time of the first request (0 for a generated day)
+    start: float = 0.0  # wall-clock time of the first request
     departments: tuple[Department, ...] = ()  # as stored, if known
     agents: tuple[Agent, ...] = ()  # as stored, if known
     drawn_handles: int = 0  # missed chats whose handle time was drawn (see the module docstring)
@@ -291,8 +291,12 @@ class DayProfile:
     patience_sigma: float = 1.0
 
 
+#: The date a generated day falls on: Tuesday 2024-05-14, from midnight UTC.
+GENERATED_DAY: Final = 1_715_644_800.0
+
+
 def generate_day(n: int, *, seed: int = 1, profile: DayProfile | None = None) -> Traffic:
-    """A synthetic day of exactly `n` chat requests.
+    """A synthetic day of exactly `n` chat requests, on `GENERATED_DAY` (its hours in UTC).
 
     A Poisson process whose rate follows `profile.hourly`, conditioned on `n` arrivals in the day,
     places its arrivals independently with a density proportional to the rate: each arrival picks
@@ -318,4 +322,8 @@ def generate_day(n: int, *, seed: int = 1, profile: DayProfile | None = None) ->
                 key=f"r{i:06d}", at=t - first, department=dept, handle=handle, patience=patience
             )
         )
-    return Traffic(requests=tuple(requests), source=f"a generated day of {n:,} chats (seed {seed})")
+    return Traffic(
+        requests=tuple(requests),
+        source=f"a generated day of {n:,} chats (seed {seed})",
+        start=GENERATED_DAY + first,
+    )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import trio
 import trio.testing
 
-from engine import AgentConnection, Event, Offer, RouterView, VisitorChat
+from engine import AgentConnection, Engine, Event, Offer, RouterView, Visitor, VisitorChat
 
 E = TypeVar("E")
 
@@ -53,3 +56,26 @@ def check_invariants(view: RouterView) -> None:
     for chat in view.chats.values():
         for agent_id in chat.offer_agents:
             assert chat.department in view.agents[agent_id].departments
+
+
+VISITOR = Visitor(name="Vera", email="vera@example.com")
+
+
+@asynccontextmanager
+async def agents(engine: Engine, *ids: str) -> AsyncIterator[list[AgentConnection]]:
+    """Connect and bring online the named agents."""
+    async with contextlib.AsyncExitStack() as stack:
+        conns = [await stack.enter_async_context(engine.connect_agent(i)) for i in ids]
+        for c in conns:
+            await c.set_status("online")
+        yield conns
+
+
+@asynccontextmanager
+async def chat_with(
+    engine: Engine, owner: AgentConnection, department: str = "sales"
+) -> AsyncIterator[VisitorChat]:
+    """A visitor's chat already accepted by `owner`."""
+    async with engine.open_chat(department=department, question="Help", visitor=VISITOR) as v:
+        await owner.accept((await offer_for(owner, v.chat_id)).offer_id)
+        yield v

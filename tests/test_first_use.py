@@ -121,6 +121,55 @@ class TestShellChangesReachTheDaemon:
 
                 await eventually(suggested)
 
+    async def test_agent_skills_from_the_shell(self, daemon: Daemon) -> None:
+        """Skills given with ``agent add --skills`` and set with ``agent skills`` decide, in the
+        running daemon, who is offered a chat that requires them."""
+        assert daemon.admin_token is not None
+        with trio.fail_after(DEADLINE):
+            await shell(
+                daemon, "agent", "add", "dana", "--name", "Dana", "--department", "support",
+                "--skills", "de,billing",
+            )  # fmt: skip
+            await shell(daemon, "agent", "add", "eli", "--name", "Eli", "--department", "support")
+            listed = (await shell(daemon, "agent", "list")).splitlines()
+            assert any(line.startswith("dana\t") and "skills=de,billing" in line for line in listed)
+            dana_token = (await shell(daemon, "token", "dana")).strip()
+            eli_token = (await shell(daemon, "token", "eli")).strip()
+            async with (
+                connect(daemon.url, role="agent", token=dana_token) as dana,
+                connect(daemon.url, role="agent", token=eli_token) as eli,
+                connect(daemon.url, role="admin", token=daemon.admin_token) as admin,
+            ):
+                await dana.request("set_status", status="online")
+                await eli.request("set_status", status="online")
+
+                async def chosen() -> set[str]:
+                    """Who is offered a new chat that requires German."""
+                    async with connect(daemon.url, role="visitor") as visitor:
+                        chat = await visitor.request(
+                            "open_chat", department="support", name="Mina", question="Hallo?",
+                            skills=["de"],
+                        )  # fmt: skip
+                        trace = await admin.request("routing_trace", chat_id=chat["chat_id"])
+                        await visitor.request("leave")
+                    offered = [s for s in trace["steps"] if s["kind"] == "offered"]  # type: ignore[union-attr]
+                    return {
+                        c["agent"] for c in offered[0]["candidates"] if c["verdict"] == "chosen"
+                    }
+
+                assert await chosen() == {"dana"}
+                said = await shell(daemon, "agent", "skills", "eli", "de")
+                assert said.strip() == "agent eli skills: de"
+                await shell(daemon, "agent", "skills", "dana", "billing")
+
+                async def applied() -> bool:
+                    return "agent dana changed" in daemon.log.read_text()
+
+                await eventually(applied)
+                assert await chosen() == {"eli"}
+                await dana.request("set_status", status="offline")
+                await eli.request("set_status", status="offline")
+
     async def test_an_agent_removed_from_the_shell(self, daemon: Daemon) -> None:
         """An agent removed with the command line is removed from the running daemon too: its
         connection is closed and its token no longer signs in."""

@@ -4,12 +4,14 @@ department list; the name of an agent that hands a chat over; and agent updates.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 from typing import Any
 
 import trio
 from trio.testing import MockClock
 
-from engine import Engine
+from engine import Engine, Hours
 
 from .gateway_harness import accept, open_chat, open_gateway, refused
 
@@ -140,7 +142,11 @@ class TestDepartments:
                 {"id": "closed", "name": "Closed", "chat_enabled": False, "online": False},
                 {"id": "sales", "name": "Sales", "chat_enabled": True, "online": False},
                 {"id": "support", "name": "Support", "chat_enabled": True, "online": False},
-            ] == [dict(d) for d in before["departments"]]  # type: ignore[union-attr]
+            ] == [
+                {k: v for k, v in d.items() if k not in ("open", "opens_at")}
+                for d in before["departments"]  # type: ignore[union-attr]
+            ]
+            assert all(d["open"] for d in before["departments"])  # type: ignore[index,union-attr]
             await ann.request("set_status", status="online")
             for client in (ann, admin):
                 listed = await client.request("departments")
@@ -150,6 +156,29 @@ class TestDepartments:
             async with gw.visitor() as visitor:
                 listed = await visitor.request("departments")
             assert [False, True, False] == [d["online"] for d in listed["departments"]]  # type: ignore[index,union-attr]
+
+    async def test_a_closed_department_says_when_it_opens(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """Outside its business hours (today is a holiday) a department is listed with open
+        false and opens_at, the next opening (midnight); then open is true, opens_at absent."""
+        today = dt.datetime.fromtimestamp(engine.now(), dt.UTC).date()
+        midnight = dt.datetime.combine(today + dt.timedelta(days=1), dt.time(), dt.UTC)
+        sales = engine.department_record("sales")
+        assert sales is not None
+        hours = Hours(weekly=("mon-sun 00:00-24:00",), holidays=(today.isoformat(),))
+        await engine.add_department(dataclasses.replace(sales, hours=hours))
+        async with open_gateway(engine) as gw, gw.visitor() as visitor:
+            reply = await visitor.request("departments")
+        listed = {d["id"]: d for d in reply["departments"]}  # type: ignore[index,union-attr]
+        assert listed["sales"]["open"] is False
+        assert listed["sales"]["opens_at"] == midnight.timestamp()
+        assert (listed["support"]["open"], "opens_at" in listed["support"]) == (True, False)
+        await trio.sleep(midnight.timestamp() - engine.now() + 1)
+        async with open_gateway(engine) as gw, gw.visitor() as visitor:
+            reply = await visitor.request("departments")
+        listed = {d["id"]: d for d in reply["departments"]}  # type: ignore[index,union-attr]
+        assert (listed["sales"]["open"], "opens_at" in listed["sales"]) == (True, False)
 
 
 class TestHandoffNames:

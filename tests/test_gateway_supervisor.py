@@ -1,5 +1,5 @@
 """Supervisors over the wire, through the in-memory gateway: the live desk, a slow monitor,
-barging in, and the audit entries of admins' changes."""
+barging in, tagging, and the audit entries of admins' changes."""
 
 from __future__ import annotations
 
@@ -90,6 +90,34 @@ class TestBarge:
             await sue.request("leave_chat", chat_id=chat_id)
             left = await v.wait_for("system", kind="left")
             assert left.fields["agent"] == "supervisor:sue"
+
+
+class TestTag:
+    async def test_a_supervisor_tags_a_chat_of_its_department(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """The tags join the agent's, are on the ticket, and the act is in the audit log."""
+        async with (
+            open_gateway(engine) as gw,
+            gw.agent("ann") as ann,
+            gw.visitor() as v,
+            gw.supervisor("sue", "sales") as sue,
+            gw.admin() as root,
+        ):
+            chat_id = await open_chat(v)
+            await accept(ann, chat_id)
+            await ann.request("tag", chat_id=chat_id, tags=["refund"])
+            reply = await sue.request("tag", chat_id=chat_id, tags=["vip", "refund"])
+            assert reply["tags"] == ("refund", "vip")
+            await ann.request("end_chat", chat_id=chat_id)
+            await v.wait_for("ended")
+            await trio.sleep(1.0)
+            found = await root.request("tickets", view="all", tag="vip")
+            assert [t["chat_id"] for t in found["tickets"]] == [chat_id]  # type: ignore[union-attr]
+            audit = await root.request("audit_list", action="tag")
+            [entry] = audit["entries"]  # type: ignore[misc]
+            assert (entry["actor"], entry["target"]) == ("supervisor:sue", chat_id)
+            assert entry["after"]["tags"] == ("refund", "vip")
 
 
 class TestAdminAudit:

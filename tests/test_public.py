@@ -75,6 +75,7 @@ ENGINE = {
     "open_engine",
     "open_store",
     "parse_store_url",
+    "pin_wall_clock",
     "query_of",
 }
 

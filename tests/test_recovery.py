@@ -8,6 +8,7 @@ crashed engine are closed only after it is gone, so nothing they say reaches it.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -446,6 +447,45 @@ class TestReconnect:
                 await settle()
                 view = await engine.inspect()
                 assert (view.chats[v.chat_id].state, view.agents["ann"].load) == ("queued", 0)
+
+    async def test_a_pending_silence_deadline_fires_once_after_a_restart(
+        self, db_path: str, autojump_clock: MockClock
+    ) -> None:
+        """The owner's silence timer is journaled: 10 s of its 30 s pass before the crash and
+        10 s while the engine is down; 10 s after the restart the chat is re-offered, once."""
+        sales = dataclasses.replace(CONFIG.departments[0], silence_timeout=30)
+        config = dataclasses.replace(CONFIG, departments=(sales, *CONFIG.departments[1:]))
+        async with crashing(db_path, config) as (engine, handles):
+            ann = await handles.enter_async_context(engine.connect_agent("ann"))
+            await ann.set_status("online")
+            v = await handles.enter_async_context(
+                engine.open_chat(department="sales", question="q", visitor=Visitor(name="V"))
+            )
+            await ann.accept((await offer_for(ann, v.chat_id)).offer_id)
+            await v.send("anyone there?")
+            await trio.sleep(10)
+        await trio.sleep(10)
+
+        async def reassignings(chat: VisitorChat) -> int:
+            return [e.kind for e in await chat.history()].count("reassigning")
+
+        async with crashing(db_path, config) as (engine, handles):
+            again = await handles.enter_async_context(engine.resume_chat(v.chat_id))
+            await handles.enter_async_context(engine.connect_agent("ann"))
+            bob = await handles.enter_async_context(engine.connect_agent("bob"))
+            await bob.set_status("online")
+            await trio.sleep(9)
+            await settle()
+            assert await reassignings(again) == 0
+            await trio.sleep(2)
+            offer = await offer_for(bob, v.chat_id)
+            assert offer.kind == "transfer"
+            assert await reassignings(again) == 1
+        async with crashing(db_path, config) as (engine, handles):  # again: it fired already
+            again = await handles.enter_async_context(engine.resume_chat(v.chat_id))
+            await trio.sleep(60)
+            await settle()
+            assert await reassignings(again) == 1
 
     async def test_new_chats_queue_while_agents_come_back(
         self, db_path: str, autojump_clock: MockClock

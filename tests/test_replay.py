@@ -34,8 +34,10 @@ from replay import (
     simulate,
 )
 from replay.clock import VirtualClock
+from replay.desk import ALL
 from replay.report import Figures, figures, percentile
 from replay.sweep import parse_sweep
+from replay.traffic import GENERATED_DAY
 
 DAY = 300  # chats in the generated day the tests record
 #: Long support chats, so that even a small day needs a few support agents.
@@ -102,6 +104,32 @@ class TestReplay:
         assert with_fewer["support"].missed_total > base.missed_total
         # sales was not changed: its figures stay as they were
         assert_same(with_more["sales"], with_fewer["sales"])
+
+    async def test_other_hours_and_overflow_change_the_figures(
+        self, autojump_clock: MockClock
+    ) -> None:
+        """Closing at noon makes every afternoon request a missed chat (closed_hours) and leaves
+        the morning's alone; a queue length limit with nowhere to overflow misses chats with
+        reason overflow, which the unchanged desk never does."""
+        day = generate_day(200, seed=3, profile=PROFILE)
+        desk = generated_desk(day, PROFILE)
+        depts = day.department_ids
+        base = (await simulate(day, desk)).outcomes
+        noon = Changes(hours={ALL: ("mon-sun 00:00-12:00",)}).apply(desk, depts)
+        closed = (await simulate(day, noon)).outcomes
+        hour = {r.key: (day.start + r.at - GENERATED_DAY) / 3600 for r in day.requests}
+        afternoon = [k for k, h in hour.items() if h >= 12]
+        morning = [k for k, h in hour.items() if h < 12]
+        assert afternoon
+        assert morning
+        assert all(closed[k].missed == "closed_hours" for k in afternoon)
+        assert not any(closed[k].missed == "closed_hours" for k in morning)
+        assert all(base[k].missed != "closed_hours" for k in base)
+        short = Changes(overflow_queue={"support": 1}).apply(desk, depts)
+        spilled = (await simulate(day, short)).outcomes
+        overflowed = [k for k, o in spilled.items() if o.missed == "overflow"]
+        assert overflowed
+        assert not any(o.missed == "overflow" for o in base.values())
 
     def test_refuses_a_real_clock(self) -> None:
         """A replay on the real clock would take a day; simulate says what clock it needs."""
@@ -251,6 +279,9 @@ class TestCommand:
             (("--db", "missing.db"), "no database file"),
             (("--generate", "10", "--agents", "billing=2"), "no chats of billing"),
             (("--generate", "10", "--routing", "fastest"), "--routing"),
+            (("--generate", "10", "--hours", "someday 9-5"), "--hours"),
+            (("--generate", "10", "--timezone", "Mars/Olympus"), "unknown time zone"),
+            (("--generate", "10", "--overflow-to", "billing"), "no department billing"),
         ],
     )
     def test_refusals(self, tmp_path: Path, args: tuple[str, ...], message: str) -> None:

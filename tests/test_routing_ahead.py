@@ -109,6 +109,22 @@ class TestFlightRecorder:
         async with open_engine(dataclasses.replace(config, trace_days=0.01), db=db) as engine:
             assert await engine.routing_trace(chat_id) is None
 
+    async def test_no_trace_is_stored_when_none_is_kept(
+        self, config: EngineConfig, tmp_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """trace_days=0: a live chat's steps are read as ever, a finished chat's are not stored."""
+        db = tmp_path / "helpline.db"
+        async with open_engine(dataclasses.replace(config, trace_days=0), db=db) as engine:
+            async with engine.open_chat(department="help", question="?", visitor=VISITOR) as v:
+                chat_id = v.chat_id
+                live = await engine.routing_trace(chat_id)
+                assert live is not None
+                assert live.live
+                await drain(v)
+            await _ended(engine, chat_id)
+        async with open_engine(config, db=db) as engine:
+            assert await engine.routing_trace(chat_id) is None
+
     async def test_queue_and_timeout_are_recorded(
         self, desk: Desk, autojump_clock: MockClock
     ) -> None:

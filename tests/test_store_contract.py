@@ -1,13 +1,16 @@
 """The store contract (engine.store.contract), run against every implementation.
 
 Each test gets a store opened from `store_url`: a SQLite file, and a fresh PostgreSQL schema
-(skipped without HELPLINE_TEST_POSTGRES). What one store promises, the other keeps.
+(skipped without HELPLINE_TEST_POSTGRES); a test that needs no second opening takes `store`,
+which is also an in-memory SQLite store. What one store promises, the others keep.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 import trio
@@ -35,6 +38,8 @@ from engine.store.journal import JournalBatch
 from engine.store.migrate import latest
 from engine.store.tickets import MAX_PAGE, AlreadyRated, NotFound, TicketExists
 from engine.store.url import parse_store_url
+
+from .postgres import fresh_schema
 
 
 def make_ticket(
@@ -102,10 +107,19 @@ FULL = Ticket(
 )
 
 
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    async with open_store(store_url) as s:
-        yield s
+@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each implementation: a SQLite file, a fresh PostgreSQL schema, and an in-memory SQLite
+    store (no threads: engine.store.sqlite, Rule 6)."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite://{tmp_path / 'helpline.db'}"
+        elif request.param == "postgresql":
+            url = stack.enter_context(fresh_schema())
+        else:
+            url = ":memory:"
+        async with open_store(url) as s:
+            yield s
 
 
 def chats(tickets: list[Ticket]) -> list[str]:

@@ -17,8 +17,7 @@ from engine import (
     WhisperMessage,
 )
 
-from .helpers import drain, of_type, offer_for, settle
-from .test_handshakes import VISITOR, agents, chat_with
+from .helpers import VISITOR, agents, chat_with, drain, of_type, offer_for, settle
 
 
 class TestDesk:

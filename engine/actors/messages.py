@@ -241,12 +241,15 @@ class ActorDown:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TagChat:
-    """An agent in the chat adds tags to it (kept on its ticket)."""
+    """An agent in the chat adds tags to it (kept on its ticket); or a supervisor (`supervisor`
+    set, `agent_id` empty) of `departments` (None: every department) tags a chat there."""
 
     agent_id: str
     chat_id: str
     tags: tuple[str, ...]
     reply: Reply
+    supervisor: str = ""
+    departments: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

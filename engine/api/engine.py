@@ -28,7 +28,6 @@ than its new capacity.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -57,13 +56,10 @@ from ..store.url import open_store
 from ..store.writer import StoreError
 from .handles import AgentConnection, VisitorChat, ask, rate_chat
 from .supervision import SupervisorConnection
+from .wallclock import wall_origin
 
 log = structlog.get_logger("helpline.engine")
 T = TypeVar("T")
-
-# Wall-clock seconds at trio time 0, fixed once per trio run: engines opened one after another in
-# the same run (a restart in a test, under a virtual clock) agree on what time it is.
-_WALL_ORIGIN: trio.lowlevel.RunVar[float] = trio.lowlevel.RunVar("helpline_wall_origin")
 
 
 @asynccontextmanager
@@ -77,7 +73,8 @@ async def open_engine(
 ) -> AsyncIterator[Engine]:
     """Run an engine for the duration of the block (see the module docstring).
 
-    `db` is a SQLite file's path, `sqlite:///path` or `postgresql://user@host/db`.
+    `db` is a SQLite file's path, `sqlite:///path` or `postgresql://user@host/db`; `":memory:"` is
+    a throwaway SQLite store in memory, without threads (store.sqlite, Rule 6), as a replay uses.
     `synchronous` is SQLite's pragma: FULL (the default) survives power loss, NORMAL survives a
     crash of the process, OFF neither (on PostgreSQL only OFF changes anything). `busy_timeout` is
     how long a SQLite write waits for a lock another process holds before it fails (the next write
@@ -115,11 +112,7 @@ class Engine:
         self._sessions: dict[str, trio.MemorySendChannel[m.ToSession]] = {}
         self._agent_inboxes: dict[str, trio.MemorySendChannel[m.ToAgent]] = {}
         self._dept_inboxes: dict[str, trio.MemorySendChannel[m.Configure]] = {}
-        try:
-            self._wall_origin = _WALL_ORIGIN.get()
-        except LookupError:
-            self._wall_origin = time.time() - trio.current_time()
-            _WALL_ORIGIN.set(self._wall_origin)
+        self._wall_origin = wall_origin()
         self._router: Router | None = None
         self._agent_records: dict[str, Agent] = {}
         self._department_records: dict[str, Department] = {}
@@ -172,6 +165,7 @@ class Engine:
             agent_grace=config.agent_grace,
             journal=config.journal,
             trace_steps=config.trace_steps,
+            keep_traces=config.trace_days > 0,
             stats=self.stats,
             desk_board=self._desk_board,
         )

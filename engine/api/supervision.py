@@ -1,11 +1,12 @@
-"""A supervisor's handle: the live desk, monitoring and whispering, barging in, reassigning.
+"""A supervisor's handle: the live desk, monitoring and whispering, barging in, reassigning,
+tagging.
 
 A supervisor is scoped to departments (None: every department, as an admin is). Its handle has one
 outlet for everything it is sent: `DeskChanged` events once it asked for the desk, and the lines
 of the chats it monitors or barged into. Acting on a chat outside its departments is `not_found`,
 as for a chat that does not exist.
 
-Every act on a chat (monitor, whisper, barge, reassign) is written to the audit log, with the
+Every act on a chat (monitor, whisper, barge, reassign, tag) is written to the audit log, with the
 supervisor as the actor, once it succeeded. If that write fails the act has happened anyway and
 the caller gets `store_unavailable`.
 
@@ -14,7 +15,7 @@ Leaving the handle's block stops the desk, stops monitoring, and leaves the chat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -239,6 +240,25 @@ class SupervisorConnection:
         after = {"to_agent": to_agent, "to_department": to_department, "offer_id": offer_id}
         await self._audit("reassign", chat_id, before=before, after=after)
         return offer_id
+
+    # -- tagging ---------------------------------------------------------------------------------
+
+    async def tag(self, chat_id: str, tags: Sequence[str]) -> tuple[str, ...]:
+        """Add tags to a live chat of this supervisor's departments (as an agent in it may);
+        returns every tag the chat has now. A chat elsewhere is `not_found`."""
+        added = tuple(tags)
+        now: tuple[str, ...] = await self._ask_router(
+            lambda r: m.TagChat(
+                agent_id="",
+                chat_id=chat_id,
+                tags=added,
+                reply=r,
+                supervisor=self.supervisor_id,
+                departments=self.departments,
+            )
+        )
+        await self._audit("tag", chat_id, after={"added": list(added), "tags": list(now)})
+        return now
 
     async def available_agents(self, department: str = "") -> tuple[Availability, ...]:
         """Who could take a reassigned chat now (of `department`, if given)."""

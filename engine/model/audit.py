@@ -21,6 +21,7 @@ AUDIT_ACTIONS: Final = (
     "whisper",
     "barge",
     "reassign",
+    "tag",
 )
 """The actions recorded: changes by admins and the command line, and supervisors' acts."""
 

@@ -38,6 +38,7 @@ class EngineConfig:
     #: ends, and a crash loses the chats that were live.
     journal: bool = True
     #: The routing flight recorder: steps kept in memory per live chat (the oldest fall off),
-    #: and days a finished chat's trace is kept in the store (pruned at start).
+    #: and days a finished chat's trace is kept in the store (pruned at start); 0 stores none
+    #: (a live chat's steps can still be read while the router holds them).
     trace_steps: int = 200
     trace_days: float = 30.0

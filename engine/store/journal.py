@@ -118,6 +118,8 @@ class ChatRecord:
     tags: tuple[str, ...] = ()
     overflowed: tuple[str, ...] = ()
     barged: tuple[tuple[str, str], ...] = ()  # supervisors in the chat: (id, name)
+    silence_deadline: float | None = None  # the owner's silence timer, while armed
+    reassigning: bool = False  # the pending transfer is a re-offer after the owner went silent
 
 
 def dumps(record: ChatRecord) -> str:
@@ -148,6 +150,8 @@ def dumps(record: ChatRecord) -> str:
         "tags": list(record.tags),
         "overflowed": list(record.overflowed),
         "barged": [list(pair) for pair in record.barged],
+        "silence_deadline": record.silence_deadline,
+        "reassigning": record.reassigning,
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
@@ -198,6 +202,10 @@ def loads(chat_id: str, text: str) -> ChatRecord:
             tags=_strs(doc, "tags") if "tags" in doc else (),
             overflowed=_strs(doc, "overflowed") if "overflowed" in doc else (),
             barged=_pairs(doc.get("barged", [])),
+            silence_deadline=_num_or_none(doc, "silence_deadline")
+            if "silence_deadline" in doc
+            else None,
+            reassigning=bool(doc.get("reassigning", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"chat {chat_id}: {exc!r}") from exc

@@ -28,6 +28,12 @@ pooled, ``query_only`` connection inside one read transaction, so a read sees on
 (WAL lets it run while the writer writes). A write that ``write`` acknowledged is visible to every
 read that starts afterwards.
 
+Rule 6: an in-memory store (path ``":memory:"``, a throwaway such as a replay's) has no file
+for other connections to share, so it has no threads either: the same jobs, batches and
+callbacks, but each batch runs in the trio thread from a ``run_sync_soon`` callback (still on a
+later tick, never re-entrantly), and a read runs at once on the one connection, inside one read
+transaction with ``query_only`` on. Nothing then waits for another thread to be scheduled.
+
 Closing stops the writer (pending writes finish and are delivered first), then closes the
 readers, shielded from cancellation.
 
@@ -55,6 +61,7 @@ _log = structlog.get_logger(__name__)
 
 SYNCHRONOUS_MODES: Final = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _IDLE_READERS: Final = 8
+MEMORY: Final = ":memory:"  # the path of a throwaway in-memory store (Rule 6)
 
 _Job = Job[sqlite3.Connection]
 
@@ -88,7 +95,7 @@ def connect_writer(
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         (journal,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
-        if str(journal).lower() != "wal":
+        if str(journal).lower() != ("memory" if path == MEMORY else "wal"):
             raise StoreError(f"{path!r} cannot use WAL journaling (got {journal!r})")
         conn.execute(f"PRAGMA synchronous = {mode}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -229,6 +236,8 @@ class Database(GroupWriter[sqlite3.Connection]):
         self._conn = conn
         self._busy_timeout = busy_timeout
         self._readers: list[sqlite3.Connection] = []
+        #: Rule 6: no threads, every batch runs in the trio thread.
+        self.inline = path == MEMORY
 
     def run_batch(self, batch: list[_Job]) -> list[Outcome]:
         return commit_batch(self._conn, batch, self.before_commit)
@@ -239,9 +248,16 @@ class Database(GroupWriter[sqlite3.Connection]):
     # -- reads --------------------------------------------------------------------------------
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` on a reader connection in a worker thread, inside one read transaction."""
+        """Run ``fn`` on a reader connection in a worker thread, inside one read transaction (in
+        memory, Rule 6: at once, on the one connection)."""
         if self._closed:
             raise StoreClosed("the store is closed")
+        if self.inline:
+            await trio.lowlevel.checkpoint()
+            ok, value = self._read_inline(fn)
+            if ok:
+                return cast(T, value)
+            raise cast(BaseException, value)
         conn = self._readers.pop() if self._readers else None
         self.hold.enter()
         try:
@@ -276,6 +292,21 @@ class Database(GroupWriter[sqlite3.Connection]):
             return None, False, _wrap(exc)
         except BaseException as exc:
             return conn, False, exc
+
+    def _read_inline(self, fn: Callable[[sqlite3.Connection], object]) -> tuple[bool, object]:
+        """Rule 6: ``fn`` on the one connection, in one read transaction, query only."""
+        conn = self._conn
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("BEGIN")
+            try:
+                return True, fn(conn)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                conn.execute("PRAGMA query_only = OFF")
+        except BaseException as exc:
+            return False, _wrap(exc)
 
     # -- closing ------------------------------------------------------------------------------
 

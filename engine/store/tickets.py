@@ -51,9 +51,18 @@ TICKET_COLUMNS: Final = (
 
 
 def dumps_items(items: Sequence[Entry] | Sequence[Handoff]) -> str:
-    return json.dumps(
-        [dataclasses.asdict(item) for item in items], separators=(",", ":"), ensure_ascii=False
-    )
+    """Entries or handoffs as compact JSON, every field by name (all are plain values)."""
+    if not items:
+        return "[]"
+    names = _FIELDS.get(type(items[0]))
+    if names is None:
+        names = _FIELDS[type(items[0])] = tuple(f.name for f in dataclasses.fields(items[0]))
+    return _ENCODER.encode([{n: getattr(item, n) for n in names} for item in items])
+
+
+# dataclasses.asdict deep-copies every value; these records hold none that needs it.
+_FIELDS: dict[type, tuple[str, ...]] = {}
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def insert_ticket(conn: Connection, ticket: Ticket) -> Ticket:

@@ -1,7 +1,8 @@
 """One option chooses the store: ``postgresql://user@host/db``, ``sqlite:///path`` or a plain path.
 
 ``open_store(url)`` opens the store the URL names and yields it as a ``Store``; a plain path (what
-``--db`` has always taken) is a SQLite file. The PostgreSQL module, and psycopg, are imported only
+``--db`` has always taken) is a SQLite file, and ``:memory:`` a throwaway SQLite store in memory
+(``sqlite``, Rule 6). The PostgreSQL module, and psycopg, are imported only
 when a PostgreSQL URL is opened.
 """
 

@@ -194,6 +194,9 @@ class GroupWriter(Generic[C]):
         self._slots = trio.Semaphore(max_pending)
         self._closed = False
         self._thread = threading.Thread(target=self._writer_main, name=name, daemon=True)
+        #: No thread: every batch runs in the trio thread (a backend sets it before ``start``).
+        self.inline = False
+        self._drain_due = False
 
     # -- what a backend provides ---------------------------------------------------------------
 
@@ -217,7 +220,8 @@ class GroupWriter(Generic[C]):
 
     def start(self) -> None:
         """Start the writer thread, which owns the writer connection from now on."""
-        self._thread.start()
+        if not self.inline:
+            self._thread.start()
 
     async def write(self, fn: Callable[[C], T]) -> T:
         """Run ``fn`` in the writer thread inside a batch transaction; return once committed."""
@@ -236,7 +240,7 @@ class GroupWriter(Generic[C]):
             done.set()
 
         self.hold.enter()
-        self._jobs.put(Job(fn, on_done))
+        self._put(Job(fn, on_done))
         await done.wait()
         ok, value = box[0]
         if ok:
@@ -268,7 +272,35 @@ class GroupWriter(Generic[C]):
             error = StoreBusy("too many store writes are pending")
             self._token.run_sync_soon(self._refuse, deliver, error)
             return
-        self._jobs.put(Job(fn, deliver))
+        self._put(Job(fn, deliver))
+
+    def _put(self, job: Job[C]) -> None:
+        self._jobs.put(job)
+        if self.inline and not self._drain_due:
+            self._drain_due = True
+            self._token.run_sync_soon(self._drain)
+
+    def _drain(self) -> None:
+        """Inline, in the trio thread: run the queued jobs as one batch and deliver them (on a
+        later tick than the one that queued them, never re-entrantly)."""
+        self._drain_due = False
+        batch: list[Job[C]] = []
+        while len(batch) < self.batch_max:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _STOP:
+                batch.append(job)
+        if batch:
+            started = time.perf_counter()
+            outcomes = self.run_batch(batch)
+            self.batch_count += 1
+            self.job_count += len(batch)
+            self._deliver(batch, outcomes, time.perf_counter() - started)
+        if not self._jobs.empty() and not self._drain_due:
+            self._drain_due = True
+            self._token.run_sync_soon(self._drain)
 
     @staticmethod
     def _refuse(deliver: Callable[[bool, object], None], error: StoreError) -> None:
@@ -321,6 +353,13 @@ class GroupWriter(Generic[C]):
 
     async def stop_writer(self) -> None:
         """Let pending writes finish and be delivered, then stop the writer thread (shielded)."""
+        if self.inline:
+            if not self._closed:
+                self._closed = True
+                while not self._jobs.empty():
+                    self._drain()
+                self.close_writer()
+            return
         if not self._closed:
             self._closed = True
             self._jobs.put(_STOP)

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_routing_commands(
         commands, department_commands, existing_db_option, with_store, CommandError
     )
-    register_replay(commands)
+    register_replay(commands, parse_time)
     add_webhook_commands(commands, existing_db_option, with_store)
     return parser
 

@@ -156,7 +156,7 @@ async def note_change(store: Store) -> None:
 
 
 def _settings_of(agent: Agent) -> tuple[object, ...]:
-    return (agent.name, agent.departments, agent.capacity)
+    return (agent.name, agent.departments, agent.capacity, agent.skills)
 
 
 async def apply_changes(engine: Engine, registry: Registry) -> list[str]:

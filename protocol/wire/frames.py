@@ -212,7 +212,12 @@ _TABLE: Final = (
     _req("leave_chat", IN_CHAT, string("chat_id")),
     _req("end_chat", AGENT, string("chat_id"), number("delay?", 0.0, DAY)),
     _req("cancel_end", AGENT, string("chat_id")),
-    _req("tag", AGENT, string("chat_id"), strings("tags", 32, min_items=1, item_max_len=64)),
+    _req(
+        "tag",
+        AGENT | SUPERVISING,
+        string("chat_id"),
+        strings("tags", 32, min_items=1, item_max_len=64),
+    ),
     _req("available_agents", STAFF | SUPERVISOR, string("department?", min_len=1)),
     _req("visitor_panel", AGENT, string("chat_id")),
     _req("canned_suggest", AGENT, string("draft", TEXT_LEN, min_len=0), integer("limit?", 1, 50)),

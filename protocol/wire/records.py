@@ -506,4 +506,5 @@ def audit_agent(agent: Agent) -> Fields:
         "name": agent.name,
         "departments": list(agent.departments),
         "capacity": agent.capacity,
+        "skills": list(agent.skills),
     }

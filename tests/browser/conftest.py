@@ -70,6 +70,7 @@ departments = ["support", "sales"]
 id = "bob"
 name = "Bob Baker"
 departments = ["support"]
+skills = ["de"]
 
 [[agents]]
 id = "dee"

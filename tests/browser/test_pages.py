@@ -6,6 +6,7 @@ daemon for the module, and saves a screenshot under test-output/.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import trio
+
+from protocol import connect
 
 from .conftest import Desk, Tab
 
@@ -361,6 +365,88 @@ class TestDepartmentPicker:
         bob.click("button:has-text('End now')")
         expect(visitor.locator(".stars")).to_be_visible()
         assert [] == bob_tab.errors + visitor_tab.errors
+
+
+class TestRoutingAhead:
+    def test_required_skills_and_tags(
+        self, desk: Desk, open_tab: Callable[..., Tab], other_site: Callable[[str], str]
+    ) -> None:
+        """A page that embeds the widget with data-skills gets its chat offered only to an
+        agent with the skill: it waits while only Ann (without it) is online, and goes to Bob
+        when he comes online; Bob tags the chat in the console."""
+        ann_tab, bob_tab, visitor_tab = open_tab(), open_tab(), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        bob = sign_in(bob_tab, desk, "bob")
+        set_online(ann)
+        set_online(bob, False)
+        shop = other_site(
+            "<!doctype html><title>Laden</title><h1>Hilfe</h1>"
+            f'<script src="{desk.base}/widget.js" data-department="support"'
+            f' data-skills="de" data-server="{desk.daemon.url}"></script>'
+        )
+        visitor = open_widget_chat(visitor_tab, shop, "Uwe", "Wo ist mein Paket?")
+        expect(visitor.locator(".status-line")).to_contain_text("in line")
+        expect(ann.locator(".offer", has_text="Wo ist mein Paket?")).to_have_count(0)
+        set_online(bob)
+        accept_offer(bob, "Wo ist mein Paket?")
+        bob.fill(".chat-tags .tag-input", "parcel, de")
+        bob.press(".chat-tags .tag-input", "Enter")
+        expect(bob.locator(".chat-tags .tag")).to_have_text(["parcel", "de"])
+        bob_tab.shot("console-tags")
+        bob.click("button:has-text('End now')")
+        expect(visitor.locator(".stars")).to_be_visible()
+        set_online(ann, False)
+        set_online(bob, False)
+        assert [] == ann_tab.errors + bob_tab.errors + visitor_tab.errors
+
+
+def set_holidays(desk: Desk, department: str, holidays: list[str]) -> None:
+    """Give a department business hours of every day, all day, except `holidays`."""
+
+    async def update() -> None:
+        async with connect(desk.daemon.url, role="admin", token=desk.admin_token) as admin:
+            await admin.request(
+                "department_update",
+                id=department,
+                hours_weekly=["mon-sun 00:00-24:00"] if holidays else [],
+                hours_holidays=holidays,
+            )
+
+    trio.run(update)
+
+
+class TestClosedHours:
+    def test_the_widget_says_when_a_closed_department_opens(
+        self, desk: Desk, open_tab: Callable[..., Tab], other_site: Callable[[str], str]
+    ) -> None:
+        """On a holiday the widget says the department is closed and when it opens, before the
+        visitor writes and after: the question becomes a missed chat (closed_hours)."""
+        today = dt.datetime.now(dt.UTC).date()
+        set_holidays(desk, "billing", [today.isoformat()])
+        try:
+            visitor_tab = open_tab(1100, 760)
+            shop = other_site(
+                "<!doctype html><title>Shop</title><h1>Billing help</h1>"
+                f'<script src="{desk.base}/widget.js" data-department="billing"'
+                f' data-server="{desk.daemon.url}"></script>'
+            )
+            visitor = visitor_tab.page
+            visitor.goto(shop)
+            visitor.click(".launcher")
+            notice = visitor.locator(".prechat .notice")
+            opens = re.compile(r"We open (today|tomorrow) at \d")  # midnight UTC, in local time
+            expect(notice).to_contain_text("We are closed right now.")
+            expect(notice).to_contain_text(opens)
+            visitor_tab.shot("widget-closed")
+            visitor.fill("input[name=name]", "Ines")
+            visitor.fill("textarea[name=question]", "Can I pay by invoice?")
+            visitor.click("button:has-text('Send message')")
+            offline = visitor.locator(".offline")
+            expect(offline).to_contain_text("We are closed right now.")
+            expect(offline.locator(".opens")).to_contain_text(opens)
+            assert [] == visitor_tab.errors
+        finally:
+            set_holidays(desk, "billing", [])
 
 
 class TestSafety:

@@ -8,6 +8,7 @@ import {
   HelplineClient,
   RequestError,
   defaultServerUrl,
+  skillList,
 } from "../src/client/helpline-client.js";
 
 /** A WebSocket stand-in: records what the client sends, lets the test push frames and close. */
@@ -462,5 +463,66 @@ describe("supervisor", () => {
     again.push({ type: "reply", ref: again.sent[1].ref, ok: true, chats: [row("c-1"), row("c-5")], queues: [] });
     await flush();
     assert.deepEqual([...c.desk.chats.keys()], ["c-1", "c-5"]);
+  });
+});
+
+describe("routing fields", () => {
+  it("open a chat with the skills it requires, as a list, leaving out none", async () => {
+    const { c, socket } = await connected();
+    c.openChat({ department: "support", name: "Mina", question: "Hallo?", skills: " de, billing,de" });
+    const { ref: _ref, ...frame } = socket.last();
+    assert.deepEqual(frame, { type: "open_chat", department: "support", name: "Mina", question: "Hallo?", skills: ["de", "billing"] });
+    socket.reply({ chat_id: "c-1", resume_token: "hlr_x", seq: 0 });
+    c.openChat({ department: "support", name: "Mina", question: "Again", skills: "" });
+    assert.equal("skills" in socket.last(), false);
+  });
+
+  it("keep the queue position and estimated wait until an agent joins", async () => {
+    const { c, socket } = await connected();
+    const seen = [];
+    c.on("queued", (fields) => seen.push(fields));
+    socket.push({ type: "event", event: "chat_opened", chat_id: "c-1", resume_token: "hlr_x", seq: 0 });
+    socket.push({ type: "event", event: "queued", chat_id: "c-1", position: 3, eta: 240.5 });
+    assert.deepEqual(seen, [{ chat_id: "c-1", position: 3, eta: 240.5 }]);
+    assert.deepEqual(c.queue, { chat_id: "c-1", position: 3, eta: 240.5 });
+    socket.push({ type: "event", event: "queued", chat_id: "c-1", position: 1 });
+    assert.deepEqual(c.queue, { chat_id: "c-1", position: 1, eta: null });
+    socket.push({ type: "event", event: "system", chat_id: "c-1", seq: 1, at: 1, kind: "joined", agent: "ann" });
+    assert.equal(c.queue, null);
+  });
+
+  it("deliver a closed department's opening time, overflow and reassigning as sent", async () => {
+    const { c, socket } = await connected();
+    const ended = [];
+    const system = [];
+    c.on("ended", (fields) => ended.push(fields));
+    c.on("system", (fields) => system.push(fields));
+    socket.push({ type: "event", event: "chat_opened", chat_id: "c-1", resume_token: "hlr_x", seq: 0 });
+    socket.push({ type: "event", event: "system", chat_id: "c-1", seq: 1, at: 1, kind: "reassigning", agent: "ann", detail: "silence" });
+    socket.push({ type: "event", event: "ended", chat_id: "c-1", reason: "closed_hours", opens_at: 1715673600 });
+    assert.deepEqual(system.map((l) => [l.kind, l.detail]), [["reassigning", "silence"]]);
+    assert.deepEqual(ended, [{ chat_id: "c-1", reason: "closed_hours", opens_at: 1715673600 }]);
+  });
+
+  it("list departments with their hours", async () => {
+    const { c, socket } = await connected();
+    const listed = c.departments();
+    socket.reply({ departments: [{ id: "sales", name: "Sales", chat_enabled: true, online: false, open: false, opens_at: 1715673600 }] });
+    assert.deepEqual(await listed, [{ id: "sales", name: "Sales", chat_enabled: true, online: false, open: false, opens_at: 1715673600 }]);
+  });
+
+  it("tag a chat and resolve with every tag it has", async () => {
+    const { c, socket } = await connected({ role: "agent", token: "hlt_x" });
+    const tagged = c.tag("c-1", new Set(["vip", "refund"]));
+    const { ref: _ref, ...frame } = socket.last();
+    assert.deepEqual(frame, { type: "tag", chat_id: "c-1", tags: ["vip", "refund"] });
+    socket.reply({ tags: ["billing", "vip", "refund"] });
+    assert.deepEqual(await tagged, ["billing", "vip", "refund"]);
+  });
+
+  it("read skills from a list or a comma-separated attribute, at most 16", () => {
+    assert.deepEqual(skillList(["de", " fr ", "de", ""]), ["de", "fr"]);
+    assert.deepEqual(skillList(undefined), []);
+    assert.equal(skillList(Array.from({ length: 20 }, (_, i) => `s${i}`)).length, 16);
   });
 });

@@ -67,15 +67,19 @@ class Durability(Recorder):
 
     def _queue_events_alone(self) -> None:
         """Journal off: nothing decided here is durable before it is seen, so webhook events are
-        handed to the store on their own, and nothing waits for them (a failure is logged)."""
+        handed to the store on their own, with the traces of the chats that finished, and nothing
+        waits for them (a failure is logged; the traces are tried again)."""
         events = tuple(self._desk_events)
         self._desk_events.clear()
+        rows = self._take_trace_rows()
 
         def done(outcome: object) -> None:
             if isinstance(outcome, BaseException):
                 log.error("webhook_events_not_queued", error=repr(outcome), events=len(events))
+            if rows:
+                self._traces_written(rows, outcome)
 
-        self._store.submit_journal(journal.JournalBatch(events=events), done)
+        self._store.submit_journal(journal.JournalBatch(events=events, traces=rows), done)
 
     def _journal_job(self) -> journal.JournalBatch | None:
         events = tuple(self._desk_events)  # queued by the same transaction as the records
@@ -192,6 +196,8 @@ class Durability(Recorder):
             tags=tuple(chat.tags),
             overflowed=tuple(chat.overflowed),
             barged=tuple((s, name) for s, (name, _) in chat.barged.items()),
+            silence_deadline=self._to_wall(("silence", chat.id)),
+            reassigning=chat.reassigning,
         )
 
     def _offer_record(self, offer_id: str) -> journal.OfferRecord | None:

@@ -11,8 +11,9 @@ Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the n
 Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with that iteration's
         journal write, or on its own when there is none (the journal is off); nobody waits for
         it, since a trace explains decisions and is not one. It is kept for the configured number
-        of days: a missed chat can be explained a week later. A chat restored after a restart
-        starts its trace again with a `restored` step; a crash loses the steps of live chats.
+        of days (none: not written at all): a missed chat can be explained a week later. A
+        chat restored after a restart starts its trace again with a `restored` step; a crash
+        loses the steps of live chats.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from .state import AgentState, Chat, RouterState
 class Recorder(RouterState):
     """Keep each live chat's routing steps, and hand finished chats' traces to the store."""
 
-    def __init__(self, *, trace_steps: int = 200, **kwargs: Any) -> None:
+    def __init__(self, *, trace_steps: int = 200, keep_traces: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._trace_steps = max(1, trace_steps)
+        self._keep_traces = keep_traces  # False: finished chats' traces are not stored
         self._traces: dict[str, deque[TraceStep]] = {}
         self._trace_dropped: dict[str, int] = {}
         self._trace_rows: dict[str, trace_rows.TraceRow] = {}  # to write with the next batch
@@ -76,6 +78,8 @@ class Recorder(RouterState):
 
     def _trace_finished(self, chat: Chat) -> None:
         """The chat ended: its trace is written with this iteration's journal write."""
+        if not self._keep_traces:
+            return
         steps = self._traces.get(chat.id, ())
         self._trace_rows[chat.id] = (
             chat.id,

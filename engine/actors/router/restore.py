@@ -140,6 +140,7 @@ class Restore(Firing):
             relaxed=r.relaxed,
             tags=list(r.tags),
             overflowed=list(r.overflowed),
+            reassigning=r.reassigning,
         )
         if chat.state is not ChatState.CLOSING:  # a closing chat already gave its agents back
             for agent_id in chat.members:
@@ -160,6 +161,7 @@ class Restore(Firing):
             ("queue", r.queue_deadline),
             ("end", r.end_deadline),
             ("visitor", r.visitor_deadline),
+            ("silence", r.silence_deadline),
         ):
             if until is not None:
                 self._timers.set((key, chat.id), self._from_wall(until))

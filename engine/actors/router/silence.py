@@ -8,8 +8,9 @@ as a transfer from its owner to the department (the transfer machinery of `hands
 keeps the chat until another agent accepts, and a decline, timeout or cancel changes nothing. The
 chat gets a `reassigning` system line (owner and visitor see it). If the owner answers while the
 re-offer is open, it is cancelled. Nobody eligible: the flight recorder says so and the owner
-keeps the chat. The timer is not journaled: after a restart it starts again with the visitor's
-next message.
+keeps the chat. The timer's deadline and the re-offer's flag are journaled with the chat (its
+record changes when the timer is armed, disarmed or fires), so after a crash a pending deadline
+still fires, once.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class Silence(Handshakes):
         if chat is None:
             return
         if not msg.waiting:
+            if ("silence", chat.id) in self._timers or chat.reassigning:
+                self._touch(chat)
             self._timers.cancel(("silence", chat.id))
             if chat.reassigning and chat.handoff:
                 self._step(chat, "reassign", "the owner answered; the re-offer is withdrawn")
@@ -46,9 +49,11 @@ class Silence(Handshakes):
         if chat.state is ChatState.ACTIVE and chat.owner and timeout > 0:
             if ("silence", chat.id) not in self._timers:
                 self._timers.set(("silence", chat.id), trio.current_time() + timeout)
+                self._touch(chat)
 
     def _owner_silent(self, chat: Chat) -> None:
         """The silence timer fired: offer the chat to the department's other agents."""
+        self._touch(chat)  # the journaled deadline is gone: it fires once
         dept = self._depts.get(chat.department)
         if not self._allowed(chat, ChatEvent.HAND_ON) or chat.handoff or dept is None:
             return

@@ -1,5 +1,6 @@
-"""Tags and traces: an agent in a chat labels it (the tags are journaled with the chat and kept
-on its ticket), and the flight recorder's steps of a live chat are read.
+"""Tags and traces: an agent in a chat, or a supervisor of its department, labels it (the tags
+are journaled with the chat and kept on its ticket), and the flight recorder's steps of a live
+chat are read.
 """
 
 from __future__ import annotations
@@ -18,7 +19,16 @@ class Tagging(Silence):
 
     def _tag_chat(self, msg: m.TagChat) -> None:
         chat = self._chats.get(msg.chat_id)
-        if chat is None or msg.agent_id not in chat.members:
+        if msg.supervisor:
+            if chat is None or (
+                msg.departments is not None and chat.department not in msg.departments
+            ):
+                self._answer(
+                    msg.reply,
+                    EngineError("not_found", "no live chat with that id in your departments"),
+                )
+                return
+        elif chat is None or msg.agent_id not in chat.members:
             self._answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
             return
         new = [t for t in dict.fromkeys(msg.tags) if t not in chat.tags]

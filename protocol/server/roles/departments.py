@@ -1,5 +1,6 @@
 """The ``departments`` request, the same for every role: each department's id, name, whether its
-chat is on, and whether one of its agents is online now.
+chat is on, whether one of its agents is online now, and whether it is within its business hours
+(and if not, when it opens next).
 
 Theory of operation
 -------------------
@@ -19,6 +20,7 @@ import weakref
 from typing import TYPE_CHECKING, Final
 
 from engine import Engine
+from engine.model.hours import is_open, opens_at
 
 from ...wire.records import Fields
 
@@ -32,7 +34,8 @@ _CACHE: weakref.WeakKeyDictionary[Engine, tuple[float, Fields]] = weakref.WeakKe
 
 
 async def departments_reply(conn: Connection, *, shared: bool = False) -> Fields:
-    """The reply to ``departments``: ``{"departments": [{id, name, chat_enabled, online}]}``.
+    """The reply to ``departments``: ``{"departments": [{id, name, chat_enabled, online, open,
+    opens_at?}]}``.
 
     ``shared``: an answer up to a second old will do (for visitors).
     """
@@ -49,16 +52,20 @@ async def departments_reply(conn: Connection, *, shared: bool = False) -> Fields
         for department in agent.departments
     }
     departments = sorted(await engine.departments(), key=lambda d: (d.name.casefold(), d.id))
-    fields: Fields = {
-        "departments": [
-            {
-                "id": d.id,
-                "name": d.name,
-                "chat_enabled": d.chat_enabled,
-                "online": d.id in online,
-            }
-            for d in departments
-        ]
-    }
+    items: list[Fields] = []
+    for d in departments:
+        item: Fields = {
+            "id": d.id,
+            "name": d.name,
+            "chat_enabled": d.chat_enabled,
+            "online": d.id in online,
+            "open": is_open(d.hours, now),
+        }
+        if not item["open"]:
+            next_open = opens_at(d.hours, now)
+            if next_open is not None:
+                item["opens_at"] = next_open
+        items.append(item)
+    fields: Fields = {"departments": items}
     _CACHE[engine] = (now, fields)
     return fields

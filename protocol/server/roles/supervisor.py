@@ -80,6 +80,7 @@ class Supervising:
             "unmonitor": self._unmonitor,
             "whisper": self._whisper,
             "reassign": self._reassign,
+            "tag": self._tag,
         }
 
     async def _supervise_start(self, request: Request) -> Fields:
@@ -119,6 +120,11 @@ class Supervising:
         )
         self._conn.log.info("reassigned", chat_id=chat_id, offer_id=offer_id)
         return {"offer_id": offer_id}
+
+    async def _tag(self, request: Request) -> Fields:
+        chat_id = request.require("chat_id", str)
+        tags = await (await self._handle()).tag(chat_id, request.strings("tags"))
+        return {"tags": list(tags)}
 
 
 class SupervisorRole:

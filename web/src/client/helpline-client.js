@@ -32,6 +32,17 @@
  * `whisper`, `barge`, `leaveChat`, `send`, `reassign`, `routingTrace`, `availableAgents` and
  * `auditList` are the other requests. After a reconnect the client asks for the desk again and
  * monitors its chats again; lines it already delivered are not delivered twice.
+ *
+ * Routing fields (SPEC.md): every field of a frame reaches the caller as the server sent it, and
+ * a few have helpers. A visitor's `openChat(details)` takes `skills` (a list or "a,b": what the
+ * agent must know), and `queue` holds the last `queued` event's `position` and `eta` (estimated
+ * wait in seconds, when the server has an estimate) until an agent joins. `departments()` lists
+ * each department's `chat_enabled`, `online`, `open` (within its business hours) and `opens_at`
+ * (when a closed one opens next). An `ended` event with reason `closed_hours` carries `opens_at`;
+ * reason `overflow` means the department overflowed with no fallback left; a `system` line of
+ * kind `reassigning` says the chat is being offered to other agents because its owner went
+ * silent. `tag(chatId, tags)` labels a chat (an agent in it, or a supervisor or admin of its
+ * department) and resolves with every tag it has now.
  */
 import { decode, encode } from "@msgpack/msgpack";
 
@@ -67,6 +78,14 @@ export function applyDeskChange(desk, change) {
 export function deskOf(reply) {
   const desk = { chats: new Map(), queues: new Map() };
   return applyDeskChange(desk, { chats: reply.chats, removed: [], queues: reply.queues });
+}
+
+const MAX_SKILLS = 16; // open_chat's limit (SPEC section 6.2)
+
+/** Skills as `open_chat` takes them: "de, billing" or a list -> ["de", "billing"]. */
+export function skillList(value) {
+  const items = Array.isArray(value) ? value : String(value ?? "").split(",");
+  return [...new Set(items.map((s) => String(s).trim()).filter(Boolean))].slice(0, MAX_SKILLS);
 }
 const RESUME_KEYS = ["chat_id", "resume_token", "last_seq"];
 
@@ -106,12 +125,37 @@ export class HelplineClient {
     this.retryTimer = null;
     this.pingTimer = null;
     this.hello = null;
+    this.queue = null; // a visitor's last `queued` event: {chat_id, position, eta}
     this.resume = this.loadResume();
     // supervisors: the desk (while supervising) and the monitored chats' transcripts by chat id
     this.supervising = false;
     this.desk = null;
     this.monitored = new Map();
     this.on("open", () => this.resubscribe());
+  }
+
+  /**
+   * A visitor opens its chat: `details` are open_chat's fields (department, name, question,
+   * email...); `skills` may be a list or "a,b" and is left out when empty.
+   */
+  openChat(details) {
+    const fields = { ...details };
+    const skills = skillList(fields.skills);
+    if (skills.length) fields.skills = skills;
+    else delete fields.skills;
+    this.queue = null;
+    return this.request("open_chat", fields);
+  }
+
+  /** Adds tags to a chat; resolves with every tag the chat has now, in the order given. */
+  async tag(chatId, tags) {
+    const reply = await this.request("tag", { chat_id: chatId, tags: [...tags] });
+    return reply.tags;
+  }
+
+  /** The departments: {id, name, chat_enabled, online, open, opens_at?} each. */
+  async departments() {
+    return (await this.request("departments")).departments;
   }
 
   /** Calls `fn(fields)` for every event `name`; returns a function that unsubscribes. */
@@ -290,6 +334,12 @@ export class HelplineClient {
       }
     } else if (name === "ended") {
       if (this.resume && this.resume.chat_id === fields.chat_id) this.setResume(null);
+      this.queue = null;
+    }
+    if (name === "queued") {
+      this.queue = { chat_id: fields.chat_id, position: fields.position, eta: fields.eta ?? null };
+    } else if (name === "system" && (fields.kind === "joined" || fields.kind === "transferred")) {
+      this.queue = null;
     }
     return true;
   }

@@ -1,7 +1,7 @@
 /**
  * The chats view: a tab per chat (with an unread badge), the open chat's transcript in seq order,
- * typing, the composer with `#` canned suggestions, the handoff and ending bars, and the visitor
- * panel.
+ * typing, the composer with `#` canned suggestions, the handoff and ending bars, the chat's tags
+ * (`tags.js`), and the visitor panel.
  *
  * A chat's entries are kept in a Map keyed by seq: the accept reply's history, visitor_panel's
  * history and the replayed events of a join all deliver the same lines, and each seq is kept
@@ -10,6 +10,7 @@
 import { clock, errorText, h, initials, randomId, replace, when } from "../shared/dom.js";
 import { Composer } from "./composer.js";
 import { HandoffDialog } from "./dialogs.js";
+import { tagsRow } from "./tags.js";
 
 const END_REASONS = {
   agent_ended: "ended by an agent",
@@ -27,6 +28,7 @@ const SYSTEM_TEXT = {
   ended: (e) => `The chat ended (${END_REASONS[e.detail] || e.detail || "ended"})`,
   requeued: (e) => `The chat went back to the queue${e.detail ? ` (${e.detail})` : ""}`,
   barged: (e) => `${e.agent_name || e.agent} (supervisor) joined the chat`,
+  reassigning: (e) => `${e.agent_name || e.agent || "The agent"} did not answer in time: the chat is offered to other agents`,
 };
 const OUTCOME_TEXT = {
   pending: "waiting for an answer",
@@ -292,6 +294,12 @@ export class ChatView {
           ` · ${this.app.departmentName(info.department)}`,
           info.started_at ? ` · started ${when(info.started_at)}` : "",
         ),
+        tagsRow(chat, {
+          client: this.app.client,
+          changed: () => this.isCurrent(chat) && this.renderChat(),
+          toast: (text, kind) => this.app.toast(text, kind),
+          open,
+        }),
       ),
       actions,
     );

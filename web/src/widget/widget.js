@@ -7,24 +7,26 @@
  * from), `data-department` (the one department chats open in; without it the visitor chooses
  * among the departments whose chat is on, from the server's `departments` list),
  * `data-departments` ("sales:Sales, support:Support": the departments offered, overriding the
- * server's list), `data-title`.
+ * server's list), `data-title`, `data-skills` ("de, billing": what the agent must know; the chat
+ * goes first to agents who have every one, SPEC `open_chat`).
  *
  * Theory of operation
  * -------------------
  * The widget lives in a shadow root, so the site's styles and the widget's do not mix. It is a
- * small state machine: `form` -> `waiting` (queue position) -> `chat` (an agent joined) ->
+ * small state machine: `form` -> `waiting` (queue position and estimated wait) -> `chat` (an agent joined) ->
  * `ended` (rating: five stars and a comment) or `offline` (nobody could take the chat: the
  * question became a missed-chat ticket). While the form shows, the widget asks the server which
  * departments are open and whether anyone is online in them, and says "no one is online" above
- * the form when that is so: the visitor may still write, and the message becomes a missed chat. The client keeps the chat's resume token and last seq in sessionStorage, so a reload
+ * the form when that is so, or that the department is closed and when it opens (business hours):
+ * the visitor may still write, and the message becomes a missed chat. The client keeps the chat's resume token and last seq in sessionStorage, so a reload
  * resumes the chat and the server replays every line since. Messages are sent with a
  * client_msg_id and shown as "sending" until the send's reply comes back (it carries the line's
  * seq and time; the sending connection gets no `message` event for its own line); a message not
  * yet acknowledged when the connection drops is sent again after the resume (stored once).
  * Everything a person typed is put on screen as text, never as HTML.
  */
-import { HelplineClient } from "../client/helpline-client.js";
-import { parseDepartmentsAttribute, widgetDepartments } from "../shared/desk.js";
+import { HelplineClient, skillList } from "../client/helpline-client.js";
+import { opensText, parseDepartmentsAttribute, waitText, widgetDepartments } from "../shared/desk.js";
 import { clock, h, randomId, replace } from "../shared/dom.js";
 import { describeAgent, describeLocation } from "../shared/useragent.js";
 import css from "./widget.css";
@@ -35,11 +37,12 @@ const RESUME_KEY = "helpline.widget.resume";
 const QUESTION_KEY = "helpline.widget.question";
 const LINES_KEY = "helpline.widget.lines";
 const KEPT_LINES = 300;
-const OFFLINE_REASONS = new Set(["no_agent_online", "chat_off", "queue_full", "queue_timeout", "offer_timeout", "all_declined"]);
+const OFFLINE_REASONS = new Set(["no_agent_online", "chat_off", "queue_full", "queue_timeout", "offer_timeout", "all_declined", "closed_hours", "overflow"]);
 const DEPARTMENTS_REFRESH = 10_000; // ms between department lists while the form is open
 
 /** A department as the picker shows it. */
 function departmentLabel(department) {
+  if (department.open === false) return `${department.name} (closed)`;
   return department.online === false ? `${department.name} (offline)` : department.name;
 }
 
@@ -75,7 +78,7 @@ function settings(script) {
   // data-department alone pins one department; data-departments lists those offered
   const attribute = data.departments ? parseDepartmentsAttribute(data.departments) : data.department ? [{ id: data.department, name: data.department }] : [];
   const department = data.department || attribute[0]?.id || "";
-  return { server, department, attribute, title: data.title || "Chat with us" };
+  return { server, department, attribute, title: data.title || "Chat with us", skills: skillList(data.skills) };
 }
 
 function visitorId() {
@@ -100,7 +103,9 @@ class Widget {
     this.agentName = "";
     this.agentTyping = false;
     this.position = null;
+    this.eta = null;
     this.endReason = "";
+    this.opensAt = null;
     this.departments = widgetDepartments(config.attribute, null); // until the server's list comes
     this.client = new HelplineClient({ url: config.server, role: "visitor", storage: sessionStorage, storageKey: RESUME_KEY });
     this.bindClient();
@@ -209,8 +214,9 @@ class Widget {
       if (this.state === "form" || this.state === "waiting") this.state = this.agentName ? "chat" : "waiting";
       this.render();
     });
-    c.on("queued", ({ position }) => {
+    c.on("queued", ({ position, eta }) => {
       this.position = position;
+      this.eta = eta ?? null;
       this.render();
     });
     c.on("message", (line) => {
@@ -239,8 +245,9 @@ class Widget {
       this.agentTyping = on;
       this.renderTyping();
     });
-    c.on("ended", ({ reason }) => {
+    c.on("ended", ({ reason, opens_at }) => {
       this.endReason = reason;
+      this.opensAt = opens_at ?? null;
       this.agentTyping = false;
       this.outbox.clear();
       this.state = OFFLINE_REASONS.has(reason) && !this.agentName ? "offline" : "ended";
@@ -278,12 +285,14 @@ class Widget {
       this.lines.clear();
       this.agentName = "";
       this.position = null;
+      this.eta = null;
       this.visitorName = String(data.get("name")).trim();
       this.question = String(data.get("question")).trim();
       sessionStorage.setItem(QUESTION_KEY, this.question);
       this.state = "waiting";
       this.render();
-      await this.client.request("open_chat", {
+      await this.client.openChat({
+        skills: this.config.skills,
         department: String(data.get("department") || this.chosenDepartment()),
         name: this.visitorName,
         email: String(data.get("email") || "").trim() || undefined,
@@ -391,6 +400,7 @@ class Widget {
   }
 
   restart() {
+    this.opensAt = null;
     this.client.forgetChat();
     this.lines.clear();
     this.outbox.clear();
@@ -516,11 +526,11 @@ class Widget {
   renderFormNotice() {
     if (!this.formNotice?.isConnected) return;
     const chosen = this.departments.find((d) => d.id === this.chosenDepartment());
-    const offline = chosen?.online === false;
-    replace(
-      this.formNotice,
-      offline ? [h("strong", {}, "No one is online right now."), " Leave your message and we will get back to you by email."] : null,
-    );
+    const closed = chosen?.open === false;
+    const offline = closed || chosen?.online === false;
+    const opens = closed ? opensText(chosen.opens_at) : null;
+    const headline = closed ? (opens ? `We are closed right now. We open ${opens}.` : "We are closed right now.") : "No one is online right now.";
+    replace(this.formNotice, offline ? [h("strong", {}, headline), " Leave your message and we will get back to you by email."] : null);
     this.formNotice.hidden = !offline;
     const button = this.body.querySelector("button[type=submit]");
     if (button) button.textContent = offline ? "Send message" : "Start chat";
@@ -582,7 +592,7 @@ class Widget {
     let text = "";
     if (this.online === false && (this.state === "waiting" || this.state === "chat")) text = "Reconnecting…";
     else if (this.state === "waiting") {
-      text = this.position ? `You are number ${this.position} in line. An agent will be with you soon.` : "Waiting for an agent…";
+      text = waitText(this.position, this.eta);
     }
     this.statusLine.textContent = text;
     this.statusLine.hidden = !text;
@@ -612,6 +622,7 @@ class Widget {
           barged: `${line.agent_name || "A supervisor"} joined the chat`,
           left: `${line.agent_name || "An agent"} left the chat`,
           requeued: "Finding another agent for you…",
+          reassigning: "Asking another agent to help you as well…",
           ending: `This chat will close in ${Math.round(line.delay || 0)} seconds`,
           ending_cancelled: "The chat stays open",
           ended: "The chat has ended",
@@ -693,12 +704,16 @@ class Widget {
       queue_timeout: "Sorry, no agent could take your chat in time.",
       offer_timeout: "Sorry, no agent could take your chat in time.",
       all_declined: "Sorry, no agent could take your chat right now.",
+      overflow: "All our agents are busy right now.",
+      closed_hours: "We are closed right now.",
     };
+    const opens = this.endReason === "closed_hours" ? opensText(this.opensAt) : null;
     return h(
       "div",
       { class: "offline" },
       h("div", { class: "offline-icon", "aria-hidden": "true" }, "✉"),
       h("h2", {}, left ? "You left the chat" : messages[this.endReason] || "No one is available right now."),
+      opens ? h("p", { class: "opens" }, `We open ${opens}.`) : null,
       h("p", {}, "We have your message and will get back to you by email as soon as we can."),
       this.question ? h("blockquote", {}, this.question) : null,
       h("button", { class: "primary", onclick: () => this.restart() }, "Start a new chat"),
