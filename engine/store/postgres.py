@@ -17,8 +17,10 @@ Rule 2: group commit. The writer takes one job, then whatever else is queued (at
     ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; ...; COMMIT
 
 A job that fails undoes only itself. If the COMMIT fails, every job that had succeeded gets a
-``StoreError`` instead. If the connection breaks, the jobs of that transaction fail and the next
-batch opens a new connection, so a database restart costs the writes in flight, no more.
+``StoreError`` instead. A ``fence`` (several nodes: ``engine.store.lease``) runs first in every
+transaction and refuses it whole by raising a ``StoreError``. If the connection breaks, the jobs
+of that transaction fail and the next batch opens a new connection, so a database restart costs
+the writes in flight, no more.
 
 Rule 3: nothing is acknowledged before COMMIT returns (with ``synchronous_commit`` on, PostgreSQL's
 default, that is after the WAL reached the disk). Outcomes go back to trio through
@@ -157,14 +159,26 @@ class _Job:
 
 _STOP: Final = None
 
+Fence = Callable[[_RawConnection], None]
+"""A check run first in every write transaction (``engine.store.lease.fence``)."""
 
-def run_batch(raw: _RawConnection, jobs: Sequence[_Job]) -> tuple[list[_Outcome], bool]:
+
+def run_batch(
+    raw: _RawConnection, jobs: Sequence[_Job], fence: Fence | None = None
+) -> tuple[list[_Outcome], bool]:
     """Run ``jobs`` in one transaction and commit; returns the outcomes and whether the connection
-    is still usable. Never raises."""
+    is still usable. Never raises. ``fence`` runs first in the transaction; if it raises a
+    StoreError, the transaction is rolled back and every job fails with that error."""
     conn = PgConnection(raw)
     outcomes: list[_Outcome] = []
     try:
         raw.execute("BEGIN")
+        if fence is not None:
+            try:
+                fence(raw)
+            except StoreError as refused:
+                raw.execute("ROLLBACK")
+                return [(False, refused) for _ in jobs], True
         for job in jobs:
             raw.execute("SAVEPOINT job")
             try:
@@ -228,6 +242,9 @@ class PostgresStore(StoreQueries):
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._slots = trio.Semaphore(max_pending)
         self._closed = False
+        #: Run first in every write transaction, in the writer thread; a StoreError it raises
+        #: refuses the whole transaction (several nodes: the routing lease's epoch check).
+        self.fence: Fence | None = None
         self._thread = threading.Thread(
             target=self._writer_main, name="helpline-store-writer:postgresql", daemon=True
         )
@@ -317,7 +334,7 @@ class PostgresStore(StoreQueries):
                 self._writer = None
                 error = _wrap(exc)
                 return [(False, error) for _ in batch]
-        outcomes, usable = run_batch(self._writer, batch)
+        outcomes, usable = run_batch(self._writer, batch, self.fence)
         if not usable:
             _log.warning("store_writer_reconnects")
             self._writer.close()
