@@ -61,10 +61,10 @@ from .store import lease
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
 from .store.exclusive import exclusive_use
-from .store.sqlite import hold_clock_for_store
 from .store.sqlite_store import SqliteStore, StoreError
 from .store.tickets import MAX_PAGE
 from .store.url import StoreLocation, open_store, parse_store_url
+from .store.writer import hold_clock_for_store
 
 __all__ = [
     "AUDIT_ACTIONS",

@@ -161,6 +161,34 @@ class TestSchema:
         )
 
 
+class TestBeforeCommit:
+    async def test_a_refused_transaction_commits_nothing(
+        self, store: Store, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The writer's ``before_commit`` runs inside each batch's transaction after its jobs; if
+        it raises, nothing of the transaction is committed and its jobs fail because of it."""
+
+        class Refused(Exception):
+            pass
+
+        seen: list[int] = []
+
+        def refuse(conn: Connection) -> None:
+            (n,) = conn.execute("SELECT count(*) FROM tickets").fetchone()
+            seen.append(n)
+            raise Refused("not now")
+
+        monkeypatch.setattr(store, "before_commit", refuse)
+        with pytest.raises(StoreError) as info:
+            await store.save_ticket(make_ticket("c1"))
+        assert isinstance(info.value.__cause__, Refused)
+        assert seen == [1]  # the job's insert was visible to the check
+        monkeypatch.undo()
+        assert await store.tickets() == []
+        await store.save_ticket(make_ticket("c1"))  # the writer goes on
+        assert chats(await store.tickets()) == ["c1"]
+
+
 class TestTickets:
     async def test_round_trip(self, store_url: str) -> None:
         """A saved ticket reads back equal, by id and by chat, also after reopening."""

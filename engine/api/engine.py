@@ -52,8 +52,8 @@ from ..model.views import AgentView, ChatView, Health, LiveChat, RouterView
 from ..store import journal
 from ..store import traces as trace_rows
 from ..store.contract import Connection, Store
-from ..store.sqlite import StoreError
 from ..store.url import open_store
+from ..store.writer import StoreError
 from .handles import AgentConnection, VisitorChat, ask, rate_chat
 from .supervision import SupervisorConnection
 
@@ -83,8 +83,8 @@ async def open_engine(
     how long a SQLite write waits for a lock another process holds before it fails (the next write
     tries afresh). `end_chats_on_exit=False` leaves the block the way a crash would: no chat is
     ended, and the next `open_engine` on the same store restores them. `fence` (PostgreSQL only;
-    several nodes, `engine.store.lease.fence`) runs first in every write transaction of the
-    store and refuses the transaction when it raises.
+    several nodes, `engine.store.lease.fence`) runs in every write transaction of the store just
+    before its COMMIT, and refuses the transaction when it raises.
     """
     config = config or EngineConfig()
     async with (

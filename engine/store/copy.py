@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .contract import Connection, Store
-from .sqlite import StoreError
+from .writer import StoreError
 
 __all__ = ["TABLES", "CopyReport", "copy_store"]
 

@@ -22,8 +22,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from .sqlite import StoreError
 from .url import parse_store_url
+from .writer import StoreError
 
 __all__ = ["exclusive_use"]
 

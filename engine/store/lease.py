@@ -11,13 +11,13 @@ the database's (``now()``), so the nodes' clocks do not matter.
   (``instance``, random per start): a node restarted under the same name takes a new epoch.
 - **Renewing** (:func:`renew`) pushes the expiry on while holder and epoch are still this
   process's; a renewal that matches no row means the lease was lost.
-- **Fencing** (:func:`fence`): the holder's store runs a check at the start of every write
-  transaction, ``SELECT epoch ... FOR SHARE``, and the transaction fails with
-  ``StoreError(code="lease_lost")`` unless the epoch is the one the lease was taken under. The
-  share lock makes a taker's UPDATE wait for the transaction to end, so each committed write of
-  the old holder comes before the change of hands, and none after it: a paused node that wakes
-  up after losing the lease can never write under its old epoch. (Expiry alone does not refuse:
-  until another node takes the lease, nobody else writes.)
+- **Fencing** (:func:`fence`): the holder's store runs a check in every write transaction, just
+  before its COMMIT (``before_commit``), ``SELECT epoch ... FOR SHARE``, and the transaction
+  fails with ``StoreError(code="lease_lost")`` unless the epoch is the one the lease was taken
+  under. The share lock makes a taker's UPDATE wait for the transaction to end, so each
+  committed write of the old holder comes before the change of hands, and none after it: a
+  paused node that wakes up after losing the lease can never write under its old epoch. (Expiry
+  alone does not refuse: until another node takes the lease, nobody else writes.)
 - **Releasing** (:func:`release`) on a clean stop expires the lease at once, so another node
   takes over at its next look instead of after the lease time.
 
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from .sqlite import StoreError
+from .writer import StoreError
 
 __all__ = [
     "LEASE_LOST",
@@ -123,7 +123,8 @@ def release(conn: Any, instance: str, epoch: int) -> None:
 
 
 def fence(epoch: int) -> Any:
-    """The check a store runs first in each write transaction (see the module docstring)."""
+    """The check a store runs in each write transaction before COMMIT (see the module
+    docstring)."""
 
     def check(conn: Any) -> None:
         row = conn.execute(_FENCE).fetchone()

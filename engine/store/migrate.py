@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Final
 
 from .contract import Connection
-from .sqlite import StoreError
+from .writer import StoreError
 
 __all__ = ["Migration", "latest", "migrate", "migrations"]
 

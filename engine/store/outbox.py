@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol, TypeVar
 
 from ..model.desk_events import Delivery, DeliveryState, DeskEvent, DeskEventKind, Webhook
 from .contract import Connection
-from .sqlite import StoreError
+from .writer import StoreError
 
 __all__ = ["OutboxQueries", "enqueue"]
 

@@ -69,14 +69,7 @@ from .audit import AuditQueries
 from .contract import Connection, RatingReport
 from .migrate import latest, migrate
 from .outbox import OutboxQueries, enqueue
-from .sqlite import (
-    SYNCHRONOUS_MODES,
-    Database,
-    StoreBusy,
-    StoreClosed,
-    StoreError,
-    connect_writer,
-)
+from .sqlite import SYNCHRONOUS_MODES, Database, connect_writer
 from .tickets import (
     AlreadyRated,
     NotFound,
@@ -88,6 +81,7 @@ from .tickets import (
     period,
     select_tickets,
 )
+from .writer import StoreBusy, StoreClosed, StoreError
 
 __all__ = [
     "SqliteStore",

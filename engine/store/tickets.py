@@ -20,7 +20,7 @@ from ..model.records import (
 )
 from . import journal, routing_rows
 from .contract import Connection
-from .sqlite import StoreError
+from .writer import StoreError
 
 MAX_PAGE: Final = 1000
 
