@@ -271,8 +271,9 @@ async def _closed_code(client: Client) -> int | None:
             await trio.sleep(0.1)
 
 
-def test_schema_mismatch_refused_and_nodes_listed(cluster: Cluster) -> None:
-    """A node of another schema version cannot join; `helpline nodes` shows who holds what."""
+def test_mistakes_refused_and_nodes_listed(cluster: Cluster) -> None:
+    """A node of another schema version cannot join, nor a daemon started without --node;
+    `helpline nodes` shows who holds what."""
     cluster.start("n0")
     cluster.start("n1")
     holder = cluster.wait_holder()
@@ -307,6 +308,15 @@ def test_schema_mismatch_refused_and_nodes_listed(cluster: Cluster) -> None:
     assert done.returncode == 1
     assert "node old runs schema version" in done.stderr
     assert "Traceback" not in done.stderr
+    alone = subprocess.run(  # a daemon that is not a node cannot join the desk unawares
+        helpline("serve", "--port", "0", "--store", cluster.store),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert alone.returncode == 1
+    assert "another helpline daemon is serving" in alone.stderr
     help_text = subprocess.run(
         helpline("nodes", "--help"), capture_output=True, text=True, check=True, timeout=60
     ).stdout

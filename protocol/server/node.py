@@ -44,7 +44,7 @@ import psycopg
 import structlog
 import trio
 
-from engine import Engine, StoreError, lease, open_engine, parse_store_url
+from engine import Engine, StoreError, exclusive_use, lease, open_engine, parse_store_url
 from engine.store.migrate import latest, migrate
 from engine.store.postgres import MIGRATION_LOCK, PgConnection
 
@@ -365,7 +365,8 @@ async def run_node(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(stop_on_signal)
             try:
-                await me.run()
+                async with exclusive_use(db, shared=True):
+                    await me.run()
             except StoreError as exc:
                 refused = exc
             finally:
