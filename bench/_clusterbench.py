@@ -69,7 +69,8 @@ class _Desk:
                     self.accepted += 1
                 elif event.name == "message":
                     self.received[str(event.fields["text"])] = time.perf_counter()
-                    self.changed.set()
+                    self.changed.set()  # wakes every waiter; the next receipt sets a new one
+                    self.changed = trio.Event()
 
     async def visitor(self, url: str, n: int, ready: trio.Event) -> None:
         async with connect(url, role="visitor", retry_for=10, keep_events=False) as client:
@@ -81,7 +82,6 @@ class _Desk:
     async def wait_received(self, texts: list[str], within: float = 120) -> None:
         with trio.fail_after(within):
             while not all(t in self.received for t in texts):
-                self.changed = trio.Event()
                 await self.changed.wait()
 
 

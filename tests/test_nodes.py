@@ -212,6 +212,59 @@ async def test_kill_the_holder_under_load(cluster: Cluster) -> None:
     assert set(report.stop_status.values()) == {0}, report.stop_status
 
 
+TIMER_CONFIG = """
+[[departments]]
+id = "sales"
+name = "Sales"
+queue_timeout = 4
+
+[[agents]]
+id = "ann"
+name = "Ann"
+departments = ["sales"]
+capacity = 1
+"""
+
+
+async def test_a_pending_timer_fires_on_the_next_holder(cluster: Cluster) -> None:
+    """A chat waiting in the queue when the holder is killed still times out, on the node that
+    takes over, at the deadline the old holder had set."""
+    cluster.config = TIMER_CONFIG
+    for name in ("n0", "n1"):
+        await trio.to_thread.run_sync(cluster.start, name)
+    holder = await trio.to_thread.run_sync(cluster.wait_holder)
+    other = "n1" if holder == "n0" else "n0"
+    admin = await trio.to_thread.run_sync(cluster.admin_token)
+    with trio.fail_after(DEADLINE):
+        async with connect(cluster.url(other), role="admin", token=admin) as desk:
+            token = str((await desk.request("token_issue", agent_id="ann"))["token"])
+        async with (
+            connect(cluster.url(other), role="agent", token=token) as ann,
+            connect(cluster.url(other), role="visitor") as first,
+            connect(cluster.url(other), role="visitor") as second,
+        ):
+            await ann.request("set_status", status="online")
+            await first.request("open_chat", department="sales", name="V1", question="?")
+            offer = await ann.wait_for("offer")
+            await ann.request("accept", offer_id=offer.fields["offer_id"])
+            queued = await second.request("open_chat", department="sales", name="V2", question="?")
+            chat_id = str(queued["chat_id"])
+            queued_at = time.monotonic()
+            await trio.to_thread.run_sync(cluster.kill, holder)
+        await trio.to_thread.run_sync(lambda: cluster.wait_holder(other_than=holder))
+        async with open_store(cluster.store) as store:
+            while True:
+                try:
+                    ticket = await store.ticket_for_chat(chat_id)
+                except StoreError:
+                    await trio.sleep(0.2)
+                    continue
+                break
+    assert ticket.end_reason == "queue_timeout"
+    assert time.monotonic() - queued_at >= 4 - 0.5
+    assert set(cluster.stop_all().values()) == {0}
+
+
 async def test_a_paused_holder_is_fenced_and_rejoins(cluster: Cluster) -> None:
     """SIGSTOP the holder past its lease: another node takes over; after SIGCONT the old holder
     writes nothing (its writes are refused), closes its clients and follows the new holder."""
