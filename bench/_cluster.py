@@ -18,6 +18,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +66,7 @@ class Cluster:
         port = self.ports.setdefault(name, free_port())
         home = self.root / name
         home.mkdir(parents=True, exist_ok=True)
-        config = self.root / "helpline.toml"
-        config.write_text(self.config)
+        config = self._config_file()
         node = start_daemon(
             home,
             "--config", str(config),
@@ -79,6 +79,25 @@ class Cluster:
         )  # fmt: skip
         self.nodes[name] = node
         return node
+
+    def _config_file(self) -> Path:
+        """The nodes' configuration file, written when its text changed."""
+        path = self.root / "helpline.toml"
+        if not path.exists() or path.read_text() != self.config:
+            path.write_text(self.config)
+        return path
+
+    def start_many(self, names: list[str]) -> None:
+        """Start several nodes at once (each in a thread); returns once all listen."""
+        self._config_file()
+        threads = [threading.Thread(target=self.start, args=(name,)) for name in names]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        missing = [name for name in names if name not in self.nodes]
+        if missing:
+            raise RuntimeError(f"nodes {missing} did not start")
 
     def holder(self) -> tuple[str | None, int, float]:
         """The lease's holder, epoch and seconds until it expires (database clock)."""
@@ -186,8 +205,7 @@ async def failover_run(
     """The crash scenario on ``nodes`` nodes, killing the lease holder ``kills`` times."""
     rng = random.Random(seed)
     names = [f"n{i}" for i in range(nodes)]
-    for name in names:
-        await trio.to_thread.run_sync(cluster.start, name)
+    await trio.to_thread.run_sync(cluster.start_many, names)
     await trio.to_thread.run_sync(cluster.wait_holder)
     ledger = Ledger(url=cluster.urls)
     takeovers: list[float] = []

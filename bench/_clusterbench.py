@@ -121,8 +121,7 @@ def _with_cluster(server: str, nodes: int, config: str, run: Any) -> Any:
     with _pg_schema(server) as store, tempfile.TemporaryDirectory() as root:
         cluster = Cluster(Path(root), store, config=config)
         try:
-            for i in range(nodes):
-                cluster.start(f"n{i}")
+            cluster.start_many([f"n{i}" for i in range(nodes)])
             cluster.wait_holder()
             return trio.run(run, cluster)
         finally:
