@@ -27,8 +27,8 @@ from protocol import Client, ClientClosed, ClientError, connect
 from .postgres import fresh_schema
 
 TAKEOVER_BOUND: Final = LEASE + RENEW + 3.0  # the lease runs out, a look, the engine restores
-DEADLINE: Final = 120.0
-KILLS: Final = 2  # in the suite; `python -m bench cluster` kills 10 times  # a safety net for a busy machine, not a timing check
+DEADLINE: Final = 120.0  # a safety net for a busy machine, not a timing check
+KILLS: Final = 2  # in the suite; `python -m bench cluster` kills 10 times
 
 RACE_CONFIG = """
 [server]
