@@ -34,6 +34,7 @@ node takes it (epoch + 1) and restores the desk from the store.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import sys
@@ -246,7 +247,8 @@ class Node:
             try:
                 check(raw)
             except StoreError:
-                token.run_sync_soon(lost.set)
+                with contextlib.suppress(trio.RunFinishedError):
+                    token.run_sync_soon(lost.set)  # step down at once
                 raise
 
         log.info("lease_taken", node=self.settings.name, epoch=epoch)
@@ -261,8 +263,13 @@ class Node:
             ) as engine:
                 await seed_canned(engine, self.config.canned)
                 await self._serve(engine, epoch, lost)
-        except StoreError as exc:  # the lease lost while starting, or the database gone
-            log.warning("engine_stopped", epoch=epoch, error=str(exc), code=exc.code)
+        except (StoreError, ExceptionGroup) as exc:  # the lease lost, or the database gone
+            if isinstance(exc, ExceptionGroup):
+                if exc.subgroup(lambda e: not isinstance(e, StoreError | ExceptionGroup)):
+                    raise
+            log.warning("engine_stopped", epoch=epoch, error=str(exc))
+        finally:
+            self.gateway = None
         if self.stopping.is_set():
             try:
                 await self._db.run(lease.release, self.instance, epoch)
