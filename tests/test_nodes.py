@@ -10,6 +10,7 @@ import os
 import random
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -22,7 +23,7 @@ from bench._cluster import LEASE, RENEW, Cluster, failover_run
 from bench._daemonproc import helpline
 from engine import StoreError, lease, open_store
 from engine.store.migrate import latest
-from protocol import Client, ClientClosed, ClientError, connect
+from protocol import Client, ClientClosed, ClientError, connect, connect_stream
 
 from .postgres import fresh_schema
 
@@ -265,6 +266,71 @@ async def test_a_pending_timer_fires_on_the_next_holder(cluster: Cluster) -> Non
     assert set(cluster.stop_all().values()) == {0}
 
 
+ADDRESS_CONFIG = """
+[server]
+max_chats_per_address = 1
+
+[[departments]]
+id = "sales"
+name = "Sales"
+
+[[agents]]
+id = "ann"
+name = "Ann"
+departments = ["sales"]
+"""
+
+
+async def _visitor_from(
+    url: str, source: str, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A visitor connecting from the loopback address ``source`` opens a chat and stays;
+    ``task_status`` gets "ok" or the error code."""
+    host, port = url.removeprefix("ws://").split(":")
+    while True:  # until the follower knows the holder (it looks every RENEW seconds)
+        sock = trio.socket.socket()
+        await sock.bind((source, 0))
+        await sock.connect((host, int(port)))
+        code: int | None = None
+        try:
+            async with connect_stream(trio.SocketStream(sock), role="visitor") as client:
+                try:
+                    await client.request("open_chat", department="sales", name="V", question="?")
+                except ClientError as exc:
+                    task_status.started(exc.code)
+                    return
+                task_status.started("ok")
+                await trio.sleep_forever()
+        except ClientClosed as exc:
+            code = exc.code
+        if code != 1013:
+            raise AssertionError(f"closed with {code}")
+        await trio.sleep(RENEW)
+
+
+async def test_relayed_clients_are_counted_by_their_own_address(cluster: Cluster) -> None:
+    """The per-address limit counts the address a follower relays for, not the follower's."""
+    cluster.config = ADDRESS_CONFIG
+    await trio.to_thread.run_sync(cluster.start_many, ["n0", "n1"])
+    holder = await trio.to_thread.run_sync(cluster.wait_holder)
+    follower = cluster.url("n1" if holder == "n0" else "n0")
+    admin = await trio.to_thread.run_sync(cluster.admin_token)
+    with trio.fail_after(DEADLINE):
+        async with connect(cluster.url(holder), role="admin", token=admin) as desk:
+            token = str((await desk.request("token_issue", agent_id="ann"))["token"])
+        async with (
+            connect(cluster.url(holder), role="agent", token=token) as ann,
+            trio.open_nursery() as nursery,
+        ):
+            await ann.request("set_status", status="online")  # chats wait for her
+            first = await nursery.start(_visitor_from, follower, "127.0.0.2")
+            other = await nursery.start(_visitor_from, follower, "127.0.0.3")
+            same = await nursery.start(_visitor_from, follower, "127.0.0.2")
+            nursery.cancel_scope.cancel()
+    assert (first, other, same) == ("ok", "ok", "too_many_chats")
+    assert set(cluster.stop_all().values()) == {0}
+
+
 async def test_a_paused_holder_is_fenced_and_rejoins(cluster: Cluster) -> None:
     """SIGSTOP the holder past its lease: another node takes over; after SIGCONT the old holder
     writes nothing (its writes are refused), closes its clients and follows the new holder."""
@@ -343,6 +409,9 @@ def test_mistakes_refused_and_nodes_listed(cluster: Cluster) -> None:
     assert rows[holder][1:4] == [cluster.url(holder), "sales", str(latest("postgresql"))]
     other = "n1" if holder == "n0" else "n0"
     assert rows[other][2] == "-"
+    http = cluster.url(other).replace("ws://", "http://")
+    with urllib.request.urlopen(f"{http}/readyz", timeout=10) as ready:  # relayed to the holder
+        assert ready.status == 200
     with psycopg.connect(cluster.store, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO cluster_nodes VALUES ('old', 'x', 'ws://127.0.0.1:1', %s, now(), now(),"
