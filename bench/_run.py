@@ -15,6 +15,7 @@ from . import (
     _durability,
     _inproc,
     _memory,
+    _metrics,
     _replay,
     _socketio,
     _suggest,
@@ -59,6 +60,10 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "connections": (
         "server RSS per connected visitor with an open chat (5,000 with --full)",
         _daemon.connections,
+    ),
+    "metrics-cost": (
+        "daemon throughput with metrics collected against [metrics] enabled = false",
+        _metrics.metrics_cost,
     ),
     "socketio": (
         "helpline's daemon against a python-socketio room relay on uvicorn: throughput, CPU per "

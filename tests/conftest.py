@@ -19,6 +19,7 @@ from engine import (
     open_engine,
 )
 
+from .desk import Desk, open_desk
 from .postgres import fresh_schema
 
 DEPARTMENTS = (
@@ -70,6 +71,13 @@ async def engine(config: EngineConfig, db_path: Path) -> AsyncIterator[Engine]:
     assert isinstance(trio.lowlevel.current_clock(), MockClock), "add autojump_clock to the test"
     async with open_engine(config, db=db_path, synchronous="NORMAL") as e:
         yield e
+
+
+@pytest.fixture
+async def desk(config: EngineConfig, db_path: Path) -> AsyncIterator[Desk]:
+    """A desk (tests/desk.py) on a running engine; the test must also take `autojump_clock`."""
+    async with open_desk(config, db=db_path) as d:
+        yield d
 
 
 @pytest.fixture

@@ -136,6 +136,7 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("agent", "webhook_remove", "-", "forbidden"),
     ("agent", "webhook_failures", "-", "forbidden"),
     ("agent", "webhook_replay", "-", "forbidden"),
+    ("agent", "webhook_discard", "-", "forbidden"),
     # A supervisor of sales.
     ("supervisor", "supervise_start", "own", "ok"),
     ("supervisor", "supervise_start", "other", "hidden"),
@@ -150,6 +151,8 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("supervisor", "barge", "other", "not_found"),
     ("supervisor", "reassign", "own", "ok"),
     ("supervisor", "reassign", "other", "not_found"),
+    ("supervisor", "routing_trace", "own", "ok"),
+    ("supervisor", "routing_trace", "other", "not_found"),
     ("supervisor", "send (barged)", "own", "ok"),
     ("supervisor", "send", "own", "not_in_chat"),
     ("supervisor", "send", "other", "not_in_chat"),
@@ -208,6 +211,7 @@ RULES: tuple[tuple[str, str, str, str], ...] = (
     ("admin", "webhook_remove", "-", "ok"),
     ("admin", "webhook_failures", "-", "ok"),
     ("admin", "webhook_replay", "-", "ok"),
+    ("admin", "webhook_discard", "-", "ok"),
     ("admin", "open_chat", "-", "forbidden"),
     ("admin", "send", "own", "forbidden"),
     ("admin", "accept", "own", "forbidden"),
@@ -431,6 +435,7 @@ STEPS: dict[str, Step] = {
     "webhook_remove": _webhook_remove,
     "webhook_failures": lambda d, w, me: me.request("webhook_failures"),
     "webhook_replay": lambda d, w, me: me.request("webhook_replay"),
+    "webhook_discard": lambda d, w, me: me.request("webhook_discard"),
 }
 
 

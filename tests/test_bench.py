@@ -75,6 +75,7 @@ class TestSmokeRun:
             "daemon-throughput": "daemon-throughput",
             "daemon-latency": "daemon-latency-",
             "connections": "connections-",
+            "metrics-cost": "metrics-c",
             "socketio": "socketio-",
             "soak": "soak",
             "journal": "journal",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from engine.canned.book import CannedBook, searchable
 from engine.canned.records import CannedCategory, CannedError, CannedMessage, CannedUse
-from engine.canned.text import fill_placeholders, normalize, query_of, word_starts
+from engine.canned.text import fill_placeholders, mark, normalize, query_of, starts_of_marked
 
 
 def wide(text: str) -> str:
@@ -118,7 +118,7 @@ def test_normalize_folds_width_and_case_but_not_kana() -> None:
     ],
 )
 def test_word_starts(text: str, starts: list[int]) -> None:
-    assert word_starts(normalize(text)) == starts
+    assert starts_of_marked(mark(normalize(text))) == starts
 
 
 # -- matching ----------------------------------------------------------------------------------
@@ -562,7 +562,7 @@ def brute_force(
             found = [at for at in range(len(text)) if text.startswith(q, at)]
             if not found:
                 continue
-            starts = set(word_starts(text))
+            starts = set(starts_of_marked(mark(text)))
             bucket = 0 if any(at in starts for at in found) else 1
         uses = book.use_count(message.id, agent_id)
         ranked.append((bucket, -uses, -message.created_at, message.id))

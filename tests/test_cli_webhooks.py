@@ -10,6 +10,7 @@ import trio
 
 from engine import open_store
 from engine.model.desk_events import DeliveryState, DeskEvent, DeskEventKind
+from engine.store.outbox import enqueue
 
 from .test_cli import empty_db, run
 
@@ -22,7 +23,7 @@ def fail_one(db: str) -> str:
     async def job() -> str:
         async with open_store(db) as store:
             event = DeskEvent(kind=DeskEventKind.CHAT_ENDED, chat_id="c1", department="", at=1.0)
-            await store.enqueue_events([event])
+            await store.write(lambda conn: enqueue(conn, [event]))
             (row,) = await store.outbox_due(2.0)
             await store.outbox_mark(
                 row.id,
@@ -87,3 +88,25 @@ class TestWebhookCommands:
             capsys, "webhook", "replay", delivery_id, "--db", db
         )
         assert (0, "", "") == run(capsys, "webhook", "failures", "--db", db)
+
+    def test_discard(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        """A failed delivery is deleted for good by discard."""
+        db = empty_db(tmp_path)
+        run(
+            capsys,
+            "webhook",
+            "add",
+            "https://a.example",
+            "--secret",
+            SECRET,
+            "--id",
+            "crm",
+            "--db",
+            db,
+        )
+        fail_one(db)
+        assert (0, "discarded 1 failed deliveries\n", "") == run(
+            capsys, "webhook", "discard", "--webhook", "crm", "--db", db
+        )
+        assert (0, "", "") == run(capsys, "webhook", "failures", "--db", db)
+        assert (0, "replayed 0 deliveries\n", "") == run(capsys, "webhook", "replay", "--db", db)

@@ -202,6 +202,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "webhook_remove": {"id": "crm"},
     "webhook_failures": {"webhook_id": "crm", "limit": 10},
     "webhook_replay": {"webhook_id": "crm", "delivery_ids": ["d1"]},
+    "webhook_discard": {"webhook_id": "crm", "delivery_ids": ["d1"]},
 }
 
 

@@ -20,7 +20,7 @@ import trio
 from trio.testing import MockClock
 
 import engine.store.journal
-import engine.store.sqlite_store
+import engine.store.queries
 from engine import (
     ChatAssigned,
     ChatMessage,
@@ -267,7 +267,7 @@ class TestCrashedActors:
     ) -> None:
         """A chat ended while tickets cannot be written is closing in the journal; the next start
         writes its ticket, once."""
-        fault = Fault(monkeypatch, engine.store.sqlite_store, "insert_ticket")
+        fault = Fault(monkeypatch, engine.store.queries, "insert_ticket")
         async with crashing(db_path) as (e, handles):
             ann, v = await active_chat(e, handles)
             await v.send("please end it")

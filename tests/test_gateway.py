@@ -6,14 +6,12 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from engine import Engine, EngineError, TicketKind, Visitor
+from engine import AgentConnection, AgentStatus, Engine, EngineError, TicketKind, Visitor
 from protocol import Client, ClientClosed, ClientError, ServerSettings
 from protocol.server.registry import ChatFacts, Registry
-from protocol.server.roles.agent import AgentRole
 from protocol.server.roles.visitor import sign_visitor_id
 
 from .gateway_harness import (
-    Harness,
     RawPeer,
     accept,
     names,
@@ -668,13 +666,16 @@ class TestConnection:
         self, engine: Engine, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
     ) -> None:
         """A failing handler answers internal and closes its connection with 1011, no other."""
+        original = AgentConnection.set_ringtone
 
-        async def broken(self: AgentRole, request: object) -> None:
-            raise RuntimeError("boom")
+        async def broken(self: AgentConnection, on: bool) -> tuple[AgentStatus, bool]:
+            if self.agent_id == "ann":
+                raise RuntimeError("boom")
+            return await original(self, on)
 
+        monkeypatch.setattr(AgentConnection, "set_ringtone", broken)
         async with open_gateway(engine) as gw, gw.agent("bob") as bob:
             async with gw.agent("ann") as ann:
-                monkeypatch.setitem(agent_handlers(gw, "ann"), "set_ringtone", broken)
                 await refused("internal", ann.request("set_ringtone", on=False))
                 assert 1011 == await ann.wait_closed()
             await bob.request("set_ringtone", on=False)
@@ -711,15 +712,6 @@ class TestConnection:
             with pytest.raises(ClientClosed) as info:
                 await v.request("ping")
             assert 1001 == info.value.code
-
-
-def agent_handlers(gw: Harness, agent_id: str) -> dict[str, object]:
-    """The request table of the (only) open connection of ``agent_id``."""
-    for connection in gw.gateway.registry.connections:
-        handler = getattr(connection, "_handler", None)
-        if isinstance(handler, AgentRole) and handler._id == agent_id:
-            return handler._handlers  # type: ignore[return-value]
-    raise AssertionError(f"{agent_id} is not connected")
 
 
 class TestRegistry:

@@ -9,7 +9,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
-from engine import Engine
+from engine import Engine, StoreError
 from protocol import ServerSettings
 from protocol.server.http import CSP, HttpReply, HttpRequest
 
@@ -70,7 +70,7 @@ class TestHealth:
     async def test_readyz_draining(self, engine: Engine, autojump_clock: MockClock) -> None:
         """While the gateway shuts down, /readyz is 503 draining."""
         async with open_gateway(engine) as gw:
-            gw.gateway._stopping = True  # what shutdown() sets before it drops the handshakes
+            gw.gateway.shutdown()
             status, _, body = await get(gw, "/readyz")
             assert 503 == status
             assert "draining" == json.loads(body)["status"]
@@ -79,9 +79,13 @@ class TestHealth:
         self, engine: Engine, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
     ) -> None:
         """A store that takes no more writes makes /readyz 503 store_unavailable."""
+
+        async def closed(fn: object) -> None:
+            raise StoreError("the store is closed", code="store_closed")
+
         async with open_gateway(engine) as gw:
             with monkeypatch.context() as patch:  # undone before the engine closes its store
-                patch.setattr(engine.store, "_closed", True)
+                patch.setattr(engine.store, "write", closed)
                 status, _, body = await get(gw, "/readyz")
             assert (503, {"status": "not_ready", "reason": "store_unavailable"}) == (
                 status,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import trio
 import trio.testing
@@ -30,7 +30,6 @@ from engine import (
     Engine,
     EngineConfig,
     EngineError,
-    Entry,
     Offer,
     SystemEvent,
     Visitor,
@@ -39,8 +38,6 @@ from engine import (
     open_engine,
     open_store,
 )
-from engine.actors import messages as m
-from engine.api.handles import ask
 
 from .conftest import AGENTS, DEPARTMENTS
 from .helpers import check_invariants
@@ -185,20 +182,13 @@ class Run:
         return self.engine
 
 
-async def transcript(engine: Engine, chat_id: str) -> tuple[Entry, ...]:
-    lines = await ask(
-        engine._sessions[chat_id], lambda r: m.History(reader="visitor", after_seq=0, reply=r), 10
-    )
-    return cast(tuple[Entry, ...], lines)
-
-
 async def crash_and_recover(run: Run, downtime: int) -> None:
     """Leave the engine as a crash would, stay down `downtime` s, open a new one, reconnect."""
     engine, world = run.engine, run.world
     assert engine is not None
     world.collect()
     before = await engine.inspect()
-    lines = {chat_id: await transcript(engine, chat_id) for chat_id in before.chats}
+    lines = {chat_id: await engine.transcript(chat_id) for chat_id in before.chats}
     connected = sorted(world.agents)
     await run.engines.aclose()
     await world.stack.aclose()  # what these handles say reaches nobody: their engine is gone
@@ -216,7 +206,7 @@ async def crash_and_recover(run: Run, downtime: int) -> None:
             was = before.agents[agent_id]
             assert (agent.status, agent.chats, agent.offers) == (was.status, was.chats, was.offers)
         for chat_id, was_lines in lines.items():
-            assert await transcript(engine, chat_id) == was_lines
+            assert await engine.transcript(chat_id) == was_lines
     for agent_id in connected:
         world.agents[agent_id] = await world.stack.enter_async_context(
             engine.connect_agent(agent_id)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ENGINE = Path(__file__).parent.parent / "engine"
-MAX_LINES = 650
+MAX_LINES = 600
 
 # A layer may import from itself and from the layers below it, never from above.
 LAYERS = {"model": 0, "store": 1, "canned": 2, "actors": 2, "api": 3}
@@ -145,7 +145,7 @@ def test_every_engine_folder_is_a_known_layer() -> None:
 
 
 def test_no_module_is_too_long() -> None:
-    """Every engine module has at most 650 lines: one concern each."""
+    """Every engine module has at most 600 lines: one concern each."""
     assert {} == too_long(ENGINE)
 
 
@@ -206,5 +206,5 @@ def test_protocol_has_no_import_circles() -> None:
 
 
 def test_no_protocol_module_is_too_long() -> None:
-    """Every protocol module has at most 650 lines: one concern each."""
+    """Every protocol module has at most 600 lines: one concern each."""
     assert {} == too_long(PROTOCOL)

@@ -12,8 +12,9 @@ from trio.testing import MockClock
 
 from engine import Engine, Histogram, Visitor
 from protocol import ClientError, ServerStats, render_metrics
+from protocol.server.settings import ConfigError, parse_config
 
-from .gateway_harness import open_gateway
+from .gateway_harness import accept, open_chat, open_gateway
 from .helpers import offer_for
 from .test_http import get
 
@@ -132,3 +133,24 @@ async def test_metrics_over_http(engine: Engine, autojump_clock: MockClock) -> N
     assert got[("helpline_queue_length", (("department", "support"),))] == 1
     assert 9 <= got[("helpline_queue_oldest_wait_seconds", (("department", "support"),))] < 10
     assert sum(v for (name, _), v in got.items() if name == "helpline_error_replies_total") == 1
+
+
+async def test_metrics_switched_off(engine: Engine, autojump_clock: MockClock) -> None:
+    """`[metrics] enabled = false`: /metrics is 404, and neither the visitor's lines to the
+    agents nor the store's commits are timed."""
+    settings = parse_config({"metrics": {"enabled": False}}).server
+    assert settings.metrics is False
+    async with open_gateway(engine, settings) as gw, gw.agent("cy") as cy, gw.visitor() as vera:
+        chat_id = await open_chat(vera, department="support")
+        await accept(cy, chat_id)
+        commits = engine.stats.commit_batch.count
+        await vera.request("send", text="hello")
+        await cy.wait_for("message")
+        status, _, _ = await get(gw, "/metrics")
+        assert 404 == status
+        assert 0 == gw.gateway.stats.delivery.count
+        assert commits == engine.stats.commit_batch.count
+    with pytest.raises(ConfigError):
+        parse_config({"metrics": {"enabled": "no"}})
+    with pytest.raises(ConfigError):
+        parse_config({"metrics": {"on": True}})

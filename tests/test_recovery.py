@@ -23,6 +23,7 @@ from engine import (
     ChatAssigned,
     ChatMessage,
     Department,
+    DeskChanged,
     Engine,
     EngineConfig,
     EngineError,
@@ -364,6 +365,52 @@ class TestReconnect:
                 assert view.agents["ann"].chats == (first.chat_id,)
                 assert second.chat_id not in view.chats  # its offer ran out: a missed chat
                 await ann.send(first.chat_id, "still here")
+
+    async def test_barged_supervisor_is_still_in_the_chat(
+        self, db_path: str, autojump_clock: MockClock
+    ) -> None:
+        """A supervisor who barged in is still a participant after a crash: barging again from a
+        new connection attaches it (the transcript replayed, no second `barged` line), and it
+        writes to the visitor and the agent and reads the visitor's lines."""
+        async with crashing(db_path) as (engine, handles):
+            ann = await handles.enter_async_context(engine.connect_agent("ann"))
+            await ann.set_status("online")
+            v = await handles.enter_async_context(
+                engine.open_chat(department="sales", question="q", visitor=Visitor(name="Vi"))
+            )
+            await ann.accept((await offer_for(ann, v.chat_id)).offer_id)
+            sue = await handles.enter_async_context(
+                engine.connect_supervisor("supervisor:sue", name="Sue", departments=["sales"])
+            )
+            await sue.barge(v.chat_id)
+            seen = await sue.send(v.chat_id, "Sue here")
+            chat_id = v.chat_id
+            await settle()
+        async with crashing(db_path) as (engine, handles):
+            v = await handles.enter_async_context(engine.resume_chat(chat_id, last_seq=seen))
+            ann = await handles.enter_async_context(engine.connect_agent("ann"))
+            await drain(ann)
+            async with engine.connect_supervisor(
+                "supervisor:sue", name="Sue", departments=["sales"]
+            ) as sue:
+                [row] = (await sue.desk()).chats  # the last line is known before anyone writes
+                assert row.last_message_at is not None
+                await sue.barge(chat_id)
+                replay = [e for e in await drain(sue) if not isinstance(e, DeskChanged)]
+                assert [e.text for e in of_type(replay, ChatMessage)] == ["Sue here"]
+                barged = [e for e in of_type(replay, SystemEvent) if e.event == "barged"]
+                assert len(barged) == 1  # the one of before the crash
+                for handle in (v, ann):
+                    assert [e for e in of_type(await drain(handle), SystemEvent)] == []
+                await sue.send(chat_id, "still with you")
+                for handle in (v, ann):
+                    lines = of_type(await drain(handle), ChatMessage)
+                    assert [(e.author, e.text) for e in lines] == [
+                        ("supervisor:sue", "still with you")
+                    ]
+                await v.send("thanks")
+                lines = of_type(await drain(sue), ChatMessage)
+                assert [(e.author, e.text) for e in lines] == [("visitor", "thanks")]
 
     async def test_restored_offer_accepted(self, db_path: str, autojump_clock: MockClock) -> None:
         """An offer restored at start is the same offer: accepting it takes the chat."""

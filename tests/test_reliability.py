@@ -18,7 +18,7 @@ import trio
 from trio.testing import MockClock
 
 import engine.store.journal
-import engine.store.sqlite_store
+import engine.store.queries
 from engine import (
     ChatEnded,
     ChatMessage,
@@ -154,7 +154,7 @@ class TestChatsWhoseTicketFails:
         fails, and still the visitor and the agent get `ended` with reason `crashed`, the agent no
         longer holds the chat, and the failed ticket is stored once the disk has room."""
         fault = Fault(
-            monkeypatch, engine.store.sqlite_store, "insert_ticket", "database or disk is full"
+            monkeypatch, engine.store.queries, "insert_ticket", "database or disk is full"
         )
         async with crashing(db_path) as (e, handles):
             ann, v = await active_chat(e, handles)

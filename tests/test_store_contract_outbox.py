@@ -20,8 +20,15 @@ from engine.model.desk_events import (
     Webhook,
 )
 from engine.store.journal import JournalBatch
+from engine.store.outbox import enqueue
 
 from .test_store_contract import make_ticket, submitted
+
+
+async def queue(store: Store, events: list[DeskEvent]) -> int:
+    """Queue events decided outside the engine's writes, as the engine does inside them."""
+    return await store.write(lambda conn: enqueue(conn, events))
+
 
 ALL = Webhook(id="all", url="http://127.0.0.1:1/all", secret="s" * 16, created_at=1.0)
 SALES_ENDS = Webhook(
@@ -54,7 +61,7 @@ class TestWebhooks:
     async def test_saved_listed_removed(self, store: Store) -> None:
         """Webhooks come back as saved, by id; a removed one is gone with its outbox rows."""
         assert [ALL, SALES_ENDS] == await store.webhooks()
-        await store.enqueue_events([event(DeskEventKind.CHAT_ENDED, "c1", 5.0)])
+        await queue(store, [event(DeskEventKind.CHAT_ENDED, "c1", 5.0)])
         await store.remove_webhook("sales-ends")
         assert [ALL] == await store.webhooks()
         assert {"pending": 1, "delivered": 0, "failed": 0} == await store.outbox_counts()
@@ -72,12 +79,13 @@ class TestWebhooks:
 class TestEnqueue:
     async def test_one_row_per_webhook_that_wants_it(self, store: Store) -> None:
         """The department and the kinds of a webhook filter what it is queued."""
-        queued = await store.enqueue_events(
+        queued = await queue(
+            store,
             [
                 event(DeskEventKind.CHAT_OPENED, "c1", 1.0),
                 event(DeskEventKind.CHAT_ENDED, "c2", 2.0),
                 event(DeskEventKind.CHAT_ENDED, "c3", 3.0, department="support"),
-            ]
+            ],
         )
         assert 4 == queued
         assert [
@@ -89,7 +97,7 @@ class TestEnqueue:
 
     async def test_body_is_the_event_with_its_delivery_id(self, store: Store) -> None:
         """The row holds the JSON posted; its id is the row's delivery id."""
-        await store.enqueue_events([event(DeskEventKind.CHAT_OPENED, "c1", 7.5)])
+        await queue(store, [event(DeskEventKind.CHAT_OPENED, "c1", 7.5)])
         (delivery,) = await store.outbox_due(10.0)
         assert {
             "id": delivery.delivery_id,
@@ -131,12 +139,13 @@ class TestEnqueue:
 class TestDue:
     async def test_a_chats_next_event_waits_for_the_one_before(self, store: Store) -> None:
         """Only the oldest pending row of a chat is due; other chats are not held up."""
-        await store.enqueue_events(
+        await queue(
+            store,
             [
                 event(DeskEventKind.CHAT_OPENED, "c1", 1.0),
                 event(DeskEventKind.CHAT_ACCEPTED, "c1", 2.0),
                 event(DeskEventKind.CHAT_OPENED, "c2", 3.0),
-            ]
+            ],
         )
         first, other = await store.outbox_due(100.0)
         assert ("c1", "chat.opened", "c2") == (first.chat_id, first.kind.value, other.chat_id)
@@ -155,11 +164,12 @@ class TestDue:
 
     async def test_failed_is_listed_and_replayed(self, store: Store) -> None:
         """A row given up no longer holds its chat back; replay puts it back in line, first."""
-        await store.enqueue_events(
+        await queue(
+            store,
             [
                 event(DeskEventKind.CHAT_OPENED, "c1", 1.0, department="x"),
                 event(DeskEventKind.CHAT_ACCEPTED, "c1", 2.0, department="x"),
-            ]
+            ],
         )
         (first,) = await store.outbox_due(10.0)
         await store.outbox_mark(
@@ -190,11 +200,53 @@ class TestDue:
         )
         assert [] == await store.outbox_failures()
 
+    async def test_purge_deletes_only_old_delivered_rows(self, store: Store) -> None:
+        """Delivered rows older than the cut are deleted; newer delivered, pending and failed
+        rows stay."""
+        await queue(
+            store,
+            [event(DeskEventKind.CHAT_OPENED, f"c{n}", float(n), department="x") for n in range(4)],
+        )
+        rows = await store.outbox_due(10.0)
+        assert 4 == len(rows)
+        outcomes = [
+            (DeliveryState.DELIVERED, 10.0),
+            (DeliveryState.DELIVERED, 30.0),
+            (DeliveryState.FAILED, 10.0),
+        ]
+        for row, (state, at) in zip(rows, outcomes, strict=False):
+            await store.outbox_mark(row.id, state=state, attempts=1, next_attempt=at, now=at)
+        assert {"pending": 1, "delivered": 2, "failed": 1} == await store.outbox_counts()
+        assert 1 == await store.outbox_purge(delivered_before=20.0)
+        assert {"pending": 1, "delivered": 1, "failed": 1} == await store.outbox_counts()
+        assert 0 == await store.outbox_purge(delivered_before=20.0)
+        assert 1 == await store.outbox_purge(delivered_before=1e12)
+        assert {"pending": 1, "delivered": 0, "failed": 1} == await store.outbox_counts()
+        assert [rows[2].delivery_id] == [f.delivery_id for f in await store.outbox_failures()]
+
+    async def test_discard_deletes_only_failed_rows(self, store: Store) -> None:
+        """An admin's discard deletes the failed rows named (or a webhook's, or all), nothing
+        pending or delivered."""
+        await queue(
+            store,
+            [event(DeskEventKind.CHAT_OPENED, f"c{n}", float(n), department="x") for n in range(4)],
+        )
+        rows = await store.outbox_due(10.0)
+        for row, state in zip(
+            rows, [DeliveryState.FAILED] * 3 + [DeliveryState.DELIVERED], strict=True
+        ):
+            await store.outbox_mark(row.id, state=state, attempts=1, next_attempt=10.0, now=10.0)
+        assert 1 == await store.outbox_discard(delivery_ids=[rows[0].delivery_id])
+        assert 0 == await store.outbox_discard(webhook_id="sales-ends")
+        assert 0 == await store.outbox_discard(delivery_ids=[rows[3].delivery_id])
+        assert 2 == await store.outbox_discard()
+        assert {"pending": 0, "delivered": 1, "failed": 0} == await store.outbox_counts()
+
 
 class TestCopy:
     async def test_webhooks_and_outbox_are_copied(self, store: Store, tmp_path: Path) -> None:
         """`store copy` takes the webhooks and the outbox along, ids and all."""
-        await store.enqueue_events([event(DeskEventKind.CHAT_ENDED, "c1", 1.0)])
+        await queue(store, [event(DeskEventKind.CHAT_ENDED, "c1", 1.0)])
         async with open_store(tmp_path / "copy.db") as target:
             report = await copy_store(store, target, target_is_postgres=False)
             assert report.matches

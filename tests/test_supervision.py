@@ -59,6 +59,34 @@ class TestDesk:
             [ended] = of_type(sue.pending_events(), DeskChanged)
             assert ended.removed == (first.chat_id,)
 
+    async def test_no_desk_no_work(self, engine: Engine, autojump_clock: MockClock) -> None:
+        """While no supervisor's desk is open, chat lines cost the router nothing (its loop does
+        not turn for them); once a desk opens they do, and the desk still knows when the chat's
+        last line was written before it opened."""
+        async with agents(engine, "ann") as [ann], chat_with(engine, ann) as chat:
+            await settle()
+            turns = engine.stats.loop_turns
+            for n in range(20):
+                await chat.send(f"line {n}")
+                await ann.send(chat.chat_id, f"answer {n}")
+            await settle()
+            assert engine.stats.loop_turns == turns
+            async with engine.connect_supervisor("admin:root") as root:
+                [row] = (await root.desk()).chats
+                assert row.last_message_at is not None
+                turns = engine.stats.loop_turns
+                for n in range(5):
+                    await chat.send(f"watched {n}")
+                await settle()
+                assert engine.stats.loop_turns > turns
+                await root.stop_desk()
+                await settle()
+                turns = engine.stats.loop_turns
+                for n in range(5):
+                    await chat.send(f"unwatched {n}")
+                await settle()
+                assert engine.stats.loop_turns == turns
+
     async def test_queue_is_shown(self, engine: Engine, autojump_clock: MockClock) -> None:
         """A chat waiting for a full department appears in its queue."""
         async with (

@@ -204,6 +204,29 @@ class TestGivingUp:
             assert {missed: MISSED} == per_chat(rec.accepted())
             assert [] == await engine.store.outbox_failures()
 
+    async def test_delivered_rows_purged_after_retention(
+        self, config: EngineConfig, db_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """The deliverer deletes delivered rows once they are older than its retention, and
+        keeps a failed one until it is replayed."""
+        policy = DeliveryPolicy(base_delay=1.0, max_delay=5.0, max_age=30.0, retention=600.0)
+        async with receiver() as rec, open_engine(config, db=db_path) as engine:
+            await add_hook(engine, rec.url)
+            async with delivering(engine, policy):
+                await missed_chat(engine)
+                await all_settled(engine)
+                assert 3 == (await engine.store.outbox_counts())["delivered"]
+                rec.answer = lambda r: 500
+                await missed_chat(engine)
+                await trio.sleep(200.0)
+                counts = await engine.store.outbox_counts()
+                assert (3, 3, 0) == (counts["delivered"], counts["failed"], counts["pending"])
+                await trio.sleep(600.0)
+                counts = await engine.store.outbox_counts()
+                assert (0, 3, 0) == (counts["delivered"], counts["failed"], counts["pending"])
+                await trio.sleep(3600.0)
+                assert 3 == (await engine.store.outbox_counts())["failed"]
+
 
 class TestSignature:
     def test_verify(self) -> None:

@@ -8,6 +8,7 @@ from trio.testing import MockClock
 
 from engine import Engine
 from engine.model.desk_events import DeliveryState, DeskEvent, DeskEventKind
+from engine.store.outbox import enqueue
 
 from .gateway_harness import open_gateway, refused
 
@@ -71,7 +72,7 @@ class TestWebhookRequests:
             event = DeskEvent(
                 kind=DeskEventKind.CHAT_OPENED, chat_id="c1", department="sales", at=5.0
             )
-            await engine.store.enqueue_events([event])
+            await engine.store.write(lambda conn: enqueue(conn, [event]))
             (row,) = await engine.store.outbox_due(engine.now())
             await engine.store.outbox_mark(
                 row.id,
@@ -97,3 +98,11 @@ class TestWebhookRequests:
             assert [row.delivery_id] == [
                 d.delivery_id for d in await engine.store.outbox_due(engine.now())
             ]
+            assert {"discarded": 0} == dict(await admin.request("webhook_discard"))  # pending
+            await engine.store.outbox_mark(
+                row.id, state=DeliveryState.FAILED, attempts=1, next_attempt=0.0, now=engine.now()
+            )
+            discarded = await admin.request("webhook_discard", delivery_ids=[row.delivery_id])
+            assert {"discarded": 1} == dict(discarded)
+            assert {"failures": ()} == dict(await admin.request("webhook_failures"))
+            assert [] == await engine.store.outbox_due(engine.now())

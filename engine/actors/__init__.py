@@ -3,6 +3,7 @@
 messages (the mailboxes' vocabulary), supervision (the wrapper every actor runs in, and the agent
 and department actors), session (one chat's transcript and fan-out), outbox (bounded event queues
 to frontends), effects (effects held back until the journal commits), timers (the deadline heap),
-and router/ (the single writer of ownership and capacity, one module per concern).
+deskboard (what sessions leave for the supervisors' desk without a message), and router/ (the
+single writer of ownership and capacity, one module per concern).
 Uses the store and the model; never the embedding API.
 """

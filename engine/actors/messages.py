@@ -332,11 +332,13 @@ class Barge:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeaveBarge:
-    """A supervisor leaves a chat it barged into (`reply` None: its connection closed)."""
+    """A supervisor leaves a chat it barged into (`reply` None: its connection closed, and
+    `outbox` is that connection's: if another connection of it reads the chat now, nothing)."""
 
     chat_id: str
     supervisor: str
     reply: Reply | None = None
+    outbox: Outbox | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -406,7 +408,7 @@ class Join:
     agent_id: str
     name: str
     outbox: Outbox
-    event: str  # "joined", "transferred", "invited"
+    event: str = ""  # "joined", "transferred", "invited", "barged"; "": attach, no line
     detail: str = ""
     replaces: str = ""
 

@@ -28,8 +28,9 @@ Theory of operation:
   journaled like any line, and kept in the ticket, it reaches the members and the watchers and never
   the visitor (not live, not in a resume's replay, not in the visitor's history). A watcher whose
   queue is full is dropped like any slow consumer (its outbox forgets it).
-- After each batch of messages the router hears the newest one's time (`Activity`, with
-  `send_nowait`, dropped when the router is busy), for the supervisors' desk.
+- After each batch of messages the session leaves the newest one's time on the desk board, and
+  only while a supervisor's desk is open does the router hear of it (`Activity`, with
+  `send_nowait`, dropped when the router is busy): nobody watching, no message is built.
 - On Finish the session writes the chat's one ticket (awaiting the store is allowed: the store is a
   leaf), tells everyone the chat ended, tells the router it is closed, and stops. Storing the
   ticket deletes the chat's journal in the same transaction.
@@ -68,6 +69,7 @@ from ..model.records import (
 from ..store.contract import Store
 from ..store.journal import entries_by_client_id
 from . import messages as m
+from .deskboard import DeskBoard
 from .outbox import Outbox, Outlet
 
 log = structlog.get_logger("helpline.session")
@@ -96,6 +98,7 @@ class Session:
         members: dict[str, tuple[str, Outbox]] | None = None,
         journal: bool = True,
         watch_silence: Callable[[], bool] | None = None,
+        desk_board: DeskBoard | None = None,
     ) -> None:
         self.chat_id = chat_id
         self.department = department
@@ -122,6 +125,10 @@ class Session:
         # Whether the router wants to hear that the visitor waits for an answer (see `_awaiting`).
         self._watch_silence = watch_silence or (lambda: False)
         self._waiting = False
+        self._desk = desk_board or DeskBoard()
+        said = [e.at for e in self.entries if e.kind == "message"]
+        if said:  # a restored chat: the desk knows its last line before anyone writes again
+            self._desk.last_lines[chat_id] = said[-1]
 
     async def run(self) -> None:
         async with self._inbox:
@@ -308,6 +315,9 @@ class Session:
                 outbox.push(event, origin)
 
     def _activity(self, at: float) -> None:
+        self._desk.last_lines[self.chat_id] = at
+        if not self._desk.watchers:
+            return  # no desk open: nothing to build
         try:
             self._router.send_nowait(m.Activity(chat_id=self.chat_id, at=at))
         except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -398,7 +408,9 @@ class Session:
     def _join(self, msg: m.Join) -> None:
         # the newcomer sees the conversation so far, in order
         msg.outbox.replay(self._event_of(entry) for entry in self.entries)
-        if msg.replaces:
+        if not msg.event:  # a member's new connection (a supervisor after a restart): no line
+            self._members[msg.agent_id] = (msg.name, msg.outbox)
+        elif msg.replaces:
             self._system(msg.event, agent=msg.agent_id, detail=msg.detail)
             self._members.pop(msg.replaces, None)
             self._members[msg.agent_id] = (msg.name, msg.outbox)

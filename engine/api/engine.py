@@ -37,6 +37,7 @@ import structlog
 import trio
 
 from ..actors import messages as m
+from ..actors.deskboard import DeskBoard
 from ..actors.outbox import Outbox, Outlet
 from ..actors.router import Chat, Members, Router
 from ..actors.session import Session
@@ -132,6 +133,7 @@ class Engine:
         self.canned: CannedDesk
         #: counters and histograms for operators (see engine.model.stats); read them, never write
         self.stats = Stats()
+        self._desk_board = DeskBoard()
         store.on_commit = self._observe_commit
 
     # --- clock ----------------------------------------------------------------------------------
@@ -178,6 +180,7 @@ class Engine:
             journal=config.journal,
             trace_steps=config.trace_steps,
             stats=self.stats,
+            desk_board=self._desk_board,
         )
         self._router = router
         oldest = self.now() - config.trace_days * 86_400
@@ -258,6 +261,7 @@ class Engine:
             members=members,
             journal=self.config.journal,
             watch_silence=lambda: self._silence_on(chat),
+            desk_board=self._desk_board,
         )
         self._sessions[chat.id] = send
 
@@ -448,6 +452,20 @@ class Engine:
             lambda r: m.Inspect(reply=r, chat_id=chat_id)
         )
         return view
+
+    async def transcript(self, chat_id: str) -> tuple[Entry, ...]:
+        """A live chat's lines so far, as its visitor sees them (whispers left out); EngineError
+        ``not_found`` if the chat is not live."""
+        session = self._sessions.get(chat_id)
+        if session is None:
+            raise EngineError("not_found", "that chat has ended or never existed")
+        lines: tuple[Entry, ...] = await ask(
+            session,
+            lambda r: m.History(reader="visitor", after_seq=0, reply=r),
+            self.config.ask_timeout,
+            gone="that chat has ended",
+        )
+        return lines
 
     async def agent_view(self, agent_id: str) -> AgentView | None:
         """One agent's presence and load as the router sees it (None for an unknown agent)."""

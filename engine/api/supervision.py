@@ -82,7 +82,9 @@ class SupervisorConnection:
                 await self._tell_router(m.Unsupervise(watcher=self._watcher))
             for chat_id in self._barged:
                 await self._tell_router(
-                    m.LeaveBarge(chat_id=chat_id, supervisor=self.supervisor_id)
+                    m.LeaveBarge(
+                        chat_id=chat_id, supervisor=self.supervisor_id, outbox=self._outbox
+                    )
                 )
             for chat_id in self._monitoring:
                 session = self._sessions.get(chat_id)
@@ -197,7 +199,11 @@ class SupervisorConnection:
         seq: int = await self._ask_session(
             session,
             lambda r: m.Say(
-                author=self.supervisor_id, text=text, client_msg_id=client_msg_id, reply=r
+                author=self.supervisor_id,
+                text=text,
+                client_msg_id=client_msg_id,
+                origin=self._outlet,
+                reply=r,
             ),
         )
         return seq

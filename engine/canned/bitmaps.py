@@ -1,5 +1,5 @@
 """Sets of canned messages as bitmaps: an ``int`` whose bit ``n`` stands for the message in slot
-``n`` (see `engine.canned.book`), and posting lists that map index keys to such bitmaps.
+``n`` (see `engine.canned.index`), and posting lists that map index keys to such bitmaps.
 
 Pure: no I/O, no trio, no clocks.
 """

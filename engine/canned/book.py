@@ -31,70 +31,18 @@ Ranking
     and shared messages are suggested. The empty query (``#`` alone) lists every visible message
     by the agent's uses, then newest first.
 
-Slots
-    Every message has a *slot*, a small integer, and slot order is rank order: a higher slot is
-    newer (and for equal ``created_at``, a smaller ``id``). A new message normally outranks every
-    other and takes the next slot. One that does not (an import with an old ``created_at``, a
-    clock that went back) takes the next slot too but is a *stray*: lookups leave strays out of
-    the bitmaps they read and place them by direct substring tests, merging them in by rank. A
-    deleted message leaves a hole. When there are more than `_STRAY_LIMIT` strays, or more holes
-    than messages, the book is *dirty* and the next lookup first rebuilds the index, giving every
-    message its slot in order again (for 10,000 messages that takes a few tenths of a second, once
-    per `_STRAY_LIMIT` strays, which is why strays do not rebuild at once).
-
-Index
-    A set of messages is an ``int`` used as a bitmap of slots, so intersecting sets is ``&`` and
-    listing them newest first is reading the bits from the top. The index keeps:
-
-    - for every character and every pair of adjacent characters (bigram) of the normalised texts,
-      the set of messages whose text contains it;
-    - for every character, bigram and trigram that begins at a word start, the set of messages
-      where it does (word starts are far fewer than characters, so trigrams cost little here and
-      spare longer queries most candidates that have the first two characters at a word start
-      but not the third);
-    - for every department, and for shared messages, the set of its messages.
-
-    - for every normalised shortcut, the ids of the messages that have it (`ShortcutIndex`: a
-      dictionary lookup, so the shortcut tier costs one probe).
-
-    Each message also keeps its searchable text and a *marked* copy of it, where a NUL stands in
-    front of every word start. A query's own marked form (`_marked_query`) has a NUL in front and
-    wherever a word starts inside the query (a pure function of the query, because the class of
-    a character before the query cannot matter once the query's first character is a word
-    character). The query matches at a word start exactly when its marked form is a substring of
-    the marked text.
-
-Lookup
-    For a normalised query ``q`` and the set ``V`` of visible messages:
-
-    - contains: the set of ``q`` itself when it is one character, else the intersection of the
-      sets of all its bigrams, and ``V``;
-    - starts: the word-start set of ``q`` (up to three characters) or of its first three
-      characters, intersected with *contains*.
-
-    *contains* is exact for queries of one or two characters, *starts* for up to three. Beyond
-    that they are candidates, and each candidate read is checked with a substring test (``q in
-    text``, or the marked test for a word start). The agent's used messages are few and are
-    ranked first by direct substring tests; then *starts* is read newest first, merged with the
-    strays that match at a word start, until the list is full; then the same for the inside-word
-    matches. Reading stops as soon as ``limit`` suggestions are found,
-    so a lookup costs a few bitmap operations on ``ceil(slots / 30)`` machine words, one pass of
-    ``bin()`` over each bitmap read, and work proportional to the suggestions and rejected
-    candidates read.
+Slots, the index and the lookup over it are described in `engine.canned.index`.
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
 import math
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import islice
 from typing import Final
 
-from .bitmaps import add_bit, bitmap_of, remove_bit, slots_desc
+from .index import IndexEntry, SlotIndex, merge, rank
 from .records import (
     UNCHANGED,
     CannedCategory,
@@ -106,14 +54,7 @@ from .records import (
     Unchanged,
 )
 from .shortcuts import ShortcutIndex, check_labels
-from .text import (
-    index_keys,
-    mark,
-    marked_query,
-    normalize,
-    query_of,
-    searchable_text,
-)
+from .text import mark, marked_query, normalize, query_of, searchable_text
 
 __all__ = ["CannedBook", "searchable"]
 
@@ -124,18 +65,8 @@ def searchable(message: CannedMessage) -> str:
     return searchable_text(message.text, message.title, message.shortcut, message.reading)
 
 
-def _outranks(a: CannedMessage, b: CannedMessage) -> bool:
-    """Whether ``a`` comes before ``b`` among suggestions with equal matches and uses."""
-    return a.created_at > b.created_at or (a.created_at == b.created_at and a.id < b.id)
-
-
 def _newest_first(message: CannedMessage) -> tuple[float, str]:
     return (-message.created_at, message.id)
-
-
-def _merge(ranked: Iterator[_Entry], strays: list[_Entry]) -> Iterator[_Entry]:
-    """Two sequences of entries in rank order as one."""
-    return heapq.merge(ranked, strays, key=_rank) if strays else ranked
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,23 +90,7 @@ def _check_department(department: object) -> None:
         _check_text(department, "a department id")
 
 
-@dataclass(slots=True, eq=False)
-class _Entry:
-    message: CannedMessage
-    norm: str  # searchable(message)
-    marked: str  # mark(norm)
-    slot: int = -1  # -1 until indexed
-
-
-def _rank(entry: _Entry) -> tuple[float, str]:
-    """The key that sorts entries newest first, then by id."""
-    return (-entry.message.created_at, entry.message.id)
-
-
 _NO_IDS: Final[frozenset[str]] = frozenset()
-
-_STRAY_LIMIT: Final = 100
-"""How many messages may have a slot out of rank order before the next lookup rebuilds."""
 
 
 class CannedBook:
@@ -196,17 +111,9 @@ class CannedBook:
         uses: Iterable[CannedUse] = (),
     ) -> None:
         self._categories: dict[str, CannedCategory] = {}
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, IndexEntry] = {}
         self._uses: dict[str, dict[str, int]] = {}  # agent id -> message id -> count
-        self._slots: list[_Entry | None] = []  # slot -> entry, None for a hole
-        self._holes = 0
-        self._top: CannedMessage | None = None  # the best-ranked message that is not a stray
-        self._strays: list[_Entry] = []  # messages whose slot is out of rank order, by _rank
-        self._stray_bits = 0  # the bitmap of their slots
-        self._dirty = False  # too many strays or holes: rebuild before reading
-        self._contains: dict[str, int] = {}  # character or bigram -> bitmap
-        self._starts: dict[str, int] = {}  # 1 to 3 characters at a word start -> bitmap
-        self._departments: dict[str | None, int] = {}  # department (None: shared) -> bitmap
+        self._index = SlotIndex()
         self._shortcuts = ShortcutIndex()
         for category in categories:
             self.add_category(category.id, category.name)
@@ -219,7 +126,7 @@ class CannedBook:
                 raise CannedError("invalid", f"a use count must be at least 1, not {use.count!r}")
             counts = self._uses.setdefault(use.agent_id, {})
             counts[use.message_id] = counts.get(use.message_id, 0) + use.count
-        self._rebuild()
+        self._index.rebuild(self._entries.values())
 
     @classmethod
     def from_snapshot(cls, snapshot: CannedSnapshot) -> CannedBook:
@@ -337,7 +244,7 @@ class CannedBook:
 
     def add_message(self, message: CannedMessage) -> CannedMessage:
         """Add ``message``, whose id must be new and whose category must exist; return it."""
-        self._index(self._admit(message))
+        self._index.add(self._admit(message))
         return message
 
     def edit_message(
@@ -375,43 +282,23 @@ class CannedBook:
             reading=old.reading if reading is None else reading,
         )
         check_labels(new.title, new.shortcut, new.reading)
-        bit = 1 << entry.slot
         if new.shortcut != old.shortcut:
             self._shortcuts.remove(old)
             self._shortcuts.add(new)
         norm = searchable(new)
         if norm != entry.norm:
-            contained, starting = index_keys(entry.norm, entry.marked)
-            remove_bit(self._contains, contained, bit)
-            remove_bit(self._starts, starting, bit)
-            entry.norm = norm
-            entry.marked = mark(norm)
-            contained, starting = index_keys(entry.norm, entry.marked)
-            add_bit(self._contains, contained, bit)
-            add_bit(self._starts, starting, bit)
+            self._index.retext(entry, norm)
         if new.department != old.department:
-            self._remove_department_bit(old.department, bit)
-            self._departments[new.department] = self._departments.get(new.department, 0) | bit
+            self._index.move(entry, old.department, new.department)
         entry.message = new
         return new
 
     def delete_message(self, message_id: str) -> None:
         """Delete a message and every agent's use count of it."""
         entry = self._check_message(message_id)
-        bit = 1 << entry.slot
-        contained, starting = index_keys(entry.norm, entry.marked)
-        remove_bit(self._contains, contained, bit)
-        remove_bit(self._starts, starting, bit)
-        self._remove_department_bit(entry.message.department, bit)
         self._shortcuts.remove(entry.message)
-        if self._stray_bits & bit:
-            self._strays.remove(entry)
-            self._stray_bits ^= bit
-        self._slots[entry.slot] = None
         del self._entries[message_id]
-        self._holes += 1
-        if self._holes > len(self._entries):
-            self._dirty = True
+        self._index.remove(entry, len(self._entries))
         for agent_id in [agent for agent, counts in self._uses.items() if message_id in counts]:
             counts = self._uses[agent_id]
             del counts[message_id]
@@ -458,16 +345,15 @@ class CannedBook:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise CannedError("invalid", f"limit must be a positive integer, not {limit!r}")
         wanted = self._department_set(departments)
-        if self._dirty:
-            self._rebuild()
+        index = self._index
+        if index.dirty:
+            index.rebuild(self._entries.values())
         norm = normalize(query)
-        visible = self._departments.get(None, 0)
-        for department in wanted:
-            visible |= self._departments.get(department, 0)
+        visible = index.visible(wanted)
         if norm:
             marked = marked_query(norm)
-            contains = self._contains_candidates(norm) & visible
-            starts = self._starts.get(norm[:3], 0) & contains if marked is not None else 0
+            contains = index.contains_candidates(norm) & visible
+            starts = index.starts.get(norm[:3], 0) & contains if marked is not None else 0
         else:
             marked = None
             contains = starts = visible
@@ -478,18 +364,18 @@ class CannedBook:
         exact_starts = len(norm) <= 3
         counts = self._uses.get(agent_id, {})
 
-        def at_start(entry: _Entry) -> bool:
+        def at_start(entry: IndexEntry) -> bool:
             return not norm or (marked is not None and marked in entry.marked)
 
-        def visible_to_agent(entry: _Entry) -> bool:
+        def visible_to_agent(entry: IndexEntry) -> bool:
             return entry.message.department is None or entry.message.department in wanted
 
-        def by_use(entry: _Entry) -> tuple[int, float, str]:
-            return (-counts.get(entry.message.id, 0), *_rank(entry))
+        def by_use(entry: IndexEntry) -> tuple[int, float, str]:
+            return (-counts.get(entry.message.id, 0), *rank(entry))
 
         # First the messages whose shortcut is the query; they are skipped further down.
         shortcut_ids = self._shortcuts.ids(norm) if norm else None
-        shortcut_hits: list[_Entry] = []
+        shortcut_hits: list[IndexEntry] = []
         placed = _NO_IDS
         if shortcut_ids:
             shortcut_hits = sorted(
@@ -499,8 +385,8 @@ class CannedBook:
             placed = frozenset(e.message.id for e in shortcut_hits)
 
         # Placed by direct substring tests: the agent's used messages, and the strays.
-        used_starts: list[_Entry] = []
-        used_inside: list[_Entry] = []
+        used_starts: list[IndexEntry] = []
+        used_inside: list[IndexEntry] = []
         for message_id in counts:
             if placed and message_id in placed:
                 continue
@@ -510,23 +396,23 @@ class CannedBook:
                     used_starts.append(entry)
                 elif norm in entry.norm:
                     used_inside.append(entry)
-        stray_starts: list[_Entry] = []  # in rank order, as self._strays
-        stray_inside: list[_Entry] = []
+        stray_starts: list[IndexEntry] = []  # in rank order, as index.strays
+        stray_inside: list[IndexEntry] = []
         skip = counts.keys() | placed if placed else counts  # placed already, or by use
-        for entry in self._strays:
+        for entry in index.strays:
             if entry.message.id not in skip and visible_to_agent(entry):
                 if at_start(entry):
                     stray_starts.append(entry)
                 elif norm in entry.norm:
                     stray_inside.append(entry)
 
-        def read_starts() -> Iterator[_Entry]:
-            for entry in self._read(starts):
+        def read_starts() -> Iterator[IndexEntry]:
+            for entry in index.read(starts):
                 if entry.message.id not in skip and (exact_starts or at_start(entry)):
                     yield entry
 
-        def read_inside() -> Iterator[_Entry]:
-            for entry in self._read(contains & ~starts if exact_starts else contains):
+        def read_inside() -> Iterator[IndexEntry]:
+            for entry in index.read(contains & ~starts if exact_starts else contains):
                 if entry.message.id in skip:
                     continue  # placed already
                 if not exact_contains and norm not in entry.norm:
@@ -537,10 +423,10 @@ class CannedBook:
 
         found = shortcut_hits
         found.extend(sorted(used_starts, key=by_use))
-        found.extend(islice(_merge(read_starts(), stray_starts), max(0, limit - len(found))))
+        found.extend(islice(merge(read_starts(), stray_starts), max(0, limit - len(found))))
         if len(found) < limit:
             found.extend(sorted(used_inside, key=by_use))
-            found.extend(islice(_merge(read_inside(), stray_inside), max(0, limit - len(found))))
+            found.extend(islice(merge(read_inside(), stray_inside), max(0, limit - len(found))))
         return [entry.message for entry in found[:limit]]
 
     # -- internals ----------------------------------------------------------------------------
@@ -551,7 +437,9 @@ class CannedBook:
             raise CannedError("invalid", "departments must be a collection of ids, not one string")
         return frozenset(departments)
 
-    def _check_message(self, message_id: str, departments: Collection[str] | None = None) -> _Entry:
+    def _check_message(
+        self, message_id: str, departments: Collection[str] | None = None
+    ) -> IndexEntry:
         entry = self._entries.get(message_id)
         if entry is not None and departments is not None:
             department = entry.message.department
@@ -561,7 +449,7 @@ class CannedBook:
             raise CannedError("not_found", f"no canned message {message_id!r}")
         return entry
 
-    def _admit(self, message: CannedMessage) -> _Entry:
+    def _admit(self, message: CannedMessage) -> IndexEntry:
         """Check a new message and hold it, not yet indexed."""
         _check_text(message.id, "a canned message id")
         _check_text(message.text, "a canned message's text")
@@ -574,77 +462,7 @@ class CannedBook:
         self.category(message.category)
         check_labels(message.title, message.shortcut, message.reading)
         norm = searchable(message)
-        entry = _Entry(message=message, norm=norm, marked=mark(norm))
+        entry = IndexEntry(message=message, norm=norm, marked=mark(norm))
         self._entries[message.id] = entry
         self._shortcuts.add(message)
         return entry
-
-    def _index(self, entry: _Entry) -> None:
-        """Give a held message the next slot and index it."""
-        entry.slot = len(self._slots)
-        self._slots.append(entry)
-        bit = 1 << entry.slot
-        if self._top is None or _outranks(entry.message, self._top):
-            self._top = entry.message
-        else:
-            bisect.insort(self._strays, entry, key=_rank)
-            self._stray_bits |= bit
-            if len(self._strays) > _STRAY_LIMIT:
-                self._dirty = True
-        contained, starting = index_keys(entry.norm, entry.marked)
-        add_bit(self._contains, contained, bit)
-        add_bit(self._starts, starting, bit)
-        department = entry.message.department
-        self._departments[department] = self._departments.get(department, 0) | bit
-
-    def _rebuild(self) -> None:
-        """Give every message its slot in rank order, without holes, and index them all again."""
-        live = sorted(self._entries.values(), key=lambda e: e.message.id, reverse=True)
-        live.sort(key=lambda e: e.message.created_at)  # stable: oldest first, then id descending
-        contained_slots: defaultdict[str, list[int]] = defaultdict(list)
-        starting_slots: defaultdict[str, list[int]] = defaultdict(list)
-        department_slots: defaultdict[str | None, list[int]] = defaultdict(list)
-        for slot, entry in enumerate(live):
-            entry.slot = slot
-            contained, starting = index_keys(entry.norm, entry.marked)
-            for key in contained:
-                contained_slots[key].append(slot)
-            for key in starting:
-                starting_slots[key].append(slot)
-            department_slots[entry.message.department].append(slot)
-        self._contains = {key: bitmap_of(slots) for key, slots in contained_slots.items()}
-        self._starts = {key: bitmap_of(slots) for key, slots in starting_slots.items()}
-        self._departments = {key: bitmap_of(slots) for key, slots in department_slots.items()}
-        self._slots = list(live)
-        self._holes = 0
-        self._top = live[-1].message if live else None
-        self._strays = []
-        self._stray_bits = 0
-        self._dirty = False
-
-    def _read(self, bitmap: int) -> Iterator[_Entry]:
-        """The messages of ``bitmap`` that are not strays, best-ranked first."""
-        slots = self._slots
-        for slot in slots_desc(bitmap & ~self._stray_bits if self._stray_bits else bitmap):
-            entry = slots[slot]
-            assert entry is not None
-            yield entry
-
-    def _contains_candidates(self, norm: str) -> int:
-        """Messages holding every bigram of ``norm`` (its character, if it has only one)."""
-        if len(norm) == 1:
-            return self._contains.get(norm, 0)
-        result = -1  # every bit set
-        for bigram in set(map(str.__add__, norm, norm[1:])):
-            posting = self._contains.get(bigram)
-            if posting is None:
-                return 0
-            result &= posting
-        return result
-
-    def _remove_department_bit(self, department: str | None, bit: int) -> None:
-        left = self._departments[department] & ~bit
-        if left:
-            self._departments[department] = left
-        else:
-            del self._departments[department]

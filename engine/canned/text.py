@@ -194,20 +194,6 @@ def mark(norm: str) -> str:
     return "".join(parts)
 
 
-def word_starts(norm: str) -> list[int]:
-    """The positions of the word starts of the normalised text ``norm``, in increasing order."""
-    starts: list[int] = []
-    prev = _NON_WORD
-    for i, ch in enumerate(norm):
-        cls = _class_of(ch)
-        if cls == _JOINER:
-            continue
-        if cls >= _DIGIT and cls != prev:
-            starts.append(i)
-        prev = cls
-    return starts
-
-
 def starts_of_marked(marked: str) -> list[int]:
     """The word starts of a marked text, as positions in the text without its marks."""
     starts: list[int] = []

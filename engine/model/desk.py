@@ -23,6 +23,9 @@ class DeskChat:
     accepted_at: float | None
     wait: float  # seconds the visitor waited for an agent (so far, while nobody took it)
     last_message_at: float | None  # the newest message of the visitor or an agent
+    visitor_name: str = ""  # what the visitor said its name was
+    question: str = ""  # the visitor's opening question
+    agent_names: tuple[str, ...] = ()  # the display names of `agents`, in the same order
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,5 +1,7 @@
-"""Storage: the SQLite machinery (one writer thread fed from trio), the store of tickets, agents,
-departments, statuses and tokens, and the journal of live chats that survives a restart.
+"""Storage: the Store contract and its two implementations, SQLite and PostgreSQL, which share one
+group-commit writer thread fed from trio (``writer``) and their queries (``queries``): tickets,
+agents, departments, statuses, tokens, canned messages, the audit log, the webhook outbox, and
+the journal of live chats that survives a restart.
 
 Uses the model only.
 """

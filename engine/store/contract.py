@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar
 
 from ..model.audit import AuditEntry
-from ..model.desk_events import Delivery, DeliveryState, DeskEvent, Webhook
+from ..model.desk_events import Delivery, DeliveryState, Webhook
 from ..model.records import Agent, Department, Entry, Rating, Ticket, TicketKind
 from .journal import JournalBatch, LiveState
 
@@ -307,12 +307,6 @@ class Store(Protocol):
         """Delete a webhook and all its outbox rows, committed; ``NotFound`` if there is none."""
         ...
 
-    async def enqueue_events(self, events: Sequence[DeskEvent]) -> int:
-        """Queue events, in order, for every webhook that wants them, committed; returns how many
-        rows were queued. (The engine's own events are queued inside the writes that decide
-        them; this is for events decided elsewhere.)"""
-        ...
-
     async def outbox_due(self, now: float, *, limit: int = 100) -> list[Delivery]:
         """What may be attempted at ``now``: for each (webhook, chat), its oldest pending row,
         when that row's ``next_attempt <= now``; in outbox order, at most ``limit``. A chat's
@@ -348,6 +342,18 @@ class Store(Protocol):
     ) -> int:
         """Make failed deliveries pending again (all, one webhook's, or those named), due at
         ``now`` with their attempts and retry time restarted, committed; returns how many."""
+        ...
+
+    async def outbox_discard(
+        self, *, webhook_id: str | None = None, delivery_ids: Sequence[str] = ()
+    ) -> int:
+        """Delete failed deliveries (all, one webhook's, or those named), committed; returns how
+        many. Pending and delivered rows stay."""
+        ...
+
+    async def outbox_purge(self, *, delivered_before: float) -> int:
+        """Delete the delivered rows whose delivery was recorded (``done_at``) before
+        ``delivered_before``, committed; returns how many. Pending and failed rows stay."""
         ...
 
     async def outbox_counts(self) -> dict[str, int]:

@@ -117,6 +117,7 @@ class ChatRecord:
     relaxed: bool = False
     tags: tuple[str, ...] = ()
     overflowed: tuple[str, ...] = ()
+    barged: tuple[tuple[str, str], ...] = ()  # supervisors in the chat: (id, name)
 
 
 def dumps(record: ChatRecord) -> str:
@@ -146,6 +147,7 @@ def dumps(record: ChatRecord) -> str:
         "relaxed": record.relaxed,
         "tags": list(record.tags),
         "overflowed": list(record.overflowed),
+        "barged": [list(pair) for pair in record.barged],
     }
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
@@ -195,6 +197,7 @@ def loads(chat_id: str, text: str) -> ChatRecord:
             relaxed=bool(doc.get("relaxed", False)),
             tags=_strs(doc, "tags") if "tags" in doc else (),
             overflowed=_strs(doc, "overflowed") if "overflowed" in doc else (),
+            barged=_pairs(doc.get("barged", [])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"chat {chat_id}: {exc!r}") from exc
@@ -230,6 +233,19 @@ def _strs(doc: dict[str, Any], key: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise TypeError(f"{key} is not a list of strings")
     return tuple(value)
+
+
+def _pairs(items: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(items, list):
+        raise ValueError("barged is not a list")
+    pairs = []
+    for item in items:
+        if not (
+            isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) for x in item)
+        ):
+            raise ValueError("barged holds a bad pair")
+        pairs.append((item[0], item[1]))
+    return tuple(pairs)
 
 
 def _visitor(doc: Any) -> Visitor:

@@ -19,6 +19,10 @@ Rule 3. The deliverer (protocol/server/webhooks.py) records every outcome here (
 Rule 4. The outbox outlives the process: a row that was being posted when the process stopped is
         still pending, and is posted again after a restart (at least once, deduplicated by the
         receiver through its delivery id).
+Rule 5. Delivered rows are kept for a while (to look into a receiver's complaint), then deleted
+        by the deliverer (``outbox_purge``, after its ``retention``). Failed rows are never
+        purged that way: they stay until replayed, or until an admin discards them
+        (``outbox_discard``) or removes their webhook.
 
 The SQL is the stores' common dialect; ``OutboxQueries`` is mixed into ``StoreQueries``, so both
 stores implement these contract methods once.
@@ -162,10 +166,6 @@ class OutboxQueries:
 
         await self.write(delete)
 
-    async def enqueue_events(self: _Backend, events: Sequence[DeskEvent]) -> int:
-        """Queue events for the webhooks that want them, committed; returns the rows queued."""
-        return await self.write(lambda conn: enqueue(conn, events))
-
     async def outbox_due(self: _Backend, now: float, *, limit: int = 100) -> list[Delivery]:
         """The deliveries to attempt now: of each (webhook, chat), the oldest pending row, if its
         ``next_attempt`` has come; oldest first, at most ``limit``."""
@@ -247,6 +247,41 @@ class OutboxQueries:
             return int(cursor.rowcount)
 
         return await self.write(replay)
+
+    async def outbox_discard(
+        self: _Backend, *, webhook_id: str | None = None, delivery_ids: Sequence[str] = ()
+    ) -> int:
+        """Delete failed deliveries (all, one webhook's, or those named), committed; returns
+        how many. An admin's purge: pending and delivered rows are left alone."""
+        clauses = ["state = 'failed'"]
+        params: list[object] = []
+        if webhook_id is not None:
+            clauses.append("webhook_id = ?")
+            params.append(webhook_id)
+        if delivery_ids:
+            clauses.append(f"delivery_id IN ({', '.join('?' * len(delivery_ids))})")
+            params.extend(delivery_ids)
+
+        def discard(conn: Connection) -> int:
+            cursor = conn.execute(
+                f"DELETE FROM webhook_outbox WHERE {' AND '.join(clauses)}", params
+            )
+            return int(cursor.rowcount)
+
+        return await self.write(discard)
+
+    async def outbox_purge(self: _Backend, *, delivered_before: float) -> int:
+        """Delete the delivered rows recorded before ``delivered_before``, committed; returns
+        how many. Pending and failed rows are kept (Rule 5)."""
+
+        def purge(conn: Connection) -> int:
+            cursor = conn.execute(
+                "DELETE FROM webhook_outbox WHERE state = 'delivered' AND done_at < ?",
+                (delivered_before,),
+            )
+            return int(cursor.rowcount)
+
+        return await self.write(purge)
 
     async def outbox_counts(self: _Backend) -> dict[str, int]:
         """How many outbox rows are in each state (for health and tests)."""

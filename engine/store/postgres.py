@@ -29,11 +29,12 @@ large as the pool) on connections of a small ``psycopg_pool.ConnectionPool``, ea
 ``REPEATABLE READ READ ONLY`` transaction: one committed snapshot, which includes every write
 acknowledged before the read began.
 
-The SQL comes from ``engine.store.sqlite_store`` and ``engine.store.journal``, written with ``?``
-placeholders; ``PgConnection`` turns them into psycopg's ``%s``. Opening the store applies the
-migrations of ``engine/store/migrations/postgresql`` under an advisory lock, so several daemons
-starting at once on one database migrate it once. psycopg errors reach callers as ``StoreError``
-(code ``"store_failed"``) with the psycopg error as ``__cause__``.
+The SQL comes from ``engine.store.queries`` (and the modules it mixes in) and
+``engine.store.journal``, written with ``?`` placeholders; ``PgConnection`` turns them into
+psycopg's ``%s``. Opening the store applies the migrations of
+``engine/store/migrations/postgresql`` under an advisory lock, so several daemons starting at once
+on one database migrate it once. psycopg errors reach callers as ``StoreError`` (code
+``"store_failed"``) with the psycopg error as ``__cause__``.
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ import trio
 import trio.lowlevel
 from psycopg_pool import ConnectionPool
 
+from .lines import LineQueue
 from .migrate import migrate
-from .sqlite_store import LineQueue, StoreQueries
+from .queries import StoreQueries
 from .writer import GroupWriter, Job, Outcome, StoreClosed, StoreError, fail_from
 
 __all__ = ["PgConnection", "PostgresStore", "open_store"]

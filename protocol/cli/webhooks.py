@@ -1,5 +1,5 @@
 """The webhooks' part of the ``helpline`` command: ``helpline webhook add|list|remove|failures|
-replay``, the admin requests of SPEC.md section 6.7 on the store directly.
+replay|discard``, the admin requests of SPEC.md section 6.7 on the store directly.
 
 A running daemon needs no reload: its deliverer reads the webhooks from the store at every look.
 ``failures --json`` prints one JSON object per line, each shaped like an item of the
@@ -32,12 +32,15 @@ def add_webhook_commands(
     """Register ``webhook`` on the ``helpline`` parser; ``with_store`` runs a job on the store."""
     webhook = commands.add_parser(
         "webhook",
-        help="add, list or remove webhooks; see and replay failed deliveries",
+        help="add, list or remove webhooks; see, replay and discard failed deliveries",
         description="Manage the webhooks that receive the desk's events (protocol/SPEC.md "
         "section 13). A running daemon picks changes up within a second.",
     )
     actions = webhook.add_subparsers(
-        dest="action", required=True, metavar="ACTION", help="add, list, remove, failures, replay"
+        dest="action",
+        required=True,
+        metavar="ACTION",
+        help="add, list, remove, failures, replay, discard",
     )
     add = actions.add_parser("add", help="add a webhook", description="Add a webhook.")
     add.add_argument("url", help="where events are posted: an http:// or https:// URL")
@@ -81,12 +84,26 @@ def add_webhook_commands(
         help="a delivery to send again (as 'failures' lists it); none: every failed one",
     )
     replay.add_argument("--webhook", help="only this webhook's failed deliveries")
+    discard = actions.add_parser(
+        "discard",
+        help="delete failed deliveries for good",
+        description="Delete failed deliveries without sending them again: all, one webhook's "
+        "(--webhook), or the delivery ids given.",
+    )
+    discard.add_argument(
+        "delivery_ids",
+        nargs="*",
+        metavar="DELIVERY_ID",
+        help="a failed delivery to delete (as 'failures' lists it); none: every failed one",
+    )
+    discard.add_argument("--webhook", help="only this webhook's failed deliveries")
     for parser, job in (
         (add, _add),
         (listing, _list),
         (remove, _remove),
         (failures, _failures),
         (replay, _replay),
+        (discard, _discard),
     ):
         db_option(parser)
         parser.set_defaults(run=_runner(job, with_store))
@@ -149,3 +166,8 @@ async def _replay(args: argparse.Namespace, store: Store) -> None:
         now=time.time(), webhook_id=args.webhook, delivery_ids=args.delivery_ids
     )
     print(f"replayed {count} deliveries")
+
+
+async def _discard(args: argparse.Namespace, store: Store) -> None:
+    count = await store.outbox_discard(webhook_id=args.webhook, delivery_ids=args.delivery_ids)
+    print(f"discarded {count} failed deliveries")

@@ -204,6 +204,7 @@ class Connection:
         self.settings = gateway.settings
         self.registry = gateway.registry
         self._stats = gateway.stats
+        self._timed = gateway.settings.metrics  # time the visitor's lines to the agents
         self.ws = ws
         self.role: Role | None = None
         self.peer = peer  # "host:port" of the remote end (or what the stream knows of it)
@@ -248,7 +249,12 @@ class Connection:
         """Queue the wire event for one engine event."""
         name, fields = wire_event(event, self.gateway.name_of)
         self.put(encode_event(name, **fields), replayed=replayed)
-        if self.role is Role.AGENT and isinstance(event, ChatMessage) and event.author == "visitor":
+        if (
+            self._timed
+            and self.role is Role.AGENT
+            and isinstance(event, ChatMessage)
+            and event.author == "visitor"
+        ):
             self._stats.delivery.observe(max(0.0, self.engine.now() - event.at))
 
     def sink(

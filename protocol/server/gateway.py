@@ -87,7 +87,10 @@ class Gateway:
         self.routes: Routes = default_routes(engine, lambda: self._stopping, self.web_dir)
         #: What the connections count for ``/metrics`` (written from trio's thread only).
         self.stats = ServerStats()
-        metrics_route(self.routes, engine, self.registry, self.stats)
+        if self.settings.metrics:
+            metrics_route(self.routes, engine, self.registry, self.stats)
+        else:  # nothing collected: not even the store's commit times
+            engine.store.on_commit = None
 
     def name_of(self, agent_id: str) -> str:
         """An agent's display name, or its id once it was removed; a supervisor's name (its

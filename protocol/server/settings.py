@@ -34,8 +34,12 @@ dataclass it fills: an unknown key, a value of the wrong type or an impossible v
     id = "hello"
     text = "Hello {visitor.name}, how can I help?"
 
+    [metrics]
+    enabled = true    # false: no /metrics, and nothing timed on the message path
+
     [webhooks]
     max_age = 86400   # seconds before an undeliverable event is given up (see server/webhooks.py)
+    retention = 604800  # seconds a delivered event stays in the outbox before it is deleted
 
 Departments and agents listed in the file are stored (added or updated) when the daemon starts;
 without a ``[[departments]]`` list the daemon has one department, ``support``. Canned messages
@@ -127,6 +131,9 @@ class ServerSettings:
     #: The secret the embedding site signs visitor ids with (HMAC-SHA256, SPEC.md section 11);
     #: empty: no visitor id is verified, so no visitor's history is linked across chats.
     identity_secret: str = field(default="", repr=False)
+    #: Whether the daemon collects metrics and serves ``/metrics`` (the ``[metrics]`` table's
+    #: ``enabled``); off, the message path times nothing and ``/metrics`` is 404.
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:
@@ -166,7 +173,9 @@ class DaemonConfig:
 
 
 T = TypeVar("T")
-_TOP_LEVEL: Final = frozenset({"server", "engine", "departments", "agents", "canned", "webhooks"})
+_TOP_LEVEL: Final = frozenset(
+    {"server", "engine", "departments", "agents", "canned", "webhooks", "metrics"}
+)
 
 
 def load_config(path: str | os.PathLike[str] | None) -> DaemonConfig:
@@ -189,6 +198,13 @@ def parse_config(data: Mapping[str, Any]) -> DaemonConfig:
     if unknown:
         raise ConfigError(f"unknown table(s) {sorted(unknown)}; expected {sorted(_TOP_LEVEL)}")
     server = _build(ServerSettings, _table(data, "server"), "server")
+    metrics = _table(data, "metrics")
+    if set(metrics) - {"enabled"}:
+        raise ConfigError(f"metrics: unknown key(s) {sorted(set(metrics) - {'enabled'})}")
+    if "enabled" in metrics:
+        if not isinstance(metrics["enabled"], bool):
+            raise ConfigError("metrics.enabled must be true or false")
+        server = dataclasses.replace(server, metrics=metrics["enabled"])
     engine_fields = _fields_of(
         _table(data, "engine"), EngineConfig, "engine", skip=("departments", "agents")
     )

@@ -26,6 +26,11 @@ Rule 4. Every outcome is committed to the store before the chat's next event is 
 
 The deliverer wakes when a post finishes and otherwise looks every ``poll_interval`` seconds (a
 small read); new events are found at the next look.
+
+Rule 5. Delivered rows are deleted once they are ``retention`` seconds old (7 days by default),
+        by the deliverer: it purges when it starts and then every ``_PURGE_EVERY`` seconds (or
+        a quarter of ``retention``, if shorter). Failed rows are not purged: they wait for an
+        admin.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ log = structlog.get_logger("helpline.webhooks")
 
 USER_AGENT: Final = "helpline-webhooks/1"
 _JITTER: Final = random.Random()
+_PURGE_EVERY: Final = 3600.0  # seconds between two purges of delivered rows (at most)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,9 +68,10 @@ class DeliveryPolicy:
     max_delay: float = 600.0  # the backoff stops growing here
     max_age: float = 86_400.0  # seconds after queueing when a delivery is given up
     poll_interval: float = 1.0  # seconds between two looks at the outbox
+    retention: float = 7 * 86_400.0  # seconds a delivered event is kept in the outbox
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "base_delay", "max_delay", "max_age", "poll_interval"):
+        for name in ("timeout", "base_delay", "max_delay", "max_age", "poll_interval", "retention"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0 < value < float("inf")):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -115,6 +122,7 @@ class Deliverer:
         self._busy: set[tuple[str, str]] = set()  # (webhook, chat) pairs being posted
         self._settled: set[int] = set()  # rows recorded while the outbox was being read
         self._wake = trio.Event()
+        self._next_purge = trio.current_time()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Deliver until cancelled."""
@@ -123,11 +131,22 @@ class Deliverer:
             while True:
                 self._wake = trio.Event()
                 try:
+                    await self._purge()
                     self._start_due(nursery, await self._due())
                 except StoreError as exc:  # looked at again at the next tick
                     log.warning("webhook_outbox_unreadable", error=str(exc))
                 with trio.move_on_after(self.policy.poll_interval):
                     await self._wake.wait()
+
+    async def _purge(self) -> None:
+        """Delete the delivered rows older than the retention, when a purge is due (Rule 5)."""
+        if trio.current_time() < self._next_purge:
+            return
+        retention = self.policy.retention
+        self._next_purge = trio.current_time() + min(_PURGE_EVERY, retention / 4)
+        purged = await self._store.outbox_purge(delivered_before=self._now() - retention)
+        if purged:
+            log.info("webhook_outbox_purged", delivered=purged)
 
     async def _due(self) -> list[Delivery]:
         room = self.policy.parallel - len(self._busy)

@@ -283,7 +283,7 @@ _TABLE: Final = (
         integer("offset?"),
     ),
     _req("rating_report", ADMIN, number("since?"), number("until?")),
-    _req("routing_trace", ADMIN, string("chat_id")),
+    _req("routing_trace", SUPERVISING, string("chat_id")),
     # Admins: canned messages and their categories.
     _req("canned_category_add", ADMIN, string("name"), string("id?", min_len=1)),
     _req("canned_category_rename", ADMIN, string("id"), string("name")),
@@ -348,6 +348,12 @@ _TABLE: Final = (
     _req("webhook_failures", ADMIN, string("webhook_id?", min_len=1), integer("limit?", 1, 500)),
     _req(
         "webhook_replay",
+        ADMIN,
+        string("webhook_id?", min_len=1),
+        strings("delivery_ids?", 500, item_max_len=64),
+    ),
+    _req(
+        "webhook_discard",
         ADMIN,
         string("webhook_id?", min_len=1),
         strings("delivery_ids?", 500, item_max_len=64),

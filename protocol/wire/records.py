@@ -219,6 +219,9 @@ def desk_chat_record(chat: DeskChat) -> Fields:
         "accepted_at": chat.accepted_at,
         "wait": chat.wait,
         "last_message_at": chat.last_message_at,
+        "visitor_name": chat.visitor_name,
+        "question": chat.question,
+        "agent_names": list(chat.agent_names),
     }
 
 

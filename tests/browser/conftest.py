@@ -156,9 +156,13 @@ class Desk:
 
 @pytest.fixture(scope="module")
 def desk(tmp_path_factory: pytest.TempPathFactory, web_dist: Path) -> Iterator[Desk]:
-    root = tmp_path_factory.mktemp("browser")
+    yield from running_desk(tmp_path_factory.mktemp("browser"), CONFIG)
+
+
+def running_desk(root: Path, config_text: str) -> Iterator[Desk]:
+    """A daemon started with ``config_text`` under ``root``, with tokens for its agents."""
     config = root / "helpline.toml"
-    config.write_text(CONFIG)
+    config.write_text(config_text)
     daemon = start_daemon(root, "--config", str(config))
     try:
         tokens = {
@@ -184,6 +188,7 @@ class Tab:
     page: Any
     dialogs: list[str]
     errors: list[str]
+    accept: bool = False  # answer the page's questions (confirm) with yes; else no
 
     def shot(self, name: str) -> Path:
         OUTPUT.mkdir(exist_ok=True)
@@ -206,7 +211,10 @@ def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
 
         def on_dialog(dialog: Any) -> None:
             tab.dialogs.append(dialog.message)
-            dialog.dismiss()
+            if tab.accept:
+                dialog.accept()
+            else:
+                dialog.dismiss()
 
         page.on("dialog", on_dialog)
         page.on("pageerror", lambda error: tab.errors.append(str(error)))

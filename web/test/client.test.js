@@ -363,3 +363,134 @@ describe("defaultServerUrl", () => {
     assert.equal(defaultServerUrl(new URL("https://help.example.com/demo")), "wss://help.example.com/");
   });
 });
+
+describe("supervisor", () => {
+  const row = (chatId, fields = {}) => ({
+    chat_id: chatId,
+    department: "sales",
+    state: "active",
+    owner: "ann",
+    agents: ["ann"],
+    started_at: 1,
+    accepted_at: 2,
+    wait: 1,
+    last_message_at: null,
+    ...fields,
+  });
+
+  it("keeps the desk from the supervise_start reply and every desk_changed", async () => {
+    const { c, socket } = await connected({ role: "supervisor", token: "hlt_s" });
+    const pictures = [];
+    c.on("desk", (desk) => pictures.push([...desk.chats.keys()]));
+    const started = c.supervise();
+    assert.equal(socket.last().type, "supervise_start");
+    socket.reply({ chats: [row("c-1"), row("c-2")], queues: [{ department: "sales", chats: [] }] });
+    const desk = await started;
+    assert.deepEqual([...desk.chats.keys()], ["c-1", "c-2"]);
+    socket.push({
+      type: "event",
+      event: "desk_changed",
+      chats: [row("c-3", { state: "queued", owner: "", agents: [] }), row("c-1", { last_message_at: 9 })],
+      removed: ["c-2"],
+      queues: [{ department: "sales", chats: ["c-3"] }],
+    });
+    assert.equal(c.desk.chats.get("c-1").last_message_at, 9);
+    assert.deepEqual(c.desk.queues.get("sales"), ["c-3"]);
+    assert.deepEqual(pictures, [
+      ["c-1", "c-2"],
+      ["c-1", "c-3"],
+    ]);
+    const stopped = c.stopSupervising();
+    assert.equal(socket.last().type, "supervise_stop");
+    socket.reply();
+    await stopped;
+    assert.equal(c.desk, null);
+  });
+
+  it("monitors a chat: its lines arrive once, whispers among them, and are kept", async () => {
+    const { c, socket } = await connected({ role: "supervisor", token: "hlt_s" });
+    const seen = [];
+    for (const name of ["message", "system", "whisper"]) c.on(name, (e) => seen.push(`${name}:${e.seq}`));
+    const monitoring = c.monitor("c-1");
+    assert.deepEqual({ ...socket.last(), ref: 0 }, { type: "monitor", ref: 0, chat_id: "c-1" });
+    socket.push({ type: "event", event: "message", chat_id: "c-1", seq: 1, text: "hi", author: "visitor" });
+    socket.push({ type: "event", event: "system", chat_id: "c-1", seq: 2, event_kind: "joined" });
+    socket.reply({ chat_id: "c-1", seq: 2 });
+    assert.deepEqual(await monitoring, { chat_id: "c-1", seq: 2 });
+    socket.push({ type: "event", event: "whisper", chat_id: "c-1", seq: 4, text: "offer 10%" });
+    socket.push({ type: "event", event: "message", chat_id: "c-1", seq: 2, text: "again" }); // a duplicate
+    assert.deepEqual(seen, ["message:1", "system:2", "whisper:4"]);
+    assert.deepEqual(
+      c.lines("c-1").map((l) => [l.event, l.seq]),
+      [
+        ["message", 1],
+        ["system", 2],
+        ["whisper", 4],
+      ],
+    );
+    socket.push({ type: "event", event: "ended", chat_id: "c-1", reason: "agent_ended" });
+    assert.deepEqual(c.lines("c-1"), []);
+  });
+
+  it("forgets a chat whose monitor request was refused", async () => {
+    const { c, socket } = await connected({ role: "supervisor", token: "hlt_s" });
+    const monitoring = c.monitor("c-9");
+    socket.push({ type: "reply", ref: socket.last().ref, ok: false, error: { code: "not_found", message: "no" } });
+    await assert.rejects(monitoring, (e) => e.code === "not_found");
+    assert.equal(c.monitored.has("c-9"), false);
+  });
+
+  it("sends whisper, barge, send, leave_chat, reassign, routing_trace and unmonitor as SPEC says", async () => {
+    const { c, socket } = await connected({ role: "supervisor", token: "hlt_s" });
+    const calls = [
+      [() => c.whisper("c-1", "psst"), { type: "whisper", chat_id: "c-1", text: "psst" }],
+      [() => c.barge("c-1"), { type: "barge", chat_id: "c-1" }],
+      [() => c.send("c-1", "hello", "m-1"), { type: "send", chat_id: "c-1", text: "hello", client_msg_id: "m-1" }],
+      [() => c.leaveChat("c-1"), { type: "leave_chat", chat_id: "c-1" }],
+      [
+        () => c.reassign("c-1", { toDepartment: "billing", note: "refund" }),
+        { type: "reassign", chat_id: "c-1", to_department: "billing", note: "refund" },
+      ],
+      [() => c.reassign("c-1", { toAgent: "bob" }), { type: "reassign", chat_id: "c-1", to_agent: "bob" }],
+      [() => c.routingTrace("c-1"), { type: "routing_trace", chat_id: "c-1" }],
+      [() => c.availableAgents("sales"), { type: "available_agents", department: "sales" }],
+      [() => c.unmonitor("c-1"), { type: "unmonitor", chat_id: "c-1" }],
+      [() => c.auditList({ limit: 5 }), { type: "audit_list", limit: 5 }],
+    ];
+    for (const [call, expected] of calls) {
+      const pending = call();
+      const { ref: _ref, ...sent } = socket.last();
+      assert.deepEqual(sent, expected);
+      socket.reply({ done: expected.type });
+      assert.deepEqual(await pending, { done: expected.type });
+    }
+  });
+
+  it("asks for the desk and monitors again after a reconnect, without repeating lines", async () => {
+    const { c, socket } = await connected({ role: "supervisor", token: "hlt_s" });
+    const started = c.supervise();
+    socket.reply({ chats: [row("c-1")], queues: [] });
+    await started;
+    const monitoring = c.monitor("c-1");
+    socket.push({ type: "event", event: "message", chat_id: "c-1", seq: 1, text: "hi" });
+    socket.reply({ chat_id: "c-1", seq: 1 });
+    await monitoring;
+    const texts = [];
+    c.on("message", (e) => texts.push(e.text));
+    socket.drop(1006);
+    mock.timers.tick(1000);
+    const again = FakeSocket.made.at(-1);
+    again.open();
+    await flush();
+    again.reply({ role: "supervisor" });
+    await flush();
+    const types = again.sent.map((f) => f.type);
+    assert.deepEqual(types, ["hello", "supervise_start", "monitor"]);
+    again.push({ type: "event", event: "message", chat_id: "c-1", seq: 1, text: "hi" });
+    again.push({ type: "event", event: "message", chat_id: "c-1", seq: 2, text: "new" });
+    assert.deepEqual(texts, ["new"]);
+    again.push({ type: "reply", ref: again.sent[1].ref, ok: true, chats: [row("c-1"), row("c-5")], queues: [] });
+    await flush();
+    assert.deepEqual([...c.desk.chats.keys()], ["c-1", "c-5"]);
+  });
+});

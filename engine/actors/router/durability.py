@@ -191,6 +191,7 @@ class Durability(Recorder):
             relaxed=chat.relaxed,
             tags=tuple(chat.tags),
             overflowed=tuple(chat.overflowed),
+            barged=tuple((s, name) for s, (name, _) in chat.barged.items()),
         )
 
     def _offer_record(self, offer_id: str) -> journal.OfferRecord | None:

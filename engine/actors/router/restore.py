@@ -145,6 +145,12 @@ class Restore(Firing):
             for agent_id in chat.members:
                 self._agents[agent_id].chats.add(chat.id)
         members = {a: (self._agents[a].name, self._agents[a].outbox) for a in chat.members}
+        if chat.state is not ChatState.CLOSING:
+            # Supervisors who barged in are still in it; their connections attach by barging
+            # again (until then what the chat says to them is not kept).
+            for supervisor, name in r.barged:
+                chat.barged[supervisor] = (name, Outbox())
+                members[supervisor] = chat.barged[supervisor]
         chat.session = self._spawn_session(chat, Outbox(), entries, members)
         self._chats[chat.id] = chat
         self._step(chat, "restored", f"restored at start as {chat.state}")

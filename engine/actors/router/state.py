@@ -73,6 +73,8 @@ class Chat:
     relaxed: bool = False  # the skills wait is over: any agent of the department may take it
     tags: list[str] = field(default_factory=list)
     overflowed: list[str] = field(default_factory=list)  # departments it overflowed from
+    # supervisors who barged in: id -> (name, the outbox their connections read); journaled
+    barged: dict[str, tuple[str, Outbox]] = field(default_factory=dict)
     reassigning: bool = False  # its pending transfer re-offers it after the owner went silent
     queue_key: int | None = None  # orders the department's queue, also after a restart
     final: Finish | None = None  # how the ticket is to be written, once the chat is closing

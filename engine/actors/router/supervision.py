@@ -4,7 +4,9 @@ chat on behalf of its owner.
 The desk. A supervisor's connection registers an outlet and its departments (`Supervise`) and is
 answered with every live chat and queue of them. From then on every change to a chat's record
 (anything `_touch` journals) and every new message (`Activity`, from the session) marks the chat
-dirty for each desk that shows it or covers its department. A desk's dirty chats are sent at most
+dirty for each desk that shows it or covers its department; while no desk is open the sessions
+send no `Activity` at all (they leave the last message time on the `DeskBoard`, and the router
+reads it from there when a desk opens). A desk's dirty chats are sent at most
 every `DESK_INTERVAL` seconds, by a timer of the router's heap (Rule 3), as one `DeskChanged`:
 the whole row of each chat still live, the ids of the chats that ended or left the desk's
 departments, and the queues that moved since the last one sent. So a busy desk costs a few events
@@ -14,8 +16,11 @@ desk whose outlet is full is a slow consumer: the outlet closes and the desk is 
 
 Barging. A supervisor joins a live chat as a participant (the session's `Join`, with the system
 line `barged` that everyone sees), so it can write in it; it holds no capacity and does not own
-the chat, and nothing about it is journaled (after a restart it is no longer in the chat). It
-leaves with `LeaveBarge`, also when its connection closes.
+the chat. Who barged in is part of the chat's journaled record (`Chat.barged`), so after a restart
+the supervisor is still in the chat: a connection of it that barges again attaches to the chat
+(the transcript replayed, nobody told), as does a second connection of the same supervisor, which
+takes the chat's lines over. It leaves with `LeaveBarge`, also when the connection that reads the
+chat closes.
 
 Reassigning. A supervisor starts the transfer handshake of a chat on behalf of its owner: the
 same offer, decided by the same code, as if the owner had asked; the owner hears the outcome.
@@ -39,6 +44,7 @@ from ...model.desk import DeskChat, DeskQueue, DeskSnapshot
 from ...model.errors import EngineError
 from ...model.events import DeskChanged
 from .. import messages as m
+from ..deskboard import DeskBoard
 from ..outbox import Outlet
 from .presence import Presence
 from .state import Chat
@@ -71,11 +77,12 @@ def _not_found() -> EngineError:
 class Supervision(Presence):
     """Desks for supervisors, barging in, and reassigning chats."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, *, desk_board: DeskBoard | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._desks: dict[str, Desk] = {}
-        self._last_lines: dict[str, float] = {}  # chat -> its newest message's time
-        self._barged: dict[str, set[str]] = {}  # chat -> supervisors in it
+        # chat -> its newest message's time (written by the sessions), and how many desks watch
+        self._board = desk_board or DeskBoard()
+        self._last_lines = self._board.last_lines
 
     # -- the desk ----------------------------------------------------------------------------------
 
@@ -100,19 +107,19 @@ class Supervision(Presence):
         desk.shown = {row.chat_id for row in rows}
         desk.queues = self._desk_queues(desk)
         self._desks[msg.watcher] = desk
+        self._board.watchers = len(self._desks)
         queues = tuple(DeskQueue(department=d, chats=q) for d, q in sorted(desk.queues.items()))
         self._answer(msg.reply, DeskSnapshot(chats=tuple(rows), queues=queues))
 
     def _unsupervise(self, msg: m.Unsupervise) -> None:
         if self._desks.pop(msg.watcher, None) is not None:
             self._timers.cancel(("desk", msg.watcher))
+        self._board.watchers = len(self._desks)
 
     def _activity(self, msg: m.Activity) -> None:
         chat = self._chats.get(msg.chat_id)
-        if chat is not None:
-            self._last_lines[chat.id] = msg.at
-            if self._desks:
-                self._desk_dirty(chat.id, chat.department)
+        if chat is not None and self._desks:
+            self._desk_dirty(chat.id, chat.department)
 
     def _desk_fire(self, watcher: str) -> None:
         """A desk's timer: send what changed since its last event."""
@@ -152,6 +159,7 @@ class Supervision(Presence):
             log.info("desk_dropped", watcher=desk.watcher)  # a slow consumer
             del self._desks[desk.watcher]
             self._timers.cancel(("desk", desk.watcher))
+            self._board.watchers = len(self._desks)
 
     def _desk_chats(self, desk: Desk) -> Iterable[Chat]:
         return (
@@ -177,11 +185,13 @@ class Supervision(Presence):
             accepted_at=chat.accepted_at,
             wait=max(0.0, until - chat.started_at),
             last_message_at=self._last_lines.get(chat.id),
+            visitor_name=chat.visitor.name,
+            question=chat.question,
+            agent_names=tuple(a.name if (a := self._agents.get(i)) else i for i in agents),
         )
 
     def _forget_supervised(self, chat_id: str) -> None:
         self._last_lines.pop(chat_id, None)
-        self._barged.pop(chat_id, None)
         if self._desks:
             self._desk_dirty(chat_id, None)
 
@@ -217,24 +227,32 @@ class Supervision(Presence):
                 msg.reply, EngineError("invalid_state", f"the chat is {chat.state}; nobody took it")
             )
             return
-        inside = self._barged.setdefault(chat.id, set())
-        if msg.supervisor not in inside:
-            inside.add(msg.supervisor)
+        inside = chat.barged.get(msg.supervisor)
+        if inside is None:
+            chat.barged[msg.supervisor] = (msg.name, msg.outbox)
+            self._touch(chat)
             self._tell(
                 chat,
                 m.Join(agent_id=msg.supervisor, name=msg.name, outbox=msg.outbox, event="barged"),
             )
             log.info("barged_in", chat_id=chat.id, supervisor=msg.supervisor)
+        elif inside[1] is not msg.outbox:  # after a restart, or another connection: attach it
+            chat.barged[msg.supervisor] = (msg.name, msg.outbox)
+            self._tell(chat, m.Join(agent_id=msg.supervisor, name=msg.name, outbox=msg.outbox))
+            log.info("barge_attached", chat_id=chat.id, supervisor=msg.supervisor)
         self._answer_after_tells(chat, msg.reply, chat.id)
 
     def _leave_barge(self, msg: m.LeaveBarge) -> None:
         chat = self._chats.get(msg.chat_id)
-        inside = self._barged.get(msg.chat_id, set())
-        if chat is None or msg.supervisor not in inside:
+        inside = chat.barged.get(msg.supervisor) if chat is not None else None
+        if chat is None or inside is None:
             if msg.reply is not None:
                 self._answer(msg.reply, EngineError("not_in_chat", "you are not in that chat"))
             return
-        inside.discard(msg.supervisor)
+        if msg.outbox is not None and inside[1] is not msg.outbox:
+            return  # a connection that another one took the chat over from closed
+        del chat.barged[msg.supervisor]
+        self._touch(chat)
         self._tell(chat, m.Part(agent_id=msg.supervisor, event="left"))
         if msg.reply is not None:
             self._answer_after_tells(chat, msg.reply, None)

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 from engine import EngineError, SupervisorConnection
 
 from ...wire.frames import Request
-from ...wire.records import Fields, availability_record, desk_chat_record, desk_queue_record
+from ...wire.records import (
+    Fields,
+    availability_record,
+    desk_chat_record,
+    desk_queue_record,
+    routing_trace_record,
+)
 from ..auth import authenticate_supervisor
 from .departments import departments_reply
 from .tickets import TicketDesk
@@ -135,6 +141,7 @@ class SupervisorRole:
             "available_agents": self._available_agents,
             "tickets": self._tickets,
             "ticket": self._ticket,
+            "routing_trace": self._routing_trace,
             "departments": self._departments,
         }
 
@@ -185,6 +192,16 @@ class SupervisorRole:
 
     async def _tickets(self, request: Request) -> Fields:
         return await self._desk.search(request, agent_id=None, scope=self._scope())
+
+    async def _routing_trace(self, request: Request) -> Fields:
+        chat_id = request.require("chat_id", str)
+        trace = await self._conn.engine.routing_trace(chat_id)
+        scope = self._scope()
+        if trace is None or (
+            scope is not None and not any(step.department in scope for step in trace.steps)
+        ):
+            raise EngineError("not_found", f"no routing trace of chat {chat_id!r}")
+        return routing_trace_record(trace)
 
     async def _ticket(self, request: Request) -> Fields:
         return await self._desk.one(request, scope=self._scope())

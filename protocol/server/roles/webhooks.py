@@ -1,5 +1,5 @@
 """Webhooks for admins: ``webhook_add``, ``webhook_list``, ``webhook_remove``, ``webhook_failures``
-and ``webhook_replay`` (SPEC.md section 6.7), and the records they answer with.
+``webhook_replay`` and ``webhook_discard`` (SPEC.md section 6.7), and the records they answer with.
 
 Webhooks live in the store only (the deliverer reads them at every delivery), so a change made
 here, or by ``helpline webhook`` on the command line, takes effect at the deliverer's next look
@@ -159,10 +159,19 @@ def webhook_handlers(conn: Connection) -> dict[str, Handler]:
         conn.log.info("webhooks_replayed", deliveries=count)
         return {"replayed": count}
 
+    async def discard(request: Request) -> Fields:
+        count = await store.outbox_discard(
+            webhook_id=request.get("webhook_id", str),
+            delivery_ids=request.strings("delivery_ids"),
+        )
+        conn.log.info("webhook_failures_discarded", deliveries=count)
+        return {"discarded": count}
+
     return {
         "webhook_add": add,
         "webhook_list": listing,
         "webhook_remove": remove,
         "webhook_failures": failures,
         "webhook_replay": replay,
+        "webhook_discard": discard,
     }

@@ -1,10 +1,11 @@
 /**
- * The admin page: departments, agents and their tokens, canned categories and messages, and the
- * rating report. Signs in with an admin token kept in sessionStorage; every change is one admin
+ * The admin page: departments, agents and their tokens, canned categories and messages, the
+ * rating report and the webhooks (webhooks.js). Signs in with an admin token kept in sessionStorage; every change is one admin
  * request of SPEC section 6.4/6.5, and the section it touches is reloaded from the server after it.
  */
 import { HelplineClient } from "../client/helpline-client.js";
 import { errorText, h, replace, serverFromPage } from "../shared/dom.js";
+import { renderWebhooks } from "./webhooks.js";
 
 const TOKEN_KEY = "helpline.admin.token";
 
@@ -96,6 +97,7 @@ class Admin {
       agents: h("section", { class: "card section", id: "agents" }),
       canned: h("section", { class: "card section", id: "canned" }),
       ratings: h("section", { class: "card section", id: "ratings" }),
+      webhooks: h("section", { class: "card section", id: "webhooks" }),
     };
     replace(
       this.root,
@@ -106,7 +108,7 @@ class Admin {
         h(
           "nav",
           { class: "views" },
-          [["departments", "Departments"], ["agents", "Agents"], ["canned", "Canned messages"], ["ratings", "Ratings"]].map(([id, label]) =>
+          [["departments", "Departments"], ["agents", "Agents"], ["canned", "Canned messages"], ["ratings", "Ratings"], ["webhooks", "Webhooks"]].map(([id, label]) =>
             h("button", { class: "view-tab", onclick: () => this.sections[id].scrollIntoView({ behavior: "smooth" }) }, label),
           ),
         ),
@@ -120,7 +122,7 @@ class Admin {
 
   async loadAll() {
     await this.loadDepartments();
-    await Promise.all([this.loadAgents(), this.loadCanned(), this.loadRatings()]);
+    await Promise.all([this.loadAgents(), this.loadCanned(), this.loadRatings(), renderWebhooks(this, this.sections.webhooks)]);
   }
 
   // -- departments --------------------------------------------------------------------------

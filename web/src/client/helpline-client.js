@@ -27,6 +27,15 @@
  * Several nodes: given `urls` (every node's WebSocket URL), the client starts with the first and,
  * after each drop or failed attempt, moves on to the next one; the backoff grows once per round
  * through the list, so a dead node costs one quick retry, not a long wait.
+ *
+ * Supervisors (SPEC section 6.6; role "supervisor", or "admin" for every department): `supervise()`
+ * asks for the live desk and keeps it (`desk`: chats and queues by id) up to date from the
+ * `desk_changed` events, emitting `desk` with the whole picture after the reply and after each
+ * change. `monitor(chatId)` watches a chat: its `message`, `system`, `whisper`, `typing` and
+ * `ended` events arrive as for a participant, and `lines(chatId)` holds its transcript so far.
+ * `whisper`, `barge`, `leaveChat`, `send`, `reassign`, `routingTrace`, `availableAgents` and
+ * `auditList` are the other requests. After a reconnect the client asks for the desk again and
+ * monitors its chats again; lines it already delivered are not delivered twice.
  */
 import { decode, encode } from "@msgpack/msgpack";
 
@@ -48,6 +57,21 @@ export function defaultServerUrl(loc = globalThis.location) {
 }
 
 const NO_RETRY_CODES = new Set([1008]);
+const LINE_EVENTS = new Set(["message", "system", "whisper"]);
+
+/** A desk_changed event applied to a desk ({chats: Map, queues: Map}); returns the desk. */
+export function applyDeskChange(desk, change) {
+  for (const row of change.chats || []) desk.chats.set(row.chat_id, row);
+  for (const chatId of change.removed || []) desk.chats.delete(chatId);
+  for (const queue of change.queues || []) desk.queues.set(queue.department, queue.chats);
+  return desk;
+}
+
+/** A desk from a supervise_start reply. */
+export function deskOf(reply) {
+  const desk = { chats: new Map(), queues: new Map() };
+  return applyDeskChange(desk, { chats: reply.chats, removed: [], queues: reply.queues });
+}
 const RESUME_KEYS = ["chat_id", "resume_token", "last_seq"];
 
 export class HelplineClient {
@@ -55,8 +79,8 @@ export class HelplineClient {
    * @param {object} options
    * @param {string} options.url           the daemon's WebSocket URL
    * @param {string[]} [options.urls]      several nodes: every node's URL, tried in turn
-   * @param {"visitor"|"agent"|"admin"} options.role
-   * @param {string} [options.token]       agents and admins: the sign-in token
+   * @param {"visitor"|"agent"|"admin"|"supervisor"} options.role
+   * @param {string} [options.token]       agents, supervisors and admins: the sign-in token
    * @param {Storage} [options.storage]    visitors: where the resume state is kept (sessionStorage)
    * @param {string} [options.storageKey]
    * @param {number} [options.requestTimeout]  ms before a request is given up (default 10000)
@@ -90,6 +114,11 @@ export class HelplineClient {
     this.pingTimer = null;
     this.hello = null;
     this.resume = this.loadResume();
+    // supervisors: the desk (while supervising) and the monitored chats' transcripts by chat id
+    this.supervising = false;
+    this.desk = null;
+    this.monitored = new Map();
+    this.on("open", () => this.resubscribe());
   }
 
   /** Calls `fn(fields)` for every event `name`; returns a function that unsubscribes. */
@@ -246,7 +275,9 @@ export class HelplineClient {
     } else if (frame.type === "event") {
       const { type: _type, event: name, ...fields } = frame;
       if (this.role === "visitor" && !this.track(name, fields)) return;
+      if (!this.watch(name, fields)) return;
       this.emit(name, fields);
+      if (name === "desk_changed" && this.desk) this.emit("desk", applyDeskChange(this.desk, fields));
     }
   }
 
@@ -268,6 +299,120 @@ export class HelplineClient {
       if (this.resume && this.resume.chat_id === fields.chat_id) this.setResume(null);
     }
     return true;
+  }
+
+  /** Keeps a monitored chat's transcript; returns false for a line already delivered. */
+  watch(name, fields) {
+    const lines = this.monitored.get(fields.chat_id);
+    if (!lines) return true;
+    if (LINE_EVENTS.has(name)) {
+      return this.note(fields.chat_id, { event: name, ...fields });
+    } else if (name === "ended") {
+      this.monitored.delete(fields.chat_id);
+    }
+    return true;
+  }
+
+  // -- supervisors (SPEC section 6.6) ---------------------------------------------------------
+
+  /** Asks for the live desk; resolves with it ({chats, queues} Maps) and keeps it up to date. */
+  async supervise() {
+    const reply = await this.request("supervise_start");
+    this.supervising = true;
+    this.desk = deskOf(reply);
+    this.emit("desk", this.desk);
+    return this.desk;
+  }
+
+  /** No more desk events. */
+  async stopSupervising() {
+    this.supervising = false;
+    this.desk = null;
+    return this.request("supervise_stop");
+  }
+
+  /** Watches a chat unseen; its lines so far arrive as events first. Resolves with the reply. */
+  async monitor(chatId) {
+    if (!this.monitored.has(chatId)) this.monitored.set(chatId, []);
+    try {
+      return await this.request("monitor", { chat_id: chatId });
+    } catch (error) {
+      this.monitored.delete(chatId);
+      throw error;
+    }
+  }
+
+  /** Stops watching a chat. */
+  async unmonitor(chatId) {
+    this.monitored.delete(chatId);
+    return this.request("unmonitor", { chat_id: chatId });
+  }
+
+  /** The lines (message, system and whisper events) of a monitored or barged chat so far. */
+  lines(chatId) {
+    return this.monitored.get(chatId) || [];
+  }
+
+  /**
+   * Adds a line to a monitored or barged chat's transcript unless its seq is there already
+   * (a supervisor's own lines come back in replies, not events); returns whether it was new.
+   */
+  note(chatId, line) {
+    const lines = this.monitored.get(chatId);
+    if (!lines || lines.some((known) => known.seq === line.seq)) return false;
+    lines.push(line);
+    if (lines.length > 1 && lines[lines.length - 2].seq > line.seq) lines.sort((a, b) => a.seq - b.seq);
+    return true;
+  }
+
+  /** A note to the chat's agents that the visitor never sees; resolves with {seq, at}. */
+  whisper(chatId, text) {
+    return this.request("whisper", { chat_id: chatId, text });
+  }
+
+  /** Joins the chat as a participant (supervisors only); its lines keep coming as events. */
+  async barge(chatId) {
+    if (!this.monitored.has(chatId)) this.monitored.set(chatId, []);
+    return this.request("barge", { chat_id: chatId });
+  }
+
+  /** Leaves a chat barged into. */
+  async leaveChat(chatId) {
+    this.monitored.delete(chatId);
+    return this.request("leave_chat", { chat_id: chatId });
+  }
+
+  /** Writes in a chat barged into; resolves with {seq, at}. */
+  send(chatId, text, clientMsgId) {
+    return this.request("send", { chat_id: chatId, text, client_msg_id: clientMsgId });
+  }
+
+  /** Starts the transfer of a chat to an agent or a department for its owner: {offer_id}. */
+  reassign(chatId, { toAgent, toDepartment, note } = {}) {
+    return this.request("reassign", { chat_id: chatId, to_agent: toAgent, to_department: toDepartment, note });
+  }
+
+  /** The routing flight recorder of one chat: {chat_id, live, dropped, steps}. */
+  routingTrace(chatId) {
+    return this.request("routing_trace", { chat_id: chatId });
+  }
+
+  /** The agents of a department and whether each could take a chat now. */
+  availableAgents(department) {
+    return this.request("available_agents", { department });
+  }
+
+  /** The audit log (admins): {entries, truncated}. */
+  auditList(filters = {}) {
+    return this.request("audit_list", filters);
+  }
+
+  /** After a reconnect: the desk again, and the monitored chats again (duplicates dropped). */
+  resubscribe() {
+    if (this.supervising) this.supervise().catch(() => {});
+    for (const chatId of this.monitored.keys()) {
+      this.request("monitor", { chat_id: chatId }).catch(() => {});
+    }
   }
 
   /** Forgets the visitor's chat (after `leave`, or when the page wants a fresh start). */

@@ -26,6 +26,7 @@ const SYSTEM_TEXT = {
   ending_cancelled: () => "The delayed ending was cancelled",
   ended: (e) => `The chat ended (${END_REASONS[e.detail] || e.detail || "ended"})`,
   requeued: (e) => `The chat went back to the queue${e.detail ? ` (${e.detail})` : ""}`,
+  barged: (e) => `${e.agent_name || e.agent} (supervisor) joined the chat`,
 };
 const OUTCOME_TEXT = {
   pending: "waiting for an answer",
@@ -386,6 +387,19 @@ export class ChatView {
               "div",
               { class: "bubble" },
               h("span", { class: "who" }, entry.author_name || entry.author, h("time", {}, clock(entry.at))),
+              h("p", {}, entry.text),
+            ),
+          ),
+        );
+      } else if (entry.kind === "whisper") {
+        items.push(
+          h(
+            "li",
+            { class: "entry whisper", dataset: { seq: entry.seq } },
+            h(
+              "div",
+              { class: "bubble" },
+              h("span", { class: "who" }, `Whisper from ${entry.author_name || entry.author}`, h("span", { class: "chip internal", title: "The visitor does not see this" }, "internal"), h("time", {}, clock(entry.at))),
               h("p", {}, entry.text),
             ),
           ),

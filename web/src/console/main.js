@@ -14,6 +14,9 @@
  *
  * After a reconnect the hello reply lists the agent's chats again and each is reloaded with
  * visitor_panel, so nothing depends on events that happened while the socket was down.
+ *
+ * A supervisor's token (or an admin's) signs in the supervisor's view instead (supervisor.js):
+ * the token is tried as the role it last signed in as (an agent at first), then as the other.
  */
 import { HelplineClient } from "../client/helpline-client.js";
 import { errorText, h, initials, replace, serverFromPage } from "../shared/dom.js";
@@ -21,8 +24,10 @@ import { ChatView } from "./chat.js";
 import { OfferPopups } from "./offers.js";
 import { RecordsView } from "./records.js";
 import { Ringtone } from "./ringtone.js";
+import { SupervisorView } from "./supervisor.js";
 
 const TOKEN_KEY = "helpline.console.token";
+const ROLE_KEY = "helpline.console.role";
 
 class Console {
   constructor(root) {
@@ -76,7 +81,7 @@ class Console {
         },
       },
       h("h1", {}, "helpline"),
-      h("p", { class: "muted" }, "Agent console. Sign in with the token your administrator gave you."),
+      h("p", { class: "muted" }, "Agent console. Sign in with the token your administrator gave you; a supervisor's token opens the live desk."),
       h("label", { for: "token" }, "Sign-in token"),
       token,
       error,
@@ -87,12 +92,13 @@ class Console {
     token.focus();
   }
 
-  async signIn(token, errorNode) {
+  async signIn(token, errorNode, role = sessionStorage.getItem(ROLE_KEY) || "agent", retry = true) {
     this.client?.close();
-    const client = new HelplineClient({ url: this.server, role: "agent", token });
+    const client = new HelplineClient({ url: this.server, role, token });
     this.client = client;
-    client.on("open", (reply) => this.onHello(reply));
+    client.on("open", (reply) => (role === "supervisor" ? this.onSupervisorHello(reply) : this.onHello(reply)));
     client.on("fatal", () => {
+      if (this.client !== client) return; // a sign-in tried as the other role
       sessionStorage.removeItem(TOKEN_KEY);
       this.ringtone.stop();
       this.showSignIn("Signed out by the server (the token was refused or the agent removed).");
@@ -100,17 +106,22 @@ class Console {
     client.on("close", () => this.setConnection("reconnecting"));
     client.on("reconnecting", () => this.setConnection("reconnecting"));
     client.on("shutdown", () => this.toast("The server is restarting; reconnecting shortly."));
-    this.bindEvents(client);
+    if (role === "agent") this.bindEvents(client);
     try {
       await client.connect();
       sessionStorage.setItem(TOKEN_KEY, token);
+      sessionStorage.setItem(ROLE_KEY, role);
     } catch (error) {
+      if (error.code === "unauthorized" && retry) {
+        client.close();
+        return this.signIn(token, errorNode, role === "agent" ? "supervisor" : "agent", false);
+      }
       if (error.code === "unauthorized" || error.code === "missing_field") {
         client.close();
         sessionStorage.removeItem(TOKEN_KEY);
         if (errorNode) errorNode.textContent = errorText(error);
         else this.showSignIn(errorText(error));
-      } else if (!this.state.agent) {
+      } else if (!this.state.agent && role === "agent") {
         // the server is not reachable yet: the client keeps retrying
         sessionStorage.setItem(TOKEN_KEY, token);
         this.renderShell();
@@ -121,6 +132,9 @@ class Console {
 
   signOut() {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(ROLE_KEY);
+    this.supervisor?.close();
+    this.supervisor = null;
     this.client?.close();
     this.client = null;
     this.ringtone.stop();
@@ -144,6 +158,18 @@ class Console {
       if (!chat.ended && !(reply.chats || []).includes(chat.id)) chat.gone = "closed while you were away";
     }
     this.chatView.render();
+  }
+
+  /** A supervisor (or an admin) signed in: the live desk instead of the agent's chats. */
+  onSupervisorHello(reply) {
+    if (!this.supervisor) {
+      this.connectionBadge = h("span", { class: "connection" });
+      this.toasts = h("div", { class: "toasts", "aria-live": "polite" });
+      this.supervisor = new SupervisorView(this, this.client, reply);
+      replace(this.root, this.supervisor.header, h("div", { class: "workspace" }, this.supervisor.node), this.toasts);
+      this.supervisor.start();
+    }
+    this.setConnection("online");
   }
 
   /** The departments' names (for canned suggestions and the transfer dialog). */
@@ -178,6 +204,7 @@ class Console {
     client.on("chat_assigned", ({ chat_id }) => this.loadChat(chat_id));
     client.on("message", (event) => this.chatView.addEntry(event.chat_id, { ...event, kind: "message" }));
     client.on("system", (event) => this.chatView.addEntry(event.chat_id, event));
+    client.on("whisper", (event) => this.chatView.addEntry(event.chat_id, { ...event, kind: "whisper", internal: true }));
     client.on("typing", (event) => this.chatView.setTyping(event));
     client.on("ended", (event) => this.chatView.ended(event));
     client.on("handoff_result", (event) => this.chatView.handoffResult(event));

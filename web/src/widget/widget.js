@@ -609,6 +609,7 @@ class Widget {
           joined: `${line.agent_name || "An agent"} joined the chat`,
           transferred: `${line.agent_name || "Another agent"} is now helping you`,
           invited: `${line.agent_name || "Another agent"} joined the chat`,
+          barged: `${line.agent_name || "A supervisor"} joined the chat`,
           left: `${line.agent_name || "An agent"} left the chat`,
           requeued: "Finding another agent for you…",
           ending: `This chat will close in ${Math.round(line.delay || 0)} seconds`,
