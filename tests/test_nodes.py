@@ -414,8 +414,9 @@ def test_mistakes_refused_and_nodes_listed(cluster: Cluster) -> None:
         assert ready.status == 200
     with psycopg.connect(cluster.store, autocommit=True) as conn:
         conn.execute(
-            "INSERT INTO cluster_nodes VALUES ('old', 'x', 'ws://127.0.0.1:1', %s, now(), now(),"
-            " 0)",
+            # seen "now" for the next minute: however slowly the next node starts, it is live
+            "INSERT INTO cluster_nodes VALUES ('old', 'x', 'ws://127.0.0.1:1', %s, now(),"
+            " now() + interval '1 minute', 0)",
             (latest("postgresql") - 1,),
         )
     done = subprocess.run(
