@@ -87,12 +87,25 @@ CHAT_OVER: Final = frozenset({"invalid_state", "chat_ended", "not_in_chat", "not
 class Ledger:
     """What the daemon acknowledged, as the clients saw it."""
 
-    url: str = ""
+    url: str | list[str] = ""  # several nodes: every node's URL, each client starting elsewhere
     stop: trio.Event = field(default_factory=trio.Event)
     opened: set[str] = field(default_factory=set)  # chats whose open_chat was answered
     acked: dict[tuple[str, str], tuple[int, str]] = field(default_factory=dict)
+    accepted: dict[str, set[str]] = field(default_factory=dict)  # chat -> agents told they won
     kills: int = 0
     reconnects: int = 0
+    last_ack: float = 0.0  # time.perf_counter() of the latest acknowledged message
+
+    def urls(self, n: int) -> str | list[str]:
+        """The URL, or the nodes' URLs starting at the ``n``-th: clients spread over nodes."""
+        if isinstance(self.url, str):
+            return self.url
+        k = n % len(self.url)
+        return self.url[k:] + self.url[:k]
+
+    def ack(self, key: tuple[str, str], seq: int, text: str) -> None:
+        self.acked[key] = (seq, text)
+        self.last_ack = time.perf_counter()
 
 
 async def visitor(ledger: Ledger, n: int, rng: random.Random) -> None:
@@ -112,7 +125,9 @@ async def visitor(ledger: Ledger, n: int, rng: random.Random) -> None:
     while not (ledger.stop.is_set() and pending is None):
         resume = {"resume_token": token, "last_seq": last_seq, "chat_id": chat_id} if token else {}
         try:
-            async with connect(ledger.url, role="visitor", connect_timeout=2, **resume) as client:  # type: ignore[arg-type]
+            async with connect(
+                ledger.urls(n), role="visitor", connect_timeout=2, **resume
+            ) as client:  # type: ignore[arg-type]
                 if token and not client.hello["resumed"]:
                     chat_id = token = ""  # its chat ended: what was not acknowledged is not owed
                     pending = None
@@ -143,7 +158,7 @@ async def visitor(ledger: Ledger, n: int, rng: random.Random) -> None:
                                 raise
                             await trio.sleep(0.05)
                             continue
-                        ledger.acked[(chat_id, pending[0])] = (int(reply["seq"]), pending[1])  # type: ignore[call-overload]
+                        ledger.ack((chat_id, pending[0]), int(reply["seq"]), pending[1])  # type: ignore[call-overload]
                         pending = None
                         await trio.sleep(rng.uniform(0.01, 0.08))
                     if ended.is_set() or pending is not None:  # the chat is over
@@ -164,6 +179,7 @@ async def agent(ledger: Ledger, agent_id: str, token: str, rng: random.Random) -
         try:
             reply = await client.request("accept", offer_id=offer_id)
             held.add(str(reply["chat_id"]))
+            ledger.accepted.setdefault(str(reply["chat_id"]), set()).add(agent_id)
         except ClientError:
             pass  # taken by the other agent, withdrawn, or the chat ended
         except GONE:
@@ -181,7 +197,8 @@ async def agent(ledger: Ledger, agent_id: str, token: str, rng: random.Random) -
 
     while not (ledger.stop.is_set() and pending is None):
         try:
-            async with connect(ledger.url, role="agent", token=token, connect_timeout=2) as client:
+            where = ledger.urls(AGENTS.index(agent_id) if agent_id in AGENTS else 0)
+            async with connect(where, role="agent", token=token, connect_timeout=2) as client:
                 held = {str(c) for c in client.hello["chats"]}  # type: ignore[attr-defined]
                 await client.request("set_status", status="online")
                 async with trio.open_nursery() as nursery:
@@ -208,7 +225,7 @@ async def agent(ledger: Ledger, agent_id: str, token: str, rng: random.Random) -
                             elif exc.code not in RETRY:
                                 raise
                             continue
-                        ledger.acked[(chat, cid)] = (int(reply["seq"]), text)  # type: ignore[call-overload]
+                        ledger.ack((chat, cid), int(reply["seq"]), text)  # type: ignore[call-overload]
                         pending = None
                         if rng.random() < 0.03:
                             try:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import (
+    _clusterbench,
     _crash,
     _daemon,
     _durability,
@@ -84,6 +85,11 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     "crash": (
         "a daemon killed with SIGKILL 20 times under load (60 with --full): losses, restart time",
         _crash.crash_bench,
+    ),
+    "cluster": (
+        "several nodes on PostgreSQL (HELPLINE_BENCH_POSTGRES): throughput through 1, 2 and 3 "
+        "nodes, cross-node latency, failover time over 10 kills of the lease holder",
+        _clusterbench.cluster_bench,
     ),
     "replay": (
         "seconds to replay a generated day of 10,000 chats on the virtual clock, and the speed-up",

@@ -58,6 +58,7 @@ from .model.views import (
     RouterView,
     VisitorPanel,
 )
+from .store import lease
 from .store.contract import Store
 from .store.copy import CopyReport, copy_store
 from .store.exclusive import exclusive_use
@@ -131,6 +132,7 @@ __all__ = [
     "exclusive_use",
     "fill_placeholders",
     "hold_clock_for_store",
+    "lease",
     "open_engine",
     "open_store",
     "parse_store_url",

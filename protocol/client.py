@@ -28,19 +28,24 @@ from __future__ import annotations
 
 import itertools
 import ssl
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from trio_websocket import (
+    ConnectionClosed,
+    HandshakeError,
+    WebSocketConnection,
+    wrap_client_stream,
+)
 
 from .wire.codec import decode_server_frame, encode_request
 from .wire.errors import ProtocolError
 from .wire.frames import PROTOCOL_VERSION, SERVER_FRAME_LIMITS, ErrorReply, Event, Reply
 
-__all__ = ["Client", "ClientClosed", "ClientError", "connect", "connect_stream"]
+__all__ = ["ROAM_CODES", "Client", "ClientClosed", "ClientError", "connect", "connect_stream"]
 
 DEFAULT_EVENT_BUFFER: Final = 1024
 _CLOSE_TIMEOUT: Final = 5.0
@@ -235,9 +240,15 @@ def _hello_fields(
     }
 
 
+ROAM_CODES: Final = frozenset({1001, 1006, 1011, 1012, 1013})
+"""Close codes that say "another node, or later": a hello closed with one tries the next URL."""
+_BACKOFF_FIRST: Final = 0.1
+_BACKOFF_MAX: Final = 2.0
+
+
 @asynccontextmanager
 async def connect(
-    url: str,
+    url: str | Sequence[str],
     *,
     role: str | None = None,
     token: str | None = None,
@@ -250,39 +261,90 @@ async def connect(
     event_buffer: int = DEFAULT_EVENT_BUFFER,
     connect_timeout: float = 10.0,
     ssl_context: ssl.SSLContext | None = None,
+    retry_for: float = 0.0,
 ) -> AsyncIterator[Client]:
     """Connect to ``url`` (``ws://`` or ``wss://``) and, when ``role`` is given, say hello.
 
     ``token`` signs in an agent or an admin; a visitor resumes a chat with ``resume_token`` and
     ``last_seq`` (and optionally its ``chat_id``). ``origin`` is sent as the Origin header.
     A refused hello raises ClientError; the connection is closed on leaving the block.
+
+    Several nodes: ``url`` may be a list of the nodes' URLs. They are tried in order until one
+    answers the hello; a node that cannot be reached, or that closes the hello with a code of
+    ``ROAM_CODES`` (1013: the desk is moving, try again), passes to the next. After a round that
+    failed, the list is tried again after a backoff (0.1 s, doubling, at most 2 s) for up to
+    ``retry_for`` seconds; then the last failure is raised. A refused hello is not retried.
     """
+    urls = [url] if isinstance(url, str) else list(url)
+    if not urls:
+        raise ValueError("no URL to connect to")
+    for candidate in urls:
+        _parse_url(candidate)
+    give_up = trio.current_time() + retry_for
+    delay = _BACKOFF_FIRST
+    while True:
+        failure: BaseException | None = None
+        for candidate in urls:
+            stack = AsyncExitStack()
+            try:
+                client = await stack.enter_async_context(
+                    _connect_one(
+                        candidate,
+                        connect_timeout,
+                        ssl_context,
+                        role=role,
+                        token=token,
+                        resume_token=resume_token,
+                        last_seq=last_seq,
+                        chat_id=chat_id,
+                        version=version,
+                        origin=origin,
+                        keep_events=keep_events,
+                        event_buffer=event_buffer,
+                    )
+                )
+            except ClientClosed as exc:
+                if exc.code not in ROAM_CODES:
+                    raise
+                failure = exc
+                continue
+            except (OSError, trio.TooSlowError, HandshakeError) as exc:
+                failure = exc
+                continue
+            async with stack:
+                yield client
+            return
+        assert failure is not None
+        left = give_up - trio.current_time()
+        if left <= 0:
+            raise failure
+        await trio.sleep(min(delay, left))
+        delay = min(delay * 2, _BACKOFF_MAX)
+
+
+def _parse_url(url: str) -> tuple[bool, str, int, str, str]:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(f"expected a ws:// or wss:// URL, not {url!r}")
     secure = parts.scheme == "wss"
     port = parts.port or (443 if secure else 80)
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return secure, parts.hostname, port, resource, parts.netloc
+
+
+@asynccontextmanager
+async def _connect_one(
+    url: str, connect_timeout: float, ssl_context: ssl.SSLContext | None, **hello: Any
+) -> AsyncIterator[Client]:
+    secure, hostname, port, resource, netloc = _parse_url(url)
     with trio.fail_after(connect_timeout):
-        stream: trio.abc.Stream = await trio.open_tcp_stream(parts.hostname, port)
+        stream: trio.abc.Stream = await trio.open_tcp_stream(hostname, port)
         if secure:
             stream = trio.SSLStream(
-                stream, ssl_context or ssl.create_default_context(), server_hostname=parts.hostname
+                stream, ssl_context or ssl.create_default_context(), server_hostname=hostname
             )
     async with connect_stream(
-        stream,
-        role=role,
-        token=token,
-        resume_token=resume_token,
-        last_seq=last_seq,
-        chat_id=chat_id,
-        version=version,
-        origin=origin,
-        keep_events=keep_events,
-        event_buffer=event_buffer,
-        host=parts.netloc,
-        resource=resource,
-        handshake_timeout=connect_timeout,
+        stream, host=netloc, resource=resource, handshake_timeout=connect_timeout, **hello
     ) as client:
         yield client
 

@@ -81,6 +81,7 @@ class TestSmokeRun:
             "journal": "journal",
             "recovery": "recovery-",
             "crash": "crash",
+            "cluster": "cluster-",
             "replay": "replay-",
         }
         assert set(prefixes) == set(SCENARIOS)

@@ -70,6 +70,7 @@ async def open_engine(
     synchronous: str = "FULL",
     busy_timeout: float = 5.0,
     end_chats_on_exit: bool = True,
+    fence: Callable[[Any], None] | None = None,
 ) -> AsyncIterator[Engine]:
     """Run an engine for the duration of the block (see the module docstring).
 
@@ -79,13 +80,19 @@ async def open_engine(
     crash of the process, OFF neither (on PostgreSQL only OFF changes anything). `busy_timeout` is
     how long a SQLite write waits for a lock another process holds before it fails (the next write
     tries afresh). `end_chats_on_exit=False` leaves the block the way a crash would: no chat is
-    ended, and the next `open_engine` on the same store restores them.
+    ended, and the next `open_engine` on the same store restores them. `fence` (PostgreSQL only;
+    several nodes, `engine.store.lease.fence`) runs in every write transaction of the store just
+    before its COMMIT, and refuses the transaction when it raises.
     """
     config = config or EngineConfig()
     async with (
         open_store(db, synchronous=synchronous, busy_timeout=busy_timeout) as store,
         trio.open_nursery() as nursery,
     ):
+        if fence is not None:
+            if not hasattr(store, "fence"):
+                raise ValueError("a fence needs a PostgreSQL store")
+            store.fence = fence
         engine = Engine(config, store, nursery)
         await engine._start()
         try:

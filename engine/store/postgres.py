@@ -214,8 +214,16 @@ class PostgresStore(StoreQueries, GroupWriter[PgConnection]):
         self._writer: _RawConnection | None = writer
         self._pool = pool
         self._readers = trio.CapacityLimiter(pool.max_size)
+        #: Several nodes: a check of the routing lease's epoch (``engine.store.lease.fence``),
+        #: run in every write transaction just before its COMMIT; when it raises a StoreError
+        #: (``lease_lost``), the transaction is rolled back and its jobs fail with that code.
+        self.fence: Callable[[PgConnection], None] | None = None
 
     # -- the writer thread ---------------------------------------------------------------------
+
+    def before_commit(self, conn: PgConnection) -> None:
+        if self.fence is not None:
+            self.fence(conn)
 
     def run_batch(self, batch: list[_Job]) -> list[Outcome]:
         """In the writer thread: run one batch, (re)connecting first if the connection is gone."""

@@ -110,10 +110,12 @@ _STOP: Final = None  # queued behind the last job when the store closes
 def fail_from(
     outcomes: list[Outcome], start: int, message: str, cause: BaseException | None
 ) -> None:
-    """Replace the successful outcomes from ``start`` on with a StoreError (caused by ``cause``)."""
+    """Replace the successful outcomes from ``start`` on with a StoreError (caused by ``cause``,
+    and with its code when it is a StoreError: a refusal says why)."""
+    code = cause.code if isinstance(cause, StoreError) else None
     for i in range(start, len(outcomes)):
         if outcomes[i][0]:
-            error = StoreError(message if cause is None else f"{message}: {cause}")
+            error = StoreError(message if cause is None else f"{message}: {cause}", code=code)
             error.__cause__ = cause
             outcomes[i] = (False, error)
 

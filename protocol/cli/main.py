@@ -6,7 +6,8 @@ Theory of operation
 lists them: ``serve`` (run the daemon, ``serve.py``), ``agent`` (``agents.py``), ``department``
 (``departments.py``), ``canned`` (``canned.py``), ``token`` (``tokens.py``), ``tickets``
 (``tickets.py``), ``ratings`` (``ratings.py``), ``audit`` (``audit.py``), ``migrate`` and
-``store`` (``store.py``), and ``replay`` (registered by the replay package, ``replay/cli.py``).
+``store`` (``store.py``), ``nodes`` (``nodes.py``), and ``replay`` (registered by the replay
+package, ``replay/cli.py``).
 Each subcommand names its function as the parser's ``run`` default; ``main`` parses, checks what
 argparse cannot (``token`` names one of an agent, ``--admin`` or ``--supervisor``; ``--since`` is
 before ``--until``) and runs it. What the commands share (the database options, opening the
@@ -30,7 +31,7 @@ from replay.cli import register as register_replay
 
 from ..server.daemon import DaemonError
 from ..server.settings import ConfigError
-from . import agents, canned, departments, ratings, serve, tickets, tokens
+from . import agents, canned, departments, nodes, ratings, serve, tickets, tokens
 from .audit import add_audit_command, run_audit
 from .common import (
     EXIT_FAILED,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         subject.add_commands(commands)
     add_audit_command(commands, existing_db_option, parse_time, run_audit)
     add_store_commands(commands, db_option)
+    nodes.add_commands(commands)
     add_routing_commands(
         commands, department_commands, existing_db_option, with_store, CommandError
     )

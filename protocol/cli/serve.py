@@ -22,6 +22,7 @@ from ..server.daemon import (
     configure_logging,
     run_daemon,
 )
+from ..server.node import NodeSettings, run_node
 from ..server.settings import DEFAULT_HOST, DEFAULT_PORT, load_config
 from .common import EXIT_OK, EXIT_USAGE, db_option
 
@@ -76,6 +77,35 @@ def add_commands(commands: Any) -> None:
         default="info",
         help="the least severe log level written (default: info)",
     )
+    cluster = serve.add_argument_group(
+        "several nodes",
+        "Run this daemon as one node of a desk shared by several (README: Running several "
+        "nodes). Needs a PostgreSQL --store. One node at a time holds the routing lease and "
+        "runs the desk; the others relay their clients to it and take over when it dies.",
+    )
+    cluster.add_argument(
+        "--node", metavar="NAME", help="join the cluster on --store under this node name"
+    )
+    cluster.add_argument(
+        "--advertise",
+        metavar="URL",
+        help="the ws://HOST:PORT other nodes reach this one at (default: where it listens)",
+    )
+    cluster.add_argument(
+        "--lease",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long the routing lease lasts unless renewed, on the database's clock "
+        "(default: 5); a dead holder is replaced within about this plus --renew",
+    )
+    cluster.add_argument(
+        "--renew",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often the lease is renewed and followers look for a free one (default: 1)",
+    )
     serve.set_defaults(run=_serve)
 
 
@@ -90,6 +120,21 @@ def _serve(args: argparse.Namespace) -> int:
     except DaemonError as exc:  # a mistyped --db: a usage error
         print(f"helpline: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    config = dataclasses.replace(config, server=server)
+    if args.node is None:
+        if args.advertise is not None:
+            print("helpline: --advertise needs --node", file=sys.stderr)
+            return EXIT_USAGE
+        configure_logging(args.log_format, level=args.log_level)
+        trio.run(partial(run_daemon, config, db=args.db))
+        return EXIT_OK
+    try:
+        node = NodeSettings(
+            name=args.node, advertise=args.advertise, lease=args.lease, renew=args.renew
+        )
+    except ValueError as exc:
+        print(f"helpline: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     configure_logging(args.log_format, level=args.log_level)
-    trio.run(partial(run_daemon, dataclasses.replace(config, server=server), db=args.db))
+    trio.run(partial(run_node, config, db=str(args.db), node=node))
     return EXIT_OK

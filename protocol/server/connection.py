@@ -285,10 +285,11 @@ class Connection:
         self._writable.unpark()
         self._done.set()
 
-    def shutdown(self, reason: str) -> None:
-        """The server is stopping: a ``shutdown`` event, then close 1001."""
+    def shutdown(self, reason: str, code: int = 1001) -> None:
+        """The server is stopping: a ``shutdown`` event, then close ``code`` (1001; a node that
+        hands the desk over to another closes with 1012, come back)."""
         self.put(encode_event("shutdown", reason=reason))
-        self.close(1001, reason)
+        self.close(code, reason)
 
     # -- the connection's life ---------------------------------------------------------------------
 

@@ -21,6 +21,11 @@ and what the peer still sends is drained (bounded) before the socket closes, so 
 its answer instead of a TCP reset. An exception escaping one connection is logged and ends that
 connection only.
 
+Several nodes: a node listens itself and hands the streams to the gateway (:meth:`Gateway.adopt`,
+served by :meth:`Gateway.serve_adopted`) while it holds the routing lease. A connection another
+node relays carries the client's address in ``X-Helpline-Relay``, signed with the cluster's
+secret; the per-address limits count that address, and an unsigned or forged one is ignored.
+
 Restart: :meth:`Gateway.serve` first asks the engine for the chats it restored from its journal
 (:meth:`Gateway.restore`), so their visitors resume them with the tokens they already hold.
 
@@ -41,7 +46,7 @@ import structlog
 import trio
 from websockets.http11 import Request
 
-from engine import Engine
+from engine import Engine, lease
 
 from .connection import Connection
 from .http import DEFAULT_WEB_DIR, Routes, default_routes, web_dir_missing
@@ -56,6 +61,8 @@ __all__ = ["Gateway", "serve"]
 log = structlog.get_logger("helpline.gateway")
 
 SHUTDOWN_REASON: Final = "the server is shutting down"
+RELAY_HEADER: Final = "X-Helpline-Relay"
+"""Several nodes: the client's address, signed by the node that relays it (engine.store.lease)."""
 
 
 class Gateway:
@@ -72,6 +79,9 @@ class Gateway:
         self._accepting: trio.CancelScope | None = None
         self._handshakes: set[trio.CancelScope] = set()  # connections still in the handshake
         self._connections: trio.Nursery | None = None
+        self._stopped = trio.Event()
+        #: Several nodes: the secret a relaying node signs client addresses with (RELAY_HEADER).
+        self.relay_secret = ""
         self.web_dir = Path(self.settings.web_dir) if self.settings.web_dir else DEFAULT_WEB_DIR
         #: The plain HTTP route table; add endpoints with ``routes.add``.
         self.routes: Routes = default_routes(engine, lambda: self._stopping, self.web_dir)
@@ -101,7 +111,7 @@ class Gateway:
             transport = Transport(
                 stream, max_size=settings.max_frame_size, origins=settings.origins
             )
-            answered = await self._open(transport, peer)
+            answered, peer = await self._open(transport, peer)
             if answered is True:
                 await Connection(self, transport, peer).run()
             elif answered is False:  # an HTTP response or a refusal was written: let it arrive
@@ -112,16 +122,24 @@ class Gateway:
         finally:
             await trio.aclose_forcefully(stream)
 
-    async def _open(self, transport: Transport, peer: str) -> bool | None:
+    async def _open(self, transport: Transport, peer: str) -> tuple[bool | None, str]:
         """The opening request, under its deadline: True once a WebSocket is open, False after
-        another answer, None if the peer was dropped without one."""
+        another answer, None if the peer was dropped without one; and the client's address (the
+        one a relaying node signed, if any)."""
         with trio.move_on_after(self.settings.handshake_timeout) as scope:
             self._handshakes.add(scope)
             try:
                 request = await transport.request()
                 if request is None:
-                    return None
-                if not _is_upgrade(request):
+                    return None, peer
+                relayed = request.headers.get(RELAY_HEADER)
+                if relayed is not None:
+                    signed = lease.verify_peer(self.relay_secret, relayed)
+                    if signed is None:
+                        log.warning("relay_header_refused", peer=peer)
+                    else:
+                        peer = signed
+                if not is_upgrade(request):
                     response = await self.routes.answer(request)
                     log.debug("http", peer=peer, path=request.path, status=response.status_code)
                 elif self._stopping:
@@ -130,11 +148,11 @@ class Gateway:
                     response = transport.accept(request)
                     if response.status_code == 403:
                         log.info("origin_refused", peer=peer)
-                return await transport.respond(response)
+                return await transport.respond(response), peer
             finally:
                 self._handshakes.discard(scope)
         log.info("handshake_dropped", peer=peer, stopping=self._stopping)
-        return None
+        return None, peer
 
     async def restore(self) -> None:
         """Learn the chats the engine restored at start, so their visitors can resume them."""
@@ -175,18 +193,47 @@ class Gateway:
                 log.info("listening", url=self.url)
                 task_status.started(self.url)
 
-    def shutdown(self, reason: str = SHUTDOWN_REASON) -> None:
-        """Stop accepting, send every connection ``shutdown`` and close it with 1001."""
+    async def serve_adopted(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve the streams handed over with :meth:`adopt` (a node listens for it) until
+        :meth:`shutdown`; returns once every connection has closed."""
+        await self.restore()
+        async with trio.open_nursery() as connections:
+            self._connections = connections
+            connections.start_soon(self._stopped.wait)
+            task_status.started()
+
+    async def adopt(self, stream: trio.abc.Stream) -> bool:
+        """Serve ``stream`` (a node accepted it) until it closes; False at once if not serving
+        (the caller keeps the stream)."""
+        if self._stopping or self._connections is None:
+            return False
+        done = trio.Event()
+
+        async def run() -> None:
+            try:
+                await self.handle_stream(stream)
+            finally:
+                done.set()
+
+        self._connections.start_soon(run)
+        await done.wait()
+        return True
+
+    def shutdown(self, reason: str = SHUTDOWN_REASON, code: int = 1001) -> None:
+        """Stop accepting, send every connection ``shutdown`` and close it with ``code``."""
         if self._stopping:
             return
         self._stopping = True
+        self._stopped.set()
         log.info("shutting_down", connections=len(self.registry.connections))
         if self._accepting is not None:
             self._accepting.cancel()
         for scope in list(self._handshakes):
             scope.cancel()
         for connection in list(self.registry.connections):
-            connection.shutdown(reason)
+            connection.shutdown(reason, code)
         if self._connections is not None:
             deadline = trio.current_time() + self.settings.shutdown_timeout
             self._connections.cancel_scope.deadline = deadline
@@ -209,7 +256,7 @@ async def serve(
         task_status.started(gateway)
 
 
-def _is_upgrade(request: Request) -> bool:
+def is_upgrade(request: Request) -> bool:
     """Whether ``request`` asks for a WebSocket (any other request is plain HTTP)."""
     return any("websocket" in value.lower() for value in request.headers.get_all("Upgrade"))
 

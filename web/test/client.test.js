@@ -230,6 +230,36 @@ describe("reconnect", () => {
     assert.deepEqual(opened, ["agent"]);
   });
 
+  it("roams through the nodes' URLs: the next node at once, a backoff once per round", async () => {
+    const urls = ["ws://a.example/", "ws://b.example/", "ws://c.example/"];
+    const { c, socket } = await connected({ role: "agent", token: "t", urls });
+    assert.equal(socket.url, urls[0]);
+    const delays = [];
+    c.on("reconnecting", (info) => delays.push(info.delay));
+    socket.drop(1012); // the node handed the desk over
+    mock.timers.tick(1000);
+    const second = FakeSocket.made.at(-1);
+    assert.equal(second.url, urls[1]);
+    second.drop(1006); // that node is down too: the third at once
+    mock.timers.tick(0);
+    const third = FakeSocket.made.at(-1);
+    assert.equal(third.url, urls[2]);
+    third.drop(1013); // no holder yet: try again
+    mock.timers.tick(0);
+    const fourth = FakeSocket.made.at(-1);
+    assert.equal(fourth.url, urls[0]);
+    fourth.drop(1006);
+    mock.timers.tick(0);
+    assert.equal(FakeSocket.made.length, 4, "a new round waits for the backoff");
+    mock.timers.tick(2000);
+    const fifth = FakeSocket.made.at(-1);
+    assert.equal(fifth.url, urls[1]);
+    fifth.open();
+    await flush();
+    assert.equal(fifth.last().type, "hello");
+    assert.deepEqual(delays, [1000, 0, 0, 2000]);
+  });
+
   it("does not retry after 1008 (a refused hello or a removed agent)", async () => {
     const { c, socket } = await connected({ role: "agent", token: "t" });
     const fatal = [];

@@ -24,6 +24,10 @@
  * (sessionStorage) the same state survives a page reload. Lines at or below the last seq are not
  * delivered twice.
  *
+ * Several nodes: given `urls` (every node's WebSocket URL), the client starts with the first and,
+ * after each drop or failed attempt, moves on to the next one; the backoff grows once per round
+ * through the list, so a dead node costs one quick retry, not a long wait.
+ *
  * Supervisors (SPEC section 6.6; role "supervisor", or "admin" for every department): `supervise()`
  * asks for the live desk and keeps it (`desk`: chats and queues by id) up to date from the
  * `desk_changed` events, emitting `desk` with the whole picture after the reply and after each
@@ -93,6 +97,7 @@ export class HelplineClient {
   /**
    * @param {object} options
    * @param {string} options.url           the daemon's WebSocket URL
+   * @param {string[]} [options.urls]      several nodes: every node's URL, tried in turn
    * @param {"visitor"|"agent"|"admin"|"supervisor"} options.role
    * @param {string} [options.token]       agents, supervisors and admins: the sign-in token
    * @param {Storage} [options.storage]    visitors: where the resume state is kept (sessionStorage)
@@ -105,7 +110,9 @@ export class HelplineClient {
    * @param {Function} [options.random]    Math.random replacement (tests)
    */
   constructor(options) {
-    this.url = options.url;
+    this.urls = options.urls?.length ? [...options.urls] : [options.url];
+    this.urlIndex = 0;
+    this.url = this.urls[0];
     this.role = options.role;
     this.token = options.token;
     this.storage = options.storage || null;
@@ -516,7 +523,11 @@ export class HelplineClient {
 
   scheduleRetry() {
     if (this.closedByUs || !this.reconnect) return;
-    const delay = this.backoff(this.attempt++);
+    const round = Math.floor(this.attempt / this.urls.length);
+    const delay = this.attempt % this.urls.length ? 0 : this.backoff(round);
+    this.attempt++;
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    this.url = this.urls[this.urlIndex];
     this.state = "waiting";
     this.emit("reconnecting", { delay, attempt: this.attempt });
     clearTimeout(this.retryTimer);
