@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import math
 import struct
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Final, Protocol
@@ -198,6 +197,40 @@ class EventSink:
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
+    __slots__ = (
+        "__weakref__",
+        "_bucket",
+        "_closing",
+        "_done",
+        "_handler",
+        "_high_water",
+        "_limit",
+        "_nursery",
+        "_pings",
+        "_posted",
+        "_queue",
+        "_replayed",
+        "_room",
+        "_scopes",
+        "_serial",
+        "_settled",
+        "_skip_queue",
+        "_stats",
+        "_stopped",
+        "_writable",
+        "close_code",
+        "close_reason",
+        "engine",
+        "gateway",
+        "log",
+        "peer",
+        "registry",
+        "role",
+        "settings",
+        "stack",
+        "ws",
+    )
+
     def __init__(self, gateway: Host, ws: Transport, peer: str) -> None:
         self.gateway = gateway
         self.engine = gateway.engine
@@ -212,7 +245,7 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._handler: RoleHandler | None = None
-        self._queue: deque[Any] = deque()  # frames to write, and _FLUSH
+        self._queue: list[Any] = []  # frames to write, and _FLUSH (the writer swaps it)
         self._limit = self.settings.outbound_queue
         self._replayed = 0  # frames of replays in the queue, not counted against the limit
         self._writable = trio.lowlevel.ParkingLot()  # the writer waits here for frames
@@ -222,6 +255,8 @@ class Connection:
         self._room = trio.Event()  # set by the writer each time it takes frames off the queue
         self._done = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._scopes: list[trio.CancelScope] = []  # of the reader, the writer and role tasks
+        self._stopped = False
         self._bucket = TokenBucket(self.settings.rate, self.settings.burst, trio.current_time())
         self._pings = 0
         self._posted: dict[int, tuple[float, Callable[[], None]]] = {}  # lines not answered yet
@@ -292,7 +327,9 @@ class Connection:
         self.log.debug("connection_opened")
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self._serve)
+                self._nursery = nursery
+                nursery.start_soon(self._guarded, self._writer)
+                nursery.start_soon(self._guarded, self._reader)
                 await self._done.wait()
                 with trio.move_on_after(self.settings.close_timeout):
                     await self.ws.aclose(
@@ -308,23 +345,28 @@ class Connection:
                 self.close_code = self.ws.closed.code
             self.log.info("connection_closed", code=self.close_code, reason=self.close_reason)
 
-    async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._guarded, self._writer)
-            nursery.start_soon(self._guarded, self._reader)
-            task_status.started()
-
     def _stop_tasks(self) -> None:
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        """Stop the connection's tasks (not ``run`` itself, which closes the transport next)."""
+        self._stopped = True
+        for scope in self._scopes:
+            scope.cancel()
 
     async def _guarded(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Rule 3: a fault in one task closes this connection with 1011, and nothing else."""
-        try:
-            await fn(*args)
-        except Exception:
-            self._fault()
+        """Rule 3: a fault in one task closes this connection with 1011, and nothing else.
+
+        Each task runs in a cancel scope of its own that ``_stop_tasks`` cancels: the tasks share
+        ``run``'s nursery, with no task in between to hold a nursery of their own.
+        """
+        with trio.CancelScope() as scope:
+            if self._stopped:
+                scope.cancel()
+            self._scopes.append(scope)
+            try:
+                await fn(*args)
+            except Exception:
+                self._fault()
+            finally:
+                self._scopes.remove(scope)
 
     def _fault(self) -> None:
         self.log.exception("connection_fault")
@@ -339,14 +381,13 @@ class Connection:
         self._done.set()
 
     async def _writer(self) -> None:
-        queue = self._queue
         settings = self.settings
         next_ping = trio.current_time() + settings.heartbeat_interval
         pong: trio.Event | None = None  # the pong awaited, due at pong_due
         pong_due = math.inf
         while True:
             with trio.move_on_at(min(next_ping, pong_due)):
-                while not queue and not self._skip_queue:
+                while not self._queue and not self._skip_queue:
                     await self._writable.park()
             now = trio.current_time()
             if pong is not None and pong.is_set():
@@ -364,10 +405,9 @@ class Connection:
                     return
                 pong_due = now + settings.heartbeat_timeout
                 next_ping = now + settings.heartbeat_interval
-            if not queue and not self._skip_queue:
+            if not self._queue and not self._skip_queue:
                 continue
-            batch = list(queue)
-            queue.clear()
+            batch, self._queue = self._queue, []
             self._replayed = 0
             self._room.set()
             if self._skip_queue:

@@ -35,7 +35,7 @@ import hmac
 import ipaddress
 import itertools
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -238,14 +238,6 @@ class VisitorRole:
         self._limits = chat_limits(conn.registry)
         self._limit_key = f"conn:{next(_CONNECTIONS)}"  # or, once resumed, the chat's opener's
         conn.stack.push_async_callback(self._drop_chat)
-        self._handlers = {
-            "open_chat": self._open_chat,
-            "send": self._send,
-            "typing": self._typing,
-            "leave": self._leave,
-            "rate": self._rate,
-            "departments": self._departments,
-        }
 
     def start(self) -> None:
         if self._chat is not None:
@@ -254,7 +246,7 @@ class VisitorRole:
     posts = frozenset({"send"})
 
     async def handle(self, request: Request) -> Fields:
-        return await self._handlers[request.type](request)
+        return await _HANDLERS[request.type](self, request)
 
     async def post(
         self, request: Request, then: Callable[[int | EngineError], None]
@@ -457,3 +449,14 @@ class VisitorRole:
 
     async def _departments(self, request: Request) -> Fields:
         return await departments_reply(self._conn, shared=True)
+
+
+# request type -> VisitorRole method: one table for every connection, not a dict of bound methods
+_HANDLERS: dict[str, Callable[[VisitorRole, Request], Awaitable[Fields]]] = {
+    "open_chat": VisitorRole._open_chat,
+    "send": VisitorRole._send,
+    "typing": VisitorRole._typing,
+    "leave": VisitorRole._leave,
+    "rate": VisitorRole._rate,
+    "departments": VisitorRole._departments,
+}
