@@ -14,7 +14,7 @@ ended      the chat's ``ended`` event                       ``open_chat``, ``rat
 =========  ==============================================  ======================================
 
 ``departments`` is allowed in every state. (A visitor connection never names its chat: it has at
-most one.) The chat is an engine ``VisitorChat`` handle held in its own exit stack; the handle's
+most one.) The chat is an engine ``VisitorChat`` handle held by its context manager; the handle's
 events go straight to the connection's queue through a sink (``Connection.sink``). When the
 handle's outlet closes without the chat having ended or been left, another connection resumed the
 chat (the engine hands the chat to the newest connection), so this one is closed with 1000, as
@@ -36,7 +36,7 @@ import ipaddress
 import itertools
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -207,7 +207,7 @@ class _Chat:
     department: str
     resume_token: str
     handle: VisitorChat
-    stack: AsyncExitStack
+    context: AbstractAsyncContextManager[VisitorChat]  # the handle's: its exit lets it go
     ended: bool = False
     left: bool = False
     dropped: bool = False  # this connection let the chat go (closing, or opening another)
@@ -298,7 +298,7 @@ class VisitorRole:
         chat, self._chat = self._chat, None
         if chat is not None:
             chat.dropped = True
-            await chat.stack.aclose()
+            await chat.context.__aexit__(None, None, None)
 
     # -- hello -------------------------------------------------------------------------------------
 
@@ -309,14 +309,16 @@ class VisitorRole:
         facts = None if chat_id is None else self._registry.chat(chat_id)
         if chat_id is None or facts is None:
             return False
-        stack = AsyncExitStack()
+        context = self._engine.resume_chat(chat_id, last_seq=last_seq)
         try:
-            handle = await stack.enter_async_context(
-                self._engine.resume_chat(chat_id, last_seq=last_seq)
-            )
+            handle = await context.__aenter__()
+        except EngineError:
+            self._registry.forget_chat(chat_id)
+            return False
+        try:
             replay = await handle.history(last_seq)
         except EngineError:
-            await stack.aclose()
+            await context.__aexit__(None, None, None)
             self._registry.forget_chat(chat_id)
             return False
         self._seq = replay[-1].seq if replay else last_seq
@@ -326,7 +328,7 @@ class VisitorRole:
             department=facts.department,
             resume_token=token,
             handle=handle,
-            stack=stack,
+            context=context,
         )
         self._conn.log = self._conn.log.bind(chat_id=chat_id, department=facts.department)
         self._conn.log.info("chat_resumed", last_seq=last_seq)
@@ -358,20 +360,17 @@ class VisitorRole:
         await self._registry.sweep_if_due(self._engine)
         reserved = await self._limits.reserve(self._engine, self._chat_limits(visitor))
         token = new_resume_token()  # its hash is journaled with the chat: it survives a restart
-        stack = AsyncExitStack()
+        context = self._engine.open_chat(
+            department=department,
+            question=question,
+            visitor=visitor,
+            resume_key=hash_token(token),
+            skills=request.strings("skills"),
+        )
         try:
-            handle = await stack.enter_async_context(
-                self._engine.open_chat(
-                    department=department,
-                    question=question,
-                    visitor=visitor,
-                    resume_key=hash_token(token),
-                    skills=request.strings("skills"),
-                )
-            )
+            handle = await context.__aenter__()
         except BaseException:
             self._limits.release(reserved)
-            await stack.aclose()
             raise
         self._limits.commit(reserved, handle.chat_id, self._limit_key)
         self._registry.add_chat(
@@ -389,7 +388,7 @@ class VisitorRole:
             department=department,
             resume_token=token,
             handle=handle,
-            stack=stack,
+            context=context,
         )
         self._chat, self._seq = chat, 0
         self._conn.log = self._conn.log.bind(chat_id=chat.chat_id, department=department)
