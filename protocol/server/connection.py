@@ -85,6 +85,7 @@ log = structlog.get_logger("helpline.gateway")
 
 _FLUSH: Final = object()  # queued behind the last frame of a flushing close
 PIPELINE: Final = 8  # chat lines of one connection handed to sessions and not yet answered
+_encoded: tuple[Event, object, bytes] | None = None  # the last event encoded (see put_event)
 
 
 class RoleHandler(Protocol):
@@ -124,6 +125,8 @@ class Host(Protocol):
 
 class TokenBucket:
     """A per-connection request budget: ``burst`` at once, refilled at ``rate`` per second."""
+
+    __slots__ = ("_burst", "_rate", "_stamp", "_tokens")
 
     def __init__(self, rate: float, burst: int, now: float) -> None:
         self._rate = rate
@@ -252,7 +255,8 @@ class Connection:
         self._closing = False
         self._skip_queue = False  # a close that drops what is queued (Rule 2)
         self._high_water = self.settings.outbound_queue // 2  # the reader pauses above it
-        self._room = trio.Event()  # set by the writer each time it takes frames off the queue
+        # set by the writer each time it takes frames off the queue (made when the reader waits)
+        self._room: trio.Event | None = None
         self._done = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._scopes: list[trio.CancelScope] = []  # of the reader, the writer and role tasks
@@ -261,7 +265,7 @@ class Connection:
         self._pings = 0
         self._posted: dict[int, tuple[float, Callable[[], None]]] = {}  # lines not answered yet
         self._serial = 0
-        self._settled = trio.Event()  # set each time a posted line is answered
+        self._settled: trio.Event | None = None  # set when a posted line is answered (if waited)
 
     # -- for role handlers -------------------------------------------------------------------------
 
@@ -280,9 +284,21 @@ class Connection:
             self._writable.unpark()
 
     def put_event(self, event: Event, *, replayed: bool = False) -> None:
-        """Queue the wire event for one engine event."""
-        name, fields = wire_event(event, self.gateway.name_of)
-        self.put(encode_event(name, **fields), replayed=replayed)
+        """Queue the wire event for one engine event.
+
+        An event fanned out to several connections is encoded once: the engine pushes it to one
+        participant after another, so the last frame encoded is kept with its event (and the
+        gateway whose names it used) and reused while the same event comes by.
+        """
+        global _encoded
+        last = _encoded
+        if last is not None and last[0] is event and last[1] is self.gateway:
+            frame = last[2]
+        else:
+            name, fields = wire_event(event, self.gateway.name_of)
+            frame = encode_event(name, **fields)
+            _encoded = (event, self.gateway, frame)
+        self.put(frame, replayed=replayed)
         if self.role is Role.AGENT and isinstance(event, ChatMessage) and event.author == "visitor":
             self._stats.delivery.observe(max(0.0, self.engine.now() - event.at))
 
@@ -409,7 +425,8 @@ class Connection:
                 continue
             batch, self._queue = self._queue, []
             self._replayed = 0
-            self._room.set()
+            if self._room is not None:
+                self._room.set()
             if self._skip_queue:
                 return
             flush = _FLUSH in batch
@@ -426,8 +443,8 @@ class Connection:
 
     async def _receive(self) -> bytes | str | None:
         while len(self._queue) > self._high_water:
-            self._room = trio.Event()
-            await self._room.wait()
+            self._room = room = trio.Event()
+            await room.wait()
         try:
             return await self.ws.receive()
         except ConnectionClosed:
@@ -522,7 +539,8 @@ class Connection:
         def answered(value: int | EngineError) -> None:  # called from the session actor
             if self._posted.pop(key, None) is None:
                 return  # given up already
-            self._settled.set()
+            if self._settled is not None:
+                self._settled.set()
             try:
                 if isinstance(value, EngineError):
                     error = wire_error(value)
@@ -550,9 +568,9 @@ class Connection:
     async def _settle(self, most: int) -> None:
         """Wait until at most ``most`` posted lines wait for an answer; overdue ones get busy."""
         while len(self._posted) > most:
-            self._settled = trio.Event()
+            self._settled = settled = trio.Event()
             with trio.move_on_at(min(deadline for deadline, _ in self._posted.values())):
-                await self._settled.wait()
+                await settled.wait()
             now = trio.current_time()
             for deadline, give_up in list(self._posted.values()):
                 if deadline <= now:

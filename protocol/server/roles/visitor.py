@@ -228,6 +228,17 @@ async def open_visitor(conn: Connection, request: Request) -> tuple[VisitorRole,
 class VisitorRole:
     """The requests of one visitor connection."""
 
+    __slots__ = (
+        "_chat",
+        "_conn",
+        "_engine",
+        "_limit_key",
+        "_limits",
+        "_rateable",
+        "_registry",
+        "_seq",
+    )
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._engine = conn.engine
