@@ -71,6 +71,7 @@ ENGINE = {
     "copy_store",
     "exclusive_use",
     "fill_placeholders",
+    "lease",
     "hold_clock_for_store",
     "open_engine",
     "open_store",

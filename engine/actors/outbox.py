@@ -46,15 +46,26 @@ class Sink(Protocol):
 class Outlet:
     """One consumer's bounded event queue."""
 
-    __slots__ = ("_backlog", "_recv", "_send", "_shut", "_sink", "_waiting", "kicked")
+    __slots__ = ("_backlog", "_recv", "_send", "_shut", "_sink", "_size", "_waiting", "kicked")
 
     def __init__(self, size: int) -> None:
-        self._send, self._recv = trio.open_memory_channel[Event](size)
-        self._backlog: deque[Event] = deque()  # a replayed transcript, read before the queue
+        # The queue and the backlog are made when first needed: an outlet that gets a sink before
+        # anything is queued (a WebSocket connection's) never holds either.
+        self._size = size
+        self._send: trio.MemorySendChannel[Event] | None = None
+        self._recv: trio.MemoryReceiveChannel[Event] | None = None
+        self._backlog: deque[Event] | None = None  # a replayed transcript, read before the queue
         self._waiting: trio.CancelScope | None = None  # a reader's wait, cancelled by a replay
         self._sink: Sink | None = None
         self._shut = False
         self.kicked = False
+
+    def _queue(self) -> tuple[trio.MemorySendChannel[Event], trio.MemoryReceiveChannel[Event]]:
+        if self._send is None or self._recv is None:
+            self._send, self._recv = trio.open_memory_channel[Event](self._size)
+            if self._shut:
+                self._send.close()
+        return self._send, self._recv
 
     def attach(self, sink: Sink) -> None:
         """Deliver to `sink` from now on, starting with what is queued (see the module docstring).
@@ -76,8 +87,10 @@ class Outlet:
             self.kicked = True
             self.close()
             return False
+        if self._shut:
+            return False
         try:
-            self._send.send_nowait(event)
+            self._queue()[0].send_nowait(event)
         except trio.WouldBlock:
             self.kicked = True
             self.close()
@@ -96,6 +109,8 @@ class Outlet:
         if self._sink is not None:
             self._sink.replay(tuple(events))
             return
+        if self._backlog is None:
+            self._backlog = deque()
         self._backlog.extend(events)
         if self._backlog and self._waiting is not None:
             self._waiting.cancel()
@@ -103,7 +118,8 @@ class Outlet:
     def close(self) -> None:
         """Stop queueing; the reader drains what is queued and then stops (a sink is told)."""
         self._shut = True
-        self._send.close()
+        if self._send is not None:
+            self._send.close()
         sink, self._sink = self._sink, None
         if sink is not None:
             sink.closed(self.kicked)
@@ -114,10 +130,11 @@ class Outlet:
         The backlog comes first, also when it is filled while the reader waits: `replay` cancels
         the wait (a cancelled receive takes nothing from the queue) and the reader looks again.
         """
+        recv = self._queue()[1]
         while not self._backlog:
             with trio.CancelScope() as self._waiting:
                 try:
-                    return await self._recv.receive()
+                    return await recv.receive()
                 except trio.EndOfChannel:
                     if self.kicked:
                         raise EngineError(
@@ -139,8 +156,12 @@ class Outlet:
 
     def pending(self) -> list[Event]:
         """Everything queued and not yet read (for tests and for draining on close)."""
-        out: list[Event] = list(self._backlog)
-        self._backlog.clear()
+        out: list[Event] = []
+        if self._backlog:
+            out.extend(self._backlog)
+            self._backlog.clear()
+        if self._recv is None:
+            return out
         while True:
             try:
                 out.append(self._recv.receive_nowait())

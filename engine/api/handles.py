@@ -63,13 +63,17 @@ async def post(
     so several lines of one writer share a commit.
     """
     reply = m.Reply(then)
-    with trio.move_on_after(timeout) as scope:
+    msg = build(reply)
+    try:
         try:
-            await session.send(build(reply))
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            raise EngineError("chat_ended", "this chat has ended") from None
-    if scope.cancelled_caught:
-        raise EngineError("busy", "the engine did not answer in time; try again")
+            session.send_nowait(msg)  # a mailbox with room: no deadline to set, no wait
+        except trio.WouldBlock:
+            with trio.move_on_after(timeout) as scope:
+                await session.send(msg)
+            if scope.cancelled_caught:
+                raise EngineError("busy", "the engine did not answer in time; try again") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        raise EngineError("chat_ended", "this chat has ended") from None
 
     def give_up() -> None:
         m.answer(reply, EngineError("busy", "the engine did not answer in time; try again"))

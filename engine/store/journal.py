@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final
 
 from ..model.chatstate import ChatState
@@ -122,13 +122,29 @@ class ChatRecord:
     reassigning: bool = False  # the pending transfer is a re-offer after the owner went silent
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Visitor | OfferRecord | Handoff]) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
+
+
+def _flat(record: Visitor | OfferRecord | Handoff) -> dict[str, Any]:
+    """A record of plain fields (strings, numbers, tuples of them) as a dict: what `asdict` gives,
+    without its deep copy of every value (the router journals a chat at each change)."""
+    return {name: getattr(record, name) for name in _field_names(type(record))}
+
+
 def dumps(record: ChatRecord) -> str:
     """A record as compact JSON."""
     doc: dict[str, Any] = {
         "format": _FORMAT,
         "department": record.department,
         "question": record.question,
-        "visitor": asdict(record.visitor),
+        "visitor": _flat(record.visitor),
         "started_at": record.started_at,
         "resume_key": record.resume_key,
         "state": record.state.value,
@@ -136,11 +152,11 @@ def dumps(record: ChatRecord) -> str:
         "members": list(record.members),
         "ever": list(record.ever),
         "tried": list(record.tried),
-        "handoffs": [asdict(h) for h in record.handoffs],
+        "handoffs": [_flat(h) for h in record.handoffs],
         "accepted_at": record.accepted_at,
         "queue_key": record.queue_key,
-        "offer": None if record.offer is None else asdict(record.offer),
-        "handoff": None if record.handoff is None else asdict(record.handoff),
+        "offer": None if record.offer is None else _flat(record.offer),
+        "handoff": None if record.handoff is None else _flat(record.handoff),
         "queue_deadline": record.queue_deadline,
         "end_deadline": record.end_deadline,
         "visitor_deadline": record.visitor_deadline,
@@ -162,7 +178,7 @@ def _finish_doc(f: Finish) -> dict[str, Any]:
         "reason": f.reason,
         "owner": f.owner,
         "agents": list(f.agents),
-        "handoffs": [asdict(h) for h in f.handoffs],
+        "handoffs": [_flat(h) for h in f.handoffs],
         "accepted_at": f.accepted_at,
         "department": f.department,
         "tags": list(f.tags),

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import math
 import struct
-from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, Final, Protocol
@@ -75,7 +74,9 @@ from ..wire.codec import (
 from ..wire.errors import ProtocolError, wire_error
 from ..wire.frames import PROTOCOL_VERSION, Request, Role
 from ..wire.records import Fields, wire_event
+from .handler import RoleHandler
 from .metrics import ServerStats
+from .ratelimit import TokenBucket
 from .registry import Registry
 from .settings import ServerSettings
 from .transport import ConnectionClosed, Transport
@@ -86,24 +87,7 @@ log = structlog.get_logger("helpline.gateway")
 
 _FLUSH: Final = object()  # queued behind the last frame of a flushing close
 PIPELINE: Final = 8  # chat lines of one connection handed to sessions and not yet answered
-
-
-class RoleHandler(Protocol):
-    """What a connection's role provides once its hello succeeded."""
-
-    def start(self) -> None:
-        """Start the role's pumps and push its first events (after the hello reply)."""
-
-    async def handle(self, request: Request) -> Fields:
-        """Serve one request; return the reply's result fields or raise an error with a code."""
-
-    posts: frozenset[str]
-    """The request types served by ``post`` (pipelined) instead of ``handle``."""
-
-    async def post(
-        self, request: Request, then: Callable[[int | EngineError], None]
-    ) -> Callable[[], None]:
-        """Hand a chat line over; ``then`` gets its seq (or error). Returns a give-up function."""
+_encoded: tuple[Event, object, bytes] | None = None  # the last event encoded (see put_event)
 
 
 RoleOpener = Callable[["Connection", Request], Awaitable[tuple[RoleHandler, Fields]]]
@@ -121,25 +105,6 @@ class Host(Protocol):
 
     def name_of(self, agent_id: str) -> str:
         """An agent's display name, or its id once it was removed."""
-
-
-class TokenBucket:
-    """A per-connection request budget: ``burst`` at once, refilled at ``rate`` per second."""
-
-    def __init__(self, rate: float, burst: int, now: float) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token if there is one."""
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1.0:
-            return False
-        self._tokens -= 1.0
-        return True
 
 
 class EventSink:
@@ -198,6 +163,41 @@ class EventSink:
 class Connection:
     """One client connection; ``run`` serves it until it closes."""
 
+    __slots__ = (
+        "__weakref__",
+        "_bucket",
+        "_closing",
+        "_done",
+        "_handler",
+        "_high_water",
+        "_limit",
+        "_nursery",
+        "_pings",
+        "_posted",
+        "_queue",
+        "_replayed",
+        "_room",
+        "_scopes",
+        "_serial",
+        "_settled",
+        "_skip_queue",
+        "_stats",
+        "_stopped",
+        "_timed",
+        "_writable",
+        "close_code",
+        "close_reason",
+        "engine",
+        "gateway",
+        "log",
+        "peer",
+        "registry",
+        "role",
+        "settings",
+        "stack",
+        "ws",
+    )
+
     def __init__(self, gateway: Host, ws: Transport, peer: str) -> None:
         self.gateway = gateway
         self.engine = gateway.engine
@@ -213,21 +213,24 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self._handler: RoleHandler | None = None
-        self._queue: deque[Any] = deque()  # frames to write, and _FLUSH
+        self._queue: list[Any] = []  # frames to write, and _FLUSH (the writer swaps it)
         self._limit = self.settings.outbound_queue
         self._replayed = 0  # frames of replays in the queue, not counted against the limit
         self._writable = trio.lowlevel.ParkingLot()  # the writer waits here for frames
         self._closing = False
         self._skip_queue = False  # a close that drops what is queued (Rule 2)
         self._high_water = self.settings.outbound_queue // 2  # the reader pauses above it
-        self._room = trio.Event()  # set by the writer each time it takes frames off the queue
+        # set by the writer each time it takes frames off the queue (made when the reader waits)
+        self._room: trio.Event | None = None
         self._done = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._scopes: list[trio.CancelScope] = []  # of the reader, the writer and role tasks
+        self._stopped = False
         self._bucket = TokenBucket(self.settings.rate, self.settings.burst, trio.current_time())
         self._pings = 0
         self._posted: dict[int, tuple[float, Callable[[], None]]] = {}  # lines not answered yet
         self._serial = 0
-        self._settled = trio.Event()  # set each time a posted line is answered
+        self._settled: trio.Event | None = None  # set when a posted line is answered (if waited)
 
     # -- for role handlers -------------------------------------------------------------------------
 
@@ -246,9 +249,21 @@ class Connection:
             self._writable.unpark()
 
     def put_event(self, event: Event, *, replayed: bool = False) -> None:
-        """Queue the wire event for one engine event."""
-        name, fields = wire_event(event, self.gateway.name_of)
-        self.put(encode_event(name, **fields), replayed=replayed)
+        """Queue the wire event for one engine event.
+
+        An event fanned out to several connections is encoded once: the engine pushes it to one
+        participant after another, so the last frame encoded is kept with its event (and the
+        gateway whose names it used) and reused while the same event comes by.
+        """
+        global _encoded
+        last = _encoded
+        if last is not None and last[0] is event and last[1] is self.gateway:
+            frame = last[2]
+        else:
+            name, fields = wire_event(event, self.gateway.name_of)
+            frame = encode_event(name, **fields)
+            _encoded = (event, self.gateway, frame)
+        self.put(frame, replayed=replayed)
         if (
             self._timed
             and self.role is Role.AGENT
@@ -299,7 +314,9 @@ class Connection:
         self.log.debug("connection_opened")
         try:
             async with trio.open_nursery() as nursery:
-                await nursery.start(self._serve)
+                self._nursery = nursery
+                nursery.start_soon(self._guarded, self._writer)
+                nursery.start_soon(self._guarded, self._reader)
                 await self._done.wait()
                 with trio.move_on_after(self.settings.close_timeout):
                     await self.ws.aclose(
@@ -315,23 +332,28 @@ class Connection:
                 self.close_code = self.ws.closed.code
             self.log.info("connection_closed", code=self.close_code, reason=self.close_reason)
 
-    async def _serve(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            nursery.start_soon(self._guarded, self._writer)
-            nursery.start_soon(self._guarded, self._reader)
-            task_status.started()
-
     def _stop_tasks(self) -> None:
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        """Stop the connection's tasks (not ``run`` itself, which closes the transport next)."""
+        self._stopped = True
+        for scope in self._scopes:
+            scope.cancel()
 
     async def _guarded(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Rule 3: a fault in one task closes this connection with 1011, and nothing else."""
-        try:
-            await fn(*args)
-        except Exception:
-            self._fault()
+        """Rule 3: a fault in one task closes this connection with 1011, and nothing else.
+
+        Each task runs in a cancel scope of its own that ``_stop_tasks`` cancels: the tasks share
+        ``run``'s nursery, with no task in between to hold a nursery of their own.
+        """
+        with trio.CancelScope() as scope:
+            if self._stopped:
+                scope.cancel()
+            self._scopes.append(scope)
+            try:
+                await fn(*args)
+            except Exception:
+                self._fault()
+            finally:
+                self._scopes.remove(scope)
 
     def _fault(self) -> None:
         self.log.exception("connection_fault")
@@ -346,14 +368,13 @@ class Connection:
         self._done.set()
 
     async def _writer(self) -> None:
-        queue = self._queue
         settings = self.settings
         next_ping = trio.current_time() + settings.heartbeat_interval
         pong: trio.Event | None = None  # the pong awaited, due at pong_due
         pong_due = math.inf
         while True:
             with trio.move_on_at(min(next_ping, pong_due)):
-                while not queue and not self._skip_queue:
+                while not self._queue and not self._skip_queue:
                     await self._writable.park()
             now = trio.current_time()
             if pong is not None and pong.is_set():
@@ -371,12 +392,12 @@ class Connection:
                     return
                 pong_due = now + settings.heartbeat_timeout
                 next_ping = now + settings.heartbeat_interval
-            if not queue and not self._skip_queue:
+            if not self._queue and not self._skip_queue:
                 continue
-            batch = list(queue)
-            queue.clear()
+            batch, self._queue = self._queue, []
             self._replayed = 0
-            self._room.set()
+            if self._room is not None:
+                self._room.set()
             if self._skip_queue:
                 return
             flush = _FLUSH in batch
@@ -393,8 +414,8 @@ class Connection:
 
     async def _receive(self) -> bytes | str | None:
         while len(self._queue) > self._high_water:
-            self._room = trio.Event()
-            await self._room.wait()
+            self._room = room = trio.Event()
+            await room.wait()
         try:
             return await self.ws.receive()
         except ConnectionClosed:
@@ -489,7 +510,8 @@ class Connection:
         def answered(value: int | EngineError) -> None:  # called from the session actor
             if self._posted.pop(key, None) is None:
                 return  # given up already
-            self._settled.set()
+            if self._settled is not None:
+                self._settled.set()
             try:
                 if isinstance(value, EngineError):
                     error = wire_error(value)
@@ -517,9 +539,9 @@ class Connection:
     async def _settle(self, most: int) -> None:
         """Wait until at most ``most`` posted lines wait for an answer; overdue ones get busy."""
         while len(self._posted) > most:
-            self._settled = trio.Event()
+            self._settled = settled = trio.Event()
             with trio.move_on_at(min(deadline for deadline, _ in self._posted.values())):
-                await self._settled.wait()
+                await settled.wait()
             now = trio.current_time()
             for deadline, give_up in list(self._posted.values()):
                 if deadline <= now:

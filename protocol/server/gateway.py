@@ -148,7 +148,7 @@ class Gateway:
                     response = transport.accept(request)
                     if response.status_code == 403:
                         log.info("origin_refused", peer=peer)
-                return await transport.respond(response), peer
+                return await transport.respond(response, request), peer
             finally:
                 self._handshakes.discard(scope)
         log.info("handshake_dropped", peer=peer, stopping=self._stopping)

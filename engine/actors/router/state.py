@@ -78,8 +78,9 @@ class Chat:
     reassigning: bool = False  # its pending transfer re-offers it after the owner went silent
     queue_key: int | None = None  # orders the department's queue, also after a restart
     final: Finish | None = None  # how the ticket is to be written, once the chat is closing
-    # tells that found the session's mailbox full, and answers waiting for them, in order
-    tells: deque[m.ToSession | Callable[[], None]] = field(default_factory=deque)
+    # tells that found the session's mailbox full, and answers waiting for them, in order (a
+    # list: it is nearly always empty, and an empty deque holds a block of 64 slots per chat)
+    tells: list[m.ToSession | Callable[[], None]] = field(default_factory=list)
     waiters: list[m.Reply] = field(default_factory=list)  # asks answered once the ticket is stored
 
     def finish(self, kind: TicketKind, reason: EndReason, opens_at: float | None = None) -> Finish:
@@ -293,13 +294,13 @@ class RouterState:
                     return
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     pass  # the session is gone (ActorDown follows); answers still go out
-            chat.tells.popleft()
+            del chat.tells[0]
         self._timers.cancel(("tell", chat.id))
 
     def _drop_tells(self, chat: Chat) -> None:
         """The session has stopped: give the waiting answers; the tells have nobody to reach."""
         self._timers.cancel(("tell", chat.id))
-        tells, chat.tells = chat.tells, deque()
+        tells, chat.tells = chat.tells, []
         for item in tells:
             if callable(item):
                 item()

@@ -14,7 +14,7 @@ ended      the chat's ``ended`` event                       ``open_chat``, ``rat
 =========  ==============================================  ======================================
 
 ``departments`` is allowed in every state. (A visitor connection never names its chat: it has at
-most one.) The chat is an engine ``VisitorChat`` handle held in its own exit stack; the handle's
+most one.) The chat is an engine ``VisitorChat`` handle held by its context manager; the handle's
 events go straight to the connection's queue through a sink (``Connection.sink``). When the
 handle's outlet closes without the chat having ended or been left, another connection resumed the
 chat (the engine hands the chat to the newest connection), so this one is closed with 1000, as
@@ -35,8 +35,8 @@ import hmac
 import ipaddress
 import itertools
 import weakref
-from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -207,7 +207,7 @@ class _Chat:
     department: str
     resume_token: str
     handle: VisitorChat
-    stack: AsyncExitStack
+    context: AbstractAsyncContextManager[VisitorChat]  # the handle's: its exit lets it go
     ended: bool = False
     left: bool = False
     dropped: bool = False  # this connection let the chat go (closing, or opening another)
@@ -228,6 +228,17 @@ async def open_visitor(conn: Connection, request: Request) -> tuple[VisitorRole,
 class VisitorRole:
     """The requests of one visitor connection."""
 
+    __slots__ = (
+        "_chat",
+        "_conn",
+        "_engine",
+        "_limit_key",
+        "_limits",
+        "_rateable",
+        "_registry",
+        "_seq",
+    )
+
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._engine = conn.engine
@@ -238,14 +249,6 @@ class VisitorRole:
         self._limits = chat_limits(conn.registry)
         self._limit_key = f"conn:{next(_CONNECTIONS)}"  # or, once resumed, the chat's opener's
         conn.stack.push_async_callback(self._drop_chat)
-        self._handlers = {
-            "open_chat": self._open_chat,
-            "send": self._send,
-            "typing": self._typing,
-            "leave": self._leave,
-            "rate": self._rate,
-            "departments": self._departments,
-        }
 
     def start(self) -> None:
         if self._chat is not None:
@@ -254,7 +257,7 @@ class VisitorRole:
     posts = frozenset({"send"})
 
     async def handle(self, request: Request) -> Fields:
-        return await self._handlers[request.type](request)
+        return await _HANDLERS[request.type](self, request)
 
     async def post(
         self, request: Request, then: Callable[[int | EngineError], None]
@@ -306,7 +309,7 @@ class VisitorRole:
         chat, self._chat = self._chat, None
         if chat is not None:
             chat.dropped = True
-            await chat.stack.aclose()
+            await chat.context.__aexit__(None, None, None)
 
     # -- hello -------------------------------------------------------------------------------------
 
@@ -317,14 +320,16 @@ class VisitorRole:
         facts = None if chat_id is None else self._registry.chat(chat_id)
         if chat_id is None or facts is None:
             return False
-        stack = AsyncExitStack()
+        context = self._engine.resume_chat(chat_id, last_seq=last_seq)
         try:
-            handle = await stack.enter_async_context(
-                self._engine.resume_chat(chat_id, last_seq=last_seq)
-            )
+            handle = await context.__aenter__()
+        except EngineError:
+            self._registry.forget_chat(chat_id)
+            return False
+        try:
             replay = await handle.history(last_seq)
         except EngineError:
-            await stack.aclose()
+            await context.__aexit__(None, None, None)
             self._registry.forget_chat(chat_id)
             return False
         self._seq = replay[-1].seq if replay else last_seq
@@ -334,7 +339,7 @@ class VisitorRole:
             department=facts.department,
             resume_token=token,
             handle=handle,
-            stack=stack,
+            context=context,
         )
         self._conn.log = self._conn.log.bind(chat_id=chat_id, department=facts.department)
         self._conn.log.info("chat_resumed", last_seq=last_seq)
@@ -366,20 +371,17 @@ class VisitorRole:
         await self._registry.sweep_if_due(self._engine)
         reserved = await self._limits.reserve(self._engine, self._chat_limits(visitor))
         token = new_resume_token()  # its hash is journaled with the chat: it survives a restart
-        stack = AsyncExitStack()
+        context = self._engine.open_chat(
+            department=department,
+            question=question,
+            visitor=visitor,
+            resume_key=hash_token(token),
+            skills=request.strings("skills"),
+        )
         try:
-            handle = await stack.enter_async_context(
-                self._engine.open_chat(
-                    department=department,
-                    question=question,
-                    visitor=visitor,
-                    resume_key=hash_token(token),
-                    skills=request.strings("skills"),
-                )
-            )
+            handle = await context.__aenter__()
         except BaseException:
             self._limits.release(reserved)
-            await stack.aclose()
             raise
         self._limits.commit(reserved, handle.chat_id, self._limit_key)
         self._registry.add_chat(
@@ -397,7 +399,7 @@ class VisitorRole:
             department=department,
             resume_token=token,
             handle=handle,
-            stack=stack,
+            context=context,
         )
         self._chat, self._seq = chat, 0
         self._conn.log = self._conn.log.bind(chat_id=chat.chat_id, department=department)
@@ -457,3 +459,14 @@ class VisitorRole:
 
     async def _departments(self, request: Request) -> Fields:
         return await departments_reply(self._conn, shared=True)
+
+
+# request type -> VisitorRole method: one table for every connection, not a dict of bound methods
+_HANDLERS: dict[str, Callable[[VisitorRole, Request], Awaitable[Fields]]] = {
+    "open_chat": VisitorRole._open_chat,
+    "send": VisitorRole._send,
+    "typing": VisitorRole._typing,
+    "leave": VisitorRole._leave,
+    "rate": VisitorRole._rate,
+    "departments": VisitorRole._departments,
+}
