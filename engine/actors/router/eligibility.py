@@ -32,9 +32,9 @@ import trio
 
 from ...model.hours import is_open, opens_at
 from ...model.records import AgentStatus
-from ...model.trace import Candidate
 from .. import messages as m
 from .inspection import Inspection
+from .recorder import RawCandidate
 from .state import AgentState, Chat, DeptState
 
 PRIOR_HANDLE_TIME: Final = 180.0  # seconds, assumed per chat until a department has history
@@ -53,13 +53,13 @@ class Eligibility(Inspection):
 
     def _consider(
         self, chat: Chat, dept: DeptState, *, explain: bool = True
-    ) -> tuple[list[AgentState], list[Candidate]]:
+    ) -> tuple[list[AgentState], list[RawCandidate]]:
         """The agents who may be offered `chat` now, and (`explain`) a verdict on every other
         agent of `dept`."""
         relaxed = self._skills_relaxed(chat, dept)
         needed = frozenset(chat.skills)
         eligible: list[AgentState] = []
-        verdicts: list[Candidate] = []
+        verdicts: list[RawCandidate] = []
         for agent in self._members_of(dept.config.id):
             reason, detail = "", ""
             if agent.status is not AgentStatus.ONLINE:
@@ -83,8 +83,8 @@ class Eligibility(Inspection):
         return eligible, verdicts
 
     def _rank(
-        self, eligible: list[AgentState], verdicts: list[Candidate], *, assigned: bool
-    ) -> tuple[list[AgentState], list[Candidate]]:
+        self, eligible: list[AgentState], verdicts: list[RawCandidate], *, assigned: bool
+    ) -> tuple[list[AgentState], list[RawCandidate]]:
         """Who gets the offer: every eligible agent, or (assigned) the least loaded, then the
         longest idle; the verdicts gain the eligible agents with why they were or were not."""
         if not assigned:

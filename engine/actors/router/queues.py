@@ -16,7 +16,7 @@ from ...model.chatstate import ChatEvent
 from ...model.records import (
     RoutingMode,
 )
-from ...model.trace import Candidate
+from .recorder import RawCandidate
 from .state import (
     AgentState,
     Chat,
@@ -39,7 +39,7 @@ class Queues(Transitions):
         front: bool,
         event: ChatEvent = ChatEvent.QUEUE,
         why: str = "",
-        verdicts: list[Candidate] | None = None,
+        verdicts: list[RawCandidate] | None = None,
     ) -> None:
         self._move(chat, event)
         head = self._chats[dept.queue[0]].queue_key if dept.queue else None
@@ -61,7 +61,7 @@ class Queues(Transitions):
         log.info("chat_queued", chat_id=chat.id, department=dept.config.id, length=len(dept.queue))
 
     def _offer_chat(
-        self, chat: Chat, dept: DeptState, eligible: list[AgentState], verdicts: list[Candidate]
+        self, chat: Chat, dept: DeptState, eligible: list[AgentState], verdicts: list[RawCandidate]
     ) -> None:
         assigned = dept.config.routing is RoutingMode.ASSIGNED
         eligible, ranked = self._rank(eligible, verdicts, assigned=assigned)

@@ -8,6 +8,9 @@ Rule 1. A concern that decides where a chat goes records a step (`_step`) as it 
         waits and never fails.
 Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the number of older
         ones dropped is counted), and a chat's trace is forgotten once its session has closed.
+        A step is kept as plain tuples (`RawStep`, `RawCandidate`), which cost little to build
+        and nothing to the garbage collector; the model's `TraceStep` and `Candidate` are made
+        from them only when a trace is read or written.
 Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with that iteration's
         journal write, or on its own when there is none (the journal is off); nobody waits for
         it, since a trace explains decisions and is not one. It is kept for the configured number
@@ -28,6 +31,33 @@ from ...model.trace import Candidate, RoutingTrace, TraceStep
 from ...store import traces as trace_rows
 from .state import AgentState, Chat, RouterState
 
+# (agent, verdict, reason, load, capacity, idle, detail): a `Candidate`'s fields, in order
+RawCandidate = tuple[str, str, str, int, int, float, str]
+# (at, kind, department, detail, candidates): a `TraceStep`'s fields, in order
+RawStep = tuple[float, str, str, str, tuple[RawCandidate, ...]]
+
+
+def _made(step: RawStep) -> TraceStep:
+    at, kind, department, detail, candidates = step
+    return TraceStep(
+        at=at,
+        kind=kind,
+        department=department,
+        detail=detail,
+        candidates=tuple(
+            Candidate(
+                agent=agent,
+                verdict=verdict,
+                reason=reason,
+                load=load,
+                capacity=capacity,
+                idle=idle,
+                detail=why,
+            )
+            for agent, verdict, reason, load, capacity, idle, why in candidates
+        ),
+    )
+
 
 class Recorder(RouterState):
     """Keep each live chat's routing steps, and hand finished chats' traces to the store."""
@@ -36,7 +66,7 @@ class Recorder(RouterState):
         super().__init__(**kwargs)
         self._trace_steps = max(1, trace_steps)
         self._keep_traces = keep_traces  # False: finished chats' traces are not stored
-        self._traces: dict[str, deque[TraceStep]] = {}
+        self._traces: dict[str, deque[RawStep]] = {}
         self._trace_dropped: dict[str, int] = {}
         self._trace_rows: dict[str, trace_rows.TraceRow] = {}  # to write with the next batch
         self._born = trio.current_time()  # an agent that never freed a slot is idle since then
@@ -46,35 +76,20 @@ class Recorder(RouterState):
         chat: Chat,
         kind: str,
         detail: str = "",
-        candidates: Iterable[Candidate] = (),
+        candidates: Iterable[RawCandidate] = (),
     ) -> None:
         steps = self._traces.get(chat.id)
         if steps is None:
             steps = self._traces[chat.id] = deque(maxlen=self._trace_steps)
         if len(steps) == steps.maxlen:
             self._trace_dropped[chat.id] = self._trace_dropped.get(chat.id, 0) + 1
-        steps.append(
-            TraceStep(
-                at=self._wall(),
-                kind=kind,
-                department=chat.department,
-                detail=detail,
-                candidates=tuple(candidates),
-            )
-        )
+        steps.append((self._wall(), kind, chat.department, detail, tuple(candidates)))
 
     def _candidate(
         self, agent: AgentState, verdict: str, reason: str, detail: str = ""
-    ) -> Candidate:
-        return Candidate(
-            agent=agent.id,
-            verdict=verdict,
-            reason=reason,
-            load=agent.load,
-            capacity=agent.capacity,
-            idle=round(max(0.0, trio.current_time() - max(agent.idle_since, self._born)), 3),
-            detail=detail,
-        )
+    ) -> RawCandidate:
+        idle = round(max(0.0, trio.current_time() - max(agent.idle_since, self._born)), 3)
+        return (agent.id, verdict, reason, agent.load, agent.capacity, idle, detail)
 
     def _trace_finished(self, chat: Chat) -> None:
         """The chat ended: its trace is written with this iteration's journal write."""
@@ -85,7 +100,7 @@ class Recorder(RouterState):
             chat.id,
             chat.department,
             self._wall(),
-            trace_rows.dumps(tuple(steps), self._trace_dropped.get(chat.id, 0)),
+            trace_rows.dumps(tuple(map(_made, steps)), self._trace_dropped.get(chat.id, 0)),
         )
         self._touches += 1
 
@@ -105,6 +120,6 @@ class Recorder(RouterState):
         return RoutingTrace(
             chat_id=chat_id,
             live=chat_id in self._chats,
-            steps=tuple(steps),
+            steps=tuple(map(_made, steps)),
             dropped=self._trace_dropped.get(chat_id, 0),
         )
