@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,6 +22,14 @@ from engine import (
 
 from .desk import Desk, open_desk
 from .postgres import fresh_schema
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Most tests run the engine on trio's autojump clock, whose store hold spins a task while the
+    store's thread commits; a short switch interval hands that thread the GIL at once instead of
+    after the default 5 ms, for every test (the held clock sets it too, for embedders' tests)."""
+    sys.setswitchinterval(0.0002)
+
 
 DEPARTMENTS = (
     Department(id="sales", name="Sales", offer_window=30, queue_timeout=120, queue_limit=3),
