@@ -132,9 +132,12 @@ def browser(web_dist: Path) -> Iterator[Any]:
     if not CHROMIUM.exists():
         unavailable(f"{CHROMIUM} does not exist")
     try:
-        from playwright.sync_api import sync_playwright
+        from playwright.sync_api import expect, sync_playwright
     except ImportError:
         unavailable("the playwright package is not installed")
+    # What a page waits for crosses a daemon and a browser on a busy 2-core machine: give each
+    # expectation 15 s (Playwright's default is 5) before it fails.
+    expect.set_options(timeout=15_000)
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
