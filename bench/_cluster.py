@@ -29,7 +29,7 @@ import trio
 
 from engine import open_engine, open_store
 
-from ._crash import AGENTS, CONFIG, VISITORS, Ledger, agent, issue_tokens, visitor
+from ._crash import AGENTS, CONFIG, VISITORS, Ledger, agent, audit, issue_tokens, visitor
 from ._daemonproc import Daemon, helpline, start_daemon
 
 LEASE: Final = 1.5
@@ -251,37 +251,13 @@ async def failover_run(
         while page := await store.tickets(limit=1000, offset=len(tickets)):
             tickets.extend(page)
         live = await store.live_state()
-    by_chat: dict[str, list[tuple[int, str, str]]] = {}
-    duplicated = 0
-    for t in tickets:
-        duplicated += t.chat_id in by_chat
-        by_chat[t.chat_id] = [(e.seq, e.text, e.client_msg_id) for e in t.entries]
     return FailoverReport(
         seed=seed,
         kills=ledger.kills,
         reconnects=ledger.reconnects,
-        chats=len(ledger.opened),
-        acknowledged=len(ledger.acked),
-        tickets=len(tickets),
-        lost_messages=[
-            (chat, cid)
-            for (chat, cid), (seq, text) in ledger.acked.items()
-            if (seq, text, cid) not in by_chat.get(chat, [])
-        ],
-        messages_twice=[
-            (chat, cid)
-            for chat, lines in by_chat.items()
-            for cid in {c for _, _, c in lines if c}
-            if [c for _, _, c in lines].count(cid) > 1
-        ],
-        lost_chats=sorted(c for c in ledger.opened if c not in by_chat),
-        tickets_twice=duplicated,
+        **audit(ledger, tickets),
         two_owners=sorted(chat for chat, winners in ledger.accepted.items() if len(winners) > 1),
         journal_left=(len(live.chats), len(live.graces)),
-        gapless=all(
-            [seq for seq, _, _ in lines] == list(range(1, len(lines) + 1))
-            for lines in by_chat.values()
-        ),
         takeover_seconds=takeovers,
         failover_seconds=failovers,
         epochs=epochs,

@@ -26,12 +26,12 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 import trio_websocket
 
-from engine import open_store
+from engine import Ticket, open_store
 from protocol import Client, ClientClosed, ClientError, connect
 
 from ._common import Result, RunConfig, Target, progress
@@ -313,37 +313,13 @@ async def crash_run(
         tickets = await store.tickets(limit=1000)
         integrity = await store.read(lambda c: c.execute("PRAGMA integrity_check").fetchall())
         live = await store.live_state()
-    by_chat: dict[str, list[tuple[int, str, str]]] = {}
-    duplicated = 0
-    for t in tickets:
-        duplicated += t.chat_id in by_chat
-        by_chat[t.chat_id] = [(e.seq, e.text, e.client_msg_id) for e in t.entries]
     return CrashReport(
         seed=seed,
         kills=ledger.kills,
         reconnects=ledger.reconnects,
-        chats=len(ledger.opened),
-        acknowledged=len(ledger.acked),
-        tickets=len(tickets),
-        lost_messages=[
-            (chat, cid)
-            for (chat, cid), (seq, text) in ledger.acked.items()
-            if (seq, text, cid) not in by_chat.get(chat, [])
-        ],
-        messages_twice=[
-            (chat, cid)
-            for chat, lines in by_chat.items()
-            for cid in {c for _, _, c in lines if c}
-            if [c for _, _, c in lines].count(cid) > 1
-        ],
-        lost_chats=sorted(c for c in ledger.opened if c not in by_chat),
-        tickets_twice=duplicated,
+        **audit(ledger, tickets),
         integrity=[tuple(row) for row in integrity],
         journal_left=(len(live.chats), len(live.graces)),
-        gapless=all(
-            [seq for seq, _, _ in lines] == list(range(1, len(lines) + 1))
-            for lines in by_chat.values()
-        ),
         restart_seconds=restarts,
         stop_status=status,
     )
@@ -392,3 +368,35 @@ def crash_bench(config: RunConfig) -> list[Result]:
             },
         ),
     ]
+
+
+def audit(ledger: Ledger, tickets: list[Ticket]) -> dict[str, Any]:
+    """What the tickets say of the ledger's chats: the report fields a crash run and a failover
+    run share (losses, duplicates, gaps)."""
+    by_chat: dict[str, list[tuple[int, str, str]]] = {}
+    duplicated = 0
+    for t in tickets:
+        duplicated += t.chat_id in by_chat
+        by_chat[t.chat_id] = [(e.seq, e.text, e.client_msg_id) for e in t.entries]
+    return {
+        "chats": len(ledger.opened),
+        "acknowledged": len(ledger.acked),
+        "tickets": len(tickets),
+        "lost_messages": [
+            (chat, cid)
+            for (chat, cid), (seq, text) in ledger.acked.items()
+            if (seq, text, cid) not in by_chat.get(chat, [])
+        ],
+        "messages_twice": [
+            (chat, cid)
+            for chat, lines in by_chat.items()
+            for cid in {c for _, _, c in lines if c}
+            if [c for _, _, c in lines].count(cid) > 1
+        ],
+        "lost_chats": sorted(c for c in ledger.opened if c not in by_chat),
+        "tickets_twice": duplicated,
+        "gapless": all(
+            [seq for seq, _, _ in lines] == list(range(1, len(lines) + 1))
+            for lines in by_chat.values()
+        ),
+    }
