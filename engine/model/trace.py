@@ -22,6 +22,7 @@ reason), ended.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Candidate", "RoutingTrace", "TraceStep"]
 
@@ -48,6 +49,30 @@ class TraceStep:
     department: str
     detail: str = ""
     candidates: tuple[Candidate, ...] = ()
+
+    def doc(self) -> dict[str, Any]:
+        """Every field of the step and its candidates, by name (as JSON and the wire carry it)."""
+        # What dataclasses.asdict gives, built by hand: asdict deep-copies every value, and a
+        # finished chat's trace is written on the router's loop.
+        step = self
+        return {
+            "at": step.at,
+            "kind": step.kind,
+            "department": step.department,
+            "detail": step.detail,
+            "candidates": [
+                {
+                    "agent": c.agent,
+                    "verdict": c.verdict,
+                    "reason": c.reason,
+                    "load": c.load,
+                    "capacity": c.capacity,
+                    "idle": c.idle,
+                    "detail": c.detail,
+                }
+                for c in step.candidates
+            ],
+        }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

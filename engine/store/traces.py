@@ -29,34 +29,11 @@ TraceRow = tuple[str, str, float, str]  # chat id, department, ended at, steps a
 
 def dumps(steps: Sequence[TraceStep], dropped: int) -> str:
     """Steps as compact JSON (every field of each step and candidate, by name)."""
-    doc = {"dropped": dropped, "steps": [_step_doc(s) for s in steps]}
+    doc = {"dropped": dropped, "steps": [s.doc() for s in steps]}
     return _ENCODER.encode(doc)
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def _step_doc(step: TraceStep) -> dict[str, Any]:
-    # What dataclasses.asdict gives, built by hand: asdict deep-copies every value, and a finished
-    # chat's trace is written on the router's loop.
-    return {
-        "at": step.at,
-        "kind": step.kind,
-        "department": step.department,
-        "detail": step.detail,
-        "candidates": [
-            {
-                "agent": c.agent,
-                "verdict": c.verdict,
-                "reason": c.reason,
-                "load": c.load,
-                "capacity": c.capacity,
-                "idle": c.idle,
-                "detail": c.detail,
-            }
-            for c in step.candidates
-        ],
-    }
 
 
 def loads(chat_id: str, text: str) -> RoutingTrace:

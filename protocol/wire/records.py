@@ -366,27 +366,7 @@ def routing_trace_record(trace: RoutingTrace) -> Fields:
         "chat_id": trace.chat_id,
         "live": trace.live,
         "dropped": trace.dropped,
-        "steps": [
-            {
-                "at": step.at,
-                "kind": step.kind,
-                "department": step.department,
-                "detail": step.detail,
-                "candidates": [
-                    {
-                        "agent": c.agent,
-                        "verdict": c.verdict,
-                        "reason": c.reason,
-                        "load": c.load,
-                        "capacity": c.capacity,
-                        "idle": c.idle,
-                        "detail": c.detail,
-                    }
-                    for c in step.candidates
-                ],
-            }
-            for step in trace.steps
-        ],
+        "steps": [step.doc() for step in trace.steps],
     }
 
 
