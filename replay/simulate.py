@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import trio
-from trio.testing import MockClock
 
 from engine import (
     MAX_PAGE,
@@ -129,7 +128,7 @@ async def simulate(
     hold: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
     if isinstance(clock, VirtualClock):
         pause, resume = clock.pause, clock.resume
-    elif isinstance(clock, MockClock) and clock.autojump_threshold == 0:
+    elif getattr(clock, "autojump_threshold", None) == 0:  # trio.testing's MockClock, as tests use
         pause = resume = _nothing
         hold = hold_clock_for_store()
     else:

@@ -4,7 +4,9 @@ Hypothesis generates a list of operations (chat requests, status changes, connec
 disconnects, accepts, declines, transfers, invites, messages, endings, visitors leaving, clock
 jumps, and crashes: the engine is left without shutdown, maybe stays down a while, and a new one is
 opened on the same file). Each list runs in a fresh engine over a fresh SQLite file under trio's
-autojump clock. After every step the router's picture must satisfy invariants 1 and 3; a crash with
+autojump clock; the store runs without threads (``threads=False``), so that the thousands of writes
+of a run do not each wait for a thread while the clock is held (the threaded writer has tests of
+its own). After every step the router's picture must satisfy invariants 1 and 3; a crash with
 no downtime must bring back exactly the picture and the transcripts it interrupted. At the end (a
 last engine restores what is live and shuts down) every chat requested must have exactly one
 ticket (invariant 2), with its lines numbered 1..n in one order that every participant saw
@@ -177,7 +179,9 @@ class Run:
     async def open(self) -> Engine:
         self.engines = contextlib.AsyncExitStack()
         self.engine = await self.engines.enter_async_context(
-            open_engine(CONFIG, db=self.db, synchronous="OFF", end_chats_on_exit=False)
+            open_engine(
+                CONFIG, db=self.db, synchronous="OFF", end_chats_on_exit=False, threads=False
+            )
         )
         return self.engine
 
@@ -263,7 +267,7 @@ async def run_operations(run: Run, online: set[str], operations: list[tuple[Any,
 
 async def check_outcome(run: Run) -> None:
     db, world = run.db, run.world
-    async with open_engine(CONFIG, db=db, synchronous="OFF"):
+    async with open_engine(CONFIG, db=db, synchronous="OFF", threads=False):
         pass
     async with open_store(db) as again:
         tickets = await again.tickets(limit=1000)

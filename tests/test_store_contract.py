@@ -2,7 +2,8 @@
 
 Each test gets a store opened from `store_url`: a SQLite file, and a fresh PostgreSQL schema
 (skipped without HELPLINE_TEST_POSTGRES); a test that needs no second opening takes `store`,
-which is also an in-memory SQLite store. What one store promises, the others keep.
+which is also an in-memory SQLite store and a SQLite file without threads. What one store
+promises, the others keep.
 """
 
 from __future__ import annotations
@@ -107,18 +108,19 @@ FULL = Ticket(
 )
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "memory"])
+@pytest.fixture(params=["sqlite", "postgresql", "memory", "sqlite-unthreaded"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """Each implementation: a SQLite file, a fresh PostgreSQL schema, and an in-memory SQLite
-    store (no threads: engine.store.sqlite, Rule 6)."""
+    """Each implementation: a SQLite file, a fresh PostgreSQL schema, an in-memory SQLite store
+    and a SQLite file opened with ``threads=False`` (both without threads: engine.store.sqlite,
+    Rule 6)."""
     with contextlib.ExitStack() as stack:
-        if request.param == "sqlite":
-            url = f"sqlite://{tmp_path / 'helpline.db'}"
-        elif request.param == "postgresql":
+        if request.param == "postgresql":
             url = stack.enter_context(fresh_schema())
-        else:
+        elif request.param == "memory":
             url = ":memory:"
-        async with open_store(url) as s:
+        else:
+            url = f"sqlite://{tmp_path / 'helpline.db'}"
+        async with open_store(url, threads=request.param != "sqlite-unthreaded") as s:
             yield s
 
 

@@ -71,6 +71,7 @@ async def open_engine(
     busy_timeout: float = 5.0,
     end_chats_on_exit: bool = True,
     fence: Callable[[Any], None] | None = None,
+    threads: bool = True,
 ) -> AsyncIterator[Engine]:
     """Run an engine for the duration of the block (see the module docstring).
 
@@ -82,11 +83,14 @@ async def open_engine(
     tries afresh). `end_chats_on_exit=False` leaves the block the way a crash would: no chat is
     ended, and the next `open_engine` on the same store restores them. `fence` (PostgreSQL only;
     several nodes, `engine.store.lease.fence`) runs in every write transaction of the store just
-    before its COMMIT, and refuses the transaction when it raises.
+    before its COMMIT, and refuses the transaction when it raises. `threads=False` (SQLite only)
+    runs the store's work in the trio thread: for an engine on a virtual clock, such as a test's.
     """
     config = config or EngineConfig()
     async with (
-        open_store(db, synchronous=synchronous, busy_timeout=busy_timeout) as store,
+        open_store(
+            db, synchronous=synchronous, busy_timeout=busy_timeout, threads=threads
+        ) as store,
         trio.open_nursery() as nursery,
     ):
         if fence is not None:

@@ -29,10 +29,12 @@ pooled, ``query_only`` connection inside one read transaction, so a read sees on
 read that starts afterwards.
 
 Rule 6: an in-memory store (path ``":memory:"``, a throwaway such as a replay's) has no file
-for other connections to share, so it has no threads either: the same jobs, batches and
-callbacks, but each batch runs in the trio thread from a ``run_sync_soon`` callback (still on a
-later tick, never re-entrantly), and a read runs at once on the one connection, inside one read
-transaction with ``query_only`` on. Nothing then waits for another thread to be scheduled.
+for other connections to share, so it has no threads either; nor has a file store opened with
+``threads=False`` (for a run on a virtual clock, such as a test's, where a commit in another
+thread would otherwise have to hold the clock still). The same jobs, batches and callbacks, but
+each batch runs in the trio thread from a ``run_sync_soon`` callback (still on a later tick, never
+re-entrantly), and a read runs at once on the one connection, inside one read transaction with
+``query_only`` on. Nothing then waits for another thread to be scheduled.
 
 Closing stops the writer (pending writes finish and are delivered first), then closes the
 readers, shielded from cancellation.
@@ -228,6 +230,7 @@ class Database(GroupWriter[sqlite3.Connection]):
         busy_timeout: float = 5.0,
         batch_max: int = 256,
         max_pending: int = 10_000,
+        threads: bool = True,
     ) -> None:
         super().__init__(
             name=f"helpline-store-writer:{path}", batch_max=batch_max, max_pending=max_pending
@@ -237,7 +240,7 @@ class Database(GroupWriter[sqlite3.Connection]):
         self._busy_timeout = busy_timeout
         self._readers: list[sqlite3.Connection] = []
         #: Rule 6: no threads, every batch runs in the trio thread.
-        self.inline = path == MEMORY
+        self.inline = path == MEMORY or not threads
 
     def run_batch(self, batch: list[_Job]) -> list[Outcome]:
         return commit_batch(self._conn, batch, self.before_commit)

@@ -90,6 +90,7 @@ async def open_store(
     busy_timeout: float = 5.0,
     batch_max: int = 256,
     max_pending: int = 10_000,
+    threads: bool = True,
 ) -> AsyncIterator[SqliteStore]:
     """Open (creating if needed) the store at ``path`` for the duration of the block.
 
@@ -97,20 +98,28 @@ async def open_store(
     helpline is refused (``StoreError("schema_too_new")``). On exit, writes already handed over
     finish and are delivered before the writer stops. ``synchronous`` is SQLite's pragma (OFF,
     NORMAL, FULL or EXTRA); ``batch_max`` bounds a group commit; ``max_pending`` bounds the
-    writes queued at once.
+    writes queued at once. ``threads=False`` runs every read and write in the trio thread (Rule 6
+    of ``engine.store.sqlite``): for a run on a virtual clock, not for a daemon, whose event loop
+    would then wait for every commit.
     """
     if synchronous.upper() not in SYNCHRONOUS_MODES:
         raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}")
     path_str = os.fspath(path)
     versions: list[tuple[int, int]] = []
-    conn = await trio.to_thread.run_sync(
-        lambda: connect_writer(
+
+    def connect() -> sqlite3.Connection:
+        return connect_writer(
             path_str,
             synchronous=synchronous,
             busy_timeout=busy_timeout,
             setup=lambda c: versions.append(migrate(c, "sqlite")),
         )
-    )
+
+    if threads:
+        conn = await trio.to_thread.run_sync(connect)
+    else:
+        await trio.lowlevel.checkpoint()
+        conn = connect()
     try:
         store = SqliteStore(
             conn,
@@ -119,6 +128,7 @@ async def open_store(
             busy_timeout=busy_timeout,
             batch_max=batch_max,
             max_pending=max_pending,
+            threads=threads,
         )
     except BaseException:
         conn.close()

@@ -65,22 +65,29 @@ def parse_store_url(url: str | os.PathLike[str]) -> StoreLocation:
 
 @asynccontextmanager
 async def open_store(
-    url: str | os.PathLike[str], *, synchronous: str = "FULL", busy_timeout: float = 5.0
+    url: str | os.PathLike[str],
+    *,
+    synchronous: str = "FULL",
+    busy_timeout: float = 5.0,
+    threads: bool = True,
 ) -> AsyncIterator[Store]:
     """Open the store ``url`` names for the duration of the block (see the module docstring).
 
     ``synchronous`` is SQLite's pragma for a file; on PostgreSQL only OFF changes anything (see
     ``engine.store.postgres.open_store``). ``busy_timeout`` is how long a SQLite write waits for a
-    lock another process holds.
+    lock another process holds. ``threads=False`` keeps a SQLite store's work in the trio thread
+    (``engine.store.sqlite_store.open_store``); a PostgreSQL store refuses it.
     """
     where = parse_store_url(url)
     if where.kind == "postgresql":
+        if not threads:
+            raise ValueError("a PostgreSQL store always runs its work in threads")
         from . import postgres
 
         async with postgres.open_store(where.target, synchronous=synchronous) as pg:
             yield pg
     else:
         async with sqlite_store.open_store(
-            where.target, synchronous=synchronous, busy_timeout=busy_timeout
+            where.target, synchronous=synchronous, busy_timeout=busy_timeout, threads=threads
         ) as sqlite:
             yield sqlite
