@@ -11,7 +11,7 @@ At the end the daemon is stopped normally (every live chat becomes a ticket) and
 is read back. Counted: acknowledged messages missing from their chat's ticket (or stored twice),
 chats whose `open_chat` was acknowledged without exactly one ticket, tickets written twice, the
 integrity check, what is left in the journal, and the seconds from each restart to ready (the
-daemon printing its URL). `tests/test_crash.py` runs it with 12 kills and requires every loss
+daemon printing its URL). `tests/test_crash.py` runs it with 10 kills and requires every loss
 count to be zero; `python -m bench crash` runs it longer and reports the same counts.
 
 Only 127.0.0.1 is contacted; time is real (a process is killed), bounded by a deadline.
