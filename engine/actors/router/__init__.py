@@ -15,9 +15,9 @@ Rule 1. Every decision about who holds a chat (offer, accept, decline, transfer,
         journal on, an accept (of a chat, transfer or invite) is decided only once the store has
         committed the agent's seat, checked against the capacity in the directory
         (`submit_claim`; the agent's reservation holds meanwhile). A refusal (`over_capacity`)
-        answers the agent `capacity_full` and the offer goes on without it, as if declined; a
-        failing store answers `store_unavailable` and the offer stays open. Nothing is decided
-        that the store refused, so nothing is retried.
+        answers the agent `capacity_full` and the offer goes on without it (the chat is offered
+        to others or queued); a failing store answers `store_unavailable` and the offer stays
+        open. Nothing is decided that the store refused, so nothing is retried.
 Rule 2. The router never awaits anything but its own mailbox. It tells sessions with `send_nowait`,
         pushes events into outboxes (which never block), answers asks on size-1 reply channels, and
         hands store writes over with a callback, which records the outcome and wakes the loop (it
