@@ -93,27 +93,33 @@ class TestClaims:
 
 
 async def test_concurrent_claims_never_pass_capacity(store_url: str) -> None:
-    """Two stores on one database (two nodes, or a node and an old lease holder) claiming for
-    one agent at once: the agent's row lock serialises them, so exactly its capacity succeed."""
-    capacity, per_store = 4, 6
-    async with open_store(store_url) as first, open_store(store_url) as second:
-        await first.save_agent(Agent(id="ann", name="Ann", departments=(), capacity=capacity))
-        outcomes: list[object] = []
+    """Three stores on one database (three nodes, or a holder and old ones that lost the lease)
+    claiming seats for one agent at once, agent after agent: the agent's row lock serialises
+    the claims, so exactly its capacity of them succeed, whatever the interleaving."""
+    agents, capacity, per_store = ("ann", "bob", "cid"), 20, 60
+    async with (
+        open_store(store_url) as first,
+        open_store(store_url) as second,
+        open_store(store_url) as third,
+    ):
+        for agent_id in agents:
+            await first.save_agent(
+                Agent(id=agent_id, name=agent_id, departments=(), capacity=capacity)
+            )
+        for agent_id in agents:
+            outcomes: list[object] = []
 
-        async def claim_all(s: Store, prefix: str) -> None:
+            async def one(
+                s: Store, chat_id: str, who: str = agent_id, into: list[object] = outcomes
+            ) -> None:
+                into.append(await claimed(s, chat_id, who))
+
             async with trio.open_nursery() as nursery:
                 for i in range(per_store):
-
-                    async def one(chat_id: str = f"{prefix}{i}") -> None:
-                        outcomes.append(await claimed(s, chat_id, "ann"))
-
-                    nursery.start_soon(one)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(claim_all, first, "a")
-            nursery.start_soon(claim_all, second, "b")
-        assert len(outcomes) == 2 * per_store
-        assert sum(o is None for o in outcomes) == capacity
-        refusals = [o for o in outcomes if o is not None]
-        assert all(isinstance(o, StoreError) and o.code == "over_capacity" for o in refusals)
-        assert len(await seats(first, "ann")) == capacity
+                    for s, prefix in ((first, "a"), (second, "b"), (third, "c")):
+                        nursery.start_soon(one, s, f"{prefix}{i}")
+            assert len(outcomes) == 3 * per_store
+            assert sum(o is None for o in outcomes) == capacity, agent_id
+            refusals = [o for o in outcomes if o is not None]
+            assert all(isinstance(o, StoreError) and o.code == "over_capacity" for o in refusals)
+            assert len(await seats(first, agent_id)) == capacity

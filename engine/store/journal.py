@@ -26,6 +26,9 @@ Rule 6. Capacity is the database's too. `live_members` holds one row per agent a
         for one agent wait for each other), adds the row, counts, and refuses with
         `StoreError(code="over_capacity")` if the agent would then hold more chats than its
         capacity in the directory; the job's savepoint is rolled back, so nothing of it is left.
+        A group commit that claims for several agents locks their rows in the order of its
+        jobs: two writers claiming at once (only a holder and a node the fence is about to
+        refuse) may deadlock, and PostgreSQL then fails one claim, a transient failure.
         Writing a record mirrors its members into `live_members` (`JournalBatch.members`)
         without checking: a record only ever gains a member through a claim, and a restored
         chat keeps its agents even when their capacity was lowered meanwhile. Storing a ticket
