@@ -24,15 +24,17 @@ from engine import (
     HandoffResult,
     OfferWithdrawn,
     RoutingMode,
+    Store,
     TicketKind,
     Visitor,
     open_engine,
     open_store,
 )
 
-from .helpers import check_invariants, drain, of_type, offer_for
+from .helpers import check_invariants, drain, of_type, offer_for, settle
 from .test_faults import Fault
-from .test_recovery import all_tickets
+from .test_recovery import all_tickets, crashing
+from .test_store_capacity import claimed
 
 CONFIG = EngineConfig(
     departments=(
@@ -193,3 +195,41 @@ async def test_a_failing_store_decides_no_accept(
                 fault.on = False
                 assert await ann.accept(offer.offer_id) == v.chat_id
                 check_invariants(await e.inspect())
+
+
+async def test_a_seat_claimed_just_before_a_crash_is_given_back_at_restart(
+    db: str, autojump_clock: MockClock
+) -> None:
+    """A claim committed for an accept that a crash cut short (never recorded) does not count
+    against the agent after a restart: the restored records say who holds what."""
+
+    async def seats_of(store: Store, agent_id: str) -> list[str]:
+        rows = await store.read(
+            lambda c: list(
+                c.execute("SELECT chat_id FROM live_members WHERE agent_id = ?", (agent_id,))
+            )
+        )
+        return sorted(r[0] for r in rows)
+
+    async with crashing(db, CONFIG) as (e, handles):
+        ann = await handles.enter_async_context(e.connect_agent("ann"))
+        await ann.set_status("online")
+        v1 = await handles.enter_async_context(
+            e.open_chat(department="support", question="1", visitor=Visitor(name="A"))
+        )
+        await ann.accept((await offer_for(ann, v1.chat_id)).offer_id)
+        v2 = await handles.enter_async_context(
+            e.open_chat(department="support", question="2", visitor=Visitor(name="B"))
+        )
+        await offer_for(ann, v2.chat_id)
+        await settle()
+    async with open_store(db) as store:
+        assert await claimed(store, v2.chat_id, "ann") is None
+        assert await seats_of(store, "ann") == sorted([v1.chat_id, v2.chat_id])
+    async with crashing(db, CONFIG) as (e, _):
+        await settle()
+        assert await seats_of(e.store, "ann") == [v1.chat_id]
+        view = await e.inspect()
+        check_invariants(view)
+        assert view.chats[v1.chat_id].owner == "ann"
+        assert view.chats[v2.chat_id].owner == ""

@@ -8,10 +8,15 @@ keeps its agent even above a lowered capacity; storing a ticket gives the chat's
 
 from __future__ import annotations
 
+import json
+
 import trio
 
 from engine import Agent, Store, StoreError, open_store
+from engine.store.contract import Connection
 from engine.store.journal import JournalBatch
+from engine.store.migrate import latest
+from engine.store.url import parse_store_url
 
 from .test_store_contract import make_ticket, store, submitted
 
@@ -123,3 +128,30 @@ async def test_concurrent_claims_never_pass_capacity(store_url: str) -> None:
             refusals = [o for o in outcomes if o is not None]
             assert all(isinstance(o, StoreError) and o.code == "over_capacity" for o in refusals)
             assert len(await seats(first, agent_id)) == capacity
+
+
+async def test_the_migration_fills_seats_from_the_journaled_records(store_url: str) -> None:
+    """A journal written before `live_members` existed: its records' members become seats; a
+    record that does not parse, or whose members are not a list, gives none."""
+    backend = parse_store_url(store_url).kind
+    async with open_store(store_url) as store:
+
+        def as_before(c: Connection) -> None:
+            c.execute("DROP TABLE live_members")
+            for chat_id, doc in (
+                ("c1", json.dumps({"members": ["ann", "bob"]})),
+                ("c2", "not json"),
+                ("c3", json.dumps({"members": "ann"})),
+            ):
+                c.execute("INSERT INTO live_chats (chat_id, record) VALUES (?, ?)", (chat_id, doc))
+            c.execute("UPDATE schema_version SET version = ?", (latest(backend) - 1,))
+
+        await store.write(as_before)
+    async with open_store(store_url) as store:
+        assert store.migrated_from == latest(backend) - 1
+        rows = await store.read(
+            lambda c: sorted(
+                tuple(r) for r in c.execute("SELECT agent_id, chat_id FROM live_members")
+            )
+        )
+    assert rows == [("ann", "c1"), ("bob", "c1")]
