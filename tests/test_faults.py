@@ -26,6 +26,7 @@ from engine import (
     ChatMessage,
     Engine,
     EngineError,
+    StoreError,
     TicketKind,
     Visitor,
     VisitorChat,
@@ -172,6 +173,48 @@ class TestStoreFaults:
             assert fault.failed == failures
         async with crashing(db_path) as (e, _):
             assert (await e.inspect()).chats[v.chat_id].owner == "ann"
+
+    @pytest.mark.parametrize(("code", "retried"), [("lease_lost", False), ("store_failed", True)])
+    async def test_a_write_refused_for_good_is_not_retried(
+        self,
+        db_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        autojump_clock: MockClock,
+        code: str,
+        retried: bool,
+    ) -> None:
+        """A refusal that no retry can change (``lease_lost``: another node holds the routing
+        lease) is answered store_unavailable and not written again every second; a failure
+        (``store_failed``) is retried until it succeeds."""
+        written: list[object] = []
+        original = engine.store.journal.write_batch
+
+        def counting(conn: Any, batch: Any) -> None:
+            written.append(batch)
+            original(conn, batch)
+
+        monkeypatch.setattr(engine.store.journal, "write_batch", counting)
+        async with crashing(db_path) as (e, handles):
+            ann = await handles.enter_async_context(e.connect_agent("ann"))
+            await ann.set_status("online")
+
+            def refuse(conn: object) -> None:
+                raise StoreError("refused", code=code)
+
+            with monkeypatch.context() as patch:
+                patch.setattr(e.store, "before_commit", refuse)
+                with pytest.raises(EngineError) as err:
+                    await ann.set_status("offline")
+                assert err.value.code == "store_unavailable"
+                attempts = len(written)
+                await trio.sleep(5)
+                assert (len(written) > attempts) is retried
+            await trio.sleep(2)
+            await settle()
+        async with crashing(db_path) as (e, _):
+            assert e.agent_record("ann") is not None
+            status = (await e.inspect()).agents["ann"].status
+            assert status == ("offline" if retried else "online")
 
     async def test_chat_that_cannot_be_journaled_is_refused_and_leaves_nothing(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock

@@ -123,7 +123,8 @@ def test_the_relay_header_cannot_be_forged() -> None:
 
 async def test_accepts_raced_across_three_nodes(cluster: Cluster) -> None:
     """Agents and visitors on three different nodes; every offer raced by all three agents:
-    one winner per chat, nobody above capacity, the rest queued."""
+    one winner per chat, nobody above capacity (in the engine's answers and in the database's
+    seats), the rest queued."""
     cluster.config = RACE_CONFIG
     await trio.to_thread.run_sync(cluster.start_many, ["n0", "n1", "n2"])
     holder = await trio.to_thread.run_sync(cluster.wait_holder)
@@ -187,6 +188,9 @@ async def test_accepts_raced_across_three_nodes(cluster: Cluster) -> None:
     assert set(refused) <= {"offer_taken", "stale_offer", "capacity_full"}, refused
     assert len(offered) == 120
     assert refused, "the offers were raced"
+    with psycopg.connect(cluster.store, autocommit=True) as conn:  # the database's own count
+        seats = dict(conn.execute("SELECT agent_id, count(*) FROM live_members GROUP BY agent_id"))
+    assert seats == dict.fromkeys(RACE_AGENTS, 40), seats
     assert cluster.holder()[0] == holder  # nobody lost the lease meanwhile
     assert set(cluster.stop_all().values()) == {0}
 

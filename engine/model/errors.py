@@ -31,8 +31,9 @@ ENGINE_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "offer_taken": "Another agent accepted the offer first.",
         "not_your_offer": "The offer was addressed to another agent.",
         "capacity_full": (
-            "The agent already holds as many chats as its capacity allows (reserved: offers "
-            "reserve capacity, so version 1 never sends it)."
+            "The agent already holds as many chats as its capacity allows, across every "
+            "department, as the database counts them (an accept refused when the capacity was "
+            "lowered since the offer was made); the offer goes on to others."
         ),
         "chat_off": (
             "The department's chat is switched off: a transfer to it, or going online while "

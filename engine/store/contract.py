@@ -31,6 +31,8 @@ Failures are ``StoreError`` (``engine.StoreError``) carrying a wire ``code``:
 ``token_exists``          that token hash is stored already
 ``webhook_exists``        a webhook with that id is stored already
 ``schema_too_new``        the database was written by a newer helpline (raised when opening)
+``over_capacity``         a claim would put an agent over its capacity (``journal.claim``)
+``lease_lost``            several nodes: this node no longer holds the routing lease
 ========================  =====================================================================
 
 ``write`` and ``read`` run a function on the store's own connection, for code that keeps its own
@@ -199,6 +201,18 @@ class Store(Protocol):
         ``StoreError``); never re-entrantly from this call. A record of a chat that has a ticket
         is not written; a failed ticket of the batch that finds the chat ticketed is dropped.
         The batch's webhook events, and those of its failed tickets, are queued with it.
+        The records' members are mirrored into ``live_members`` (``store.journal``, Rule 6).
+        """
+        ...
+
+    def submit_claim(self, chat_id: str, agent_id: str, on_done: Callable[[object], None]) -> None:
+        """Give an agent a seat in a live chat, checked against its capacity, without waiting.
+
+        In one transaction: lock the agent's directory row, add the seat, and count the agent's
+        seats in every live chat. ``on_done`` is called as for ``submit_journal``, with None once
+        committed, or ``StoreError(code="over_capacity")`` when the agent would then hold more
+        chats than its capacity in the directory (nothing of the claim is left), or another
+        error (``not_found`` when no such agent). A seat already held is not counted twice.
         """
         ...
 

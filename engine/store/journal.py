@@ -18,6 +18,21 @@ Rule 4. The journal is read once, at start (`load`). A record that does not pars
         with every line it had, into a FAILED ticket.
 Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so a resent message
         is stored once, also across a restart.
+Rule 6. Capacity is the database's too. `live_members` holds one row per agent and live chat it
+        is in (owner or invitee, every department), so an agent's load is a count of its rows.
+        Giving an agent a chat (an accepted chat offer, transfer or invite) is a claim
+        (`claim`, the store's `submit_claim`): in one transaction it locks the agent's directory row
+        (an UPDATE that changes nothing, which on PostgreSQL makes two transactions that claim
+        for one agent wait for each other), adds the row, counts, and refuses with
+        `StoreError(code="over_capacity")` if the agent would then hold more chats than its
+        capacity in the directory; the job's savepoint is rolled back, so nothing of it is left.
+        A group commit that claims for several agents locks their rows in the order of its
+        jobs: two writers claiming at once (only a holder and a node the fence is about to
+        refuse) may deadlock, and PostgreSQL then fails one claim, a transient failure.
+        Writing a record mirrors its members into `live_members` (`JournalBatch.members`)
+        without checking: a record only ever gains a member through a claim, and a restored
+        chat keeps its agents even when their capacity was lowered meanwhile. Storing a ticket
+        (`forget`) deletes the chat's rows with its record.
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ from ..model.records import (
     Visitor,
 )
 from . import traces as trace_rows
+from .writer import StoreError
 
 if TYPE_CHECKING:
     from .contract import Connection
@@ -65,7 +81,28 @@ SCHEMA: Final = (
         agent_id TEXT PRIMARY KEY,
         grace_until REAL NOT NULL
     )""",
+    """CREATE TABLE IF NOT EXISTS live_members (
+        agent_id TEXT NOT NULL,
+        chat_id TEXT NOT NULL,
+        PRIMARY KEY (agent_id, chat_id)
+    )""",
+    "CREATE INDEX IF NOT EXISTS live_members_by_chat ON live_members (chat_id)",
 )
+
+OVER_CAPACITY: Final = "over_capacity"  # the StoreError code of a refused claim (Rule 6)
+
+
+class OverCapacity(StoreError):
+    """A claim refused (Rule 6): the agent holds `held` live chats, and `capacity` is its
+    capacity in the directory when the claim was checked."""
+
+    code = OVER_CAPACITY
+
+    def __init__(self, message: str, *, held: int, capacity: int) -> None:
+        super().__init__(message)
+        self.held = held
+        self.capacity = capacity
+
 
 _FORMAT: Final = 1  # the record layout; a record with another value is salvaged, not restored
 
@@ -334,7 +371,8 @@ class JournalBatch:
     tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
     opening was refused, of which nothing may be left; `traces` are finished chats' routing
     traces (`store.traces`); `events` are the webhook events the iteration decided, queued in the
-    outbox by the same transaction (model.desk_events).
+    outbox by the same transaction (model.desk_events). `members` are (chat id, its agents) for
+    the chats of `chats`, mirrored into `live_members` (Rule 6).
     """
 
     chats: tuple[tuple[str, str], ...] = ()
@@ -344,6 +382,63 @@ class JournalBatch:
     forget: tuple[str, ...] = ()
     traces: tuple[trace_rows.TraceRow, ...] = ()
     events: tuple[DeskEvent, ...] = ()
+    members: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+def claim(conn: Connection, chat_id: str, agent_id: str) -> None:
+    """Give `agent_id` a seat in `chat_id`, or refuse (Rule 6): `OverCapacity` if
+    the agent would then be in more live chats than its capacity, `StoreError("not_found")` if
+    the directory has no such agent. Run it inside a transaction (a job's savepoint): a refusal
+    leaves the rows as they were once that is rolled back."""
+    row = conn.execute(  # locks the agent's row (PostgreSQL) until the transaction ends
+        "UPDATE agents SET capacity = capacity WHERE id = ? RETURNING capacity", (agent_id,)
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"no agent {agent_id!r} in the directory", code="not_found")
+    conn.execute(
+        "INSERT INTO live_members (agent_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (agent_id, chat_id),
+    )
+    (count,) = conn.execute(
+        "SELECT count(*) FROM live_members WHERE agent_id = ?", (agent_id,)
+    ).fetchone()
+    held, capacity = int(count) - 1, int(row[0])
+    if held >= capacity:
+        raise OverCapacity(
+            f"{agent_id} is in {held} live chats and its capacity is {capacity}",
+            held=held,
+            capacity=capacity,
+        )
+
+
+_IN_CHUNK: Final = 500  # chat ids per IN (...) list
+
+
+def _mirror_members(conn: Connection, members: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+    """Make `live_members` hold exactly these agents for these chats (Rule 6; no check)."""
+    ids = [chat_id for chat_id, _ in members]
+    held: set[tuple[str, str]] = set()
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        held.update(
+            (row[0], row[1])
+            for row in conn.execute(
+                f"SELECT chat_id, agent_id FROM live_members WHERE chat_id IN ({marks})", chunk
+            )
+        )
+    want = {(chat_id, agent_id) for chat_id, agents in members for agent_id in agents}
+    if held - want:
+        conn.executemany(
+            "DELETE FROM live_members WHERE chat_id = ? AND agent_id = ?", sorted(held - want)
+        )
+    if want - held:
+        conn.executemany(  # not for a chat whose record was not written (it has a ticket)
+            "INSERT INTO live_members (chat_id, agent_id) SELECT ?, ?"
+            " WHERE EXISTS (SELECT 1 FROM live_chats WHERE chat_id = ?)"
+            " ON CONFLICT DO NOTHING",
+            [(chat_id, agent_id, chat_id) for chat_id, agent_id in sorted(want - held)],
+        )
 
 
 def write_batch(conn: Connection, batch: JournalBatch) -> None:
@@ -369,6 +464,8 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
     )
     for chat_id in batch.forget:
         forget(conn, chat_id)
+    if batch.members:
+        _mirror_members(conn, batch.members)
     if batch.traces:
         trace_rows.write(conn, batch.traces)
 
@@ -391,6 +488,7 @@ def forget(conn: Connection, chat_id: str) -> None:
     """Delete a chat's live rows (with the write that stores its ticket, or of a refused chat)."""
     conn.execute("DELETE FROM live_chats WHERE chat_id = ?", (chat_id,))
     conn.execute("DELETE FROM live_entries WHERE chat_id = ?", (chat_id,))
+    conn.execute("DELETE FROM live_members WHERE chat_id = ?", (chat_id,))
 
 
 # --- reading back ------------------------------------------------------------------------------

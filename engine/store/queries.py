@@ -219,6 +219,13 @@ class StoreQueries(DirectoryQueries, AuditQueries, OutboxQueries):
         """Hand the router's batch over without waiting; ``on_done`` gets None or the error."""
         self.submit(lambda conn: _write_router_batch(conn, batch), on_done)
 
+    def submit_claim(
+        self: _Backend, chat_id: str, agent_id: str, on_done: Callable[[object], None]
+    ) -> None:
+        """Hand a claim of a seat over without waiting (``journal.claim``); ``on_done`` gets None
+        or the error (``over_capacity`` when the agent is full)."""
+        self.submit(lambda conn: journal.claim(conn, chat_id, agent_id), on_done)
+
     async def live_state(self: _Backend) -> journal.LiveState:
         """Every live chat the journal holds, with its lines, and the running agent graces."""
         return await self.read(journal.load)

@@ -10,6 +10,14 @@ Rule 1. Every decision about who holds a chat (offer, accept, decline, transfer,
         configuration that restores its chats) takes nothing away: the agent keeps its chats and
         the offers it already had, and gets no new offer, transfer or invite until its load is
         under the new capacity (`AgentState.can_take`).
+        The database holds capacity too (store.journal, Rule 6), for what the router's memory
+        cannot know (several nodes, a capacity lowered behind the engine's back): with the
+        journal on, an accept (of a chat, transfer or invite) is decided only once the store has
+        committed the agent's seat, checked against the capacity in the directory
+        (`submit_claim`; the agent's reservation holds meanwhile). A refusal (`over_capacity`)
+        answers the agent `capacity_full` and the offer goes on without it (the chat is offered
+        to others or queued); a failing store answers `store_unavailable` and the offer stays
+        open. Nothing is decided that the store refused, so nothing is retried.
 Rule 2. The router never awaits anything but its own mailbox. It tells sessions with `send_nowait`,
         pushes events into outboxes (which never block), answers asks on size-1 reply channels, and
         hands store writes over with a callback, which records the outcome and wakes the loop (it
@@ -31,7 +39,8 @@ Rule 5. Decided, then durable, then seen. Every change to a chat's record (state
         committed. The router does not wait for that: it goes on with the next message, and many
         iterations share one disk flush (group commit). An iteration that changed nothing releases
         its effects as soon as those before it are out.
-Rule 6. A failed journal write does not undo the decision. The state in memory stays as decided and
+Rule 6. A failed journal write does not undo the decision (a refusal no retry can change,
+        `durability.PERMANENT`, is logged and not retried). The state in memory stays as decided and
         its effects are released, but the asks answered by the handler that made the change get
         `store_unavailable`, and the records are written again with the next write (a retry timer
         makes sure there is one). The consequence: until a later write succeeds, the change lives

@@ -4,6 +4,15 @@ The records a handler changed are collected (`touch`), written in one job at the
 iteration, and the effects the iteration held back are released once that job has committed. A
 failed write keeps what it covered and writes it again when the retry timer fires.
 
+A failure is transient unless it says otherwise: a lost connection, a busy or full store, a
+database restarting are retried every `_JOURNAL_RETRY` seconds until a write succeeds. A refusal
+that no retry can change is permanent (`PERMANENT`, by the StoreError's code): `lease_lost` (several
+nodes: another node holds the routing lease, is refused nothing, and restores the desk from what
+this node committed) and `over_capacity` (a claim refused, store.journal Rule 6; the router's own
+batches carry no claims, so none should see it). What a permanently refused write covered is
+dropped and logged (`journal_write_refused`), never retried; its answers were told
+`store_unavailable` when its batch was released.
+
 The webhook events the iteration decided (`_emit`, model.desk_events) travel in the same job, so
 the store queues them in the transaction that commits their decisions; a failed write keeps them,
 in order, for the retry, and a refused chat's events are dropped with it (`_abandon`). With the
@@ -30,6 +39,14 @@ from .state import (
 log = structlog.get_logger("helpline.router")
 
 _JOURNAL_RETRY = 1.0  # seconds before records whose journal write failed are written again
+
+#: StoreError codes of refusals that a retry cannot change (see the module's docstring).
+PERMANENT: frozenset[str] = frozenset({"lease_lost", journal.OVER_CAPACITY})
+
+
+def permanent(outcome: object) -> bool:
+    """Whether a failed write was refused for good (no retry can make it succeed)."""
+    return isinstance(outcome, BaseException) and getattr(outcome, "code", "") in PERMANENT
 
 
 class Durability(Recorder):
@@ -61,6 +78,8 @@ class Durability(Recorder):
         with the journal's next retry."""
         if isinstance(outcome, BaseException):
             log.warning("traces_not_stored", error=repr(outcome), chats=len(rows))
+            if permanent(outcome):
+                return
             self._unwritten.traces.update((row[0], row) for row in rows)
             if ("retry", "") not in self._timers:
                 self._timers.set(("retry", ""), trio.current_time() + _JOURNAL_RETRY)
@@ -91,13 +110,12 @@ class Durability(Recorder):
             if not (self._presence or self._failed_tickets or events):
                 return None  # finished chats' traces wait for a write, or go on their own
         chats: tuple[tuple[str, str], ...] = ()
+        members: tuple[tuple[str, tuple[str, ...]], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
         if self._journal:
-            chats = tuple(
-                (chat_id, journal.dumps(self._record_of(self._chats[chat_id])))
-                for chat_id in self._touched
-                if chat_id in self._chats
-            )
+            live = [self._chats[c] for c in self._touched if c in self._chats]
+            chats = tuple((chat.id, journal.dumps(self._record_of(chat))) for chat in live)
+            members = tuple((chat.id, tuple(chat.members)) for chat in live)
             graces = tuple((a, self._grace_until(a)) for a in self._touched_agents)
         presence = tuple(
             (a.id, a.status, a.ringtone)
@@ -122,6 +140,7 @@ class Durability(Recorder):
             forget=forget,
             traces=traces,
             events=events,
+            members=members,
         )
 
     def _release_due(self) -> None:
@@ -138,6 +157,9 @@ class Durability(Recorder):
         """
         job = batch.job
         assert isinstance(job, journal.JournalBatch)
+        if permanent(batch.outcome):
+            log.error("journal_write_refused", error=repr(batch.outcome), chats=len(job.chats))
+            return
         log.error("journal_write_failed", error=repr(batch.outcome), chats=len(job.chats))
         u = self._unwritten
         u.chats.update(chat_id for chat_id, _ in job.chats)

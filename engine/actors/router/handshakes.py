@@ -1,10 +1,16 @@
 """The agents' handshakes: accepting or declining an offer, and starting or cancelling a transfer
 or an invite. A transfer or invite changes nothing until its target accepts (invariant 4).
+
+With the journal on, an accept is two steps (the router's Rule 1): the store claims the agent's
+seat against its capacity in the directory (`submit_claim`), and the router grants the offer when
+that has committed (`_settle_claims`, `_grant`), checking the offer again, since it may have moved
+on meanwhile (then the seat is given back with the chat's next record).
 """
 
 from __future__ import annotations
 
 import secrets
+from functools import partial
 
 import structlog
 import trio
@@ -17,6 +23,7 @@ from ...model.events import (
     ChatRemoved,
     HandoffResult,
 )
+from ...store import journal
 from .. import messages as m
 from .routing import Routing
 from .state import (
@@ -45,8 +52,87 @@ class Handshakes(Routing):
         if isinstance(offer, EngineError):
             self._answer(msg.reply, offer)
             return
+        if not self._journal:  # nothing of the live chats is in the store to count
+            self._grant(msg.agent_id, offer, [msg.reply])
+            return
+        key = (offer.id, msg.agent_id)
+        waiting = self._claiming.get(key)
+        if waiting is not None:  # the same accept again while the store checks the first
+            waiting.append(msg.reply)
+            return
+        self._claiming[key] = [msg.reply]
+        self._store.submit_claim(
+            offer.chat_id, msg.agent_id, partial(self._claimed, key, offer.chat_id)
+        )
+
+    def _claimed(self, key: tuple[str, str], chat_id: str, outcome: object) -> None:
+        """The store's callback (in the trio thread, outside any task): record and wake."""
+        self._claim_results.append((key, chat_id, outcome))
+        self._wake()
+
+    def _settle_claims(self) -> None:
+        """Grant the accepts whose claim the store committed; refuse those it refused."""
+        results, self._claim_results = self._claim_results, []
+        for (offer_id, agent_id), chat_id, outcome in results:
+            replies = self._claiming.pop((offer_id, agent_id), [])
+            if isinstance(outcome, BaseException):
+                self._claim_refused(offer_id, agent_id, outcome, replies)
+                continue
+            offer = self._check_offer(agent_id, offer_id)
+            if isinstance(offer, EngineError):  # the offer moved on while the store checked
+                for reply in replies:
+                    self._answer(reply, offer)
+                self._unclaim(chat_id)
+                continue
+            self._grant(agent_id, offer, replies)
+
+    def _unclaim(self, chat_id: str) -> None:
+        """A seat the store gave and the router did not use: the chat's next record removes it
+        (or, for a chat that is gone, a write of its members as none)."""
+        chat = self._chats.get(chat_id)
+        if chat is not None:
+            self._touch(chat)
+            return
+
+        def done(outcome: object) -> None:
+            if isinstance(outcome, BaseException):
+                log.warning("claim_not_released", chat_id=chat_id, error=repr(outcome))
+
+        self._store.submit_journal(journal.JournalBatch(members=((chat_id, ()),)), done)
+
+    def _claim_refused(
+        self, offer_id: str, agent_id: str, error: BaseException, replies: list[m.Reply]
+    ) -> None:
+        """The store refused the seat. Over capacity: the router takes the directory's capacity
+        (the agent gets nothing new until it holds fewer chats), and the offer goes on without
+        the agent, whose slot it frees; the chat is offered to others or waits in the queue, as
+        when an agent is full. Any other failure leaves the offer open for another try."""
+        code = getattr(error, "code", "")
+        log.warning("claim_refused", offer_id=offer_id, agent_id=agent_id, error=repr(error))
+        if isinstance(error, journal.OverCapacity):
+            answer = EngineError(
+                "capacity_full",
+                f"you already hold {error.held} chats and your capacity is {error.capacity}"
+                " (across every department); the chat goes to others",
+            )
+            agent = self._agents.get(agent_id)
+            if agent is not None:
+                agent.capacity = error.capacity
+            offer = self._offers.get(offer_id)
+            if offer is not None and agent_id in offer.agents:
+                self._offer_lapsed(offer, {agent_id}, "capacity")
+        else:
+            answer = EngineError(
+                "store_unavailable",
+                f"the accept could not be saved ({code or 'store_failed'}); try again",
+            )
+        for reply in replies:
+            self._answer(reply, answer)
+
+    def _grant(self, agent_id: str, offer: PendingOffer, replies: list[m.Reply]) -> None:
+        """Give the agent the chat, transfer or invite of an open offer it accepted."""
         chat = self._chats[offer.chat_id]
-        agent = self._agents[msg.agent_id]
+        agent = self._agents[agent_id]
         self._touch(chat)
         self._close_offer(offer, "taken", keep=agent.id)
         agent.offers.discard(offer.id)
@@ -104,7 +190,8 @@ class Handshakes(Routing):
             department=chat.department,
             kind=offer.kind,
         )
-        self._answer_after_tells(chat, msg.reply, chat.id)
+        for reply in replies:
+            self._answer_after_tells(chat, reply, chat.id)
 
     def _join(
         self, chat: Chat, agent: AgentState, event: str, detail: str, replaces: str = ""

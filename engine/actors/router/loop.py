@@ -35,7 +35,7 @@ class Router(Restore):
         burst = 0
         while not self._stopped:
             msg: m.ToRouter | None = None
-            if not effects.ready():
+            if not (effects.ready() or self._claim_results):
                 try:  # a busy mailbox is read without setting up a cancel scope per message
                     msg = inbox.receive_nowait()
                     burst += 1
@@ -48,6 +48,11 @@ class Router(Restore):
                     self._waiting = None
             self._release_due()
             self.stats.loop_turns += 1
+            if self._claim_results:  # the store checked accepts' capacity (handshakes)
+                mark, touches = effects.mark(), self._touches
+                self._settle_claims()
+                if self._touches != touches:
+                    effects.durable_since(mark)
             if msg is not None:
                 mark, touches = effects.mark(), self._touches
                 handlers[type(msg)](msg)

@@ -92,8 +92,27 @@ class Restore(Firing):
                     chat = self._chats[chat_id]
                     self._finish(chat, self._kind(chat), EndReason.CHAT_OFF)
             self._dirty.add(dept.config.id)
+        if self._journal:
+            self._mirror_restored()
         log.info("chats_restored", chats=len(self._chats), failed=len(broken))
         return broken
+
+    def _mirror_restored(self) -> None:
+        """Seats as the restored records have them (store.journal, Rule 6): a seat claimed just
+        before a crash, for an accept that was never recorded, is given back; a restored agent
+        keeps its chats whatever its capacity now. The chats restoring touched get theirs with
+        the first journal write; this is for the others."""
+        members = tuple(
+            (c.id, tuple(c.members)) for c in self._chats.values() if c.id not in self._touched
+        )
+        if not members:
+            return
+
+        def done(outcome: object) -> None:
+            if isinstance(outcome, BaseException):
+                log.warning("seats_not_mirrored", error=repr(outcome), chats=len(members))
+
+        self._store.submit_journal(journal.JournalBatch(members=members), done)
 
     def _check_record(self, r: journal.ChatRecord) -> None:
         """Raise ValueError unless the record fits this engine's departments and agents."""

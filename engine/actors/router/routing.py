@@ -94,10 +94,12 @@ class Routing(Overflow):
             return
         self._close_offer(offer, why)
         if offer.kind != "chat":
-            self._end_handoff(chat, "declined" if why == "declined" else "timeout", offer=offer)
+            said = "declined" if why in ("declined", "capacity") else "timeout"
+            self._end_handoff(chat, said, offer=offer)
             return
         chat.offer = ""
-        chat.tried.update(agents)
+        if why != "capacity":  # a full agent did not turn the chat down: it may get it later
+            chat.tried.update(agents)
         reason = EndReason.ALL_DECLINED if why == "declined" else EndReason.OFFER_TIMEOUT
         dept = self._depts[chat.department]
         if dept.config.routing is RoutingMode.ASSIGNED or why not in ("declined", "expired"):

@@ -221,11 +221,14 @@ class RouterState:
         self._agents: dict[str, AgentState] = {}
         self._depts: dict[str, DeptState] = {}
         self._dirty: set[str] = set()  # departments whose queue may now move
+        # accepts waiting for the store's capacity check (handshakes), by (offer id, agent id)
+        self._claiming: dict[tuple[str, str], list[m.Reply]] = {}
+        self._claim_results: list[tuple[tuple[str, str], str, object]] = []  # from the store
         self._stopping: m.Reply | None = None
         self._stopped = False
 
     def _wake(self) -> None:
-        """A journal write committed (or failed): stop waiting on the mailbox."""
+        """A journal write or claim committed (or failed): stop waiting on the mailbox."""
         if self._waiting is not None:
             self._waiting.cancel()
 
