@@ -11,15 +11,17 @@ from trio.testing import MockClock
 
 from engine import Engine, StoreError
 from protocol import ServerSettings
-from protocol.server.http import CSP, HttpReply, HttpRequest
+from protocol.server.http import CSP, NO_STORE, HttpReply, HttpRequest, nodes_route
 
 from .gateway_harness import Harness, open_gateway
 
 
-async def get(gw: Harness, target: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+async def get(
+    gw: Harness, target: str, method: str = "GET", host: str = "helpline"
+) -> tuple[int, dict[str, str], bytes]:
     """Send one request; returns the status, the headers (names lowercased) and the body."""
     stream = gw.stream()
-    request = f"{method} {target} HTTP/1.1\r\nHost: helpline\r\n\r\n"
+    request = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n\r\n"
     await stream.send_all(request.encode())
     data = b""
     while chunk := await stream.receive_some():
@@ -201,6 +203,45 @@ class TestPages:
                 assert b"make web" in body
                 assert CSP == headers["content-security-policy"]
             assert 200 == (await get(gw, "/livez"))[0]
+
+
+class TestNodes:
+    async def test_a_single_daemon_lists_itself_alone(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """/nodes on a daemon without nodes is its own URL, as the request reached it; any
+        page may read it (the widget runs on other sites)."""
+        async with open_gateway(engine) as gw:
+            status, headers, body = await get(gw, "/nodes", host="help.example.com:8765")
+            assert 200 == status
+            assert {"urls": ["ws://help.example.com:8765"]} == json.loads(body)
+            assert "application/json" == headers["content-type"]
+            assert "*" == headers["access-control-allow-origin"]
+            assert NO_STORE == headers["cache-control"]
+            ipv6 = json.loads((await get(gw, "/nodes", host="[::1]:9"))[2])
+            assert {"urls": ["ws://[::1]:9"]} == ipv6
+
+    async def test_a_host_that_is_no_host_name_is_not_echoed(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """A Host header that is not a host name gives where the daemon listens instead."""
+        async with open_gateway(engine) as gw:
+            gw.gateway.url = "ws://127.0.0.1:8765"
+            body = (await get(gw, "/nodes", host='evil"><x'))[2]
+            assert {"urls": ["ws://127.0.0.1:8765"]} == json.loads(body)
+
+    async def test_a_listed_node_appears_once(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """The route lists what it is given, each URL once, this node's first."""
+
+        async def listed(request: HttpRequest) -> list[str]:
+            return ["ws://a:1", "ws://b:2", "ws://a:1", "ws://c:3"]
+
+        async with open_gateway(engine) as gw:
+            nodes_route(gw.gateway.routes, listed)
+            body = (await get(gw, "/nodes"))[2]
+            assert {"urls": ["ws://a:1", "ws://b:2", "ws://c:3"]} == json.loads(body)
 
 
 class TestRouteTable:

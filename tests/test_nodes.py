@@ -6,10 +6,12 @@ quick. All skip without HELPLINE_TEST_POSTGRES.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -393,6 +395,42 @@ async def _closed_code(client: Client) -> int | None:
             except ClientClosed as exc:
                 return exc.code
             await trio.sleep(0.1)
+
+
+def _listed(url: str) -> list[str] | None:
+    """GET /nodes on the node at ``url``: its URL list, or None while it answers no list (no
+    holder yet: 503)."""
+    try:
+        with urllib.request.urlopen(f"{url.replace('ws://', 'http://')}/nodes", timeout=10) as r:
+            assert r.headers["Access-Control-Allow-Origin"] == "*"
+            urls: list[str] = json.loads(r.read())["urls"]
+            return urls
+    except urllib.error.HTTPError as exc:
+        if exc.code != 503:
+            raise
+        return None
+
+
+def _until_listed(url: str, expected: list[str]) -> list[str] | None:
+    """Ask ``url`` for the node list until it is ``expected`` (or DEADLINE passes); the last."""
+    deadline = time.monotonic() + DEADLINE
+    while (urls := _listed(url)) != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return urls
+
+
+def test_every_node_lists_the_live_nodes(cluster: Cluster) -> None:
+    """/nodes on either of two nodes lists both URLs, the holder's first (a follower relays the
+    request to it); a node killed drops out once it is no longer seen."""
+    cluster.start_many(["n0", "n1"])
+    holder = cluster.wait_holder()
+    other = "n1" if holder == "n0" else "n0"
+    both = [cluster.url(holder), cluster.url(other)]
+    assert _until_listed(cluster.url(holder), both) == both
+    assert _until_listed(cluster.url(other), both) == both
+    cluster.kill(other)
+    assert _until_listed(cluster.url(holder), [cluster.url(holder)]) == [cluster.url(holder)]
+    assert set(cluster.stop_all().values()) == {0}
 
 
 def test_mistakes_refused_and_nodes_listed(cluster: Cluster) -> None:

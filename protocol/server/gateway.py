@@ -84,7 +84,9 @@ class Gateway:
         self.relay_secret = ""
         self.web_dir = Path(self.settings.web_dir) if self.settings.web_dir else DEFAULT_WEB_DIR
         #: The plain HTTP route table; add endpoints with ``routes.add``.
-        self.routes: Routes = default_routes(engine, lambda: self._stopping, self.web_dir)
+        self.routes: Routes = default_routes(
+            engine, lambda: self._stopping, self.web_dir, lambda: self.url
+        )
         #: What the connections count for ``/metrics`` (written from trio's thread only).
         self.stats = ServerStats()
         if self.settings.metrics:

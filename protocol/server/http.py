@@ -18,6 +18,11 @@ Content-Security-Policy below (no inline scripts; inline styles are allowed).
 - ``/readyz`` is 200 ``{"status":"ready"}``, or 503 with ``{"status": "draining"}`` while the
   gateway shuts down, or ``{"status": "store_unavailable"}`` once the store takes no writes. It
   asks no one: it reads two flags.
+- ``/nodes`` is 200 ``{"urls": [...]}``: the WebSocket URLs of the desk's live nodes, the
+  answering node's first, for the pages to reconnect through when their node dies. Public (URLs
+  only) and readable from any origin (``Access-Control-Allow-Origin: *``: the widget runs on
+  other sites). A single daemon answers its own URL alone, as the request reached it (its
+  ``Host``); a node answers from the node table (``protocol.server.node``).
 - Static files come from the built web folder (``web/dist`` unless configured): the pages by name,
   ``/widget.js``, ``/helpline-client.js`` and anything under ``/assets/`` (content-hashed names,
   cached for a year). A path is resolved and must stay inside the folder: ``..``, encoded or not,
@@ -31,7 +36,8 @@ import email.utils
 import http
 import json
 import mimetypes
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -47,8 +53,10 @@ __all__ = [
     "DEFAULT_WEB_DIR",
     "HttpReply",
     "HttpRequest",
+    "NodeLister",
     "Routes",
     "default_routes",
+    "nodes_route",
     "web_dir_missing",
 ]
 
@@ -68,6 +76,12 @@ PAGES: Final = {
     "/helpline-client.js": "helpline-client.js",
 }
 ASSETS: Final = "/assets/"
+NODES: Final = "/nodes"
+MAX_NODES: Final = 64  # URLs in a /nodes answer
+_HOST: Final = re.compile(
+    r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?"  # a name or an IPv4 address, and a port
+    r"|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?"  # an IPv6 address in brackets, and a port
+)
 NO_CACHE: Final = "no-cache"
 NO_STORE: Final = "no-store"
 IMMUTABLE: Final = "public, max-age=31536000, immutable"
@@ -209,6 +223,37 @@ def health_routes(routes: Routes, engine: Engine, draining: Callable[[], bool]) 
     routes.add("/readyz", readyz)
 
 
+# -- the nodes ---------------------------------------------------------------------------------
+
+NodeLister = Callable[[HttpRequest], Awaitable[Sequence[str]]]
+"""The WebSocket URLs ``/nodes`` lists for a request, the answering node's first."""
+
+
+def nodes_route(routes: Routes, lister: NodeLister) -> None:
+    """Add (or replace) ``/nodes``: ``{"urls": [...]}`` from ``lister``."""
+
+    async def nodes(request: HttpRequest) -> HttpReply:
+        urls = list(dict.fromkeys(await lister(request)))[:MAX_NODES]
+        reply = json_reply(200, urls=urls)
+        return HttpReply(
+            status=reply.status,
+            body=reply.body,
+            content_type=reply.content_type,
+            headers={"Access-Control-Allow-Origin": "*"},
+        )
+
+    routes.add(NODES, nodes)
+
+
+def own_url(request: HttpRequest, fallback: str) -> list[str]:
+    """A single daemon's URL as the request reached it (``ws://`` and its ``Host``), or
+    ``fallback`` (where it listens) when the header is missing or not a host name."""
+    host = request.headers.get("Host", "")
+    if _HOST.fullmatch(host):
+        return [f"ws://{host}"]
+    return [fallback] if fallback else []
+
+
 # -- static files ----------------------------------------------------------------------------------
 
 
@@ -268,9 +313,20 @@ def content_type(path: Path) -> str:
     return guessed or "application/octet-stream"
 
 
-def default_routes(engine: Engine, draining: Callable[[], bool], web_dir: Path) -> Routes:
-    """The gateway's route table: health checks and the web folder's files."""
+def default_routes(
+    engine: Engine,
+    draining: Callable[[], bool],
+    web_dir: Path,
+    listening: Callable[[], str] = lambda: "",
+) -> Routes:
+    """The gateway's route table: health checks, ``/nodes`` (this daemon alone; ``listening``
+    is its URL when the request names no host) and the web folder's files."""
     routes = Routes()
     health_routes(routes, engine, draining)
+
+    async def alone(request: HttpRequest) -> list[str]:
+        return own_url(request, listening())
+
+    nodes_route(routes, alone)
     static_routes(routes, web_dir)
     return routes

@@ -30,6 +30,10 @@ database: everything the desk knows is in the holder's engine and the store.
 
 A holder killed outright leaves its lease to expire: within ``lease + renew`` seconds another
 node takes it (epoch + 1) and restores the desk from the store.
+
+``/nodes`` (``http.py``) on the holder lists its advertised URL, then those of the other nodes
+seen within the lease time, by name; a follower relays the request to the holder like any other.
+The list is read from the node table at most once every ``NODES_CACHE`` seconds.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ from .daemon import (
     seed_canned,
 )
 from .gateway import Gateway
+from .http import HttpRequest, nodes_route
 from .relay import relay
 from .settings import DaemonConfig
 from .webhooks import run_deliverer
@@ -71,6 +76,7 @@ log = structlog.get_logger("helpline.node")
 
 HANDOVER_REASON: Final = "this node hands the desk over; reconnect"
 DB_TIMEOUT: Final = 10.0
+NODES_CACHE: Final = 1.0  # seconds a /nodes answer is reused
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +164,8 @@ class Node:
         self.stopping = trio.Event()
         self._relays: set[trio.CancelScope] = set()
         self._db = _Db(parse_store_url(db).target)
+        self._listed: tuple[float, list[str]] | None = None  # /nodes: (good until, urls)
+        self._listing = trio.Lock()
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -189,6 +197,23 @@ class Node:
     def close_relays(self) -> None:
         for scope in list(self._relays):
             scope.cancel()
+
+    async def node_urls(self, request: HttpRequest) -> list[str]:
+        """``/nodes``: this node's URL, then the other live nodes' (see the module docstring);
+        on a database error the last list read, or this node alone."""
+        async with self._listing:
+            now = trio.current_time()
+            if self._listed is not None and now < self._listed[0]:
+                return self._listed[1]
+            try:
+                rows: list[lease.NodeRow] = await self._db.run(lease.nodes)
+            except (psycopg.Error, trio.TooSlowError) as exc:
+                log.warning("node_list_failed", error=str(exc))
+                return self._listed[1] if self._listed else [self.url]
+            live = self.settings.lease
+            others = [r.url for r in rows if r.seen_ago <= live and r.url != self.url]
+            self._listed = (now + NODES_CACHE, [self.url, *others])
+            return self._listed[1]
 
     # -- the lease -----------------------------------------------------------------------------
 
@@ -280,6 +305,7 @@ class Node:
     async def _serve(self, engine: Engine, epoch: int, lost: trio.Event) -> None:
         gateway = Gateway(engine, self.config.server)
         gateway.relay_secret = self.holder.secret if self.holder else ""
+        nodes_route(gateway.routes, self.node_urls)
         async with trio.open_nursery() as nursery:
             await nursery.start(gateway.serve_adopted)
             nursery.start_soon(self.keep, epoch, lost)

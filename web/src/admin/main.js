@@ -4,7 +4,7 @@
  * request of SPEC section 6.4/6.5, and the section it touches is reloaded from the server after it.
  */
 import { HelplineClient } from "../client/helpline-client.js";
-import { errorText, h, replace, serverFromPage } from "../shared/dom.js";
+import { errorText, h, nodesFromPage, replace } from "../shared/dom.js";
 import { renderWebhooks } from "./webhooks.js";
 
 const TOKEN_KEY = "helpline.admin.token";
@@ -12,7 +12,8 @@ const TOKEN_KEY = "helpline.admin.token";
 class Admin {
   constructor(root) {
     this.root = root;
-    this.server = serverFromPage();
+    this.nodes = nodesFromPage(); // several nodes: every node's URL, this page's server first
+    this.server = this.nodes.own;
     this.client = null;
     this.departments = [];
     this.agents = [];
@@ -50,7 +51,7 @@ class Admin {
 
   async signIn(token, errorNode) {
     this.client?.close();
-    const client = new HelplineClient({ url: this.server, role: "admin", token });
+    const client = this.nodes.attach(new HelplineClient({ url: this.server, urls: this.nodes.urls, role: "admin", token }));
     this.client = client;
     client.on("fatal", () => {
       sessionStorage.removeItem(TOKEN_KEY);

@@ -536,6 +536,18 @@ export class HelplineClient {
     }, delay);
   }
 
+  /**
+   * Several nodes: a new list of URLs (a page learns it from the server's `/nodes`). The URL in
+   * use stays in use; the next retry goes to the one after it in the new list, or to the first
+   * when it is no longer listed.
+   */
+  setUrls(urls) {
+    if (!urls?.length) return;
+    this.urls = [...urls];
+    const index = this.urls.indexOf(this.url);
+    this.urlIndex = index >= 0 ? index : this.urls.length - 1;
+  }
+
   /** Closes the connection for good (no reconnect). */
   close(code = 1000, reason = "") {
     this.closedByUs = true;

@@ -19,7 +19,7 @@
  * the token is tried as the role it last signed in as (an agent at first), then as the other.
  */
 import { HelplineClient } from "../client/helpline-client.js";
-import { errorText, h, initials, replace, serverFromPage } from "../shared/dom.js";
+import { errorText, h, initials, nodesFromPage, replace } from "../shared/dom.js";
 import { ChatView } from "./chat.js";
 import { OfferPopups } from "./offers.js";
 import { RecordsView } from "./records.js";
@@ -32,7 +32,8 @@ const ROLE_KEY = "helpline.console.role";
 class Console {
   constructor(root) {
     this.root = root;
-    this.server = serverFromPage();
+    this.nodes = nodesFromPage(); // several nodes: every node's URL, this page's server first
+    this.server = this.nodes.own;
     this.ringtone = new Ringtone();
     this.client = null;
     this.state = this.freshState();
@@ -94,7 +95,7 @@ class Console {
 
   async signIn(token, errorNode, role = sessionStorage.getItem(ROLE_KEY) || "agent", retry = true) {
     this.client?.close();
-    const client = new HelplineClient({ url: this.server, role, token });
+    const client = this.nodes.attach(new HelplineClient({ url: this.server, urls: this.nodes.urls, role, token }));
     this.client = client;
     client.on("open", (reply) => (role === "supervisor" ? this.onSupervisorHello(reply) : this.onHello(reply)));
     client.on("fatal", () => {

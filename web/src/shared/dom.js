@@ -1,3 +1,5 @@
+import { NodeList } from "./nodes.js";
+
 /**
  * A small DOM builder. Everything that is not an element becomes a text node, so data is never
  * parsed as HTML: there is no innerHTML anywhere in web/src.
@@ -63,11 +65,25 @@ export function randomId(prefix = "m") {
   return prefix + "-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The server URL given with `?server=` on the page, or null. */
+export function givenServer(loc = globalThis.location) {
+  const given = new URLSearchParams(loc.search).get("server");
+  return given && /^wss?:\/\//.test(given) ? given : null;
+}
+
 /** The server URL: `?server=` on the page, else the page's own origin. */
-export function serverFromPage() {
-  const given = new URLSearchParams(location.search).get("server");
-  if (given && /^wss?:\/\//.test(given)) return given;
-  return `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/`;
+export function serverFromPage(loc = globalThis.location) {
+  return givenServer(loc) || `${loc.protocol === "https:" ? "wss" : "ws"}://${loc.host}/`;
+}
+
+/**
+ * Every node's URL (shared/nodes.js), asked for at once: the page's server first, the other
+ * nodes once `/nodes` answers; `?server=` alone when given.
+ */
+export function nodesFromPage(loc = globalThis.location, options = {}) {
+  const nodes = new NodeList(serverFromPage(loc), { pinned: !!givenServer(loc), ...options });
+  nodes.refresh();
+  return nodes;
 }
 
 export const ERROR_TEXT = {

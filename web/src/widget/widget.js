@@ -3,8 +3,8 @@
  *
  *   <script src="https://help.example.com/widget.js" data-department="support" async></script>
  *
- * Attributes: `data-server` (the daemon's WebSocket URL; default: the origin the script came
- * from), `data-department` (the one department chats open in; without it the visitor chooses
+ * Attributes: `data-server` (the daemon's WebSocket URL, used alone; default: the origin the
+ * script came from, and the other nodes its `/nodes` lists, shared/nodes.js), `data-department` (the one department chats open in; without it the visitor chooses
  * among the departments whose chat is on, from the server's `departments` list),
  * `data-departments` ("sales:Sales, support:Support": the departments offered, overriding the
  * server's list), `data-title`, `data-skills` ("de, billing": what the agent must know; the chat
@@ -28,6 +28,7 @@
 import { HelplineClient, skillList } from "../client/helpline-client.js";
 import { opensText, parseDepartmentsAttribute, waitText, widgetDepartments } from "../shared/desk.js";
 import { clock, h, randomId, replace } from "../shared/dom.js";
+import { NodeList } from "../shared/nodes.js";
 import { describeAgent, describeLocation } from "../shared/useragent.js";
 import css from "./widget.css";
 
@@ -78,7 +79,7 @@ function settings(script) {
   // data-department alone pins one department; data-departments lists those offered
   const attribute = data.departments ? parseDepartmentsAttribute(data.departments) : data.department ? [{ id: data.department, name: data.department }] : [];
   const department = data.department || attribute[0]?.id || "";
-  return { server, department, attribute, title: data.title || "Chat with us", skills: skillList(data.skills) };
+  return { server, pinned: !!data.server, department, attribute, title: data.title || "Chat with us", skills: skillList(data.skills) };
 }
 
 function visitorId() {
@@ -107,7 +108,9 @@ class Widget {
     this.endReason = "";
     this.opensAt = null;
     this.departments = widgetDepartments(config.attribute, null); // until the server's list comes
-    this.client = new HelplineClient({ url: config.server, role: "visitor", storage: sessionStorage, storageKey: RESUME_KEY });
+    this.nodes = new NodeList(config.server, { pinned: config.pinned });
+    this.nodes.refresh();
+    this.client = this.nodes.attach(new HelplineClient({ url: config.server, role: "visitor", storage: sessionStorage, storageKey: RESUME_KEY }));
     this.bindClient();
 
     const host = h("div", { id: "helpline-widget" });
