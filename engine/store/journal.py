@@ -18,6 +18,10 @@ Rule 4. The journal is read once, at start (`load`). A record that does not pars
         with every line it had, into a FAILED ticket.
 Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so a resent message
         is stored once, also across a restart.
+Rule 6. An offer id names one open offer only: `write_batch` stores a record's offer ids beside it
+        (`live_chats.offer_id`, `handoff_id`), and partial UNIQUE indexes over the rows that hold
+        one refuse a second live chat with the same id, so that a bug cannot hand one offer to
+        two chats. The columns cost a write little; indexes over the record's JSON cost it double.
 """
 
 from __future__ import annotations
@@ -349,10 +353,11 @@ class JournalBatch:
 def write_batch(conn: Connection, batch: JournalBatch) -> None:
     """Write the router's records, graces and presence (failed tickets are the store's part)."""
     conn.executemany(
-        "INSERT INTO live_chats (chat_id, record) SELECT ?, ?"
+        "INSERT INTO live_chats (chat_id, record, offer_id, handoff_id) SELECT ?, ?, ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE chat_id = ?)"
-        " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record",
-        [(chat_id, record, chat_id) for chat_id, record in batch.chats],
+        " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record,"
+        " offer_id = excluded.offer_id, handoff_id = excluded.handoff_id",
+        [(chat_id, record, *offer_ids(record), chat_id) for chat_id, record in batch.chats],
     )
     for agent_id, until in batch.graces:
         if until is None:
@@ -371,6 +376,26 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
         forget(conn, chat_id)
     if batch.traces:
         trace_rows.write(conn, batch.traces)
+
+
+def offer_ids(record: str) -> tuple[str | None, str | None]:
+    """The ids of a record's open offer and open transfer or invite (None for none), stored beside
+    the record where unique indexes guard them (Rule 6). A record that is not a JSON object holds
+    none: it is left to `salvage` at start."""
+    try:
+        doc = json.loads(record)
+    except ValueError:
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    return _offer_id(doc.get("offer")), _offer_id(doc.get("handoff"))
+
+
+def _offer_id(offer: object) -> str | None:
+    value = offer.get("id") if isinstance(offer, dict) else None
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)  # not what the router writes; kept comparable all the same
 
 
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id
