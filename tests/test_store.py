@@ -26,7 +26,7 @@ from engine.model.records import (
     Visitor,
 )
 from engine.store import journal
-from engine.store.journal import JournalBatch
+from engine.store.journal import ChatRow, JournalBatch
 from engine.store.sqlite_store import (
     SCHEMA_VERSION,
     SqliteStore,
@@ -264,14 +264,18 @@ class TestOpen:
             await store.write(downgrade)
         async with open_store(db_path) as store:
             assert (store.migrated_from, store.schema_version) == (10, SCHEMA_VERSION)
-            for twin in ('{"offer":{"id":"o1"}}', '{"handoff":{"id":"h1"}}'):
+            for twin in (ChatRow("c", "{}", "o1"), ChatRow("c", "{}", None, "h1")):
                 with pytest.raises(StoreError):
                     await store.write(
-                        lambda c, r=twin: journal.write_batch(c, JournalBatch(chats=(("c", r),)))
+                        lambda c, r=twin: journal.write_batch(c, JournalBatch(chats=(r,)))
                     )
-            await store.write(lambda c: journal.write_batch(c, JournalBatch(chats=(("a", "{}"),))))
             await store.write(
-                lambda c: journal.write_batch(c, JournalBatch(chats=(("c", held),)))
+                lambda c: journal.write_batch(c, JournalBatch(chats=(ChatRow("a", "{}"),)))
+            )
+            await store.write(
+                lambda c: journal.write_batch(
+                    c, JournalBatch(chats=(ChatRow("c", held, "o1", "h1"),))
+                )
             )  # chat a let go of its offers: another chat may hold those ids now
             live = await store.live_state()
             assert [(c.chat_id, c.record) for c in live.chats] == [

@@ -18,10 +18,11 @@ Rule 4. The journal is read once, at start (`load`). A record that does not pars
         with every line it had, into a FAILED ticket.
 Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so a resent message
         is stored once, also across a restart.
-Rule 6. An offer id names one open offer only: `write_batch` stores a record's offer ids beside it
-        (`live_chats.offer_id`, `handoff_id`), and partial UNIQUE indexes over the rows that hold
-        one refuse a second live chat with the same id, so that a bug cannot hand one offer to
-        two chats. The columns cost a write little; indexes over the record's JSON cost it double.
+Rule 6. An offer id names one open offer only: a record's offer ids are stored beside it
+        (`live_chats.offer_id`, `handoff_id`, taken from the `ChatRecord` by `chat_row`, never
+        parsed back from its JSON), and partial UNIQUE indexes over the rows that hold one refuse
+        a second live chat with the same id, so that a bug cannot hand one offer to two chats.
+        The columns cost a write little; indexes over the record's JSON cost it double.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ..model.chatstate import ChatState
 from ..model.desk_events import DeskEvent
@@ -329,19 +330,39 @@ def _finish(doc: Any) -> Finish | None:
 # --- writing -----------------------------------------------------------------------------------
 
 
+class ChatRow(NamedTuple):
+    """A chat's record as the journal stores it: its JSON, and the ids of its open offer and of
+    its open transfer or invite (None for none), which unique indexes guard (Rule 6)."""
+
+    chat_id: str
+    record: str
+    offer_id: str | None = None
+    handoff_id: str | None = None
+
+
+def chat_row(record: ChatRecord) -> ChatRow:
+    """The row of a record: its JSON (`dumps`) and its offer ids."""
+    return ChatRow(
+        record.chat_id,
+        dumps(record),
+        None if record.offer is None else record.offer.id,
+        None if record.handoff is None else record.handoff.id,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JournalBatch:
     """What one router loop iteration changed: written in one job, all or nothing.
 
-    `chats` are (chat id, record JSON); `graces` are (agent id, wall-clock deadline, or None when
-    the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
-    tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
-    opening was refused, of which nothing may be left; `traces` are finished chats' routing
-    traces (`store.traces`); `events` are the webhook events the iteration decided, queued in the
-    outbox by the same transaction (model.desk_events).
+    `chats` are records with their offer ids (`chat_row`); `graces` are (agent id, wall-clock
+    deadline, or None when the grace is over); `presence` are (agent id, status, ringtone);
+    `tickets` are failed-chat tickets of crashed sessions (stored unless the chat has one
+    already); `forget` are chats whose opening was refused, of which nothing may be left;
+    `traces` are finished chats' routing traces (`store.traces`); `events` are the webhook events
+    the iteration decided, queued in the outbox by the same transaction (model.desk_events).
     """
 
-    chats: tuple[tuple[str, str], ...] = ()
+    chats: tuple[ChatRow, ...] = ()
     graces: tuple[tuple[str, float | None], ...] = ()
     presence: tuple[tuple[str, AgentStatus, bool], ...] = ()
     tickets: tuple[Ticket, ...] = ()
@@ -357,7 +378,7 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
         " WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE chat_id = ?)"
         " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record,"
         " offer_id = excluded.offer_id, handoff_id = excluded.handoff_id",
-        [(chat_id, record, *offer_ids(record), chat_id) for chat_id, record in batch.chats],
+        [(c.chat_id, c.record, c.offer_id, c.handoff_id, c.chat_id) for c in batch.chats],
     )
     for agent_id, until in batch.graces:
         if until is None:
@@ -376,26 +397,6 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
         forget(conn, chat_id)
     if batch.traces:
         trace_rows.write(conn, batch.traces)
-
-
-def offer_ids(record: str) -> tuple[str | None, str | None]:
-    """The ids of a record's open offer and open transfer or invite (None for none), stored beside
-    the record where unique indexes guard them (Rule 6). A record that is not a JSON object holds
-    none: it is left to `salvage` at start."""
-    try:
-        doc = json.loads(record)
-    except ValueError:
-        return None, None
-    if not isinstance(doc, dict):
-        return None, None
-    return _offer_id(doc.get("offer")), _offer_id(doc.get("handoff"))
-
-
-def _offer_id(offer: object) -> str | None:
-    value = offer.get("id") if isinstance(offer, dict) else None
-    if value is None or isinstance(value, str):
-        return value
-    return json.dumps(value)  # not what the router writes; kept comparable all the same
 
 
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id

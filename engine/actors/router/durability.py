@@ -90,11 +90,11 @@ class Durability(Recorder):
             self._forgotten.clear()
             if not (self._presence or self._failed_tickets or events):
                 return None  # finished chats' traces wait for a write, or go on their own
-        chats: tuple[tuple[str, str], ...] = ()
+        chats: tuple[journal.ChatRow, ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
         if self._journal:
             chats = tuple(
-                (chat_id, journal.dumps(self._record_of(self._chats[chat_id])))
+                journal.chat_row(self._record_of(self._chats[chat_id]))
                 for chat_id in self._touched
                 if chat_id in self._chats
             )
@@ -140,7 +140,7 @@ class Durability(Recorder):
         assert isinstance(job, journal.JournalBatch)
         log.error("journal_write_failed", error=repr(batch.outcome), chats=len(job.chats))
         u = self._unwritten
-        u.chats.update(chat_id for chat_id, _ in job.chats)
+        u.chats.update(row.chat_id for row in job.chats)
         u.agents.update(agent_id for agent_id, _ in job.graces)
         u.presence.update(agent_id for agent_id, _, _ in job.presence)
         u.tickets.update((t.chat_id, t) for t in job.tickets)
