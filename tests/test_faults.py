@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from functools import partial
 from pathlib import Path
@@ -26,13 +26,13 @@ from engine import (
     ChatMessage,
     Engine,
     EngineError,
+    Event,
     StoreError,
     TicketKind,
     Visitor,
     VisitorChat,
     open_engine,
 )
-from engine.actors.session import Session
 
 from .helpers import check_invariants, drain, of_type, offer_for, settle
 from .test_recovery import CONFIG, all_tickets, crashing, integrity
@@ -64,6 +64,22 @@ class Fault:
             return original(*args, **kwargs)
 
         monkeypatch.setattr(module, name, job)
+
+
+class BrokenSink:
+    """A frontend's sink with a bug: it raises on the chat message "boom" (`actors.outbox.Sink`
+    says a sink never raises), so the session that fans that line out crashes."""
+
+    def push(self, event: Event) -> bool:
+        if isinstance(event, ChatMessage) and event.text == "boom":
+            raise RuntimeError("a bug behind the session's fan-out")
+        return True
+
+    def replay(self, events: Sequence[Event]) -> None:
+        pass
+
+    def closed(self, kicked: bool) -> None:
+        pass
 
 
 async def active_chat(engine: Engine, handles: AsyncExitStack, agent_id: str = "ann") -> Any:
@@ -330,20 +346,18 @@ class TestCrashedActors:
         assert [x.kind for x in ticket.entries][-2:] == ["message", "ended"]
 
     async def test_crashed_session_is_a_failed_ticket_and_others_go_on(
-        self, db_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: MockClock
+        self, db_path: Path, autojump_clock: MockClock
     ) -> None:
         """A session that crashes leaves its chat as one FAILED ticket with what it had; the
-        other chats are untouched, and the failed one does not come back at a restart."""
-        original = Session._say
+        other chats are untouched, and the failed one does not come back at a restart.
 
-        def say(self: Session, msg: Any) -> Any:
-            if msg.text == "boom":
-                raise RuntimeError("a bug in the session")
-            return original(self, msg)
-
-        monkeypatch.setattr(Session, "_say", say)
+        The bug is a frontend's: a sink (`AgentConnection.attach`) that raises, which its contract
+        forbids, when the session fans the line "boom" out to it."""
         async with crashing(db_path) as (e, handles):
             ann, doomed = await active_chat(e, handles)
+            broken = await handles.enter_async_context(e.connect_agent("ann"))
+            broken.attach(BrokenSink())
+            await settle()
             other = await handles.enter_async_context(
                 e.open_chat(department="sales", question="q", visitor=Visitor(name="W"))
             )

@@ -25,6 +25,8 @@ from engine.model.records import (
     TicketKind,
     Visitor,
 )
+from engine.store import journal
+from engine.store.journal import ChatRow, JournalBatch
 from engine.store.sqlite_store import (
     SCHEMA_VERSION,
     SqliteStore,
@@ -238,6 +240,49 @@ class TestOpen:
             assert (await store.ticket_for_chat("old")).chat_id == "old"
             live = await store.live_state()
             assert (live.chats, live.graces) == ((), {})
+
+    async def test_upgrade_moves_offer_ids_beside_the_records(self, db_path: Path) -> None:
+        """A file of version 10 (offer ids guarded inside the records' JSON) keeps its live
+        records, and a second chat with an offer id a record held before is still refused."""
+        held = '{"offer":{"id":"o1"},"handoff":{"id":"h1"}}'
+        async with open_store(db_path) as store:
+
+            def downgrade(conn: sqlite3.Connection) -> None:
+                conn.execute("DROP INDEX live_chats_by_offer")
+                conn.execute("DROP INDEX live_chats_by_handoff")
+                conn.execute("ALTER TABLE live_chats DROP COLUMN offer_id")
+                conn.execute("ALTER TABLE live_chats DROP COLUMN handoff_id")
+                for key in ("offer", "handoff"):
+                    conn.execute(
+                        f"CREATE UNIQUE INDEX live_chats_by_{key} ON live_chats (CASE WHEN"
+                        f" json_valid(record) THEN json_extract(record, '$.{key}.id') END)"
+                    )
+                conn.execute("INSERT INTO live_chats (chat_id, record) VALUES ('a', ?)", (held,))
+                conn.execute("INSERT INTO live_chats (chat_id, record) VALUES ('b', '{no json')")
+                conn.execute("UPDATE schema_version SET version = 10")
+
+            await store.write(downgrade)
+        async with open_store(db_path) as store:
+            assert (store.migrated_from, store.schema_version) == (10, SCHEMA_VERSION)
+            for twin in (ChatRow("c", "{}", "o1"), ChatRow("c", "{}", None, "h1")):
+                with pytest.raises(StoreError):
+                    await store.write(
+                        lambda c, r=twin: journal.write_batch(c, JournalBatch(chats=(r,)))
+                    )
+            await store.write(
+                lambda c: journal.write_batch(c, JournalBatch(chats=(ChatRow("a", "{}"),)))
+            )
+            await store.write(
+                lambda c: journal.write_batch(
+                    c, JournalBatch(chats=(ChatRow("c", held, "o1", "h1"),))
+                )
+            )  # chat a let go of its offers: another chat may hold those ids now
+            live = await store.live_state()
+            assert [(c.chat_id, c.record) for c in live.chats] == [
+                ("a", "{}"),
+                ("b", "{no json"),
+                ("c", held),
+            ]
 
     async def test_schema_too_new(self, db_path: Path) -> None:
         """A file written by a newer helpline is refused with a clear code."""

@@ -14,7 +14,7 @@ import trio
 
 from engine import Agent, Store, StoreError, open_store
 from engine.store.contract import Connection
-from engine.store.journal import JournalBatch
+from engine.store.journal import ChatRow, JournalBatch
 from engine.store.migrate import latest
 from engine.store.url import parse_store_url
 
@@ -49,7 +49,7 @@ async def seats(store: Store, agent_id: str) -> list[str]:
 
 
 def record(chat_id: str, members: tuple[str, ...]) -> JournalBatch:
-    return JournalBatch(chats=((chat_id, "{}"),), members=((chat_id, members),))
+    return JournalBatch(chats=(ChatRow(chat_id, "{}"),), members=((chat_id, members),))
 
 
 class TestClaims:

@@ -35,7 +35,7 @@ from engine import (
 )
 from engine.model.audit import AuditEntry
 from engine.store.contract import Connection
-from engine.store.journal import JournalBatch
+from engine.store.journal import ChatRow, JournalBatch
 from engine.store.migrate import latest
 from engine.store.tickets import MAX_PAGE, AlreadyRated, NotFound, TicketExists
 from engine.store.url import parse_store_url
@@ -531,7 +531,7 @@ class TestJournal:
         await store.save_agent(Agent(id="ann", name="Ann", departments=()))
         await store.save_ticket(make_ticket("done"))
         batch = JournalBatch(
-            chats=(("a", '{"x":1}'), ("done", '{"x":2}')),
+            chats=(ChatRow("a", '{"x":1}'), ChatRow("done", '{"x":2}')),
             graces=(("ann", 123.5), ("bob", 7.0)),
             presence=(("ann", AgentStatus.ONLINE, False), ("gone", AgentStatus.ONLINE, True)),
             tickets=(make_ticket("done"), make_ticket("failed", kind=TicketKind.FAILED)),
@@ -547,14 +547,19 @@ class TestJournal:
         assert (await store.live_state()).graces == {"bob": 7.0}
 
     async def test_offer_ids_are_unique(self, store: Store) -> None:
-        """Two live chats cannot hold the same open offer; a record that is not JSON is kept."""
-        offer = '{"offer":{"id":"o1"},"handoff":null}'
-        assert await submitted(store, JournalBatch(chats=(("a", offer),))) is None
-        assert await submitted(store, JournalBatch(chats=(("a", offer),))) is None  # same chat
-        failed = await submitted(store, JournalBatch(chats=(("b", offer), ("c", "{not json"))))
-        assert isinstance(failed, StoreError)
+        """Two live chats cannot hold the same open offer, nor the same open transfer or invite;
+        a chat that lets an offer go frees its id; a record that is not JSON is kept."""
+        offer = ChatRow("a", '{"offer":{"id":"o1"}}', "o1", "h1")
+        assert await submitted(store, JournalBatch(chats=(offer,))) is None
+        assert await submitted(store, JournalBatch(chats=(offer,))) is None  # same chat
+        for twin in (ChatRow("b", "{}", "o1"), ChatRow("b", "{}", None, "h1")):
+            failed = await submitted(store, JournalBatch(chats=(twin, ChatRow("c", "{not json"))))
+            assert isinstance(failed, StoreError)
         assert [c.chat_id for c in (await store.live_state()).chats] == ["a"]
-        assert await submitted(store, JournalBatch(chats=(("c", "{not json"),))) is None
+        assert await submitted(store, JournalBatch(chats=(ChatRow("c", "{not json"),))) is None
+        assert await submitted(store, JournalBatch(chats=(ChatRow("a", "{}"),))) is None
+        assert await submitted(store, JournalBatch(chats=(ChatRow("b", "{}", "o1", "h1"),))) is None
+        assert [c.chat_id for c in (await store.live_state()).chats] == ["a", "b", "c"]
 
 
 class TestWriter:

@@ -31,7 +31,7 @@ Failures are ``StoreError`` (``engine.StoreError``) carrying a wire ``code``:
 ``token_exists``          that token hash is stored already
 ``webhook_exists``        a webhook with that id is stored already
 ``schema_too_new``        the database was written by a newer helpline (raised when opening)
-``over_capacity``         a claim would put an agent over its capacity (``journal.claim``)
+``over_capacity``         a claim would put an agent over its capacity (``seats.claim``)
 ``lease_lost``            several nodes: this node no longer holds the routing lease
 ========================  =====================================================================
 

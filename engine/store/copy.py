@@ -49,7 +49,7 @@ TABLES: Final = (
     ("ticket_agents", "ticket_id, position, agent"),
     ("ticket_tags", "ticket_id, position, tag"),
     ("routing_traces", "chat_id, department, ended_at, steps"),
-    ("live_chats", "chat_id, record"),
+    ("live_chats", "chat_id, record, offer_id, handoff_id"),
     ("live_entries", "chat_id, seq, at, kind, author, text, client_msg_id"),
     ("live_agents", "agent_id, grace_until"),
     ("audit_log", "id, at, actor, action, target, before, after"),

@@ -21,9 +21,10 @@ Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so
 Rule 6. Capacity is the database's too. `live_members` holds one row per agent and live chat it
         is in (owner or invitee, every department), so an agent's load is a count of its rows.
         Giving an agent a chat (an accepted chat offer, transfer or invite) is a claim
-        (`claim`, the store's `submit_claim`): in one transaction it locks the agent's directory row
-        (an UPDATE that changes nothing, which on PostgreSQL makes two transactions that claim
-        for one agent wait for each other), adds the row, counts, and refuses with
+        (`seats.claim`, the store's `submit_claim`): in one transaction it locks the agent's
+        directory row (an UPDATE that changes nothing, which on PostgreSQL makes two
+        transactions that claim for one agent wait for each other), adds the row, counts, and
+        refuses with
         `StoreError(code="over_capacity")` if the agent would then hold more chats than its
         capacity in the directory; the job's savepoint is rolled back, so nothing of it is left.
         A group commit that claims for several agents locks their rows in the order of its
@@ -33,6 +34,11 @@ Rule 6. Capacity is the database's too. `live_members` holds one row per agent a
         without checking: a record only ever gains a member through a claim, and a restored
         chat keeps its agents even when their capacity was lowered meanwhile. Storing a ticket
         (`forget`) deletes the chat's rows with its record.
+Rule 7. An offer id names one open offer only: a record's offer ids are stored beside it
+        (`live_chats.offer_id`, `handoff_id`, taken from the `ChatRecord` by `chat_row`, never
+        parsed back from its JSON), and partial UNIQUE indexes over the rows that hold one refuse
+        a second live chat with the same id, so that a bug cannot hand one offer to two chats.
+        The columns cost a write little; indexes over the record's JSON cost it double.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from ..model.chatstate import ChatState
 from ..model.desk_events import DeskEvent
@@ -54,8 +60,8 @@ from ..model.records import (
     TicketKind,
     Visitor,
 )
+from . import seats
 from . import traces as trace_rows
-from .writer import StoreError
 
 if TYPE_CHECKING:
     from .contract import Connection
@@ -88,21 +94,6 @@ SCHEMA: Final = (
     )""",
     "CREATE INDEX IF NOT EXISTS live_members_by_chat ON live_members (chat_id)",
 )
-
-OVER_CAPACITY: Final = "over_capacity"  # the StoreError code of a refused claim (Rule 6)
-
-
-class OverCapacity(StoreError):
-    """A claim refused (Rule 6): the agent holds `held` live chats, and `capacity` is its
-    capacity in the directory when the claim was checked."""
-
-    code = OVER_CAPACITY
-
-    def __init__(self, message: str, *, held: int, capacity: int) -> None:
-        super().__init__(message)
-        self.held = held
-        self.capacity = capacity
-
 
 _FORMAT: Final = 1  # the record layout; a record with another value is salvaged, not restored
 
@@ -362,20 +353,41 @@ def _finish(doc: Any) -> Finish | None:
 # --- writing -----------------------------------------------------------------------------------
 
 
+class ChatRow(NamedTuple):
+    """A chat's record as the journal stores it: its JSON, and the ids of its open offer and of
+    its open transfer or invite (None for none), which unique indexes guard (Rule 7)."""
+
+    chat_id: str
+    record: str
+    offer_id: str | None = None
+    handoff_id: str | None = None
+
+
+def chat_row(record: ChatRecord) -> ChatRow:
+    """The row of a record: its JSON (`dumps`) and its offer ids."""
+    return ChatRow(
+        record.chat_id,
+        dumps(record),
+        None if record.offer is None else record.offer.id,
+        None if record.handoff is None else record.handoff.id,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JournalBatch:
     """What one router loop iteration changed: written in one job, all or nothing.
 
-    `chats` are (chat id, record JSON); `graces` are (agent id, wall-clock deadline, or None when
-    the grace is over); `presence` are (agent id, status, ringtone); `tickets` are failed-chat
-    tickets of crashed sessions (stored unless the chat has one already); `forget` are chats whose
-    opening was refused, of which nothing may be left; `traces` are finished chats' routing
-    traces (`store.traces`); `events` are the webhook events the iteration decided, queued in the
-    outbox by the same transaction (model.desk_events). `members` are (chat id, its agents) for
-    the chats of `chats`, mirrored into `live_members` (Rule 6).
+    `chats` are records with their offer ids (`chat_row`); `graces` are (agent id, wall-clock
+    deadline, or None when the grace is over); `presence` are (agent id, status, ringtone);
+    `tickets` are failed-chat tickets of crashed sessions (stored unless the chat has one
+    already); `forget` are chats whose opening was refused, of which nothing may be left;
+    `traces` are finished chats' routing traces (`store.traces`); `events` are the webhook events
+    the iteration decided, queued in the outbox by the same transaction (model.desk_events).
+    `members` are (chat id, its agents) for the chats of `chats`, mirrored into `live_members`
+    (Rule 6).
     """
 
-    chats: tuple[tuple[str, str], ...] = ()
+    chats: tuple[ChatRow, ...] = ()
     graces: tuple[tuple[str, float | None], ...] = ()
     presence: tuple[tuple[str, AgentStatus, bool], ...] = ()
     tickets: tuple[Ticket, ...] = ()
@@ -385,69 +397,14 @@ class JournalBatch:
     members: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-def claim(conn: Connection, chat_id: str, agent_id: str) -> None:
-    """Give `agent_id` a seat in `chat_id`, or refuse (Rule 6): `OverCapacity` if
-    the agent would then be in more live chats than its capacity, `StoreError("not_found")` if
-    the directory has no such agent. Run it inside a transaction (a job's savepoint): a refusal
-    leaves the rows as they were once that is rolled back."""
-    row = conn.execute(  # locks the agent's row (PostgreSQL) until the transaction ends
-        "UPDATE agents SET capacity = capacity WHERE id = ? RETURNING capacity", (agent_id,)
-    ).fetchone()
-    if row is None:
-        raise StoreError(f"no agent {agent_id!r} in the directory", code="not_found")
-    conn.execute(
-        "INSERT INTO live_members (agent_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        (agent_id, chat_id),
-    )
-    (count,) = conn.execute(
-        "SELECT count(*) FROM live_members WHERE agent_id = ?", (agent_id,)
-    ).fetchone()
-    held, capacity = int(count) - 1, int(row[0])
-    if held >= capacity:
-        raise OverCapacity(
-            f"{agent_id} is in {held} live chats and its capacity is {capacity}",
-            held=held,
-            capacity=capacity,
-        )
-
-
-_IN_CHUNK: Final = 500  # chat ids per IN (...) list
-
-
-def _mirror_members(conn: Connection, members: Sequence[tuple[str, tuple[str, ...]]]) -> None:
-    """Make `live_members` hold exactly these agents for these chats (Rule 6; no check)."""
-    ids = [chat_id for chat_id, _ in members]
-    held: set[tuple[str, str]] = set()
-    for i in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[i : i + _IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        held.update(
-            (row[0], row[1])
-            for row in conn.execute(
-                f"SELECT chat_id, agent_id FROM live_members WHERE chat_id IN ({marks})", chunk
-            )
-        )
-    want = {(chat_id, agent_id) for chat_id, agents in members for agent_id in agents}
-    if held - want:
-        conn.executemany(
-            "DELETE FROM live_members WHERE chat_id = ? AND agent_id = ?", sorted(held - want)
-        )
-    if want - held:
-        conn.executemany(  # not for a chat whose record was not written (it has a ticket)
-            "INSERT INTO live_members (chat_id, agent_id) SELECT ?, ?"
-            " WHERE EXISTS (SELECT 1 FROM live_chats WHERE chat_id = ?)"
-            " ON CONFLICT DO NOTHING",
-            [(chat_id, agent_id, chat_id) for chat_id, agent_id in sorted(want - held)],
-        )
-
-
 def write_batch(conn: Connection, batch: JournalBatch) -> None:
     """Write the router's records, graces and presence (failed tickets are the store's part)."""
     conn.executemany(
-        "INSERT INTO live_chats (chat_id, record) SELECT ?, ?"
+        "INSERT INTO live_chats (chat_id, record, offer_id, handoff_id) SELECT ?, ?, ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE chat_id = ?)"
-        " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record",
-        [(chat_id, record, chat_id) for chat_id, record in batch.chats],
+        " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record,"
+        " offer_id = excluded.offer_id, handoff_id = excluded.handoff_id",
+        [(c.chat_id, c.record, c.offer_id, c.handoff_id, c.chat_id) for c in batch.chats],
     )
     for agent_id, until in batch.graces:
         if until is None:
@@ -465,7 +422,7 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
     for chat_id in batch.forget:
         forget(conn, chat_id)
     if batch.members:
-        _mirror_members(conn, batch.members)
+        seats.mirror(conn, batch.members)
     if batch.traces:
         trace_rows.write(conn, batch.traces)
 

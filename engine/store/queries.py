@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 from ..model.desk_events import rating_event, ticket_events
 from ..model.records import Entry, Rating, Ticket, TicketKind
-from . import journal
+from . import journal, seats
 from .audit import AuditQueries
 from .contract import Connection, RatingReport
 from .directory import DirectoryQueries
@@ -222,9 +222,9 @@ class StoreQueries(DirectoryQueries, AuditQueries, OutboxQueries):
     def submit_claim(
         self: _Backend, chat_id: str, agent_id: str, on_done: Callable[[object], None]
     ) -> None:
-        """Hand a claim of a seat over without waiting (``journal.claim``); ``on_done`` gets None
+        """Hand a claim of a seat over without waiting (``seats.claim``); ``on_done`` gets None
         or the error (``over_capacity`` when the agent is full)."""
-        self.submit(lambda conn: journal.claim(conn, chat_id, agent_id), on_done)
+        self.submit(lambda conn: seats.claim(conn, chat_id, agent_id), on_done)
 
     async def live_state(self: _Backend) -> journal.LiveState:
         """Every live chat the journal holds, with its lines, and the running agent graces."""

@@ -27,7 +27,7 @@ import structlog
 import trio
 
 from ...model.chatstate import ChatState
-from ...store import journal
+from ...store import journal, seats
 from ...store import traces as trace_rows
 from ..effects import Batch
 from .recorder import Recorder
@@ -41,7 +41,7 @@ log = structlog.get_logger("helpline.router")
 _JOURNAL_RETRY = 1.0  # seconds before records whose journal write failed are written again
 
 #: StoreError codes of refusals that a retry cannot change (see the module's docstring).
-PERMANENT: frozenset[str] = frozenset({"lease_lost", journal.OVER_CAPACITY})
+PERMANENT: frozenset[str] = frozenset({"lease_lost", seats.OVER_CAPACITY})
 
 
 def permanent(outcome: object) -> bool:
@@ -109,12 +109,12 @@ class Durability(Recorder):
             self._forgotten.clear()
             if not (self._presence or self._failed_tickets or events):
                 return None  # finished chats' traces wait for a write, or go on their own
-        chats: tuple[tuple[str, str], ...] = ()
+        chats: tuple[journal.ChatRow, ...] = ()
         members: tuple[tuple[str, tuple[str, ...]], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
         if self._journal:
             live = [self._chats[c] for c in self._touched if c in self._chats]
-            chats = tuple((chat.id, journal.dumps(self._record_of(chat))) for chat in live)
+            chats = tuple(journal.chat_row(self._record_of(chat)) for chat in live)
             members = tuple((chat.id, tuple(chat.members)) for chat in live)
             graces = tuple((a, self._grace_until(a)) for a in self._touched_agents)
         presence = tuple(
@@ -162,7 +162,7 @@ class Durability(Recorder):
             return
         log.error("journal_write_failed", error=repr(batch.outcome), chats=len(job.chats))
         u = self._unwritten
-        u.chats.update(chat_id for chat_id, _ in job.chats)
+        u.chats.update(row.chat_id for row in job.chats)
         u.agents.update(agent_id for agent_id, _ in job.graces)
         u.presence.update(agent_id for agent_id, _, _ in job.presence)
         u.tickets.update((t.chat_id, t) for t in job.tickets)

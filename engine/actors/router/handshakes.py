@@ -23,7 +23,7 @@ from ...model.events import (
     ChatRemoved,
     HandoffResult,
 )
-from ...store import journal
+from ...store import journal, seats
 from .. import messages as m
 from .routing import Routing
 from .state import (
@@ -109,7 +109,7 @@ class Handshakes(Routing):
         when an agent is full. Any other failure leaves the offer open for another try."""
         code = getattr(error, "code", "")
         log.warning("claim_refused", offer_id=offer_id, agent_id=agent_id, error=repr(error))
-        if isinstance(error, journal.OverCapacity):
+        if isinstance(error, seats.OverCapacity):
             answer = EngineError(
                 "capacity_full",
                 f"you already hold {error.held} chats and your capacity is {error.capacity}"

@@ -1,0 +1,87 @@
+"""An agent's seats in live chats (``live_members``): capacity decided by the database.
+
+The journal's Rule 6 (``engine.store.journal``) says what they are for. ``claim`` gives an agent a
+seat against its capacity in the directory, in the caller's transaction, or refuses; ``mirror``
+makes the seats of written records match their members, without a check (a record only gains a
+member through a claim, and a restored chat keeps its agents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from .contract import Connection
+from .writer import StoreError
+
+__all__ = ["OVER_CAPACITY", "OverCapacity", "claim", "mirror"]
+
+OVER_CAPACITY: Final = "over_capacity"  # the StoreError code of a refused claim
+
+
+class OverCapacity(StoreError):
+    """A claim refused: the agent holds `held` live chats, and `capacity` is its
+    capacity in the directory when the claim was checked."""
+
+    code = OVER_CAPACITY
+
+    def __init__(self, message: str, *, held: int, capacity: int) -> None:
+        super().__init__(message)
+        self.held = held
+        self.capacity = capacity
+
+
+def claim(conn: Connection, chat_id: str, agent_id: str) -> None:
+    """Give `agent_id` a seat in `chat_id`, or refuse: `OverCapacity` if
+    the agent would then be in more live chats than its capacity, `StoreError("not_found")` if
+    the directory has no such agent. Run it inside a transaction (a job's savepoint): a refusal
+    leaves the rows as they were once that is rolled back."""
+    row = conn.execute(  # locks the agent's row (PostgreSQL) until the transaction ends
+        "UPDATE agents SET capacity = capacity WHERE id = ? RETURNING capacity", (agent_id,)
+    ).fetchone()
+    if row is None:
+        raise StoreError(f"no agent {agent_id!r} in the directory", code="not_found")
+    conn.execute(
+        "INSERT INTO live_members (agent_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (agent_id, chat_id),
+    )
+    (count,) = conn.execute(
+        "SELECT count(*) FROM live_members WHERE agent_id = ?", (agent_id,)
+    ).fetchone()
+    held, capacity = int(count) - 1, int(row[0])
+    if held >= capacity:
+        raise OverCapacity(
+            f"{agent_id} is in {held} live chats and its capacity is {capacity}",
+            held=held,
+            capacity=capacity,
+        )
+
+
+_IN_CHUNK: Final = 500  # chat ids per IN (...) list
+
+
+def mirror(conn: Connection, members: Sequence[tuple[str, tuple[str, ...]]]) -> None:
+    """Make `live_members` hold exactly these agents for these chats (no check)."""
+    ids = [chat_id for chat_id, _ in members]
+    held: set[tuple[str, str]] = set()
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        held.update(
+            (row[0], row[1])
+            for row in conn.execute(
+                f"SELECT chat_id, agent_id FROM live_members WHERE chat_id IN ({marks})", chunk
+            )
+        )
+    want = {(chat_id, agent_id) for chat_id, agents in members for agent_id in agents}
+    if held - want:
+        conn.executemany(
+            "DELETE FROM live_members WHERE chat_id = ? AND agent_id = ?", sorted(held - want)
+        )
+    if want - held:
+        conn.executemany(  # not for a chat whose record was not written (it has a ticket)
+            "INSERT INTO live_members (chat_id, agent_id) SELECT ?, ?"
+            " WHERE EXISTS (SELECT 1 FROM live_chats WHERE chat_id = ?)"
+            " ON CONFLICT DO NOTHING",
+            [(chat_id, agent_id, chat_id) for chat_id, agent_id in sorted(want - held)],
+        )
