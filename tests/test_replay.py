@@ -16,13 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 import trio
 from trio.testing import MockClock
 
 from bench._daemonproc import helpline
 from engine import Agent, Department, RoutingMode
-from protocol.cli import main
 from replay import (
     Changes,
     DayProfile,
@@ -286,25 +284,12 @@ class TestCommand:
             (("--generate", "10", "--overflow-to", "billing"), "no department billing"),
         ],
     )
-    def test_refusals(
-        self,
-        tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str],
-        args: tuple[str, ...],
-        message: str,
-    ) -> None:
-        """What cannot be replayed is refused with a reason, exit status 1 (run through the
-        command's entry point in this process: an uncaught exception would fail the test)."""
-        monkeypatch.chdir(tmp_path)
-        logging_before = structlog.get_config()  # the command sets the log level for its process
-        try:
-            status = main(["replay", *args, "--quiet"])
-        finally:
-            structlog.configure(**logging_before)
-        out, err = capsys.readouterr()
-        assert 1 == status, out
-        assert message in err
+    def test_refusals(self, tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+        """What cannot be replayed is refused with a reason, exit status 1."""
+        done = replay_cmd(*args, "--quiet", cwd=tmp_path)
+        assert 1 == done.returncode, done.stdout
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
 
 
 class TestClock:
