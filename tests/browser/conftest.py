@@ -22,8 +22,10 @@ from typing import Any
 
 import msgpack
 import pytest
+import trio
 
-from bench._daemonproc import Daemon, helpline, start_daemon
+from bench._daemonproc import Daemon, start_daemon
+from protocol import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -172,20 +174,30 @@ def running_desk(root: Path, config_text: str) -> Iterator[Desk]:
     config.write_text(config_text)
     daemon = start_daemon(root, "--config", str(config))
     try:
-        tokens = {
-            agent: subprocess.run(
-                helpline("token", agent, "--db", str(daemon.db)),
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            for agent in ("ann", "bob", "dee")
-        }
         assert daemon.admin_token is not None
+        replies = admin_requests(
+            daemon.url,
+            daemon.admin_token,
+            *[("token_issue", {"agent_id": agent}) for agent in ("ann", "bob", "dee")],
+        )
+        tokens = {str(reply["agent_id"]): str(reply["token"]) for reply in replies}
         base = daemon.url.replace("ws://", "http://").rstrip("/")
         yield Desk(daemon=daemon, base=base, tokens=tokens, admin_token=daemon.admin_token)
     finally:
         daemon.kill()
+
+
+def admin_requests(
+    url: str, admin_token: str, *requests: tuple[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The replies to `requests` (type, fields), made in turn on one admin connection (tokens
+    this way cost no `helpline token` process per agent; tests/test_cli.py covers that command)."""
+
+    async def ask() -> list[dict[str, Any]]:
+        async with connect(url, role="admin", token=admin_token) as admin:
+            return [await admin.request(kind, **fields) for kind, fields in requests]
+
+    return trio.run(ask)
 
 
 @dataclass
