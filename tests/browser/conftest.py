@@ -11,16 +11,21 @@ with ``HELPLINE_REQUIRE_BROWSER=1`` in the environment a skip is a failure inste
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
+import trio
 
-from bench._daemonproc import Daemon, helpline, start_daemon
+from bench._daemonproc import Daemon, start_daemon
+from protocol import connect
 
 ROOT = Path(__file__).resolve().parents[2]
 WEB = ROOT / "web"
@@ -169,20 +174,30 @@ def running_desk(root: Path, config_text: str) -> Iterator[Desk]:
     config.write_text(config_text)
     daemon = start_daemon(root, "--config", str(config))
     try:
-        tokens = {
-            agent: subprocess.run(
-                helpline("token", agent, "--db", str(daemon.db)),
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            for agent in ("ann", "bob", "dee")
-        }
         assert daemon.admin_token is not None
+        replies = admin_requests(
+            daemon.url,
+            daemon.admin_token,
+            *[("token_issue", {"agent_id": agent}) for agent in ("ann", "bob", "dee")],
+        )
+        tokens = {str(reply["agent_id"]): str(reply["token"]) for reply in replies}
         base = daemon.url.replace("ws://", "http://").rstrip("/")
         yield Desk(daemon=daemon, base=base, tokens=tokens, admin_token=daemon.admin_token)
     finally:
         daemon.kill()
+
+
+def admin_requests(
+    url: str, admin_token: str, *requests: tuple[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The replies to `requests` (type, fields), made in turn on one admin connection (tokens
+    this way cost no `helpline token` process per agent; tests/test_cli.py covers that command)."""
+
+    async def ask() -> list[dict[str, Any]]:
+        async with connect(url, role="admin", token=admin_token) as admin:
+            return [await admin.request(kind, **fields) for kind, fields in requests]
+
+    return trio.run(ask)
 
 
 @dataclass
@@ -193,6 +208,8 @@ class Tab:
     dialogs: list[str]
     errors: list[str]
     accept: bool = False  # answer the page's questions (confirm) with yes; else no
+    # what the page logged and its WebSocket frames, for the post-mortem of a failed test
+    journal: list[str] = field(default_factory=list)
 
     def shot(self, name: str) -> Path:
         OUTPUT.mkdir(exist_ok=True)
@@ -201,10 +218,65 @@ class Tab:
         return path
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, Any, Any]:
+    """Keep each phase's report on the test, so a fixture's teardown knows if the test failed."""
+    report = yield
+    item.stash.setdefault(REPORTS, {})[report.when] = report
+    return report
+
+
+REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def _failed(item: pytest.Item) -> bool:
+    return any(r.failed for r in item.stash.get(REPORTS, {}).values())
+
+
+def _frame(payload: str | bytes) -> str:
+    """A WebSocket frame as text (the protocol's frames are MessagePack)."""
+    if isinstance(payload, str):
+        return payload[:500]
+    try:
+        return repr(msgpack.unpackb(payload))[:500]
+    except Exception:
+        return f"<{len(payload)} bytes>"
+
+
+def _post_mortem(item: pytest.Item, tabs: list[Tab], logs: dict[Path, int]) -> Path:
+    """Write what each page logged, its frames and a screenshot, and the daemon's log lines of
+    the test, under test-output/; returns the report's path."""
+    OUTPUT.mkdir(exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", item.nodeid.split("::", 1)[-1])
+    report = OUTPUT / f"failed-{name}.txt"
+    with report.open("w") as out:
+        for index, tab in enumerate(tabs):
+            out.write(f"== tab {index}: {tab.page.url}\n")
+            out.writelines(f"{line}\n" for line in tab.journal)
+            try:
+                tab.page.screenshot(path=str(OUTPUT / f"failed-{name}-tab{index}.png"))
+            except Exception as exc:
+                out.write(f"(no screenshot: {exc})\n")
+        for log, start in logs.items():
+            out.write(f"== daemon log {log.name} (this test's lines)\n")
+            with log.open() as lines:
+                lines.seek(start)
+                out.write(lines.read())
+    return report
+
+
 @pytest.fixture
-def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
-    """Opens a fresh browser context (its own sessionStorage) and records dialogs and errors."""
+def open_tab(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callable[..., Tab]]:
+    """Opens a fresh browser context (its own sessionStorage) and records dialogs and errors.
+
+    When the test fails, each page's console, errors and WebSocket frames, a screenshot of each,
+    and the daemon's log lines of the test are written to test-output/failed-TEST.txt (and .png).
+    """
     contexts: list[Any] = []
+    tabs: list[Tab] = []
+    desks = [d for d in request.node.funcargs.values() if isinstance(d, Desk)]
+    logs = {d.daemon.log: d.daemon.log.stat().st_size for d in desks if d.daemon.log.exists()}
+    started = time.monotonic()
 
     def opener(width: int = 1360, height: int = 820) -> Tab:
         context = browser.new_context(viewport={"width": width, "height": height})
@@ -212,6 +284,21 @@ def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
         page = context.new_page()
         page.set_default_timeout(15_000)
         tab = Tab(page=page, dialogs=[], errors=[])
+        tabs.append(tab)
+
+        def note(what: str) -> None:
+            tab.journal.append(f"{time.monotonic() - started:8.3f} {what}")
+
+        def on_websocket(ws: Any) -> None:
+            note(f"websocket open {ws.url}")
+            ws.on("framesent", lambda payload: note(f"  sent {_frame(payload)}"))
+            ws.on("framereceived", lambda payload: note(f"  recv {_frame(payload)}"))
+            ws.on("close", lambda _: note("websocket closed"))
+
+        page.on("console", lambda message: note(f"console.{message.type}: {message.text}"))
+        page.on("pageerror", lambda error: note(f"pageerror: {error}"))
+        page.on("framenavigated", lambda frame: note(f"navigated {frame.url}"))
+        page.on("websocket", on_websocket)
 
         def on_dialog(dialog: Any) -> None:
             tab.dialogs.append(dialog.message)
@@ -225,5 +312,8 @@ def open_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
         return tab
 
     yield opener
+    if _failed(request.node):
+        report = _post_mortem(request.node, tabs, logs)
+        print(f"post-mortem: {report}")
     for context in contexts:
         context.close()

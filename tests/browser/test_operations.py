@@ -7,17 +7,15 @@ so that a failure shows up while the test watches.
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import trio
 
-from bench._daemonproc import helpline
 from protocol import connect
 
-from .conftest import CONFIG, OUTPUT, Desk, Tab, running_desk
+from .conftest import CONFIG, OUTPUT, Desk, Tab, admin_requests, running_desk
 from .test_pages import (
     accept_offer,
     agent_says,
@@ -130,14 +128,9 @@ class TestWebhooks:
 
 
 def supervisor_token(desk: Desk, name: str, *departments: str) -> str:
-    args = [f"--department={d}" for d in departments]
-    done = subprocess.run(
-        helpline("token", "--supervisor", name, *args, "--db", str(desk.daemon.db)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return done.stdout.strip().split()[-1]
+    request = {"role": "supervisor", "name": name, "departments": list(departments)}
+    [reply] = admin_requests(desk.daemon.url, desk.admin_token, ("token_issue", request))
+    return str(reply["token"])
 
 
 class TestSupervisor:

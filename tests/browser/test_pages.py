@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 
@@ -76,7 +77,10 @@ def open_widget_chat(tab: Tab, url: str, name: str, question: str, email: str = 
     if email:
         page.fill("input[name=email]", email)
     page.fill("textarea[name=question]", question)
-    page.click("button:has-text('Start chat')")
+    # "Start chat", or "Send message" while the widget believes nobody is online: its list of
+    # departments is refreshed every 10 s and may be up to a second old (an agent who just went
+    # online may not be in it yet). Either button opens the chat; the server routes it.
+    page.click(".prechat button[type=submit]")
     return page
 
 
@@ -258,6 +262,86 @@ class TestAChat:
         expect(visitor.locator(".line.system", has_text="The chat stays open")).to_be_visible()
         ann.click("button:has-text('End now')")
         expect(visitor.locator(".stars")).to_be_visible()
+
+
+class HeldReplies:
+    """Sits between a page and the daemon (Playwright's WebSocket routing) and holds back what
+    the daemon sends until `release()`; records the type of each frame the page sends."""
+
+    def __init__(self, page: Any) -> None:
+        self.holding = True
+        self.held: list[str | bytes] = []
+        self.sent: list[str] = []
+        self._route: Any = None
+        page.route_web_socket(re.compile(r"^ws://"), self._connect)
+
+    def _connect(self, route: Any) -> None:
+        server = route.connect_to_server()
+        self._route = route
+
+        def to_server(message: str | bytes) -> None:
+            if isinstance(message, bytes):
+                self.sent.append(str(msgpack.unpackb(message).get("type")))
+            server.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            if self.holding:
+                self.held.append(message)
+            else:
+                route.send(message)
+
+        route.on_message(to_server)
+        server.on_message(to_page)
+
+    def release(self) -> None:
+        assert self._route is not None, "the page opened no WebSocket"
+        self.holding = False
+        for message in self.held:
+            self._route.send(message)
+        self.held.clear()
+
+    def wait_until_sent(self, page: Any, frame_type: str) -> None:
+        """Until the page sent a frame of `frame_type` (its frames reach us between page calls)."""
+        for _ in range(300):
+            if frame_type in self.sent:
+                return
+            page.wait_for_timeout(50)
+        raise AssertionError(f"the page sent no {frame_type!r}; it sent {self.sent}")
+
+
+class TestWidgetForm:
+    def test_what_the_visitor_typed_survives_the_connection_opening(
+        self, desk: Desk, open_tab: Callable[..., Tab]
+    ) -> None:
+        """The form shows while the widget still connects; when the connection opens after the
+        visitor has typed (here: its hello's reply is held back until then), the form keeps what
+        was typed and the chat opens with it."""
+        ann_tab, visitor_tab = open_tab(), open_tab(1100, 760)
+        ann = sign_in(ann_tab, desk, "ann")
+        set_online(ann)
+        visitor = visitor_tab.page
+        daemon = HeldReplies(visitor)
+        visitor.goto(f"{desk.base}/demo")
+        visitor.click(".launcher")
+        visitor.fill("input[name=name]", "Kim")
+        visitor.fill("input[name=email]", "kim@example.com")
+        visitor.fill("textarea[name=question]", "Is the Longtail in stock?")
+        daemon.wait_until_sent(visitor, "hello")
+        daemon.release()  # the hello's reply: the widget is connected now
+        daemon.wait_until_sent(visitor, "departments")  # sent as the widget saw the reply
+        expect(visitor.locator("input[name=name]")).to_have_value("Kim")
+        expect(visitor.locator("input[name=email]")).to_have_value("kim@example.com")
+        expect(visitor.locator("textarea[name=question]")).to_have_value(
+            "Is the Longtail in stock?"
+        )
+        visitor.click(".prechat button[type=submit]")
+        expect(visitor.locator(".status-line")).to_contain_text("Waiting")
+        offer = ann.locator(".offer", has_text="Is the Longtail in stock?")
+        expect(offer.locator(".offer-visitor")).to_have_text("Kim")
+        accept_offer(ann, "Is the Longtail in stock?")
+        ann.click("button:has-text('End now')")
+        expect(visitor.locator(".stars")).to_be_visible()
+        assert [] == ann_tab.errors + visitor_tab.errors
 
 
 @pytest.fixture

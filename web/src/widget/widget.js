@@ -455,6 +455,12 @@ class Widget {
       "offline-left": () => this.offlineView(true),
       rated: () => this.ratedView(),
     };
+    if (this.state === "form" && this.body.dataset.view === "form") {
+      // the form is already shown (the connection opened, or opened again, while the visitor
+      // typed): keep what was typed and where the caret is
+      this.renderFormNotice();
+      return;
+    }
     const chatLike = this.state === "waiting" || this.state === "chat";
     if (chatLike && this.body.dataset.view === "chat") {
       this.renderTranscript();
