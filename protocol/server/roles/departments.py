@@ -11,7 +11,9 @@ dialog. An agent is *online* when its status is online and at least one of its c
 open, as the router sees it. Visitors may ask as often as the request rate allows, so the answer
 a visitor gets is kept for ``_FRESH`` seconds per engine and shared by every visitor connection:
 the router is asked at most once a second however many widgets open. Agents and admins always
-get a fresh answer.
+get a fresh answer (and do not fill the visitors' one). An agent who sets its status drops the
+visitors' answer (``departments_changed``), so a widget that asks right after an agent went online
+is not told that no one is.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from ...wire.records import Fields
 if TYPE_CHECKING:
     from ..connection import Connection
 
-__all__ = ["departments_reply"]
+__all__ = ["departments_changed", "departments_reply"]
 
 _FRESH: Final = 1.0  # seconds an answer is reused
 _CACHE: weakref.WeakKeyDictionary[Engine, tuple[float, Fields]] = weakref.WeakKeyDictionary()
@@ -67,5 +69,11 @@ async def departments_reply(conn: Connection, *, shared: bool = False) -> Fields
                 item["opens_at"] = next_open
         items.append(item)
     fields: Fields = {"departments": items}
-    _CACHE[engine] = (now, fields)
+    if shared:
+        _CACHE[engine] = (now, fields)
     return fields
+
+
+def departments_changed(engine: Engine) -> None:
+    """Who is online changed: the next visitor's ``departments`` asks the router afresh."""
+    _CACHE.pop(engine, None)
