@@ -8,6 +8,7 @@ skips without HELPLINE_TEST_POSTGRES.
 from __future__ import annotations
 
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -67,12 +68,20 @@ def test_a_console_reconnects_through_another_node(
     expect(page.locator(".topbar .connection")).to_be_hidden()  # back, through the other node
     set_online(page)  # whatever the desk made of her absence
 
+    seen = threading.Event()  # the visitor stays until the console has shown the offer
+
     async def visitor_asks() -> None:
         async with connect(cluster.url(other), role="visitor") as visitor:
             await visitor.request(
                 "open_chat", department="support", name="Nia", question="Still there?"
             )
+            await trio.to_thread.run_sync(seen.wait, 60)
 
-    trio.run(visitor_asks)
-    expect(page.locator(".offer", has_text="Still there?")).to_contain_text("Nia")
+    visitor = threading.Thread(target=trio.run, args=(visitor_asks,))
+    visitor.start()
+    try:
+        expect(page.locator(".offer", has_text="Still there?")).to_contain_text("Nia")
+    finally:
+        seen.set()
+        visitor.join()
     assert tab.errors == []
