@@ -9,10 +9,12 @@ member through a claim, and a restored chat keeps its agents).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-from .contract import Connection
 from .writer import StoreError
+
+if TYPE_CHECKING:  # contract imports journal, which imports this module
+    from .contract import Connection
 
 __all__ = ["OVER_CAPACITY", "OverCapacity", "claim", "mirror"]
 
