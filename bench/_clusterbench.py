@@ -39,7 +39,7 @@ from protocol import Client, connect
 from ._cluster import LEASE, RENEW, Cluster, failover_run
 from ._common import Result, RunConfig, Target, percentile, progress
 from ._durability import POSTGRES_ENV, _pg_schema
-from ._races import race_soak
+from ._races import LeaseMoved, race_soak
 
 DEPARTMENT: Final = "bench"
 
@@ -233,13 +233,24 @@ def _races(server: str, races: int) -> tuple[float, dict[str, Any]]:
         async def run() -> Any:
             return await race_soak(cluster, races=races, seed=seed, report=report)
 
-        soak = trio.run(run)
+        soak = trio.run(run)  # LeaseMoved: see the caller
     return float(soak.violations), {
         **soak.details(),
         "seed": seed,
         "violations": soak.violations,
         "summary": soak.summary(),
     }
+
+
+def _race(row: Result, server: str, races: int) -> None:
+    """Fill the ``cluster-races`` row: its violations, or why it could not finish."""
+    progress.update(f"cluster: races, {races} accepts raced across 3 nodes")
+    try:
+        violations, row.details = _races(server, races)
+    except LeaseMoved as moved:
+        row.skipped = str(moved)
+    else:
+        row.samples = [violations]
 
 
 def cluster_bench(config: RunConfig) -> list[Result]:
@@ -269,9 +280,7 @@ def cluster_bench(config: RunConfig) -> list[Result]:
         small = "not at smoke size (it starts a dozen processes); tests/test_nodes.py runs it"
         for r in results[:-1]:
             r.skipped = small
-        progress.update(f"cluster: races, {n_races} accepts raced across 3 nodes")
-        violations, races.details = _races(server, n_races)
-        races.samples = [violations]
+        _race(races, server, n_races)
         progress.done()
         return results
     rounds = config.n_rounds(quick=1, full=3)
@@ -303,8 +312,6 @@ def cluster_bench(config: RunConfig) -> list[Result]:
             "losses": failover["losses"],
             "summary": failover["summary"],
         }
-    progress.update(f"cluster: races, {n_races} accepts raced across 3 nodes")
-    violations, races.details = _races(server, n_races)
-    races.samples = [violations]
+    _race(races, server, n_races)
     progress.done()
     return results

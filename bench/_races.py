@@ -20,6 +20,11 @@ and the tickets are read back. Counted (each must be zero, see :attr:`RaceReport
 - at the freeze, an agent whose seats in ``live_members`` differ from its own view or exceed its
   capacity; after the end, seats left in ``live_members``.
 
+The nodes run with the default lease (5 s, renewed every second): the soak is about races, not
+failover (``cluster-failover`` is), and its clients do not follow a handover. If the lease still
+changes hands meanwhile (a machine so loaded that the holder misses its renewals), the run stops
+with :class:`LeaseMoved`, saying so (its clients are closed, or no race is won for 30 s).
+
 Refused accepts are counted by error code (``offer_taken``, ``stale_offer``, ``capacity_full``
 are the answers a lost race may get). Used by ``python -m bench cluster`` (the ``cluster-races``
 row); ``tests/test_nodes.py`` runs a short race of its own.
@@ -38,7 +43,7 @@ import psycopg
 import trio
 
 from engine import open_store
-from protocol import Client, ClientError, connect
+from protocol import Client, ClientClosed, ClientError, connect
 
 from ._cluster import Cluster
 
@@ -65,6 +70,17 @@ def race_config(agents: int, capacity: int) -> str:
         f'[[departments]]\nid = "{DEPARTMENT}"\nname = "Race"\nrouting = "broadcast"\n'
         f"offer_window = 120\nqueue_timeout = 600\nqueue_limit = 1000\n{people}"
     )
+
+
+STALL: Final = 30.0  # seconds without a race won that stop the soak
+
+
+class LeaseMoved(RuntimeError):
+    """The lease changed hands during the soak: its clients were closed (1012) or stalled."""
+
+
+class Stalled(RuntimeError):
+    """No race was won for ``STALL`` seconds."""
 
 
 @dataclass
@@ -202,6 +218,8 @@ class _Soak:
                 async for event in client:
                     if event.name == "ended" and event.fields.get("chat_id") == chat:
                         break
+                else:  # the events stop only when the connection closed
+                    raise ClientClosed(None, f"visitor {n} closed before its chat ended")
                 self.ended.add(chat)
 
     async def agent(self, agent_id: str, url: str, token: str, ready: trio.Event) -> None:
@@ -221,6 +239,7 @@ class _Soak:
                     elif event.name in ("ended", "chat_removed"):
                         self.gone[agent_id].add(chat)
                         self.held[agent_id].discard(chat)
+                raise ClientClosed(None, f"agent {agent_id} closed during the soak")
 
     async def _take(self, client: Client, agent_id: str, offer_id: str, chat: str) -> None:
         self.attempts[chat] += 1
@@ -254,6 +273,10 @@ class _Soak:
     def seated(self) -> set[str]:
         return set().union(*self.held.values())
 
+    def settled(self) -> bool:
+        """No request to open or accept in flight, and every live chat held by an agent."""
+        return not self.opening_now and not self.accepting_now and self.live() == self.seated()
+
 
 def _seats(store: str) -> dict[str, int]:
     """``live_members`` rows per agent, as the database counts them."""
@@ -270,6 +293,67 @@ async def _wait(condition: Callable[[], bool], within: float) -> None:
             await trio.sleep(0.05)
 
 
+@dataclass
+class _Frozen:
+    """What the soak saw before the drain (see :func:`_run`)."""
+
+    races: int
+    seconds: float
+    held: dict[str, int]  # each agent's own view at the freeze
+    seats: dict[str, int]  # live_members rows per agent at the freeze
+    seats_left: int  # live_members rows after the drain
+
+
+async def _run(
+    cluster: Cluster,
+    soak: _Soak,
+    urls: list[str],
+    ids: list[str],
+    *,
+    races: int,
+    visitors: int,
+    report: Callable[[int, float], None] | None,
+) -> _Frozen:
+    """The clients: race until ``races`` were won, freeze and read the seats, drain."""
+    admin = await trio.to_thread.run_sync(cluster.admin_token)
+    async with connect(urls[0], role="admin", token=admin, retry_for=10) as desk:
+        tokens = {a: str((await desk.request("token_issue", agent_id=a))["token"]) for a in ids}
+    async with trio.open_nursery() as nursery:
+        for i, agent_id in enumerate(ids):
+            ready = trio.Event()
+            nursery.start_soon(soak.agent, agent_id, urls[i % 3], tokens[agent_id], ready)
+            await ready.wait()
+        started = reported = moved = time.perf_counter()
+        for n in range(visitors):
+            nursery.start_soon(soak.visitor, urls[n % 3], n)
+        last = 0
+        while soak.won < races:
+            await trio.sleep(0.02)
+            now = time.perf_counter()
+            if soak.won != last:
+                last, moved = soak.won, now
+            elif now - moved > STALL:
+                raise Stalled(f"no race won for {STALL:.0f} s, after {soak.won}")
+            if report is not None and now - reported >= 1.0:
+                reported = now
+                report(soak.won, now - started)
+        seconds = time.perf_counter() - started
+        won = soak.won
+        # The freeze: nothing new opened, nothing ended; every live chat gets seated.
+        soak.opening, soak.frozen = False, True
+        await _wait(soak.settled, within=60)
+        await trio.sleep(0.5)  # anything still on its way lands (and must change nothing)
+        await _wait(soak.settled, within=60)
+        held = {a: len(soak.held[a]) for a in ids}
+        seats = await trio.to_thread.run_sync(_seats, cluster.store)
+        soak.frozen = False
+        soak.thawed.set()
+        await _wait(lambda: not soak.live() and not soak.seated(), within=60)
+        left = sum((await trio.to_thread.run_sync(_seats, cluster.store)).values())
+        nursery.cancel_scope.cancel()
+    return _Frozen(races=won, seconds=seconds, held=held, seats=seats, seats_left=left)
+
+
 async def race_soak(
     cluster: Cluster,
     *,
@@ -284,50 +368,30 @@ async def race_soak(
     """Race ``races`` accepts over three nodes of ``cluster`` and count (see the module
     docstring); ``report(won, seconds)`` is called about once a second meanwhile."""
     cluster.config = race_config(agents, capacity)
+    cluster.lease, cluster.renew = 5.0, 1.0
     names = ["n0", "n1", "n2"]
-    await trio.to_thread.run_sync(cluster.start_many, names)
-    await trio.to_thread.run_sync(cluster.wait_holder)
-    urls = [cluster.url(name) for name in names]
     soak = _Soak(rng=random.Random(seed), hold=hold)
     ids = [f"r{i}" for i in range(agents)]
     try:
-        admin = await trio.to_thread.run_sync(cluster.admin_token)
-        async with connect(urls[0], role="admin", token=admin, retry_for=10) as desk:
-            tokens = {a: str((await desk.request("token_issue", agent_id=a))["token"]) for a in ids}
-        async with trio.open_nursery() as nursery:
-            for i, agent_id in enumerate(ids):
-                ready = trio.Event()
-                nursery.start_soon(soak.agent, agent_id, urls[i % 3], tokens[agent_id], ready)
-                await ready.wait()
-            started = time.perf_counter()
-            for n in range(visitors):
-                nursery.start_soon(soak.visitor, urls[n % 3], n)
-            reported = started
-            with trio.fail_after(120 + races):  # a safety net: 1 race/s is far below the rate
-                while soak.won < races:
-                    await trio.sleep(0.02)
-                    if report is not None and time.perf_counter() - reported >= 1.0:
-                        reported = time.perf_counter()
-                        report(soak.won, reported - started)
-            seconds = time.perf_counter() - started
-            won_then = soak.won
-            # The freeze: nothing new opened, nothing ended; every live chat gets seated.
-            soak.opening, soak.frozen = False, True
-            await _wait(
-                lambda: (
-                    not soak.opening_now and not soak.accepting_now and soak.live() == soak.seated()
-                ),
-                within=60,
+        await trio.to_thread.run_sync(cluster.start_many, names)
+        await trio.to_thread.run_sync(cluster.wait_holder)
+        epoch = (await trio.to_thread.run_sync(cluster.holder))[1]
+        urls = [cluster.url(name) for name in names]
+        moved = ""
+        try:
+            frozen = await _run(
+                cluster, soak, urls, ids, races=races, visitors=visitors, report=report
             )
-            await trio.sleep(0.5)  # anything still on its way lands (and must change nothing)
-            await _wait(lambda: not soak.accepting_now and soak.live() == soak.seated(), 60)
-            held_at_freeze = {a: len(soak.held[a]) for a in ids}
-            seats_at_freeze = await trio.to_thread.run_sync(_seats, cluster.store)
-            soak.frozen = False
-            soak.thawed.set()
-            await _wait(lambda: not soak.live() and not soak.seated(), within=60)
-            seats_left = sum((await trio.to_thread.run_sync(_seats, cluster.store)).values())
-            nursery.cancel_scope.cancel()
+        except* (ClientClosed, Stalled, trio.TooSlowError):
+            now = (await trio.to_thread.run_sync(cluster.holder))[1]
+            if now == epoch:
+                raise
+            moved = (
+                f"the lease changed hands during the race soak (epoch {epoch} -> {now}) after"
+                f" {soak.won} races; its clients do not follow a handover"
+            )
+        if moved:
+            raise LeaseMoved(moved)
         status = await trio.to_thread.run_sync(cluster.stop_all)
     finally:
         cluster.kill_all()
@@ -343,8 +407,8 @@ async def race_soak(
         and (t.agents != tuple(soak.winners[t.chat_id]) or t.owner != soak.winners[t.chat_id][0])
     )
     return RaceReport(
-        races=won_then,
-        seconds=seconds,
+        races=frozen.races,
+        seconds=frozen.seconds,
         capacity=capacity,
         opened=len(soak.opened),
         won=soak.won,
@@ -358,8 +422,8 @@ async def race_soak(
         tickets_wrong=sorted(c for c in soak.opened | set(per_chat) if per_chat[c] != 1),
         owner_wrong=owner_wrong,
         max_held=dict(soak.max_held),
-        held_at_freeze=held_at_freeze,
-        seats_at_freeze=seats_at_freeze,
-        seats_left=seats_left,
+        held_at_freeze=frozen.held,
+        seats_at_freeze=frozen.seats,
+        seats_left=frozen.seats_left,
         stop_status=status,
     )

@@ -143,8 +143,10 @@ class TestSmokeRun:
             assert races["figure"] == details["violations"] == 0, details["summary"]
             assert details["races_per_second"] > 0
             assert set(details["refused"]) <= {"offer_taken", "stale_offer", "capacity_full"}
-        else:
-            assert "HELPLINE_BENCH_POSTGRES" in races["skipped"]
+        else:  # no server named, or a loaded machine's holder missed its renewals
+            assert "HELPLINE_BENCH_POSTGRES" in races["skipped"] or (
+                "the lease changed hands" in races["skipped"]
+            )
 
     def test_table_printed(self, smoke_run: tuple[str, list[dict[str, Any]]]) -> None:
         """The run prints its settings, a table with every result, and where the JSON went."""
