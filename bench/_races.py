@@ -205,22 +205,26 @@ class _Soak:
     async def visitor(self, url: str, n: int) -> None:
         """Open a chat, wait for its end, again on a new connection, while ``opening``."""
         while self.opening:
-            async with connect(url, role="visitor", retry_for=10) as client:
-                self.opening_now += 1
-                try:
+            self.opening_now += 1  # from before the connection: the freeze waits for this chat
+            opening = True
+            try:
+                async with connect(url, role="visitor", retry_for=10) as client:
                     reply = await client.request(
                         "open_chat", department=DEPARTMENT, name=f"V{n}", question="?"
                     )
-                finally:
+                    chat = str(reply["chat_id"])
+                    self.opened.add(chat)
                     self.opening_now -= 1
-                chat = str(reply["chat_id"])
-                self.opened.add(chat)
-                async for event in client:
-                    if event.name == "ended" and event.fields.get("chat_id") == chat:
-                        break
-                else:  # the events stop only when the connection closed
-                    raise ClientClosed(None, f"visitor {n} closed before its chat ended")
-                self.ended.add(chat)
+                    opening = False
+                    async for event in client:
+                        if event.name == "ended" and event.fields.get("chat_id") == chat:
+                            break
+                    else:  # the events stop only when the connection closed
+                        raise ClientClosed(None, f"visitor {n} closed before its chat ended")
+                    self.ended.add(chat)
+            finally:
+                if opening:
+                    self.opening_now -= 1
 
     async def agent(self, agent_id: str, url: str, token: str, ready: trio.Event) -> None:
         """Accept every offer as soon as it comes; end each chat won after a while."""
