@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 from trio.testing import MockClock
 
-import engine.store.journal
+import engine.store.seats
 from engine import (
     Agent,
     ChatAssigned,
@@ -178,7 +178,7 @@ async def test_a_failing_store_decides_no_accept(
     """A claim the store cannot make (an I/O error, not a refusal) is answered
     store_unavailable and decides nothing: the offer stays open, and taking it again works once
     the store is back."""
-    fault = Fault(monkeypatch, engine.store.journal, "claim")
+    fault = Fault(monkeypatch, engine.store.seats, "claim")
     async with open_engine(CONFIG, db=db) as e:
         async with e.connect_agent("ann") as ann:
             await ann.set_status("online")
