@@ -13,6 +13,13 @@ schema, dropped afterwards); otherwise its results are skipped.
 - ``cluster-failover-median`` / ``-max``: the failover run of ``_cluster.py`` (three nodes, load,
   the holder killed with SIGKILL, lease 1.5 s renewed every 0.3 s): seconds from a kill to the first
   line acknowledged again; the losses it counts are in the details and must all be zero.
+- ``cluster-races``: the race soak of ``_races.py`` (three nodes, an agent on each, visitors
+  opening chats on all of them, every offer raced by every agent with a free seat) over 2,000 won
+  races (30 at ``--smoke``, ``--races N`` for another count): the violations it counts (two
+  winners, a chat never won, a chat without exactly one ticket or with another owner, an agent
+  above capacity or with seats in ``live_members`` other than it was told). Races per second,
+  refused accepts by code and every count are in the details. The only part that runs at
+  ``--smoke``.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from protocol import Client, connect
 from ._cluster import LEASE, RENEW, Cluster, failover_run
 from ._common import Result, RunConfig, Target, percentile, progress
 from ._durability import POSTGRES_ENV, _pg_schema
+from ._races import LeaseMoved, race_soak
 
 DEPARTMENT: Final = "bench"
 
@@ -211,8 +219,43 @@ def _failover(server: str, kills: int) -> dict[str, Any]:
     }
 
 
+def _races(server: str, races: int) -> tuple[float, dict[str, Any]]:
+    """The race soak on a fresh schema: its violations and details."""
+    seed = random.randrange(2**32)
+
+    def report(won: int, seconds: float) -> None:
+        rate = won / seconds if seconds > 0 else 0.0
+        progress.update(f"cluster: races, {won}/{races} won, {rate:.1f}/s")
+
+    with _pg_schema(server) as store, tempfile.TemporaryDirectory() as root:
+        cluster = Cluster(Path(root), store)
+
+        async def run() -> Any:
+            return await race_soak(cluster, races=races, seed=seed, report=report)
+
+        soak = trio.run(run)  # LeaseMoved: see the caller
+    return float(soak.violations), {
+        **soak.details(),
+        "seed": seed,
+        "violations": soak.violations,
+        "summary": soak.summary(),
+    }
+
+
+def _race(row: Result, server: str, races: int) -> None:
+    """Fill the ``cluster-races`` row: its violations, or why it could not finish."""
+    progress.update(f"cluster: races, {races} accepts raced across 3 nodes")
+    try:
+        violations, row.details = _races(server, races)
+    except LeaseMoved as moved:
+        row.skipped = str(moved)
+    else:
+        row.samples = [violations]
+
+
 def cluster_bench(config: RunConfig) -> list[Result]:
-    """Throughput through 1, 2 and 3 nodes, cross-node latency and failover (see above)."""
+    """Throughput through 1, 2 and 3 nodes, cross-node latency, failover and accepts raced
+    across three nodes (see above)."""
     through = {n: Result(name=f"cluster-throughput-{n}", unit="msg/s") for n in (1, 2, 3)}
     for n in (2, 3):
         through[n].baseline_unit = "msg/s, 1 node"
@@ -223,16 +266,22 @@ def cluster_bench(config: RunConfig) -> list[Result]:
         name="cluster-failover-median", unit="s", target=Target(on="figure", op="<=", value=5)
     )
     worst = Result(name="cluster-failover-max", unit="s")
-    results = [*through.values(), p50, p99, median, worst]
+    races = Result(
+        name="cluster-races", unit="violations", target=Target(on="figure", op="==", value=0)
+    )
+    results = [*through.values(), p50, p99, median, worst, races]
     server = os.environ.get(POSTGRES_ENV, "")
-    skipped = None
     if not server:
-        skipped = f"set {POSTGRES_ENV}=postgresql://... to run the cluster scenario"
-    elif config.mode == "smoke":
-        skipped = "not at smoke size (it starts a dozen processes); tests/test_nodes.py runs it"
-    if skipped is not None:
         for r in results:
-            r.skipped = skipped
+            r.skipped = f"set {POSTGRES_ENV}=postgresql://... to run the cluster scenario"
+        return results
+    n_races = config.races or config.pick(30, 2000, 2000)
+    if config.mode == "smoke":
+        small = "not at smoke size (it starts a dozen processes); tests/test_nodes.py runs it"
+        for r in results[:-1]:
+            r.skipped = small
+        _race(races, server, n_races)
+        progress.done()
         return results
     rounds = config.n_rounds(quick=1, full=3)
     n_visitors = config.pick(4, 40, 100)
@@ -263,5 +312,6 @@ def cluster_bench(config: RunConfig) -> list[Result]:
             "losses": failover["losses"],
             "summary": failover["summary"],
         }
+    _race(races, server, n_races)
     progress.done()
     return results

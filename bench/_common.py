@@ -60,6 +60,7 @@ class RunConfig:
     rounds: int | None = None
     sweep: bool = False
     out: Path = RESULTS_DIR
+    races: int | None = None  # accepts raced across nodes (``--races``); None: the mode's size
 
     def pick(self, smoke: int, quick: int, full: int) -> int:
         """The size for this run's mode."""

@@ -88,7 +88,8 @@ SCENARIOS: dict[str, tuple[str, Scenario]] = {
     ),
     "cluster": (
         "several nodes on PostgreSQL (HELPLINE_BENCH_POSTGRES): throughput through 1, 2 and 3 "
-        "nodes, cross-node latency, failover time over 10 kills of the lease holder",
+        "nodes, cross-node latency, failover time over 10 kills of the lease holder, and 2,000 "
+        "accepts raced across 3 nodes (--races)",
         _clusterbench.cluster_bench,
     ),
     "replay": (
@@ -146,6 +147,13 @@ def parser() -> argparse.ArgumentParser:
         "without it the chart is skipped and the figures are still written)",
     )
     p.add_argument(
+        "--races",
+        type=int,
+        metavar="N",
+        help="accepts the cluster scenario races across three nodes (default: 2,000; 30 with "
+        "--smoke)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=RESULTS_DIR,
@@ -165,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         parser().error(f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     if args.rounds is not None and args.rounds < 1:
         parser().error("--rounds must be at least 1")
+    if args.races is not None and args.races < 1:
+        parser().error("--races must be at least 1")
     mode: Mode = "full" if args.full else "smoke" if args.smoke else "quick"
-    config = RunConfig(mode=mode, rounds=args.rounds, sweep=args.sweep, out=args.out)
+    config = RunConfig(
+        mode=mode, rounds=args.rounds, sweep=args.sweep, out=args.out, races=args.races
+    )
     names = args.scenarios or list(SCENARIOS)
     progress.enabled = not args.quiet
     quiet_logs()
