@@ -21,10 +21,10 @@ Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so
 Rule 6. Capacity is the database's too. `live_members` holds one row per agent and live chat it
         is in (owner or invitee, every department), so an agent's load is a count of its rows.
         Giving an agent a chat (an accepted chat offer, transfer or invite) is a claim
-        (`seats.claim`, the store's `submit_claim`): in one transaction it locks the agent's
-        directory row (an UPDATE that changes nothing, which on PostgreSQL makes two
-        transactions that claim for one agent wait for each other), adds the row, counts, and
-        refuses with
+        (`seats.claim`, the store's `submit_claim`): in one transaction it reads the agent's
+        directory row (on PostgreSQL `FOR UPDATE`, so that two transactions that claim for one
+        agent wait for each other; SQLite has one writer), adds the row, counts, and refuses
+        with
         `StoreError(code="over_capacity")` if the agent would then hold more chats than its
         capacity in the directory; the job's savepoint is rolled back, so nothing of it is left.
         A group commit that claims for several agents locks their rows in the order of its

@@ -8,6 +8,7 @@ member through a claim, and a restored chat keeps its agents).
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -38,9 +39,12 @@ def claim(conn: Connection, chat_id: str, agent_id: str) -> None:
     the agent would then be in more live chats than its capacity, `StoreError("not_found")` if
     the directory has no such agent. Run it inside a transaction (a job's savepoint): a refusal
     leaves the rows as they were once that is rolled back."""
-    row = conn.execute(  # locks the agent's row (PostgreSQL) until the transaction ends
-        "UPDATE agents SET capacity = capacity WHERE id = ? RETURNING capacity", (agent_id,)
-    ).fetchone()
+    # PostgreSQL: lock the agent's row until the transaction ends, so that two claims for one
+    # agent wait for each other. SQLite has one writer at a time for the whole file, and a write
+    # transaction that read before another connection committed fails instead of writing, so a
+    # plain read is enough there (and dirties no page).
+    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE"
+    row = conn.execute(f"SELECT capacity FROM agents WHERE id = ?{lock}", (agent_id,)).fetchone()
     if row is None:
         raise StoreError(f"no agent {agent_id!r} in the directory", code="not_found")
     conn.execute(
