@@ -343,6 +343,50 @@ class TestWidgetForm:
         expect(visitor.locator(".stars")).to_be_visible()
         assert [] == ann_tab.errors + visitor_tab.errors
 
+    def test_what_the_visitor_typed_survives_a_refused_chat(
+        self, desk: Desk, open_tab: Callable[..., Tab]
+    ) -> None:
+        """When the server refuses to open the chat (here it is restarting: the reply to
+        `open_chat` is replaced by that error), the form comes back with what the visitor typed
+        and says why; sent again, the chat opens."""
+        visitor_tab = open_tab(1100, 760)
+        visitor = visitor_tab.page
+        refused: list[int] = []
+
+        def connect(route: Any) -> None:
+            server = route.connect_to_server()
+
+            def to_server(message: str | bytes) -> None:
+                frame = msgpack.unpackb(message) if isinstance(message, bytes) else {}
+                if frame.get("type") == "open_chat" and not refused:
+                    refused.append(frame["ref"])
+                    error = {"code": "shutting_down", "message": "The server is restarting."}
+                    route.send(
+                        msgpack.packb(
+                            {"type": "reply", "ref": frame["ref"], "ok": False, "error": error}
+                        )
+                    )
+                    return
+                server.send(message)
+
+            route.on_message(to_server)
+            server.on_message(route.send)
+
+        visitor.route_web_socket(re.compile(r"^ws://"), connect)
+        visitor.goto(f"{desk.base}/demo")
+        visitor.click(".launcher")
+        visitor.fill("input[name=name]", "Kim")
+        visitor.fill("input[name=email]", "kim@example.com")
+        visitor.fill("textarea[name=question]", "Do you ship to Iceland?")
+        visitor.click(".prechat button[type=submit]")
+        expect(visitor.locator(".prechat .error")).to_contain_text("restarting")
+        assert len(refused) == 1
+        expect(visitor.locator("input[name=name]")).to_have_value("Kim")
+        expect(visitor.locator("input[name=email]")).to_have_value("kim@example.com")
+        expect(visitor.locator("textarea[name=question]")).to_have_value("Do you ship to Iceland?")
+        visitor.click(".prechat button[type=submit]")
+        expect(visitor.locator(".prechat")).to_have_count(0)  # the chat opened this time
+
 
 @pytest.fixture
 def other_site() -> Iterator[Callable[[str], str]]:

@@ -308,6 +308,7 @@ class Widget {
     } catch (failure) {
       this.state = "form";
       this.render();
+      this.fillForm(Object.fromEntries(data)); // what the visitor typed, to send again
       const texts = {
         not_found: "This help desk is not set up for chat yet.",
         shutting_down: "The chat service is restarting. Please try again in a minute.",
@@ -551,11 +552,16 @@ class Widget {
     const typed = form ? Object.fromEntries(new FormData(form)) : {};
     const focused = this.shadow.activeElement?.name;
     replace(this.body, this.formView());
+    this.fillForm(typed);
+    if (focused) this.body.querySelector(`[name="${focused}"]`)?.focus({ preventScroll: true });
+  }
+
+  /** Put `typed` (field name to value) back into the form shown. */
+  fillForm(typed) {
     for (const [name, value] of Object.entries(typed)) {
       const field = this.body.querySelector(`[name="${name}"]`);
       if (field) field.value = value;
     }
-    if (focused) this.body.querySelector(`[name="${focused}"]`)?.focus({ preventScroll: true });
   }
 
   chatView() {
