@@ -228,21 +228,13 @@ class OutboxQueries:
     ) -> int:
         """Put failed deliveries back in line (all, one webhook's, or the ones named), with their
         attempts and retry time restarted, committed; returns how many."""
-        clauses = ["state = 'failed'"]
-        params: list[object] = [now, now]
-        if webhook_id is not None:
-            clauses.append("webhook_id = ?")
-            params.append(webhook_id)
-        if delivery_ids:
-            clauses.append(f"delivery_id IN ({', '.join('?' * len(delivery_ids))})")
-            params.extend(delivery_ids)
+        where, params = _failed_rows(webhook_id, delivery_ids)
 
         def replay(conn: Connection) -> int:
             cursor = conn.execute(
                 "UPDATE webhook_outbox SET state = 'pending', attempts = 0, queued_at = ?,"
-                " next_attempt = ?, done_at = NULL"
-                f" WHERE {' AND '.join(clauses)}",
-                params,
+                f" next_attempt = ?, done_at = NULL WHERE {where}",
+                [now, now, *params],
             )
             return int(cursor.rowcount)
 
@@ -253,19 +245,10 @@ class OutboxQueries:
     ) -> int:
         """Delete failed deliveries (all, one webhook's, or those named), committed; returns
         how many. An admin's purge: pending and delivered rows are left alone."""
-        clauses = ["state = 'failed'"]
-        params: list[object] = []
-        if webhook_id is not None:
-            clauses.append("webhook_id = ?")
-            params.append(webhook_id)
-        if delivery_ids:
-            clauses.append(f"delivery_id IN ({', '.join('?' * len(delivery_ids))})")
-            params.extend(delivery_ids)
+        where, params = _failed_rows(webhook_id, delivery_ids)
 
         def discard(conn: Connection) -> int:
-            cursor = conn.execute(
-                f"DELETE FROM webhook_outbox WHERE {' AND '.join(clauses)}", params
-            )
+            cursor = conn.execute(f"DELETE FROM webhook_outbox WHERE {where}", params)
             return int(cursor.rowcount)
 
         return await self.write(discard)
@@ -301,3 +284,17 @@ def event_json(delivery: Delivery) -> dict[str, Any]:
     """The posted JSON object of a delivery, parsed."""
     doc: dict[str, Any] = json.loads(delivery.body)
     return doc
+
+
+def _failed_rows(webhook_id: str | None, delivery_ids: Sequence[str]) -> tuple[str, list[object]]:
+    """The WHERE clause (and its parameters) of the failed deliveries: all, one webhook's, or
+    those named."""
+    clauses = ["state = 'failed'"]
+    params: list[object] = []
+    if webhook_id is not None:
+        clauses.append("webhook_id = ?")
+        params.append(webhook_id)
+    if delivery_ids:
+        clauses.append(f"delivery_id IN ({', '.join('?' * len(delivery_ids))})")
+        params.extend(delivery_ids)
+    return " AND ".join(clauses), params
