@@ -51,8 +51,14 @@ CONFIG = EngineConfig(
 async def lower_capacity(db: str, agent_id: str, capacity: int) -> None:
     """What `helpline agent update --capacity` writes, with no running engine told of it."""
     async with open_store(db) as store:
-        (agent,) = [a for a in await store.agents() if a.id == agent_id]
-        await store.save_agent(dataclasses.replace(agent, capacity=capacity))
+        await store_capacity(store, agent_id, capacity)
+
+
+async def store_capacity(store: Store, agent_id: str, capacity: int) -> None:
+    """The same through the engine's own store (quicker: no store to open while the virtual
+    clock runs an offer's window), which tells its router nothing either."""
+    (agent,) = [a for a in await store.agents() if a.id == agent_id]
+    await store.save_agent(dataclasses.replace(agent, capacity=capacity))
 
 
 @pytest.fixture
@@ -177,40 +183,83 @@ async def test_a_failing_store_decides_no_accept(
 ) -> None:
     """A claim the store cannot make (an I/O error, not a refusal) is answered
     store_unavailable and decides nothing: the offer stays open, and taking it again works once
-    the store is back."""
+    the store is back. (An accept claims its seat only when the offer's write could not reserve
+    it: here the agent was full then, and its capacity is raised again before it accepts.)"""
     fault = Fault(monkeypatch, engine.store.seats, "claim")
     async with open_engine(CONFIG, db=db) as e:
         async with e.connect_agent("ann") as ann:
             await ann.set_status("online")
+            async with (
+                e.open_chat(department="support", question="1", visitor=Visitor(name="A")) as v1,
+            ):
+                await ann.accept((await offer_for(ann, v1.chat_id)).offer_id)
+                await lower_capacity(db, "ann", 1)
+                async with e.open_chat(
+                    department="sales", question="q", visitor=Visitor(name="V")
+                ) as v:
+                    offer = await offer_for(ann, v.chat_id)
+                    await store_capacity(e.store, "ann", 2)
+                    fault.on = True
+                    with pytest.raises(EngineError) as err:
+                        await ann.accept(offer.offer_id)
+                    assert err.value.code == "store_unavailable"
+                    view = await e.inspect()
+                    assert (view.chats[v.chat_id].state, view.chats[v.chat_id].owner) == (
+                        "offered",
+                        "",
+                    )
+                    fault.on = False
+                    assert await ann.accept(offer.offer_id) == v.chat_id
+                    check_invariants(await e.inspect())
+
+
+async def test_an_offer_reserves_the_seat_its_accept_takes(
+    db: str, autojump_clock: MockClock
+) -> None:
+    """The write that makes an offer reserves a seat for each agent it is made to, so a
+    capacity lowered after the offer does not take the chat from the agent who accepts it; a
+    seat the offer no longer needs is given back with the chat's next record."""
+    async with open_engine(CONFIG, db=db) as e:
+        async with e.connect_agent("ann") as ann, e.connect_agent("bob") as bob:
+            await ann.set_status("online")
             async with e.open_chat(
-                department="sales", question="q", visitor=Visitor(name="V")
-            ) as v:
-                offer = await offer_for(ann, v.chat_id)
-                fault.on = True
-                with pytest.raises(EngineError) as err:
-                    await ann.accept(offer.offer_id)
-                assert err.value.code == "store_unavailable"
-                view = await e.inspect()
-                assert (view.chats[v.chat_id].state, view.chats[v.chat_id].owner) == ("offered", "")
-                fault.on = False
-                assert await ann.accept(offer.offer_id) == v.chat_id
-                check_invariants(await e.inspect())
+                department="support", question="1", visitor=Visitor(name="A")
+            ) as v1:
+                await ann.accept((await offer_for(ann, v1.chat_id)).offer_id)
+                await bob.set_status("online")
+                async with e.open_chat(
+                    department="sales", question="2", visitor=Visitor(name="B")
+                ) as v2:
+                    offer = await offer_for(ann, v2.chat_id)
+                    await offer_for(bob, v2.chat_id)
+                    await settle()
+                    assert await seats_of(e.store, "ann") == sorted([v1.chat_id, v2.chat_id])
+                    assert await seats_of(e.store, "bob") == [v2.chat_id]
+                    await store_capacity(e.store, "ann", 1)  # a claim now would be refused
+                    assert await ann.accept(offer.offer_id) == v2.chat_id
+                    await settle()
+                    assert await seats_of(e.store, "ann") == sorted([v1.chat_id, v2.chat_id])
+                    assert await seats_of(e.store, "bob") == []  # the offer withdrawn from him
+                    view = await e.inspect()
+                    check_invariants(view)
+                    assert view.chats[v2.chat_id].owner == "ann"
+
+
+async def seats_of(store: Store, agent_id: str) -> list[str]:
+    rows = await store.read(
+        lambda c: list(
+            c.execute("SELECT chat_id FROM live_members WHERE agent_id = ?", (agent_id,))
+        )
+    )
+    return sorted(r[0] for r in rows)
 
 
 async def test_a_seat_claimed_just_before_a_crash_is_given_back_at_restart(
     db: str, autojump_clock: MockClock
 ) -> None:
     """A claim committed for an accept that a crash cut short (never recorded) does not count
-    against the agent after a restart: the restored records say who holds what."""
-
-    async def seats_of(store: Store, agent_id: str) -> list[str]:
-        rows = await store.read(
-            lambda c: list(
-                c.execute("SELECT chat_id FROM live_members WHERE agent_id = ?", (agent_id,))
-            )
-        )
-        return sorted(r[0] for r in rows)
-
+    against the agent after a restart: the restored records say who holds what, their open
+    offers' seats included."""
     async with crashing(db, CONFIG) as (e, handles):
         ann = await handles.enter_async_context(e.connect_agent("ann"))
         await ann.set_status("online")
@@ -224,11 +273,13 @@ async def test_a_seat_claimed_just_before_a_crash_is_given_back_at_restart(
         await offer_for(ann, v2.chat_id)
         await settle()
     async with open_store(db) as store:
-        assert await claimed(store, v2.chat_id, "ann") is None
-        assert await seats_of(store, "ann") == sorted([v1.chat_id, v2.chat_id])
+        assert await claimed(store, v1.chat_id, "bob") is None  # bob was never offered v1
+        assert await seats_of(store, "bob") == [v1.chat_id]
+        assert await seats_of(store, "ann") == sorted([v1.chat_id, v2.chat_id])  # v2 reserved
     async with crashing(db, CONFIG) as (e, _):
         await settle()
-        assert await seats_of(e.store, "ann") == [v1.chat_id]
+        assert await seats_of(e.store, "bob") == []
+        assert await seats_of(e.store, "ann") == sorted([v1.chat_id, v2.chat_id])
         view = await e.inspect()
         check_invariants(view)
         assert view.chats[v1.chat_id].owner == "ann"

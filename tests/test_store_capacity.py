@@ -3,7 +3,8 @@
 A claim gives an agent a seat in a live chat in a transaction that counts the agent's seats in
 every live chat and refuses (``over_capacity``) one that would pass its capacity in the directory,
 leaving nothing behind. Writing a record mirrors its members without checking, so a restored chat
-keeps its agent even above a lowered capacity; storing a ticket gives the chat's seats back.
+keeps its agent even above a lowered capacity, and reserves a seat for each agent its open offer is
+made to, checked like a claim; storing a ticket gives the chat's seats back.
 """
 
 from __future__ import annotations
@@ -48,8 +49,12 @@ async def seats(store: Store, agent_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
-def record(chat_id: str, members: tuple[str, ...]) -> JournalBatch:
-    return JournalBatch(chats=(ChatRow(chat_id, "{}"),), members=((chat_id, members),))
+def record(chat_id: str, members: tuple[str, ...], offered: tuple[str, ...] = ()) -> JournalBatch:
+    return JournalBatch(
+        chats=(ChatRow(chat_id, "{}"),),
+        members=((chat_id, members),),
+        reserved=((chat_id, offered),) if offered else (),
+    )
 
 
 class TestClaims:
@@ -95,6 +100,26 @@ class TestClaims:
         # a late record of a chat that has its ticket gives nobody a seat
         assert await submitted(store, record("c2", ("bob",))) is None
         assert await seats(store, "bob") == []
+
+    async def test_an_offer_reserves_seats_checked_against_capacity(self, store: Store) -> None:
+        """The agents a record's open offer is made to get a seat each, checked like a claim:
+        one that is full gets none and is reported in the write's outcome, which still
+        commits; a seat held is kept however the capacity changes; a seat no longer reserved is
+        given back."""
+        await store.save_agent(Agent(id="ann", name="Ann", departments=(), capacity=1))
+        await store.save_agent(Agent(id="bob", name="Bob", departments=(), capacity=2))
+        assert await submitted(store, record("c1", ("ann",))) is None
+        assert await submitted(store, record("c2", (), ("ann", "bob"))) == (("c2", "ann"),)
+        assert await seats(store, "ann") == ["c1"]
+        assert await seats(store, "bob") == ["c2"]
+        assert await submitted(store, record("c3", (), ("nobody", "bob"))) == (("c3", "nobody"),)
+        assert await seats(store, "bob") == ["c2", "c3"]
+        assert await submitted(store, record("c4", (), ("bob",))) == (("c4", "bob"),)  # full
+        await store.save_agent(Agent(id="bob", name="Bob", departments=(), capacity=1))
+        assert await submitted(store, record("c2", ("bob",))) is None  # taken: kept, unchecked
+        assert await submitted(store, record("c3", ())) is None  # no longer offered
+        assert await seats(store, "bob") == ["c2"]
+        assert await claimed(store, "c3", "bob") is not None  # the directory says 1
 
 
 async def test_concurrent_claims_never_pass_capacity(store_url: str) -> None:

@@ -197,11 +197,13 @@ class Store(Protocol):
         """Hand the router's batch over without blocking or awaiting; all of it or none commits.
 
         ``on_done`` is called later, in the trio thread outside any task, after the COMMIT, with
-        None or the exception (``StoreClosed``, ``StoreBusy`` when too many writes are pending,
-        ``StoreError``); never re-entrantly from this call. A record of a chat that has a ticket
-        is not written; a failed ticket of the batch that finds the chat ticketed is dropped.
-        The batch's webhook events, and those of its failed tickets, are queued with it.
-        The records' members are mirrored into ``live_members`` (``store.journal``, Rule 6).
+        None, or the (chat id, agent id) seats of ``batch.reserved`` refused because the agent
+        is full (a non-empty tuple), or the exception (``StoreClosed``, ``StoreBusy`` when too many
+        writes are pending, ``StoreError``); never re-entrantly from this call. A record of a
+        chat that has a ticket is not written; a failed ticket of the batch that finds the chat
+        ticketed is dropped. The batch's webhook events, and those of its failed tickets, are
+        queued with it. The records' members and their offers' reserved seats are mirrored into
+        ``live_members`` (``store.journal``, Rule 6).
         """
         ...
 

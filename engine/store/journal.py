@@ -19,21 +19,25 @@ Rule 4. The journal is read once, at start (`load`). A record that does not pars
 Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so a resent message
         is stored once, also across a restart.
 Rule 6. Capacity is the database's too. `live_members` holds one row per agent and live chat it
-        is in (owner or invitee, every department), so an agent's load is a count of its rows.
-        Giving an agent a chat (an accepted chat offer, transfer or invite) is a claim
-        (`seats.claim`, the store's `submit_claim`): in one transaction it reads the agent's
-        directory row (on PostgreSQL `FOR UPDATE`, so that two transactions that claim for one
-        agent wait for each other; SQLite has one writer), adds the row, counts, and refuses
-        with
+        holds a seat in (owner or invitee, or an agent an open offer of the chat is made to:
+        an offer reserves a seat, in the store as in the router's memory), so an agent's load is
+        a count of its rows. Every seat an agent gains is checked against its capacity in the
+        directory, in the transaction that adds it: on PostgreSQL the agent's row is read `FOR
+        UPDATE`, so that two transactions that check one agent wait for each other (SQLite has
+        one writer). An offer's seats are added by the write of the record that makes it
+        (`JournalBatch.reserved`, `seats.mirror`): an agent found full gets no seat, the record
+        is written all the same, and the write reports the refusal to the router (its outcome).
+        An accept whose seat the offer's write reserved needs no other check, so it costs one
+        commit; one without (refused, or an offer restored after a restart) is a claim first
+        (`seats.claim`, the store's `submit_claim`), refused with
         `StoreError(code="over_capacity")` if the agent would then hold more chats than its
-        capacity in the directory; the job's savepoint is rolled back, so nothing of it is left.
-        A group commit that claims for several agents locks their rows in the order of its
-        jobs: two writers claiming at once (only a holder and a node the fence is about to
-        refuse) may deadlock, and PostgreSQL then fails one claim, a transient failure.
-        Writing a record mirrors its members into `live_members` (`JournalBatch.members`)
-        without checking: a record only ever gains a member through a claim, and a restored
-        chat keeps its agents even when their capacity was lowered meanwhile. Storing a ticket
-        (`forget`) deletes the chat's rows with its record.
+        capacity; the job's savepoint is rolled back, so nothing of it is left. A group commit
+        that checks several agents locks their rows in agent order: two writers checking at once
+        (only a holder and a node the fence is about to refuse) may still deadlock, and
+        PostgreSQL then fails one of them, a transient failure. A record's members are
+        mirrored without a check (`JournalBatch.members`): a record only gains a member through
+        a seat held already, and a restored chat keeps its agents even when their capacity was
+        lowered meanwhile. Storing a ticket (`forget`) deletes the chat's rows with its record.
 Rule 7. An offer id names one open offer only: a record's offer ids are stored beside it
         (`live_chats.offer_id`, `handoff_id`, taken from the `ChatRecord` by `chat_row`, never
         parsed back from its JSON), and partial UNIQUE indexes over the rows that hold one refuse
@@ -383,7 +387,8 @@ class JournalBatch:
     already); `forget` are chats whose opening was refused, of which nothing may be left;
     `traces` are finished chats' routing traces (`store.traces`); `events` are the webhook events
     the iteration decided, queued in the outbox by the same transaction (model.desk_events).
-    `members` are (chat id, its agents) for the chats of `chats`, mirrored into `live_members`
+    `members` are (chat id, its agents) for the chats of `chats`, mirrored into `live_members`,
+    and `reserved` (chat id, the agents its open offer is made to), whose seats are checked
     (Rule 6).
     """
 
@@ -395,10 +400,12 @@ class JournalBatch:
     traces: tuple[trace_rows.TraceRow, ...] = ()
     events: tuple[DeskEvent, ...] = ()
     members: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    reserved: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
-def write_batch(conn: Connection, batch: JournalBatch) -> None:
-    """Write the router's records, graces and presence (failed tickets are the store's part)."""
+def write_batch(conn: Connection, batch: JournalBatch) -> tuple[tuple[str, str], ...]:
+    """Write the router's records, graces and presence (failed tickets are the store's part);
+    returns the (chat id, agent id) seats of offers refused (Rule 6)."""
     conn.executemany(
         "INSERT INTO live_chats (chat_id, record, offer_id, handoff_id) SELECT ?, ?, ?, ?"
         " WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE chat_id = ?)"
@@ -421,10 +428,10 @@ def write_batch(conn: Connection, batch: JournalBatch) -> None:
     )
     for chat_id in batch.forget:
         forget(conn, chat_id)
-    if batch.members:
-        seats.mirror(conn, batch.members)
+    refused = seats.mirror(conn, batch.members, batch.reserved) if batch.members else ()
     if batch.traces:
         trace_rows.write(conn, batch.traces)
+    return refused
 
 
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id

@@ -44,14 +44,17 @@ def store_ticket(conn: Connection, ticket: Ticket) -> Ticket:
     return stored
 
 
-def _write_router_batch(conn: Connection, batch: journal.JournalBatch) -> None:
-    journal.write_batch(conn, batch)
+def _write_router_batch(
+    conn: Connection, batch: journal.JournalBatch
+) -> tuple[tuple[str, str], ...] | None:
+    refused = journal.write_batch(conn, batch)
     enqueue(conn, batch.events)  # committed with the decisions they report, or not at all
     for ticket in batch.tickets:
         try:
             store_ticket(conn, ticket)
         except TicketExists:
             pass  # the chat's ticket was stored after all; the failed one is not needed
+    return refused or None
 
 
 class _Backend(Protocol):
@@ -216,7 +219,8 @@ class StoreQueries(DirectoryQueries, AuditQueries, OutboxQueries):
     def submit_journal(
         self: _Backend, batch: journal.JournalBatch, on_done: Callable[[object], None]
     ) -> None:
-        """Hand the router's batch over without waiting; ``on_done`` gets None or the error."""
+        """Hand the router's batch over without waiting; ``on_done`` gets None, the refused seats
+        of offers, or the error."""
         self.submit(lambda conn: _write_router_batch(conn, batch), on_done)
 
     def submit_claim(

@@ -2,8 +2,10 @@
 
 The journal's Rule 6 (``engine.store.journal``) says what they are for. ``claim`` gives an agent a
 seat against its capacity in the directory, in the caller's transaction, or refuses; ``mirror``
-makes the seats of written records match their members, without a check (a record only gains a
-member through a claim, and a restored chat keeps its agents).
+makes the seats of written records match their members (without a check: a record only gains a
+member through a seat it held already, and a restored chat keeps its agents) and the agents their
+open offers are made to (checked: a seat an offer reserves is refused, and reported, when the
+agent is full).
 """
 
 from __future__ import annotations
@@ -39,22 +41,12 @@ def claim(conn: Connection, chat_id: str, agent_id: str) -> None:
     the agent would then be in more live chats than its capacity, `StoreError("not_found")` if
     the directory has no such agent. Run it inside a transaction (a job's savepoint): a refusal
     leaves the rows as they were once that is rolled back."""
-    # PostgreSQL: lock the agent's row until the transaction ends, so that two claims for one
-    # agent wait for each other. SQLite has one writer at a time for the whole file, and a write
-    # transaction that read before another connection committed fails instead of writing, so a
-    # plain read is enough there (and dirties no page).
-    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE"
-    row = conn.execute(f"SELECT capacity FROM agents WHERE id = ?{lock}", (agent_id,)).fetchone()
-    if row is None:
-        raise StoreError(f"no agent {agent_id!r} in the directory", code="not_found")
+    capacity = _capacity(conn, agent_id)
     conn.execute(
         "INSERT INTO live_members (agent_id, chat_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
         (agent_id, chat_id),
     )
-    (count,) = conn.execute(
-        "SELECT count(*) FROM live_members WHERE agent_id = ?", (agent_id,)
-    ).fetchone()
-    held, capacity = int(count) - 1, int(row[0])
+    held = _held(conn, agent_id) - 1
     if held >= capacity:
         raise OverCapacity(
             f"{agent_id} is in {held} live chats and its capacity is {capacity}",
@@ -63,11 +55,42 @@ def claim(conn: Connection, chat_id: str, agent_id: str) -> None:
         )
 
 
+def _capacity(conn: Connection, agent_id: str) -> int:
+    """The agent's capacity in the directory; `StoreError("not_found")` if there is no such agent.
+
+    PostgreSQL: the agent's row stays locked until the transaction ends, so that two checks for
+    one agent wait for each other. SQLite has one writer at a time for the whole file, and a
+    write transaction that read before another connection committed fails instead of writing, so
+    a plain read is enough there (and dirties no page)."""
+    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE"
+    row = conn.execute(f"SELECT capacity FROM agents WHERE id = ?{lock}", (agent_id,)).fetchone()
+    if row is None:
+        raise StoreError(f"no agent {agent_id!r} in the directory", code="not_found")
+    return int(row[0])
+
+
+def _held(conn: Connection, agent_id: str) -> int:
+    (count,) = conn.execute(
+        "SELECT count(*) FROM live_members WHERE agent_id = ?", (agent_id,)
+    ).fetchone()
+    return int(count)
+
+
 _IN_CHUNK: Final = 500  # chat ids per IN (...) list
 
 
-def mirror(conn: Connection, members: Sequence[tuple[str, tuple[str, ...]]]) -> None:
-    """Make `live_members` hold exactly these agents for these chats (no check)."""
+def mirror(
+    conn: Connection,
+    members: Sequence[tuple[str, tuple[str, ...]]],
+    reserved: Sequence[tuple[str, tuple[str, ...]]] = (),
+) -> tuple[tuple[str, str], ...]:
+    """Make `live_members` hold exactly these chats' members and the agents their open offers
+    reserve a seat for; returns the (chat id, agent id) reservations refused.
+
+    Members are written without a check. A reservation new to the store is checked like a
+    claim, agent by agent in order (on PostgreSQL each agent's row is locked): an agent that would
+    then hold more seats than its capacity, or that the directory no longer has, gets no seat.
+    """
     ids = [chat_id for chat_id, _ in members]
     held: set[tuple[str, str]] = set()
     for i in range(0, len(ids), _IN_CHUNK):
@@ -79,15 +102,32 @@ def mirror(conn: Connection, members: Sequence[tuple[str, tuple[str, ...]]]) -> 
                 f"SELECT chat_id, agent_id FROM live_members WHERE chat_id IN ({marks})", chunk
             )
         )
-    want = {(chat_id, agent_id) for chat_id, agents in members for agent_id in agents}
-    if held - want:
+    seated = {(chat_id, agent_id) for chat_id, agents in members for agent_id in agents}
+    asked = {(chat_id, agent_id) for chat_id, agents in reserved for agent_id in agents}
+    if held - seated - asked:
         conn.executemany(
-            "DELETE FROM live_members WHERE chat_id = ? AND agent_id = ?", sorted(held - want)
+            "DELETE FROM live_members WHERE chat_id = ? AND agent_id = ?",
+            sorted(held - seated - asked),
         )
-    if want - held:
+    _insert(conn, sorted(seated - held))
+    refused: list[tuple[str, str]] = []
+    for chat_id, agent_id in sorted(asked - seated - held, key=lambda pair: pair[::-1]):
+        try:
+            capacity = _capacity(conn, agent_id)  # locked first, then counted
+        except StoreError:
+            capacity = 0  # gone from the directory
+        if _held(conn, agent_id) >= capacity:
+            refused.append((chat_id, agent_id))
+        else:
+            _insert(conn, [(chat_id, agent_id)])
+    return tuple(refused)
+
+
+def _insert(conn: Connection, pairs: Sequence[tuple[str, str]]) -> None:
+    if pairs:
         conn.executemany(  # not for a chat whose record was not written (it has a ticket)
             "INSERT INTO live_members (chat_id, agent_id) SELECT ?, ?"
             " WHERE EXISTS (SELECT 1 FROM live_chats WHERE chat_id = ?)"
             " ON CONFLICT DO NOTHING",
-            [(chat_id, agent_id, chat_id) for chat_id, agent_id in sorted(want - held)],
+            [(chat_id, agent_id, chat_id) for chat_id, agent_id in pairs],
         )

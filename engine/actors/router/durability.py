@@ -111,11 +111,13 @@ class Durability(Recorder):
                 return None  # finished chats' traces wait for a write, or go on their own
         chats: tuple[journal.ChatRow, ...] = ()
         members: tuple[tuple[str, tuple[str, ...]], ...] = ()
+        reserved: tuple[tuple[str, tuple[str, ...]], ...] = ()
         graces: tuple[tuple[str, float | None], ...] = ()
         if self._journal:
             live = [self._chats[c] for c in self._touched if c in self._chats]
             chats = tuple(journal.chat_row(self._record_of(chat)) for chat in live)
             members = tuple((chat.id, tuple(chat.members)) for chat in live)
+            reserved = tuple((c.id, agents) for c in live if (agents := self._reserving(c)))
             graces = tuple((a, self._grace_until(a)) for a in self._touched_agents)
         presence = tuple(
             (a.id, a.status, a.ringtone)
@@ -141,12 +143,33 @@ class Durability(Recorder):
             traces=traces,
             events=events,
             members=members,
+            reserved=reserved,
         )
+
+    def _reserving(self, chat: Chat) -> tuple[str, ...]:
+        """The agents the chat's open offer (a chat offer, or a transfer or invite) is made to:
+        each holds a seat in it (journal Rule 6)."""
+        offer = self._offers.get(chat.offer or chat.handoff)
+        return tuple(sorted(offer.agents)) if offer is not None else ()
+
+    def _seated(self, job: journal.JournalBatch, refused: object) -> None:
+        """A write that reserved offers' seats committed: the accepts of those not refused
+        need no claim of their own (handshakes)."""
+        no = set(refused) if isinstance(refused, tuple) else set()
+        by_chat = dict(job.reserved)
+        for row in job.chats:
+            offer = self._offers.get(row.offer_id or row.handoff_id or "")
+            if offer is not None:
+                offer.seated.update(
+                    a for a in by_chat.get(row.chat_id, ()) if (row.chat_id, a) not in no
+                )
 
     def _release_due(self) -> None:
         for batch in self._effects.due():
             if batch.failed:
                 self._journal_failed(batch)
+            elif isinstance(batch.job, journal.JournalBatch) and batch.job.reserved:
+                self._seated(batch.job, batch.outcome)
             self._effects.release(batch)
 
     def _journal_failed(self, batch: Batch) -> None:

@@ -1,10 +1,13 @@
 """The agents' handshakes: accepting or declining an offer, and starting or cancelling a transfer
 or an invite. A transfer or invite changes nothing until its target accepts (invariant 4).
 
-With the journal on, an accept is two steps (the router's Rule 1): the store claims the agent's
-seat against its capacity in the directory (`submit_claim`), and the router grants the offer when
-that has committed (`_settle_claims`, `_grant`), checking the offer again, since it may have moved
-on meanwhile (then the seat is given back with the chat's next record).
+With the journal on, the agent's seat must be the store's before the chat is (store.journal
+Rule 6). The write that made the offer reserved it, as a rule (`PendingOffer.seated`): the accept
+is granted at once, and its record is the one write it waits for. Otherwise (the store found the
+agent full then, or the offer was restored at a restart) an accept is two steps: the store claims
+the seat against the agent's capacity in the directory (`submit_claim`), and the router grants the
+offer when that has committed (`_settle_claims`, `_grant`), checking the offer again, since it may
+have moved on meanwhile (then the seat is given back with the chat's next record).
 """
 
 from __future__ import annotations
@@ -52,8 +55,8 @@ class Handshakes(Routing):
         if isinstance(offer, EngineError):
             self._answer(msg.reply, offer)
             return
-        if not self._journal:  # nothing of the live chats is in the store to count
-            self._grant(msg.agent_id, offer, [msg.reply])
+        if not self._journal or msg.agent_id in offer.seated:
+            self._grant(msg.agent_id, offer, [msg.reply])  # no seat to claim, or it is held
             return
         key = (offer.id, msg.agent_id)
         waiting = self._claiming.get(key)

@@ -98,13 +98,13 @@ class Restore(Firing):
         return broken
 
     def _mirror_restored(self) -> None:
-        """Seats as the restored records have them (store.journal, Rule 6): a seat claimed just
-        before a crash, for an accept that was never recorded, is given back; a restored agent
-        keeps its chats whatever its capacity now. The chats restoring touched get theirs with
-        the first journal write; this is for the others."""
-        members = tuple(
-            (c.id, tuple(c.members)) for c in self._chats.values() if c.id not in self._touched
-        )
+        """Seats as the restored records have them, their members' and their open offers'
+        (store.journal, Rule 6): a seat claimed just before a crash, for an accept that was never
+        recorded, is given back; a restored agent keeps its chats whatever its capacity now. The
+        chats restoring touched get theirs with the first journal write; this is for the others."""
+        restored = [c for c in self._chats.values() if c.id not in self._touched]
+        members = tuple((c.id, tuple(c.members)) for c in restored)
+        reserved = tuple((c.id, agents) for c in restored if (agents := self._reserving(c)))
         if not members:
             return
 
@@ -112,7 +112,7 @@ class Restore(Firing):
             if isinstance(outcome, BaseException):
                 log.warning("seats_not_mirrored", error=repr(outcome), chats=len(members))
 
-        self._store.submit_journal(journal.JournalBatch(members=members), done)
+        self._store.submit_journal(journal.JournalBatch(members=members, reserved=reserved), done)
 
     def _check_record(self, r: journal.ChatRecord) -> None:
         """Raise ValueError unless the record fits this engine's departments and agents."""

@@ -110,6 +110,8 @@ class PendingOffer:
     to_department: str = ""
     target: str = ""
     note: str = ""
+    #: agents whose seat the store reserved with the write that made the offer (journal Rule 6)
+    seated: set[str] = field(default_factory=set)
 
 
 @dataclass(slots=True, eq=False)
