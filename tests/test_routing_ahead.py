@@ -28,7 +28,7 @@ from engine import (
 )
 
 from .desk import VISITOR, Desk, of_type
-from .helpers import drain, settle
+from .helpers import drain, offer_for, settle
 
 DEPARTMENTS = (
     Department(
@@ -124,6 +124,29 @@ class TestFlightRecorder:
             await _ended(engine, chat_id)
         async with open_engine(config, db=db) as engine:
             assert await engine.routing_trace(chat_id) is None
+
+    async def test_a_live_chat_keeps_its_last_steps_only(
+        self, config: EngineConfig, tmp_path: Path, autojump_clock: MockClock
+    ) -> None:
+        """trace_steps bounds a live chat's trace: the oldest steps go, counted as dropped, and
+        the candidates of the steps kept read back whole."""
+        config = dataclasses.replace(config, trace_steps=2)
+        async with open_engine(config, db=tmp_path / "helpline.db") as engine:
+            async with engine.connect_agent("cy") as cy:
+                await cy.set_status("online")
+                async with engine.open_chat(department="spill", question="?", visitor=VISITOR) as v:
+                    await cy.accept((await offer_for(cy, v.chat_id)).offer_id)
+                    trace = await engine.routing_trace(v.chat_id)
+        assert trace is not None
+        assert [s.kind for s in trace.steps] == ["offered", "accepted"]
+        assert trace.dropped == 1  # "requested"
+        (chosen,) = trace.steps[0].candidates
+        assert (chosen.agent, chosen.verdict, chosen.load, chosen.capacity) == (
+            "cy",
+            "chosen",
+            0,
+            1,
+        )
 
     async def test_queue_and_timeout_are_recorded(
         self, desk: Desk, autojump_clock: MockClock

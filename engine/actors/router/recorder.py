@@ -25,7 +25,6 @@ Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with 
 from __future__ import annotations
 
 from array import array
-from collections import deque
 from collections.abc import Iterable
 from itertools import chain
 from operator import itemgetter
@@ -101,7 +100,7 @@ class Recorder(RouterState):
         super().__init__(**kwargs)
         self._trace_steps = max(1, trace_steps)
         self._keep_traces = keep_traces  # False: finished chats' traces are not stored
-        self._traces: dict[str, deque[RawStep]] = {}
+        self._traces: dict[str, list[RawStep]] = {}  # a list: a few steps cost less than a deque
         self._trace_dropped: dict[str, int] = {}
         self._trace_rows: dict[str, trace_rows.TraceRow] = {}  # to write with the next batch
         self._verdicts = _Interned()
@@ -116,8 +115,9 @@ class Recorder(RouterState):
     ) -> None:
         steps = self._traces.get(chat.id)
         if steps is None:
-            steps = self._traces[chat.id] = deque(maxlen=self._trace_steps)
-        if len(steps) == steps.maxlen:
+            steps = self._traces[chat.id] = []
+        elif len(steps) >= self._trace_steps:
+            del steps[0]  # rare: a chat with as many routing steps as the bound
             self._trace_dropped[chat.id] = self._trace_dropped.get(chat.id, 0) + 1
         packed = _pack(candidates, self._verdicts)
         steps.append((self._wall(), kind, chat.department, detail, packed))
