@@ -87,9 +87,10 @@ def mirror(
     """Make `live_members` hold exactly these chats' members and the agents their open offers
     reserve a seat for; returns the (chat id, agent id) reservations refused.
 
-    Members are written without a check. A reservation new to the store is checked like a
-    claim, agent by agent in order (on PostgreSQL each agent's row is locked): an agent that would
-    then hold more seats than its capacity, or that the directory no longer has, gets no seat.
+    Members are written without a check. The reservations new to the store are checked like
+    claims, with one read of the agents' capacities (on PostgreSQL their rows locked, in agent
+    order) and one count of their seats: an agent that would then hold more seats than its
+    capacity, or that the directory no longer has, gets no seat.
     """
     ids = [chat_id for chat_id, _ in members]
     held: set[tuple[str, str]] = set()
@@ -110,16 +111,44 @@ def mirror(
             sorted(held - seated - asked),
         )
     _insert(conn, sorted(seated - held))
+    return _reserve(conn, sorted(asked - seated - held, key=lambda pair: pair[::-1]))
+
+
+def _reserve(conn: Connection, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """Seat each (chat, agent) pair, in agent order, while the agent has room; the refused."""
+    if not pairs:
+        return ()
+    agents = sorted({agent_id for _, agent_id in pairs})
+    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE"
+    capacity: dict[str, int] = {}
+    held: dict[str, int] = {}
+    for i in range(0, len(agents), _IN_CHUNK):
+        chunk = agents[i : i + _IN_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        capacity.update(  # locked in agent order on PostgreSQL, as `_capacity` locks one
+            (row[0], int(row[1]))
+            for row in conn.execute(
+                f"SELECT id, capacity FROM agents WHERE id IN ({marks}) ORDER BY id{lock}", chunk
+            )
+        )
+        held.update(
+            (row[0], int(row[1]))
+            for row in conn.execute(
+                f"SELECT agent_id, count(*) FROM live_members WHERE agent_id IN ({marks})"
+                " GROUP BY agent_id",
+                chunk,
+            )
+        )
+    seated: list[tuple[str, str]] = []
     refused: list[tuple[str, str]] = []
-    for chat_id, agent_id in sorted(asked - seated - held, key=lambda pair: pair[::-1]):
-        try:
-            capacity = _capacity(conn, agent_id)  # locked first, then counted
-        except StoreError:
-            capacity = 0  # gone from the directory
-        if _held(conn, agent_id) >= capacity:
+    for chat_id, agent_id in pairs:
+        count = held.get(agent_id, 0)
+        if count >= capacity.get(agent_id, 0):  # full, or gone from the directory
             refused.append((chat_id, agent_id))
         else:
-            _insert(conn, [(chat_id, agent_id)])
+            held[agent_id] = count + 1
+            seated.append((chat_id, agent_id))
+    _insert(conn, seated)
     return tuple(refused)
 
 
