@@ -31,9 +31,10 @@ ENGINE_ERROR_CODES: Final[Mapping[str, str]] = MappingProxyType(
         "offer_taken": "Another agent accepted the offer first.",
         "not_your_offer": "The offer was addressed to another agent.",
         "capacity_full": (
-            "The agent already holds as many chats as its capacity allows, across every "
-            "department, as the database counts them (an accept refused when the capacity was "
-            "lowered since the offer was made); the offer goes on to others."
+            "The agent already holds as many chats (and open offers) as its capacity allows, "
+            "across every department, as the database counts them (an accept refused when the "
+            "capacity was lowered before the offer was made and the engine had not heard of it "
+            "yet); the offer goes on to others."
         ),
         "chat_off": (
             "The department's chat is switched off: a transfer to it, or going online while "
