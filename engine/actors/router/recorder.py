@@ -119,7 +119,7 @@ class Recorder(RouterState):
         elif len(steps) >= self._trace_steps:
             del steps[0]  # rare: a chat with as many routing steps as the bound
             self._trace_dropped[chat.id] = self._trace_dropped.get(chat.id, 0) + 1
-        packed = _pack(candidates, self._verdicts)
+        packed = _pack(candidates, self._verdicts) if candidates else None
         steps.append((self._wall(), kind, chat.department, detail, packed))
 
     def _candidate(
