@@ -14,6 +14,7 @@ from trio.testing import MockClock
 from engine import Engine, Hours
 
 from .gateway_harness import accept, open_chat, open_gateway, refused
+from .helpers import settle
 
 
 class TestCannedSuggestions:
@@ -155,6 +156,28 @@ class TestDepartments:
                 listed = await client.request("departments")
                 online = {d["id"]: d["online"] for d in listed["departments"]}  # type: ignore[index,union-attr]
                 assert {"closed": False, "sales": True, "support": False} == online
+
+    async def test_a_visitor_hears_at_once_that_the_last_agent_left(
+        self, engine: Engine, autojump_clock: MockClock
+    ) -> None:
+        """The visitors' shared answer is dropped when an agent's last connection closes (and
+        when its first opens), not kept for its second: a widget asking right after is told the
+        truth."""
+        async with open_gateway(engine) as gw, gw.visitor() as visitor:
+            async with gw.agent("ann") as ann:
+                await ann.request("set_status", status="online")
+                listed = await visitor.request("departments")
+                assert {"closed": False, "sales": True, "support": False} == {
+                    d["id"]: d["online"]
+                    for d in listed["departments"]  # type: ignore[union-attr]
+                }
+            await settle()
+            listed = await visitor.request("departments")
+            assert not any(d["online"] for d in listed["departments"])  # type: ignore[union-attr]
+            async with gw.agent("ann"):  # still online: connecting is enough
+                await settle()
+                listed = await visitor.request("departments")
+                assert [False, True, False] == [d["online"] for d in listed["departments"]]  # type: ignore[index,union-attr]
 
     async def test_a_closed_department_says_when_it_opens(
         self, engine: Engine, autojump_clock: MockClock

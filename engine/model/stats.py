@@ -71,3 +71,7 @@ class Stats:
     commit_batch: Histogram = field(default_factory=lambda: Histogram(BATCH_SIZES))
     #: the router's loop iterations; a number that stops growing under load means a stalled loop
     loop_turns: int = 0
+    #: changes of who can take chats where: an agent's status, its first connection opening or
+    #: its last closing, an agent or department added, changed or removed. A reader that keeps
+    #: an answer about who is online compares it to tell when to ask again.
+    presence_changes: int = 0

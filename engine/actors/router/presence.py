@@ -58,6 +58,8 @@ class Presence(Visitors):
                 )
                 return
         went_offline = agent.status is AgentStatus.ONLINE and status is AgentStatus.OFFLINE
+        if status is not agent.status:
+            self.stats.presence_changes += 1
         agent.status, agent.ringtone = status, ringtone
         self._presence.add(agent.id)  # stored with this iteration's journal write
         self._touches += 1
@@ -83,6 +85,7 @@ class Presence(Visitors):
                 self._effects.do(partial(_push_to, outlet, event))
             return
         agent.connected = True
+        self.stats.presence_changes += 1
         if agent.grace:
             agent.grace = False
             self._timers.cancel(("agent", agent.id))
@@ -105,6 +108,7 @@ class Presence(Visitors):
         if agent is None:
             return
         agent.connected = False
+        self.stats.presence_changes += 1
         self._withdraw_agent_offers(agent, "disconnected")
         if agent.chats:
             self._timers.set(("agent", agent.id), trio.current_time() + self._agent_grace)
@@ -165,6 +169,7 @@ class Presence(Visitors):
 
     def _department_changed(self, msg: m.DepartmentChanged) -> None:
         d = msg.department
+        self.stats.presence_changes += 1
         dept = self._depts.setdefault(d.id, DeptState(config=d))
         dept.config = d
         if not d.chat_enabled:
@@ -175,6 +180,7 @@ class Presence(Visitors):
 
     def _agent_changed(self, msg: m.AgentChanged) -> None:
         agent = self._agents.get(msg.agent_id)
+        self.stats.presence_changes += 1
         if msg.removed:
             if agent is not None:
                 agent.status = AgentStatus.OFFLINE

@@ -45,7 +45,7 @@ from ...wire.records import (
     visitor_record,
 )
 from ..auth import authenticate
-from .departments import departments_changed, departments_reply
+from .departments import departments_reply
 from .tickets import TicketDesk
 
 if TYPE_CHECKING:
@@ -156,7 +156,6 @@ class AgentRole:
 
     async def _set_status(self, request: Request) -> Fields:
         status, ringtone = await self._handle.set_status(request.require("status", str))
-        departments_changed(self._conn.engine)
         return {"status": status.value, "ringtone": ringtone}
 
     async def _set_ringtone(self, request: Request) -> Fields:

@@ -9,11 +9,12 @@ department picker and to say "no one is online" up front (the chat still opens a
 missed-chat ticket, SPEC.md section 6.2); an agent's console needs the names for its transfer
 dialog. An agent is *online* when its status is online and at least one of its connections is
 open, as the router sees it. Visitors may ask as often as the request rate allows, so the answer
-a visitor gets is kept for ``_FRESH`` seconds per engine and shared by every visitor connection:
-the router is asked at most once a second however many widgets open. Agents and admins always
-get a fresh answer (and do not fill the visitors' one). An agent who sets its status drops the
-visitors' answer (``departments_changed``), so a widget that asks right after an agent went online
-is not told that no one is.
+a visitor gets is kept for up to ``_FRESH`` seconds per engine and shared by every visitor
+connection: the router is asked at most once a second however many widgets open. Agents and
+admins always get a fresh answer (and do not fill the visitors' one). The kept answer is dropped
+as soon as the router counts a change of who is online (``Stats.presence_changes``: a status set,
+an agent's first connection opened or its last closed, the directory changed), so a widget that
+asks right after an agent went online, or left, is not told otherwise.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ from ...wire.records import Fields
 if TYPE_CHECKING:
     from ..connection import Connection
 
-__all__ = ["departments_changed", "departments_reply"]
+__all__ = ["departments_reply"]
 
-_FRESH: Final = 1.0  # seconds an answer is reused
-_CACHE: weakref.WeakKeyDictionary[Engine, tuple[float, Fields]] = weakref.WeakKeyDictionary()
+_FRESH: Final = 1.0  # seconds an answer is reused (business hours move with the clock)
+# per engine: when the answer was made, the presence changes counted then, the answer
+_CACHE: weakref.WeakKeyDictionary[Engine, tuple[float, int, Fields]] = weakref.WeakKeyDictionary()
 
 
 async def departments_reply(conn: Connection, *, shared: bool = False) -> Fields:
@@ -42,10 +44,10 @@ async def departments_reply(conn: Connection, *, shared: bool = False) -> Fields
     ``shared``: an answer up to a second old will do (for visitors).
     """
     engine = conn.engine
-    now = engine.now()
+    now, changes = engine.now(), engine.stats.presence_changes
     cached = _CACHE.get(engine) if shared else None
-    if cached is not None and 0 <= now - cached[0] < _FRESH:
-        return cached[1]
+    if cached is not None and 0 <= now - cached[0] < _FRESH and cached[1] == changes:
+        return cached[2]
     view = await engine.inspect()
     online = {
         department
@@ -70,10 +72,5 @@ async def departments_reply(conn: Connection, *, shared: bool = False) -> Fields
         items.append(item)
     fields: Fields = {"departments": items}
     if shared:
-        _CACHE[engine] = (now, fields)
+        _CACHE[engine] = (now, changes, fields)
     return fields
-
-
-def departments_changed(engine: Engine) -> None:
-    """Who is online changed: the next visitor's ``departments`` asks the router afresh."""
-    _CACHE.pop(engine, None)
