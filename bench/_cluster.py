@@ -29,7 +29,7 @@ import trio
 
 from engine import open_engine, open_store
 
-from ._crash import AGENTS, CONFIG, VISITORS, Ledger, agent, audit, issue_tokens, visitor
+from ._crash import AGENTS, CONFIG, VISITORS, Ledger, Losses, agent, audit, issue_tokens, visitor
 from ._daemonproc import Daemon, helpline, start_daemon
 
 LEASE: Final = 1.5
@@ -153,22 +153,10 @@ class Cluster:
 
 
 @dataclass
-class FailoverReport:
+class FailoverReport(Losses):
     """What one failover run counted (see the module docstring)."""
 
-    seed: int
-    kills: int
-    reconnects: int
-    chats: int
-    acknowledged: int
-    tickets: int
-    lost_messages: list[tuple[str, str]]
-    messages_twice: list[tuple[str, str]]
-    lost_chats: list[str]
-    tickets_twice: int
     two_owners: list[str]
-    journal_left: tuple[int, int]
-    gapless: bool
     takeover_seconds: list[float]  # kill -> another node holds the lease
     failover_seconds: list[float]  # kill -> first message acknowledged again
     epochs: list[int]
@@ -176,11 +164,7 @@ class FailoverReport:
 
     def summary(self) -> str:
         return (
-            f"seed {self.seed}: {self.kills} kills, {self.reconnects} reconnects,"
-            f" {self.chats} chats, {self.acknowledged} acknowledged messages,"
-            f" {self.tickets} tickets; lost messages {len(self.lost_messages)},"
-            f" stored twice {len(self.messages_twice)}, lost chats {len(self.lost_chats)},"
-            f" tickets twice {self.tickets_twice}, two owners {len(self.two_owners)};"
+            f"{super().summary()}, two owners {len(self.two_owners)};"
             f" failover median {_median(self.failover_seconds):.2f} s,"
             f" max {max(self.failover_seconds, default=0):.2f} s"
         )

@@ -245,8 +245,9 @@ async def issue_tokens(url: str, admin_token: str) -> dict[str, str]:
 
 
 @dataclass
-class CrashReport:
-    """What one crash run counted."""
+class Losses:
+    """What a run under kills counted that a crash run and a failover run share: the chats,
+    messages and tickets, and what the tickets say was lost or stored twice (`audit`)."""
 
     seed: int
     kills: int
@@ -258,11 +259,8 @@ class CrashReport:
     messages_twice: list[tuple[str, str]]
     lost_chats: list[str]
     tickets_twice: int
-    integrity: list[tuple[str]]
-    journal_left: tuple[int, int]  # live chats and graces still in the journal after the stop
     gapless: bool  # every ticket's lines are numbered 1..n
-    restart_seconds: list[float]
-    stop_status: int
+    journal_left: tuple[int, int]  # live chats and graces still in the journal after the stop
 
     def summary(self) -> str:
         return (
@@ -272,6 +270,15 @@ class CrashReport:
             f" messages stored twice {len(self.messages_twice)}, lost chats"
             f" {len(self.lost_chats)}, tickets written twice {self.tickets_twice}"
         )
+
+
+@dataclass
+class CrashReport(Losses):
+    """What one crash run counted."""
+
+    integrity: list[tuple[str]]
+    restart_seconds: list[float]
+    stop_status: int
 
 
 async def crash_run(
@@ -371,8 +378,8 @@ def crash_bench(config: RunConfig) -> list[Result]:
 
 
 def audit(ledger: Ledger, tickets: list[Ticket]) -> dict[str, Any]:
-    """What the tickets say of the ledger's chats: the report fields a crash run and a failover
-    run share (losses, duplicates, gaps)."""
+    """What the tickets say of the ledger's chats: the `Losses` fields of a report (losses,
+    duplicates, gaps)."""
     by_chat: dict[str, list[tuple[int, str, str]]] = {}
     duplicated = 0
     for t in tickets:
