@@ -418,6 +418,15 @@ def other_site() -> Iterator[Callable[[str], str]]:
         server.server_close()
 
 
+def shop(desk: Desk, heading: str, attributes: str = "", title: str = "Shop") -> str:
+    """A page of another site that embeds the widget with `attributes` (data-department, ...)."""
+    return (
+        f"<!doctype html><title>{title}</title><h1>{heading}</h1>"
+        f'<script src="{desk.base}/widget.js"{attributes}'
+        f' data-server="{desk.daemon.url}"></script>'
+    )
+
+
 class TestMissedChats:
     def test_no_agent_online_becomes_a_missed_chat(
         self, desk: Desk, open_tab: Callable[..., Tab], other_site: Callable[[str], str]
@@ -427,13 +436,9 @@ class TestMissedChats:
         dee = sign_in(dee_tab, desk, "dee")
         set_online(dee, False)
         # another site, on another origin, embeds the widget with its attributes
-        shop = other_site(
-            "<!doctype html><title>Shop</title><h1>Billing help</h1>"
-            f'<script src="{desk.base}/widget.js" data-department="billing"'
-            f' data-server="{desk.daemon.url}"></script>'
-        )
+        page = other_site(shop(desk, "Billing help", ' data-department="billing"'))
         visitor = visitor_tab.page
-        visitor.goto(shop)
+        visitor.goto(page)
         visitor.click(".launcher")
         expect(visitor.locator(".prechat .notice")).to_contain_text("No one is online right now")
         expect(visitor.locator("select[name=department]")).to_have_count(0)  # pinned by the page
@@ -469,12 +474,9 @@ class TestDepartmentPicker:
         bob = sign_in(bob_tab, desk, "bob")
         set_online(bob)
         set_online(sign_in(dee_tab, desk, "dee"), False)
-        shop = other_site(
-            "<!doctype html><title>Shop</title><h1>Help</h1>"
-            f'<script src="{desk.base}/widget.js" data-server="{desk.daemon.url}"></script>'
-        )
+        page = other_site(shop(desk, "Help"))
         visitor = visitor_tab.page
-        visitor.goto(shop)
+        visitor.goto(page)
         visitor.click(".launcher")
         picker = visitor.locator("select[name=department]")
         expect(picker.locator("option")).to_have_count(3)
@@ -507,12 +509,10 @@ class TestRoutingAhead:
         bob = sign_in(bob_tab, desk, "bob")
         set_online(ann)
         set_online(bob, False)
-        shop = other_site(
-            "<!doctype html><title>Laden</title><h1>Hilfe</h1>"
-            f'<script src="{desk.base}/widget.js" data-department="support"'
-            f' data-skills="de" data-server="{desk.daemon.url}"></script>'
+        page = other_site(
+            shop(desk, "Hilfe", ' data-department="support" data-skills="de"', title="Laden")
         )
-        visitor = open_widget_chat(visitor_tab, shop, "Uwe", "Wo ist mein Paket?")
+        visitor = open_widget_chat(visitor_tab, page, "Uwe", "Wo ist mein Paket?")
         expect(visitor.locator(".status-line")).to_contain_text("in line")
         expect(ann.locator(".offer", has_text="Wo ist mein Paket?")).to_have_count(0)
         set_online(bob)
@@ -553,13 +553,9 @@ class TestClosedHours:
         set_holidays(desk, "billing", [today.isoformat()])
         try:
             visitor_tab = open_tab(1100, 760)
-            shop = other_site(
-                "<!doctype html><title>Shop</title><h1>Billing help</h1>"
-                f'<script src="{desk.base}/widget.js" data-department="billing"'
-                f' data-server="{desk.daemon.url}"></script>'
-            )
+            page = other_site(shop(desk, "Billing help", ' data-department="billing"'))
             visitor = visitor_tab.page
-            visitor.goto(shop)
+            visitor.goto(page)
             visitor.click(".launcher")
             notice = visitor.locator(".prechat .notice")
             opens = re.compile(r"We open (today|tomorrow) at \d")  # midnight UTC, in local time
