@@ -16,7 +16,7 @@ import trio
 from engine import Agent, Store, StoreError, open_store
 from engine.store.contract import Connection
 from engine.store.journal import ChatRow, JournalBatch
-from engine.store.migrate import latest
+from engine.store.migrate import migrations
 from engine.store.url import parse_store_url
 
 from .test_store_contract import make_ticket, store, submitted
@@ -47,6 +47,19 @@ async def seats(store: Store, agent_id: str) -> list[str]:
         )
     )
     return [r[0] for r in rows]
+
+
+async def counts_match(store: Store) -> None:
+    """The triggers' counts (`agent_seats`) say what counting `live_members` says."""
+
+    def both(c: Connection) -> tuple[dict[str, int], dict[str, int]]:
+        rows = c.execute("SELECT agent_id, count(*) FROM live_members GROUP BY agent_id")
+        counted = {r[0]: int(r[1]) for r in rows}
+        rows = c.execute("SELECT agent_id, seats FROM agent_seats WHERE seats <> 0")
+        return counted, {r[0]: int(r[1]) for r in rows}
+
+    counted, kept = await store.read(both)
+    assert counted == kept
 
 
 def record(chat_id: str, members: tuple[str, ...], offered: tuple[str, ...] = ()) -> JournalBatch:
@@ -100,6 +113,7 @@ class TestClaims:
         # a late record of a chat that has its ticket gives nobody a seat
         assert await submitted(store, record("c2", ("bob",))) is None
         assert await seats(store, "bob") == []
+        await counts_match(store)
 
     async def test_an_offer_reserves_seats_checked_against_capacity(self, store: Store) -> None:
         """The agents a record's open offer is made to get a seat each, checked like a claim:
@@ -120,6 +134,7 @@ class TestClaims:
         assert await submitted(store, record("c3", ())) is None  # no longer offered
         assert await seats(store, "bob") == ["c2"]
         assert await claimed(store, "c3", "bob") is not None  # the directory says 1
+        await counts_match(store)
 
 
 async def test_concurrent_claims_never_pass_capacity(store_url: str) -> None:
@@ -153,30 +168,47 @@ async def test_concurrent_claims_never_pass_capacity(store_url: str) -> None:
             refusals = [o for o in outcomes if o is not None]
             assert all(isinstance(o, StoreError) and o.code == "over_capacity" for o in refusals)
             assert len(await seats(first, agent_id)) == capacity
+        await counts_match(first)
 
 
 async def test_the_migration_fills_seats_from_the_journaled_records(store_url: str) -> None:
-    """A journal written before `live_members` existed: its records' members become seats; a
-    record that does not parse, or whose members are not a list, gives none."""
+    """A journal written before `live_members` existed: its records' members become seats, and
+    the agents' counts of seats (`agent_seats`) follow; a record that does not parse, or whose
+    members are not a list, gives none."""
     backend = parse_store_url(store_url).kind
+    (members,) = [m for m in migrations(backend) if "live_members" in m.name]
     async with open_store(store_url) as store:
 
         def as_before(c: Connection) -> None:
+            c.execute("DROP TABLE agent_seats")
             c.execute("DROP TABLE live_members")
+            if backend == "postgresql":
+                c.execute("DROP FUNCTION helpline_count_seats()")
             for chat_id, doc in (
                 ("c1", json.dumps({"members": ["ann", "bob"]})),
                 ("c2", "not json"),
                 ("c3", json.dumps({"members": "ann"})),
+                ("c4", json.dumps({"members": ["ann"]})),
             ):
                 c.execute("INSERT INTO live_chats (chat_id, record) VALUES (?, ?)", (chat_id, doc))
-            c.execute("UPDATE schema_version SET version = ?", (latest(backend) - 1,))
+            c.execute("UPDATE schema_version SET version = ?", (members.version - 1,))
 
         await store.write(as_before)
     async with open_store(store_url) as store:
-        assert store.migrated_from == latest(backend) - 1
+        assert store.migrated_from == members.version - 1
         rows = await store.read(
             lambda c: sorted(
                 tuple(r) for r in c.execute("SELECT agent_id, chat_id FROM live_members")
             )
         )
-    assert rows == [("ann", "c1"), ("bob", "c1")]
+        counted = await store.read(
+            lambda c: sorted(tuple(r) for r in c.execute("SELECT agent_id, seats FROM agent_seats"))
+        )
+        assert rows == [("ann", "c1"), ("ann", "c4"), ("bob", "c1")]
+        assert counted == [("ann", 2), ("bob", 1)]
+        # and the triggers keep counting from there
+        assert await submitted(store, record("c1", ("bob",))) is None
+        counted = await store.read(
+            lambda c: sorted(tuple(r) for r in c.execute("SELECT agent_id, seats FROM agent_seats"))
+        )
+        assert counted == [("ann", 1), ("bob", 1)]

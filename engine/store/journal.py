@@ -21,7 +21,8 @@ Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so
 Rule 6. Capacity is the database's too. `live_members` holds one row per agent and live chat it
         holds a seat in (owner or invitee, or an agent an open offer of the chat is made to:
         an offer reserves a seat, in the store as in the router's memory), so an agent's load is
-        a count of its rows. Every seat an agent gains is checked against its capacity in the
+        a count of its rows, which triggers keep in `agent_seats` as rows come and go (a check
+        reads one row, however many chats the agent holds). Every seat an agent gains is checked against its capacity in the
         directory, in the transaction that adds it: on PostgreSQL the agent's row is read `FOR
         UPDATE`, so that two transactions that check one agent wait for each other (SQLite has
         one writer). An offer's seats are added by the write of the record that makes it

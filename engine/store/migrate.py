@@ -40,7 +40,8 @@ class Migration:
 
 
 def split(script: str) -> tuple[str, ...]:
-    """The statements of ``script``: split at ``;``, except inside ``$$`` bodies; no comments."""
+    """The statements of ``script``: split at ``;``, except inside ``$$`` bodies and inside the
+    ``BEGIN ... END`` body of a ``CREATE TRIGGER`` (SQLite's); no comments."""
     lines = [line for line in script.splitlines() if not line.lstrip().startswith("--")]
     statements: list[str] = []
     for i, part in enumerate("\n".join(lines).split("$$")):
@@ -51,7 +52,19 @@ def split(script: str) -> tuple[str, ...]:
         if statements:
             statements[-1] += pieces.pop(0)
         statements.extend(pieces)
-    return tuple(s.strip() for s in statements if s.strip())
+    merged: list[str] = []
+    for statement in (s.strip() for s in statements if s.strip()):
+        if merged and _open_trigger(merged[-1]):
+            merged[-1] += f";\n{statement}"
+        else:
+            merged.append(statement)
+    return tuple(merged)
+
+
+def _open_trigger(statement: str) -> bool:
+    """Whether ``statement`` is a trigger whose ``BEGIN ... END`` body goes on past a ``;``."""
+    words = statement.upper().split()
+    return words[:2] == ["CREATE", "TRIGGER"] and "BEGIN" in words and words[-1] != "END"
 
 
 @cache

@@ -70,10 +70,9 @@ def _capacity(conn: Connection, agent_id: str) -> int:
 
 
 def _held(conn: Connection, agent_id: str) -> int:
-    (count,) = conn.execute(
-        "SELECT count(*) FROM live_members WHERE agent_id = ?", (agent_id,)
-    ).fetchone()
-    return int(count)
+    """The agent's seats, as the triggers on `live_members` count them (`agent_seats`)."""
+    row = conn.execute("SELECT seats FROM agent_seats WHERE agent_id = ?", (agent_id,)).fetchone()
+    return 0 if row is None else int(row[0])
 
 
 _IN_CHUNK: Final = 500  # chat ids per IN (...) list
@@ -88,9 +87,9 @@ def mirror(
     reserve a seat for; returns the (chat id, agent id) reservations refused.
 
     Members are written without a check. The reservations new to the store are checked like
-    claims, with one read of the agents' capacities (on PostgreSQL their rows locked, in agent
-    order) and one count of their seats: an agent that would then hold more seats than its
-    capacity, or that the directory no longer has, gets no seat.
+    claims, with one read of the agents' capacities and seats (on PostgreSQL their rows locked,
+    in agent order): an agent that would then hold more seats than its capacity, or that the
+    directory no longer has, gets no seat.
     """
     ids = [chat_id for chat_id, _ in members]
     held: set[tuple[str, str]] = set()
@@ -119,26 +118,19 @@ def _reserve(conn: Connection, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[
     if not pairs:
         return ()
     agents = sorted({agent_id for _, agent_id in pairs})
-    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE"
+    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE OF a"
     capacity: dict[str, int] = {}
     held: dict[str, int] = {}
     for i in range(0, len(agents), _IN_CHUNK):
         chunk = agents[i : i + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
-        capacity.update(  # locked in agent order on PostgreSQL, as `_capacity` locks one
-            (row[0], int(row[1]))
-            for row in conn.execute(
-                f"SELECT id, capacity FROM agents WHERE id IN ({marks}) ORDER BY id{lock}", chunk
-            )
-        )
-        held.update(
-            (row[0], int(row[1]))
-            for row in conn.execute(
-                f"SELECT agent_id, count(*) FROM live_members WHERE agent_id IN ({marks})"
-                " GROUP BY agent_id",
-                chunk,
-            )
-        )
+        for agent_id, room, seats in conn.execute(  # locked in agent order, as `_capacity` locks
+            "SELECT a.id, a.capacity, coalesce(s.seats, 0) FROM agents a"
+            f" LEFT JOIN agent_seats s ON s.agent_id = a.id WHERE a.id IN ({marks})"
+            f" ORDER BY a.id{lock}",
+            chunk,
+        ):
+            capacity[agent_id], held[agent_id] = int(room), int(seats)
     seated: list[tuple[str, str]] = []
     refused: list[tuple[str, str]] = []
     for chat_id, agent_id in pairs:
