@@ -135,7 +135,8 @@ async def visitor(ledger: Ledger, n: int, rng: random.Random) -> None:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(watch, client, ended)
                     if not chat_id:
-                        if ledger.stop.is_set():
+                        if ledger.stop.is_set():  # `watch` would wait on the open connection
+                            nursery.cancel_scope.cancel()
                             return
                         reply = await client.request(
                             "open_chat", department="sales", name=f"V{n}", question=f"q{n}"
