@@ -19,26 +19,25 @@ Rule 4. The journal is read once, at start (`load`). A record that does not pars
 Rule 5. A client message id is unique within a chat (a partial UNIQUE index), so a resent message
         is stored once, also across a restart.
 Rule 6. Capacity is the database's too. `live_members` holds one row per agent and live chat it
-        holds a seat in (owner or invitee, or an agent an open offer of the chat is made to:
-        an offer reserves a seat, in the store as in the router's memory), so an agent's load is
-        a count of its rows, which triggers keep in `agent_seats` as rows come and go (a check
-        reads one row, however many chats the agent holds). Every seat an agent gains is checked against its capacity in the
-        directory, in the transaction that adds it: on PostgreSQL the agent's row is read `FOR
-        UPDATE`, so that two transactions that check one agent wait for each other (SQLite has
-        one writer). An offer's seats are added by the write of the record that makes it
-        (`JournalBatch.reserved`, `seats.mirror`): an agent found full gets no seat, the record
-        is written all the same, and the write reports the refusal to the router (its outcome).
-        An accept whose seat the offer's write reserved needs no other check, so it costs one
-        commit; one without (refused, or an offer restored after a restart) is a claim first
-        (`seats.claim`, the store's `submit_claim`), refused with
-        `StoreError(code="over_capacity")` if the agent would then hold more chats than its
-        capacity; the job's savepoint is rolled back, so nothing of it is left. A group commit
-        that checks several agents locks their rows in agent order: two writers checking at once
-        (only a holder and a node the fence is about to refuse) may still deadlock, and
-        PostgreSQL then fails one of them, a transient failure. A record's members are
-        mirrored without a check (`JournalBatch.members`): a record only gains a member through
-        a seat held already, and a restored chat keeps its agents even when their capacity was
-        lowered meanwhile. Storing a ticket (`forget`) deletes the chat's rows with its record.
+        holds a seat in (owner or invitee, or an agent an open offer of the chat is made to: an
+        offer reserves a seat, in the store as in the router's memory), so an agent's load is a
+        count of its rows, which triggers keep in `agent_seats` as rows come and go (a check reads
+        one row, however many chats the agent holds). Every seat an agent gains is checked against
+        its capacity in the directory, in the transaction that adds it: on PostgreSQL the agent's
+        row is read `FOR UPDATE`, so that two transactions that check one agent wait for each other
+        (SQLite has one writer). An offer's seats are added by the write of the record that makes it
+        (`JournalBatch.reserved`, `seats.mirror`): an agent found full gets no seat, the record is
+        written all the same, and the write reports the refusal to the router (its outcome). An
+        accept whose seat the offer's write reserved needs no other check, so it costs one commit;
+        one without (refused, or an offer restored after a restart) is a claim first (`seats.claim`,
+        the store's `submit_claim`), refused with `StoreError(code="over_capacity")` if the agent
+        would then hold more chats than its capacity; the job's savepoint is rolled back, so nothing
+        of it is left. A group commit that checks several agents locks their rows in agent order:
+        two writers checking at once (only a holder and a node the fence is about to refuse) may
+        still deadlock, and PostgreSQL then fails one of them, a transient failure. A record's
+        members are mirrored without a check (`JournalBatch.members`): a record only gains a member
+        through a seat held already, and a restored chat keeps its agents even when their capacity
+        was lowered meanwhile. Storing a ticket (`forget`) deletes the chat's rows with its record.
 Rule 7. An offer id names one open offer only: a record's offer ids are stored beside it
         (`live_chats.offer_id`, `handoff_id`, taken from the `ChatRecord` by `chat_row`, never
         parsed back from its JSON), and partial UNIQUE indexes over the rows that hold one refuse
