@@ -122,8 +122,12 @@ class Cluster:
         raise TimeoutError(f"no node took the lease within {timeout} s")
 
     def admin_token(self) -> str:
+        return self.token("--admin")
+
+    def token(self, *who: str) -> str:
+        """A new sign-in token from `helpline token` (an agent's id, or `--admin`)."""
         done = subprocess.run(
-            helpline("token", "--admin", "--store", self.store),
+            helpline("token", *who, "--store", self.store),
             capture_output=True,
             text=True,
             check=True,

@@ -210,11 +210,12 @@ class Store(Protocol):
     def submit_claim(self, chat_id: str, agent_id: str, on_done: Callable[[object], None]) -> None:
         """Give an agent a seat in a live chat, checked against its capacity, without waiting.
 
-        In one transaction: lock the agent's directory row, add the seat, and count the agent's
-        seats in every live chat. ``on_done`` is called as for ``submit_journal``, with None once
-        committed, or ``StoreError(code="over_capacity")`` when the agent would then hold more
-        chats than its capacity in the directory (nothing of the claim is left), or another
-        error (``not_found`` when no such agent). A seat already held is not counted twice.
+        In one transaction: lock the agent's directory row, add the seat, and read the agent's count
+        of seats in every live chat (``agent_seats``). ``on_done`` is called as for
+        ``submit_journal``, with None once committed, or ``StoreError(code="over_capacity")`` when
+        the agent would then hold more chats than its capacity in the directory (nothing of the
+        claim is left), or another error (``not_found`` when no such agent). A seat already held is
+        not counted twice.
         """
         ...
 

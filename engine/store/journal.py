@@ -428,10 +428,9 @@ def write_batch(conn: Connection, batch: JournalBatch) -> tuple[tuple[str, str],
     )
     for chat_id in batch.forget:
         forget(conn, chat_id)
-    refused = seats.mirror(conn, batch.members, batch.reserved) if batch.members else ()
     if batch.traces:
         trace_rows.write(conn, batch.traces)
-    return refused
+    return seats.mirror(conn, batch.members, batch.reserved) if batch.members else ()
 
 
 EntryRow = tuple[str, int, float, str, str, str, str]  # chat_id, seq, at, kind, author, text, id

@@ -7,7 +7,6 @@ skips without HELPLINE_TEST_POSTGRES.
 
 from __future__ import annotations
 
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +15,6 @@ import pytest
 import trio
 
 from bench._cluster import Cluster
-from bench._daemonproc import helpline
 from protocol import connect
 
 from ..postgres import fresh_schema
@@ -45,13 +43,7 @@ def test_a_console_reconnects_through_another_node(
     cluster.start_many(["n0", "n1"])
     first = cluster.wait_holder()
     other = "n1" if first == "n0" else "n0"
-    token = subprocess.run(
-        helpline("token", "ann", "--store", cluster.store),
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout.strip()
+    token = cluster.token("ann")
     tab = open_tab()
     page = tab.page
     with page.expect_response(lambda r: r.url.endswith("/nodes")) as listed:

@@ -12,12 +12,14 @@ Rule 1. Every decision about who holds a chat (offer, accept, decline, transfer,
         under the new capacity (`AgentState.can_take`).
         The database holds capacity too (store.journal, Rule 6), for what the router's memory
         cannot know (several nodes, a capacity lowered behind the engine's back): with the
-        journal on, an accept (of a chat, transfer or invite) is decided only once the store has
-        committed the agent's seat, checked against the capacity in the directory
-        (`submit_claim`; the agent's reservation holds meanwhile). A refusal (`over_capacity`)
-        answers the agent `capacity_full` and the offer goes on without it (the chat is offered
-        to others or queued); a failing store answers `store_unavailable` and the offer stays
-        open. Nothing is decided that the store refused, so nothing is retried.
+        journal on, an accept (of a chat, transfer or invite) is decided only on a seat the
+        store has committed, checked against the capacity in the directory: the one the write
+        of the offer reserved (`PendingOffer.seated`), or else one the accept claims first
+        (`submit_claim`; the agent's reservation in memory holds meanwhile). A refused claim
+        (`over_capacity`) answers the agent `capacity_full` and the offer goes on without it
+        (the chat is offered to others or queued); a failing store answers `store_unavailable`
+        and the offer stays open. Nothing is decided that the store refused, so nothing is
+        retried.
 Rule 2. The router never awaits anything but its own mailbox. It tells sessions with `send_nowait`,
         pushes events into outboxes (which never block), answers asks on size-1 reply channels, and
         hands store writes over with a callback, which records the outcome and wakes the loop (it
