@@ -284,6 +284,68 @@ class TestOpen:
                 ("c", held),
             ]
 
+    async def test_upgrade_keeps_the_journal_when_its_tables_are_rebuilt(
+        self, db_path: Path
+    ) -> None:
+        """A file of version 13 (the journal's tables with rowids) keeps every live chat, line,
+        grace and seat; the offer id and client message id guards and the seat counts go on."""
+        async with open_store(db_path) as store:
+
+            def downgrade(conn: sqlite3.Connection) -> None:
+                for table in ("live_chats", "live_entries", "live_agents", "live_members"):
+                    conn.execute(f"DROP TABLE {table}")
+                conn.execute("DROP TABLE agent_seats")
+                script = """
+                    CREATE TABLE live_chats (chat_id TEXT PRIMARY KEY, record TEXT NOT NULL,
+                        offer_id TEXT, handoff_id TEXT);
+                    CREATE TABLE live_entries (chat_id TEXT NOT NULL, seq INTEGER NOT NULL,
+                        at REAL NOT NULL, kind TEXT NOT NULL, author TEXT NOT NULL,
+                        text TEXT NOT NULL, client_msg_id TEXT NOT NULL,
+                        PRIMARY KEY (chat_id, seq));
+                    CREATE TABLE live_agents (agent_id TEXT PRIMARY KEY,
+                        grace_until REAL NOT NULL);
+                    CREATE TABLE live_members (agent_id TEXT NOT NULL, chat_id TEXT NOT NULL,
+                        PRIMARY KEY (agent_id, chat_id));
+                    CREATE TABLE agent_seats (agent_id TEXT PRIMARY KEY, seats INTEGER NOT NULL);
+                    INSERT INTO live_chats VALUES ('a', '{"x":1}', 'o1', NULL);
+                    INSERT INTO live_entries VALUES ('a', 1, 5.0, 'visitor', 'v', 'hi', 'm1');
+                    INSERT INTO live_agents VALUES ('ann', 99.0);
+                    INSERT INTO live_members VALUES ('ann', 'a');
+                    INSERT INTO agent_seats VALUES ('ann', 1);
+                    UPDATE schema_version SET version = 13
+                    """
+                for statement in script.split(";"):  # (executescript would commit first)
+                    conn.execute(statement)
+
+            await store.write(downgrade)
+        async with open_store(db_path) as store:
+            assert (store.migrated_from, store.schema_version) == (13, SCHEMA_VERSION)
+            live = await store.live_state()
+            assert [(c.chat_id, c.record) for c in live.chats] == [("a", '{"x":1}')]
+            assert [(e.seq, e.text, e.client_msg_id) for e in live.chats[0].entries] == [
+                (1, "hi", "m1")
+            ]
+            assert live.graces == {"ann": 99.0}
+            with pytest.raises(StoreError):  # offer o1 is chat a's
+                await store.write(
+                    lambda c: journal.write_batch(
+                        c, JournalBatch(chats=(ChatRow("b", "{}", "o1"),))
+                    )
+                )
+            with pytest.raises(StoreError):  # message m1 is stored once
+                await store.write(
+                    lambda c: journal.append_entries(c, [("a", 2, 6.0, "visitor", "v", "hi", "m1")])
+                )
+
+            def seats_after_more(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+                conn.execute("INSERT INTO live_chats (chat_id, record) VALUES ('b', '{}')")
+                journal.write_batch(
+                    conn, JournalBatch(chats=(ChatRow("b", "{}"),), members=(("b", ("ann",)),))
+                )
+                return list(conn.execute("SELECT agent_id, seats FROM agent_seats"))
+
+            assert await store.write(seats_after_more) == [("ann", 2)]
+
     async def test_schema_too_new(self, db_path: Path) -> None:
         """A file written by a newer helpline is refused with a clear code."""
         async with open_store(db_path) as store:

@@ -562,26 +562,28 @@ class TestJournal:
         assert [c.chat_id for c in (await store.live_state()).chats] == ["a", "b", "c"]
 
 
+def insert_token(name: str, fail: bool) -> Callable[[Connection], None]:
+    """A write that stores an agent token, then fails with a database error if `fail`."""
+
+    def job(conn: Connection) -> None:
+        conn.execute(
+            "INSERT INTO tokens (token_hash, role, subject, created_at) VALUES (?, ?, ?, ?)",
+            (name, "agent", name, 0.0),
+        )
+        if fail:
+            conn.execute("SELECT no_such_column FROM tokens")
+
+    return job
+
+
 class TestWriter:
     async def test_a_failing_write_undoes_only_itself(self, store: Store) -> None:
         """Writes that share a transaction commit, except the one that failed."""
         results: dict[str, object] = {}
 
-        def insert(name: str, fail: bool) -> Callable[[Connection], None]:
-            def job(conn: Connection) -> None:
-                conn.execute(
-                    "INSERT INTO tokens (token_hash, role, subject, created_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    (name, "agent", name, 0.0),
-                )
-                if fail:
-                    conn.execute("SELECT no_such_column FROM tokens")
-
-            return job
-
         async def run(name: str, fail: bool) -> None:
             try:
-                results[name] = await store.write(insert(name, fail))
+                results[name] = await store.write(insert_token(name, fail))
             except StoreError as exc:
                 results[name] = exc.code
 
@@ -590,6 +592,15 @@ class TestWriter:
                 nursery.start_soon(run, name, fail)
         assert results == {"a": None, "bad": "store_failed", "c": None}
         assert await store.count_tokens(role="agent") == 2
+
+    async def test_a_failing_write_alone_leaves_nothing(self, store: Store) -> None:
+        """A write that fails with no other in its transaction (it runs without a savepoint) is
+        rolled back whole, and the next write commits."""
+        with pytest.raises(StoreError) as info:
+            await store.write(insert_token("bad", fail=True))
+        assert info.value.code == "store_failed"
+        await store.write(insert_token("next", fail=False))
+        assert await store.count_tokens(role="agent") == 1
 
     async def test_closed_store_refuses(self, store_url: str) -> None:
         """After the block, writes, reads and submits are refused with store_closed."""

@@ -31,7 +31,7 @@ Rule 6. Capacity is the database's too. `live_members` holds one row per agent a
         accept whose seat the offer's write reserved needs no other check, so it costs one commit;
         one without (refused, or an offer restored after a restart) is a claim first (`seats.claim`,
         the store's `submit_claim`), refused with `StoreError(code="over_capacity")` if the agent
-        would then hold more chats than its capacity; the job's savepoint is rolled back, so nothing
+        would then hold more chats than its capacity; the job's changes are rolled back, so nothing
         of it is left. A group commit that checks several agents locks their rows in agent order:
         two writers checking at once (only a holder and a node the fence is about to refuse) may
         still deadlock, and PostgreSQL then fails one of them, a transient failure. A record's
@@ -69,35 +69,6 @@ from . import traces as trace_rows
 
 if TYPE_CHECKING:
     from .contract import Connection
-
-SCHEMA: Final = (
-    """CREATE TABLE IF NOT EXISTS live_chats (
-        chat_id TEXT PRIMARY KEY,
-        record TEXT NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS live_entries (
-        chat_id TEXT NOT NULL,
-        seq INTEGER NOT NULL,
-        at REAL NOT NULL,
-        kind TEXT NOT NULL,
-        author TEXT NOT NULL,
-        text TEXT NOT NULL,
-        client_msg_id TEXT NOT NULL,
-        PRIMARY KEY (chat_id, seq)
-    )""",
-    "CREATE UNIQUE INDEX IF NOT EXISTS live_entries_by_client_id"
-    " ON live_entries (chat_id, client_msg_id) WHERE client_msg_id != ''",
-    """CREATE TABLE IF NOT EXISTS live_agents (
-        agent_id TEXT PRIMARY KEY,
-        grace_until REAL NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS live_members (
-        agent_id TEXT NOT NULL,
-        chat_id TEXT NOT NULL,
-        PRIMARY KEY (agent_id, chat_id)
-    )""",
-    "CREATE INDEX IF NOT EXISTS live_members_by_chat ON live_members (chat_id)",
-)
 
 _FORMAT: Final = 1  # the record layout; a record with another value is salvaged, not restored
 
@@ -406,13 +377,14 @@ class JournalBatch:
 def write_batch(conn: Connection, batch: JournalBatch) -> tuple[tuple[str, str], ...]:
     """Write the router's records, graces and presence (failed tickets are the store's part);
     returns the (chat id, agent id) seats of offers refused (Rule 6)."""
-    conn.executemany(
-        "INSERT INTO live_chats (chat_id, record, offer_id, handoff_id) SELECT ?, ?, ?, ?"
-        " WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE chat_id = ?)"
-        " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record,"
-        " offer_id = excluded.offer_id, handoff_id = excluded.handoff_id",
-        [(c.chat_id, c.record, c.offer_id, c.handoff_id, c.chat_id) for c in batch.chats],
-    )
+    if batch.chats:  # (an empty executemany still costs a call into SQLite)
+        conn.executemany(
+            "INSERT INTO live_chats (chat_id, record, offer_id, handoff_id) SELECT ?, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE chat_id = ?)"
+            " ON CONFLICT (chat_id) DO UPDATE SET record = excluded.record,"
+            " offer_id = excluded.offer_id, handoff_id = excluded.handoff_id",
+            [(c.chat_id, c.record, c.offer_id, c.handoff_id, c.chat_id) for c in batch.chats],
+        )
     for agent_id, until in batch.graces:
         if until is None:
             conn.execute("DELETE FROM live_agents WHERE agent_id = ?", (agent_id,))
@@ -422,10 +394,11 @@ def write_batch(conn: Connection, batch: JournalBatch) -> tuple[tuple[str, str],
                 " ON CONFLICT (agent_id) DO UPDATE SET grace_until = excluded.grace_until",
                 (agent_id, until),
             )
-    conn.executemany(  # an agent removed meanwhile matches no row, which is fine
-        "UPDATE agents SET status = ?, ringtone = ? WHERE id = ?",
-        [(status.value, int(ringtone), agent_id) for agent_id, status, ringtone in batch.presence],
-    )
+    if batch.presence:  # an agent removed meanwhile matches no row, which is fine
+        conn.executemany(
+            "UPDATE agents SET status = ?, ringtone = ? WHERE id = ?",
+            [(status.value, int(ringtone), a) for a, status, ringtone in batch.presence],
+        )
     for chat_id in batch.forget:
         forget(conn, chat_id)
     if batch.traces:

@@ -15,11 +15,12 @@ under its own savepoint::
     BEGIN; SAVEPOINT job; fn1; RELEASE SAVEPOINT job; SAVEPOINT job; fn2 fails;
     ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job; ...; before_commit; COMMIT
 
-A job that fails undoes only itself. If the COMMIT fails, every job that had succeeded gets a
-``StoreError`` instead; if ``before_commit`` (a store's check) raises, the transaction is rolled
-back and every job fails the same way. If the connection breaks, the jobs of that transaction fail
-and the next batch opens a new connection, so a database restart costs the writes in flight, no
-more.
+A job that fails undoes only itself. A job alone in its batch runs without a savepoint (two round
+trips fewer), and its failure rolls the transaction back instead. If the COMMIT fails, every job
+that had succeeded gets a ``StoreError`` instead; if ``before_commit`` (a store's check) raises, the
+transaction is rolled back and every job fails the same way. If the connection breaks, the jobs of
+that transaction fail and the next batch opens a new connection, so a database restart costs the
+writes in flight, no more.
 
 Rule 2: nothing is acknowledged before COMMIT returns (with ``synchronous_commit`` on, PostgreSQL's
 default, that is after the WAL reached the disk).
@@ -152,17 +153,24 @@ def commit_batch(
     outcomes: list[Outcome] = []
     try:
         raw.execute("BEGIN")
-        for job in jobs:
-            raw.execute("SAVEPOINT job")
+        if len(jobs) == 1:  # alone: no savepoint, a failure rolls the transaction back
             try:
-                result = job.fn(conn)
+                outcomes.append((True, jobs[0].fn(conn)))
             except Exception as exc:
-                raw.execute("ROLLBACK TO SAVEPOINT job")
-                raw.execute("RELEASE SAVEPOINT job")
-                outcomes.append((False, _wrap(exc)))
-            else:
-                raw.execute("RELEASE SAVEPOINT job")
-                outcomes.append((True, result))
+                raw.execute("ROLLBACK")
+                return [(False, _wrap(exc))], True
+        else:
+            for job in jobs:
+                raw.execute("SAVEPOINT job")
+                try:
+                    result = job.fn(conn)
+                except Exception as exc:
+                    raw.execute("ROLLBACK TO SAVEPOINT job")
+                    raw.execute("RELEASE SAVEPOINT job")
+                    outcomes.append((False, _wrap(exc)))
+                else:
+                    raw.execute("RELEASE SAVEPOINT job")
+                    outcomes.append((True, result))
         if before_commit is not None:
             try:
                 before_commit(conn)

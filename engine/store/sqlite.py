@@ -17,11 +17,12 @@ Rule 1: the group commit's transaction. ``commit_batch`` runs a batch in ONE tra
     COMMIT                                                              (one fsync for all three)
 
 Each job runs under its own savepoint, so a job that raises undoes only its own changes and gets its
-own exception, while the other jobs of the batch still commit. If the COMMIT fails (or
-``before_commit`` raises, and the transaction is rolled back), every job whose function had
-succeeded gets a ``StoreError`` instead of its result (a job that had already failed keeps its own
-exception). If SQLite aborts the whole transaction under a job (disk full, I/O error), the jobs run
-so far in that transaction fail and the rest of the batch continues in a new one.
+own exception, while the other jobs of the batch still commit. A job alone in its batch needs no
+savepoint (two statements fewer): if it raises, the transaction is rolled back instead. If the
+COMMIT fails (or ``before_commit`` raises, and the transaction is rolled back), every job whose
+function had succeeded gets a ``StoreError`` instead of its result (a job that had already failed
+keeps its own exception). If SQLite aborts the whole transaction under a job (disk full, I/O error),
+the jobs run so far in that transaction fail and the rest of the batch continues in a new one.
 
 Rule 2: reads use their own connections. ``await read(fn)`` runs ``fn`` in a trio worker thread on a
 pooled, ``query_only`` connection inside one read transaction, so a read sees one committed snapshot
@@ -142,8 +143,15 @@ def _connect_reader(path: str, busy_timeout: float) -> sqlite3.Connection:
     return conn
 
 
-def _run_job(conn: sqlite3.Connection, job: _Job) -> Outcome:
-    """Run one job under its own savepoint; a failure undoes only this job."""
+def _run_job(conn: sqlite3.Connection, job: _Job, alone: bool) -> Outcome:
+    """Run one job under its own savepoint; a failure undoes only this job. A job `alone` in its
+    transaction needs no savepoint: its failure rolls the transaction back."""
+    if alone:
+        try:
+            return True, job.fn(conn)
+        except BaseException as exc:
+            _rollback_quietly(conn)
+            return False, _wrap(exc)
     try:
         conn.execute("SAVEPOINT job")
     except sqlite3.Error as exc:
@@ -192,7 +200,7 @@ def commit_batch(
                 start = len(outcomes)
                 continue
             begun = True
-        outcomes.append(_run_job(conn, job))
+        outcomes.append(_run_job(conn, job, alone=len(jobs) == 1))
         if not conn.in_transaction:
             # SQLite rolled the whole transaction back (or the job ended it): nothing since BEGIN
             # is durable, so no job of it may report success.
