@@ -9,10 +9,10 @@ Rule 1. A concern that decides where a chat goes records a step (`_step`) as it 
 Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the number of older
         ones dropped is counted), and a chat's trace is forgotten once its session has closed.
         A step is kept packed (`RawStep`): a step's candidates, one per agent of the department,
-        are three flat columns (the agents' ids, their verdicts interned, their numbers in an
-        array) instead of a tuple each, so that a department of a hundred agents costs a live
-        chat about 2 KB per offer rather than 13 KB; none of it is tracked by the garbage
-        collector. The model's `TraceStep` and `Candidate` are made from it only when a trace
+        are three flat columns instead of a tuple each: the agents' ids and their verdicts, each
+        column interned (the next offer in the department usually repeats both, and shares
+        them), and their numbers in an array. A department of a hundred agents costs a live chat
+        about 1.3 KB per offer rather than 13 KB; none of it is tracked by the garbage collector. The model's `TraceStep` and `Candidate` are made from it only when a trace
         is read or written.
 Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with that iteration's
         journal write, or on its own when there is none (the journal is off); nobody waits for
@@ -28,7 +28,7 @@ from array import array
 from collections.abc import Iterable
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -47,26 +47,38 @@ RawStep = tuple[float, str, str, str, Packed | None]
 _AGENT = itemgetter(0)
 _VERDICT = itemgetter(1, 2, 6)
 _NUMBERS = itemgetter(3, 4, 5)
-_INTERNED_MAX = 10_000  # distinct verdicts kept for sharing (details name skills: few)
+_INTERNED_MAX = 10_000  # distinct values kept for sharing (details name skills: few)
+
+T = TypeVar("T")
 
 
-class _Interned(dict[tuple[str, str, str], tuple[str, str, str]]):
-    """One shared tuple per distinct verdict (looked up from C by `map`)."""
+class _Interned(dict[T, T]):
+    """One shared tuple per distinct value (looked up from C by `map`)."""
 
-    def __missing__(self, key: tuple[str, str, str]) -> tuple[str, str, str]:
+    def __missing__(self, key: T) -> T:
         if len(self) >= _INTERNED_MAX:
             self.clear()
         self[key] = key
         return key
 
 
-def _pack(candidates: Iterable[RawCandidate], interned: _Interned) -> Packed | None:
+class _Columns:
+    """The interned values of packed steps: each verdict, and each column of agents or of
+    verdicts, which repeat from one offer to the next while a department's agents stay the same."""
+
+    def __init__(self) -> None:
+        self.verdicts: _Interned[tuple[str, str, str]] = _Interned()
+        self.agents: _Interned[tuple[str, ...]] = _Interned()
+        self.verdict_columns: _Interned[tuple[tuple[str, str, str], ...]] = _Interned()
+
+
+def _pack(candidates: Iterable[RawCandidate], columns: _Columns) -> Packed | None:
     rows = candidates if isinstance(candidates, (list, tuple)) else list(candidates)
     if not rows:
         return None
     return (
-        tuple(map(_AGENT, rows)),
-        tuple(map(interned.__getitem__, map(_VERDICT, rows))),
+        columns.agents[tuple(map(_AGENT, rows))],
+        columns.verdict_columns[tuple(map(columns.verdicts.__getitem__, map(_VERDICT, rows)))],
         array("f", chain.from_iterable(map(_NUMBERS, rows))),
     )
 
@@ -103,7 +115,7 @@ class Recorder(RouterState):
         self._traces: dict[str, list[RawStep]] = {}  # a list: a few steps cost less than a deque
         self._trace_dropped: dict[str, int] = {}
         self._trace_rows: dict[str, trace_rows.TraceRow] = {}  # to write with the next batch
-        self._verdicts = _Interned()
+        self._columns = _Columns()
         self._born = trio.current_time()  # an agent that never freed a slot is idle since then
 
     def _step(
@@ -119,7 +131,7 @@ class Recorder(RouterState):
         elif len(steps) >= self._trace_steps:
             del steps[0]  # rare: a chat with as many routing steps as the bound
             self._trace_dropped[chat.id] = self._trace_dropped.get(chat.id, 0) + 1
-        packed = _pack(candidates, self._verdicts) if candidates else None
+        packed = _pack(candidates, self._columns) if candidates else None
         steps.append((self._wall(), kind, chat.department, detail, packed))
 
     def _candidate(
