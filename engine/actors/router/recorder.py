@@ -79,7 +79,7 @@ def _pack(candidates: Iterable[RawCandidate], columns: _Columns) -> Packed | Non
     return (
         columns.agents[tuple(map(_AGENT, rows))],
         columns.verdict_columns[tuple(map(columns.verdicts.__getitem__, map(_VERDICT, rows)))],
-        array("f", chain.from_iterable(map(_NUMBERS, rows))),
+        array("f", list(chain.from_iterable(map(_NUMBERS, rows)))),  # a list: sized exactly
     )
 
 
