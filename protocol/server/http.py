@@ -194,9 +194,12 @@ def text_reply(status: int, text: str) -> HttpReply:
     return HttpReply(status=status, body=f"{text}\n".encode())
 
 
-def json_reply(code: int, **fields: object) -> HttpReply:
+def json_reply(code: int, headers: Mapping[str, str] | None = None, **fields: object) -> HttpReply:
+    """`fields` as a JSON object, with `headers` beside the usual ones."""
     body = json.dumps(fields, separators=(",", ":")).encode()
-    return HttpReply(status=code, body=body, content_type="application/json")
+    return HttpReply(
+        status=code, body=body, content_type="application/json", headers=dict(headers or {})
+    )
 
 
 # -- health ----------------------------------------------------------------------------------------
@@ -234,13 +237,7 @@ def nodes_route(routes: Routes, lister: NodeLister) -> None:
 
     async def nodes(request: HttpRequest) -> HttpReply:
         urls = list(dict.fromkeys(await lister(request)))[:MAX_NODES]
-        reply = json_reply(200, urls=urls)
-        return HttpReply(
-            status=reply.status,
-            body=reply.body,
-            content_type=reply.content_type,
-            headers={"Access-Control-Allow-Origin": "*"},
-        )
+        return json_reply(200, headers={"Access-Control-Allow-Origin": "*"}, urls=urls)
 
     routes.add(NODES, nodes)
 

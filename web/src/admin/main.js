@@ -51,7 +51,7 @@ class Admin {
 
   async signIn(token, errorNode) {
     this.client?.close();
-    const client = this.nodes.attach(new HelplineClient({ url: this.server, urls: this.nodes.urls, role: "admin", token }));
+    const client = this.nodes.attach(new HelplineClient({ url: this.server, role: "admin", token }));
     this.client = client;
     client.on("fatal", () => {
       sessionStorage.removeItem(TOKEN_KEY);

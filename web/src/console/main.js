@@ -95,7 +95,7 @@ class Console {
 
   async signIn(token, errorNode, role = sessionStorage.getItem(ROLE_KEY) || "agent", retry = true) {
     this.client?.close();
-    const client = this.nodes.attach(new HelplineClient({ url: this.server, urls: this.nodes.urls, role, token }));
+    const client = this.nodes.attach(new HelplineClient({ url: this.server, role, token }));
     this.client = client;
     client.on("open", (reply) => (role === "supervisor" ? this.onSupervisorHello(reply) : this.onHello(reply)));
     client.on("fatal", () => {
