@@ -6,14 +6,14 @@ Rule 1. A concern that decides where a chat goes records a step (`_step`) as it 
         with every candidate of the department and its verdict, the queue, a lapsed offer,
         overflow, a reassignment, the end. Recording is appending to a list in memory; it never
         waits and never fails.
-Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the number of older
-        ones dropped is counted), and a chat's trace is forgotten once its session has closed.
-        A step is kept packed (`RawStep`): a step's candidates, one per agent of the department,
-        are three flat columns instead of a tuple each: the agents' ids and their verdicts, each
-        column interned (the next offer in the department usually repeats both, and shares
-        them), and their numbers in an array. A department of a hundred agents costs a live chat
-        about 1.3 KB per offer rather than 13 KB; none of it is tracked by the garbage collector. The model's `TraceStep` and `Candidate` are made from it only when a trace
-        is read or written.
+Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the number of older ones
+        dropped is counted), and a chat's trace is forgotten once its session has closed. A step is
+        kept packed (`RawStep`): a step's candidates, one per agent of the department, are three
+        flat columns instead of a tuple each: the agents' ids and their verdicts, each column
+        interned (the next offer in the department usually repeats both, and shares them), and their
+        numbers in an array. A department of a hundred agents costs a live chat about 1.3 KB per
+        offer rather than 13 KB; none of it is tracked by the garbage collector. The model's
+        `TraceStep` and `Candidate` are made from it only when a trace is read or written.
 Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with that iteration's
         journal write, or on its own when there is none (the journal is off); nobody waits for
         it, since a trace explains decisions and is not one. It is kept for the configured number
