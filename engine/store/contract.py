@@ -10,7 +10,7 @@ both.
 
 Promise 1: a write that returns (or whose callback reports success) has been committed. Writes go
 through one writer with group commit: many writes share one transaction, each under its own
-savepoint, so a write that fails undoes only itself.
+savepoint (a write alone in its transaction needs none), so a write that fails undoes only itself.
 
 Promise 2: a read that starts after a write returned sees that write, and sees one committed
 snapshot throughout.
@@ -92,7 +92,8 @@ class Store(Protocol):
     # -- generic --------------------------------------------------------------------------------
 
     async def write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in the writer's transaction, under its own savepoint; return once committed.
+        """Run ``fn`` in the writer's transaction (under its own savepoint when it shares the
+        transaction with other writes); return once committed.
 
         If ``fn`` raises, only its changes are undone and its exception is raised here (a database
         error as ``StoreError("store_failed")``). ``StoreClosed`` if the store is closed. Waits for

@@ -10,8 +10,8 @@ await the store, can hand writes over.
 
 The writer thread blocks for one job, then drains whatever else is already queued (at most
 ``batch_max`` jobs in all) and hands the lot to the backend's ``run_batch``, which runs them in one
-transaction (each job under its own savepoint) and commits once. Under load many writers share one
-commit; when idle a batch is one job.
+transaction (each job under its own savepoint, unless it is alone) and commits once. Under load many
+writers share one commit; when idle a batch is one job.
 
 Nothing is acknowledged before COMMIT returns. Only after it does the writer thread hand the
 outcomes back to trio with ``TrioToken.run_sync_soon`` (the token is captured when the store
