@@ -8,12 +8,13 @@ Rule 1. A concern that decides where a chat goes records a step (`_step`) as it 
         waits and never fails.
 Rule 2. Memory is bounded: a live chat keeps its last `trace_steps` steps (the number of older ones
         dropped is counted), and a chat's trace is forgotten once its session has closed. A step is
-        kept packed (`RawStep`): a step's candidates, one per agent of the department, are three
-        flat columns instead of a tuple each: the agents' ids and their verdicts, each column
-        interned (the next offer in the department usually repeats both, and shares them), and their
-        numbers in an array. A department of a hundred agents costs a live chat about 1.3 KB per
-        offer rather than 13 KB; none of it is tracked by the garbage collector. The model's
-        `TraceStep` and `Candidate` are made from it only when a trace is read or written.
+        kept packed (`RawStep`): a step's candidates, one per agent of the department, are four flat
+        columns instead of a tuple each: the agents' ids, their verdicts and their capacities, each
+        column interned (the next offer in the department usually repeats them, and shares them),
+        and their loads and idle times in an array. A department of a hundred agents costs a live
+        chat about 0.9 KB per offer rather than 13 KB; none of it is tracked by the garbage
+        collector. The model's `TraceStep` and `Candidate` are made from it only when a trace is
+        read or written.
 Rule 3. When a chat finishes, its trace goes to the store (`store.traces`) with that iteration's
         journal write, or on its own when there is none (the journal is off); nobody waits for
         it, since a trace explains decisions and is not one. It is kept for the configured number
@@ -38,15 +39,16 @@ from .state import AgentState, Chat, RouterState
 
 # (agent, verdict, reason, load, capacity, idle, detail): a `Candidate`'s fields, in order
 RawCandidate = tuple[str, str, str, int, int, float, str]
-# A step's candidates as columns: agent ids, (verdict, reason, detail) triples, and an array of
-# (load, capacity, idle) for each in turn, in single precision
-Packed = tuple[tuple[str, ...], tuple[tuple[str, str, str], ...], "array[float]"]
+# A step's candidates as columns: agent ids, (verdict, reason, detail) triples, capacities, and an
+# array of (load, idle) for each in turn, in single precision
+Packed = tuple[tuple[str, ...], tuple[tuple[str, str, str], ...], tuple[int, ...], "array[float]"]
 # (at, kind, department, detail, candidates): a `TraceStep`'s fields, in order
 RawStep = tuple[float, str, str, str, Packed | None]
 
 _AGENT = itemgetter(0)
 _VERDICT = itemgetter(1, 2, 6)
-_NUMBERS = itemgetter(3, 4, 5)
+_CAPACITY = itemgetter(4)
+_NUMBERS = itemgetter(3, 5)
 _INTERNED_MAX = 10_000  # distinct values kept for sharing (details name skills: few)
 
 T = TypeVar("T")
@@ -63,13 +65,14 @@ class _Interned(dict[T, T]):
 
 
 class _Columns:
-    """The interned values of packed steps: each verdict, and each column of agents or of
-    verdicts, which repeat from one offer to the next while a department's agents stay the same."""
+    """The interned values of packed steps: each verdict, and each column of agents, verdicts or
+    capacities, which repeat from one offer to the next while a department's agents stay."""
 
     def __init__(self) -> None:
         self.verdicts: _Interned[tuple[str, str, str]] = _Interned()
         self.agents: _Interned[tuple[str, ...]] = _Interned()
         self.verdict_columns: _Interned[tuple[tuple[str, str, str], ...]] = _Interned()
+        self.capacities: _Interned[tuple[int, ...]] = _Interned()
 
 
 def _pack(candidates: Iterable[RawCandidate], columns: _Columns) -> Packed | None:
@@ -79,6 +82,7 @@ def _pack(candidates: Iterable[RawCandidate], columns: _Columns) -> Packed | Non
     return (
         columns.agents[tuple(map(_AGENT, rows))],
         columns.verdict_columns[tuple(map(columns.verdicts.__getitem__, map(_VERDICT, rows)))],
+        columns.capacities[tuple(map(_CAPACITY, rows))],
         array("f", list(chain.from_iterable(map(_NUMBERS, rows)))),  # a list: sized exactly
     )
 
@@ -87,19 +91,19 @@ def _made(step: RawStep) -> TraceStep:
     at, kind, department, detail, packed = step
     candidates: tuple[Candidate, ...] = ()
     if packed is not None:
-        agents, verdicts, numbers = packed
+        agents, verdicts, capacities, numbers = packed
         candidates = tuple(
             Candidate(
                 agent=agent,
                 verdict=verdict,
                 reason=reason,
                 load=int(load),
-                capacity=int(capacity),
+                capacity=capacity,
                 idle=round(idle, 3),  # stored in single precision
                 detail=why,
             )
             for agent, (verdict, reason, why), load, capacity, idle in zip(
-                agents, verdicts, numbers[0::3], numbers[1::3], numbers[2::3], strict=True
+                agents, verdicts, numbers[0::2], capacities, numbers[1::2], strict=True
             )
         )
     return TraceStep(at=at, kind=kind, department=department, detail=detail, candidates=candidates)
