@@ -338,7 +338,6 @@ class TestOpen:
                 )
 
             def seats_after_more(conn: sqlite3.Connection) -> list[tuple[str, int]]:
-                conn.execute("INSERT INTO live_chats (chat_id, record) VALUES ('b', '{}')")
                 journal.write_batch(
                     conn, JournalBatch(chats=(ChatRow("b", "{}"),), members=(("b", ("ann",)),))
                 )
