@@ -31,7 +31,7 @@ from engine import (
     open_store,
 )
 
-from .helpers import check_invariants, drain, of_type, offer_for, settle
+from .helpers import chat_with, check_invariants, drain, of_type, offer_for, settle
 from .test_faults import Fault
 from .test_recovery import all_tickets, crashing
 from .test_store_capacity import claimed
@@ -72,10 +72,7 @@ async def test_accept_refused_by_the_store_goes_to_another_agent(
     async with open_engine(CONFIG, db=db) as e:
         async with e.connect_agent("ann") as ann, e.connect_agent("bob") as bob:
             await ann.set_status("online")
-            async with e.open_chat(
-                department="support", question="first", visitor=Visitor(name="V")
-            ) as v1:
-                await ann.accept((await offer_for(ann, v1.chat_id)).offer_id)
+            async with chat_with(e, ann, "support") as v1:
                 await lower_capacity(db, "ann", 1)
                 await bob.set_status("online")
                 async with e.open_chat(
@@ -109,10 +106,7 @@ async def test_refused_chat_waits_in_the_queue_until_the_agent_frees(
     async with open_engine(CONFIG, db=db) as e:
         async with e.connect_agent("ann") as ann:
             await ann.set_status("online")
-            async with e.open_chat(
-                department="support", question="first", visitor=Visitor(name="V")
-            ) as v1:
-                await ann.accept((await offer_for(ann, v1.chat_id)).offer_id)
+            async with chat_with(e, ann, "support") as v1:
                 await lower_capacity(db, "ann", 1)
                 async with e.open_chat(
                     department="support", question="second", visitor=Visitor(name="V")
@@ -149,12 +143,7 @@ async def test_transfer_and_invite_refused_leave_the_chat_with_its_owner(
         async with e.connect_agent("ann") as ann, e.connect_agent("bob") as bob:
             await ann.set_status("online")
             await bob.set_status("online")
-            async with (
-                e.open_chat(department="sales", question="a", visitor=Visitor(name="A")) as va,
-                e.open_chat(department="sales", question="b", visitor=Visitor(name="B")) as vb,
-            ):
-                await ann.accept((await offer_for(ann, va.chat_id)).offer_id)
-                await bob.accept((await offer_for(bob, vb.chat_id)).offer_id)
+            async with chat_with(e, ann) as va, chat_with(e, bob) as vb:
                 await lower_capacity(db, "bob", 1)
                 for kind in ("transfer", "invite"):
                     if kind == "transfer":
@@ -189,10 +178,7 @@ async def test_a_failing_store_decides_no_accept(
     async with open_engine(CONFIG, db=db) as e:
         async with e.connect_agent("ann") as ann:
             await ann.set_status("online")
-            async with (
-                e.open_chat(department="support", question="1", visitor=Visitor(name="A")) as v1,
-            ):
-                await ann.accept((await offer_for(ann, v1.chat_id)).offer_id)
+            async with chat_with(e, ann, "support"):
                 await lower_capacity(db, "ann", 1)
                 async with e.open_chat(
                     department="sales", question="q", visitor=Visitor(name="V")
@@ -222,10 +208,7 @@ async def test_an_offer_reserves_the_seat_its_accept_takes(
     async with open_engine(CONFIG, db=db) as e:
         async with e.connect_agent("ann") as ann, e.connect_agent("bob") as bob:
             await ann.set_status("online")
-            async with e.open_chat(
-                department="support", question="1", visitor=Visitor(name="A")
-            ) as v1:
-                await ann.accept((await offer_for(ann, v1.chat_id)).offer_id)
+            async with chat_with(e, ann, "support") as v1:
                 await bob.set_status("online")
                 async with e.open_chat(
                     department="sales", question="2", visitor=Visitor(name="B")

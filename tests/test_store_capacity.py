@@ -62,6 +62,15 @@ async def counts_match(store: Store) -> None:
     assert counted == kept
 
 
+async def seat_counts(store: Store) -> list[tuple[str, int]]:
+    """Each agent's count of seats as the triggers keep it (`agent_seats`), by agent."""
+    return await store.read(
+        lambda c: sorted(
+            (r[0], int(r[1])) for r in c.execute("SELECT agent_id, seats FROM agent_seats")
+        )
+    )
+
+
 def record(chat_id: str, members: tuple[str, ...], offered: tuple[str, ...] = ()) -> JournalBatch:
     return JournalBatch(
         chats=(ChatRow(chat_id, "{}"),),
@@ -201,14 +210,8 @@ async def test_the_migration_fills_seats_from_the_journaled_records(store_url: s
                 tuple(r) for r in c.execute("SELECT agent_id, chat_id FROM live_members")
             )
         )
-        counted = await store.read(
-            lambda c: sorted(tuple(r) for r in c.execute("SELECT agent_id, seats FROM agent_seats"))
-        )
         assert rows == [("ann", "c1"), ("ann", "c4"), ("bob", "c1")]
-        assert counted == [("ann", 2), ("bob", 1)]
+        assert await seat_counts(store) == [("ann", 2), ("bob", 1)]
         # and the triggers keep counting from there
         assert await submitted(store, record("c1", ("bob",))) is None
-        counted = await store.read(
-            lambda c: sorted(tuple(r) for r in c.execute("SELECT agent_id, seats FROM agent_seats"))
-        )
-        assert counted == [("ann", 1), ("bob", 1)]
+        assert await seat_counts(store) == [("ann", 1), ("bob", 1)]

@@ -11,7 +11,7 @@ agent is full).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Final
 
 from .writer import StoreError
@@ -62,7 +62,7 @@ def _capacity(conn: Connection, agent_id: str) -> int:
     one agent wait for each other. SQLite has one writer at a time for the whole file, and a
     write transaction that read before another connection committed fails instead of writing, so
     a plain read is enough there (and dirties no page)."""
-    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE"
+    lock = _locked(conn, " FOR UPDATE")
     row = conn.execute(f"SELECT capacity FROM agents WHERE id = ?{lock}", (agent_id,)).fetchone()
     if row is None:
         raise StoreError(f"no agent {agent_id!r} in the directory", code="not_found")
@@ -75,7 +75,19 @@ def _held(conn: Connection, agent_id: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-_IN_CHUNK: Final = 500  # chat ids per IN (...) list
+def _locked(conn: Connection, clause: str) -> str:
+    """`clause` (a row lock) on PostgreSQL; nothing on SQLite, where one writer holds the file."""
+    return "" if isinstance(conn, sqlite3.Connection) else clause
+
+
+_IN_CHUNK: Final = 500  # ids per IN (...) list
+
+
+def _chunks(ids: Sequence[str]) -> Iterator[tuple[Sequence[str], str]]:
+    """`ids` in slices short enough for one IN (...) list, each with its placeholders."""
+    for i in range(0, len(ids), _IN_CHUNK):
+        chunk = ids[i : i + _IN_CHUNK]
+        yield chunk, ",".join("?" * len(chunk))
 
 
 def mirror(
@@ -93,9 +105,7 @@ def mirror(
     """
     ids = [chat_id for chat_id, _ in members]
     held: set[tuple[str, str]] = set()
-    for i in range(0, len(ids), _IN_CHUNK):
-        chunk = ids[i : i + _IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in _chunks(ids):
         held.update(
             (row[0], row[1])
             for row in conn.execute(
@@ -104,10 +114,10 @@ def mirror(
         )
     seated = {(chat_id, agent_id) for chat_id, agents in members for agent_id in agents}
     asked = {(chat_id, agent_id) for chat_id, agents in reserved for agent_id in agents}
-    if held - seated - asked:
+    gone = held - seated - asked
+    if gone:
         conn.executemany(
-            "DELETE FROM live_members WHERE chat_id = ? AND agent_id = ?",
-            sorted(held - seated - asked),
+            "DELETE FROM live_members WHERE chat_id = ? AND agent_id = ?", sorted(gone)
         )
     _insert(conn, sorted(seated - held))
     return _reserve(conn, sorted(asked - seated - held, key=lambda pair: pair[::-1]))
@@ -118,12 +128,10 @@ def _reserve(conn: Connection, pairs: Sequence[tuple[str, str]]) -> tuple[tuple[
     if not pairs:
         return ()
     agents = sorted({agent_id for _, agent_id in pairs})
-    lock = "" if isinstance(conn, sqlite3.Connection) else " FOR UPDATE OF a"
+    lock = _locked(conn, " FOR UPDATE OF a")
     capacity: dict[str, int] = {}
     held: dict[str, int] = {}
-    for i in range(0, len(agents), _IN_CHUNK):
-        chunk = agents[i : i + _IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
+    for chunk, marks in _chunks(agents):
         for agent_id, room, seats in conn.execute(  # locked in agent order, as `_capacity` locks
             "SELECT a.id, a.capacity, coalesce(s.seats, 0) FROM agents a"
             f" LEFT JOIN agent_seats s ON s.agent_id = a.id WHERE a.id IN ({marks})"
